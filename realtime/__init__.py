@@ -1,0 +1,1 @@
+"""The live monitor: capture threads, windowing, scoring, server, recording."""

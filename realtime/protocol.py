@@ -1,0 +1,121 @@
+"""The versioned JSON message schema between server and dashboard: one place.
+
+Server -> client messages (all carry "type" and "v"):
+
+- "hello": sent once on connect.
+    {type, v, session, mode: "live"|"replay", model: {name, version},
+     settings: {step_seconds, window_steps}, modalities: ["text","audio","video"],
+     clusters: K}
+- "window": one scored window.
+    {type, v, session, seq, start, end,          # seconds on the session clock
+     score,                                       # float in [-3, 3]
+     class7,                                      # int in -3..3 (round + clip)
+     label,                                       # e.g. "weakly positive"
+     polarity,                                    # "negative" | "neutral" | "positive"
+     presence: {text: bool, audio: bool, video: bool},
+     weights: {text: [K floats], audio: [...], video: [...]},   # COWA group weights
+     attention: [[T floats] x T] | null,          # last guidance layer map
+     words: [{w, start, end}],                    # words in the window
+     latency_ms: {capture, features, scoring, send},
+     dropped: int}                                # windows dropped so far
+- "stats": periodic health figures (same body as GET /metrics).
+- "session": a whole recorded session for replay: {type, v, session, windows: [...], words: [...]}
+- "error": {type, v, message}
+
+Client -> server messages are small JSON objects {type: "ping"} or
+{type: "get_session"}; anything larger than MAX_CLIENT_MESSAGE bytes or not
+valid JSON is refused with an "error" message and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+PROTOCOL_VERSION = 1
+MAX_CLIENT_MESSAGE = 4096
+
+CLASS7_LABELS = {
+    -3: "strongly negative",
+    -2: "negative",
+    -1: "weakly negative",
+    0: "neutral",
+    1: "weakly positive",
+    2: "positive",
+    3: "strongly positive",
+}
+
+
+def class7(score: float) -> int:
+    """Round and clip to -3..3, as Acc-7 does."""
+    if not math.isfinite(score):
+        return 0
+    return int(max(-3, min(3, round(score))))
+
+
+def polarity(score: float) -> str:
+    c = class7(score)
+    return "neutral" if c == 0 else ("positive" if c > 0 else "negative")
+
+
+def _r(x: float, nd: int = 4) -> float:
+    return round(float(x), nd)
+
+
+def window_message(
+    *,
+    session: str,
+    seq: int,
+    start: float,
+    end: float,
+    score: float,
+    presence: dict[str, bool],
+    weights: dict[str, Sequence[float]] | None = None,
+    attention: Sequence[Sequence[float]] | None = None,
+    words: Sequence[dict[str, Any]] = (),
+    latency_ms: dict[str, float] | None = None,
+    dropped: int = 0,
+) -> dict[str, Any]:
+    c = class7(score)
+    return {
+        "type": "window",
+        "v": PROTOCOL_VERSION,
+        "session": session,
+        "seq": int(seq),
+        "start": _r(start, 3),
+        "end": _r(end, 3),
+        "score": _r(score),
+        "class7": c,
+        "label": CLASS7_LABELS[c],
+        "polarity": polarity(score),
+        "presence": {k: bool(presence.get(k, False)) for k in ("text", "audio", "video")},
+        "weights": {k: [_r(x) for x in v] for k, v in (weights or {}).items()},
+        "attention": [[_r(x) for x in row] for row in attention] if attention is not None else None,
+        "words": [
+            {"w": str(w["w"]), "start": _r(w["start"], 3), "end": _r(w["end"], 3)} for w in words
+        ],
+        "latency_ms": {k: _r(v, 2) for k, v in (latency_ms or {}).items()},
+        "dropped": int(dropped),
+    }
+
+
+def hello_message(
+    *, session: str, mode: str, model: dict[str, Any], step_seconds: float, window_steps: int, clusters: int
+) -> dict[str, Any]:
+    return {
+        "type": "hello",
+        "v": PROTOCOL_VERSION,
+        "session": session,
+        "mode": mode,
+        "model": model,
+        "settings": {"step_seconds": step_seconds, "window_steps": window_steps},
+        "modalities": ["text", "audio", "video"],
+        "clusters": clusters,
+    }
+
+
+def error_message(message: str) -> dict[str, Any]:
+    return {"type": "error", "v": PROTOCOL_VERSION, "message": message}
+
+
+WINDOW_KEYS = frozenset(window_message(session="s", seq=0, start=0, end=1, score=0, presence={}).keys())
