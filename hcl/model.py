@@ -1,0 +1,117 @@
+"""HCL: modality embedding (Eq. 1) -> COWA (Eq. 2-5) -> CCL (Eq. 6-8) -> fusion -> score.
+
+    text  (B, L_t, D_t) ─ embed ─┐
+    audio (B, L_a, D_a) ─ embed ─┼─ (B, 3, T, d) ─ COWA ─ CCL ─ fusion(F_g^N + CLS over G_hyper^N) ─ MLP ─ score (B,)
+    video (B, L_v, D_v) ─ embed ─┘
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from hcl.ccl import CCL
+from hcl.config import MODALITIES, ModelConfig
+from hcl.cowa import COWA
+from hcl.embedding import ModalityEmbedding
+from hcl.layers import CrossTransformerLayer
+
+SCORE_RANGE = 3.0
+
+
+@dataclass
+class HCLOutput:
+    score: torch.Tensor  # (B,)
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)  # COWA W_m, (B, K) each
+    assignment: dict[str, torch.Tensor] = field(default_factory=dict)  # cluster per channel, (B, d)
+    attention: torch.Tensor | None = None  # last guidance layer map shown to users, (B, h, T, T)
+    attention_maps: dict[str, torch.Tensor] = field(default_factory=dict)  # all last-layer maps
+
+
+class FusionHead(nn.Module):
+    """Cross-modal fusion Transformer: [CLS; F_g^N] attends to G_hyper^N; CLS -> MLP -> score."""
+
+    def __init__(self, *, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.layers = nn.ModuleList(
+            CrossTransformerLayer(dim=d, heads=config.heads, ff_mult=config.ff_mult, dropout=config.dropout)
+            for _ in range(config.fusion_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 1))
+
+    def forward(self, guide: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.cls.expand(guide.shape[0], -1, -1), guide], dim=1)
+        for layer in self.layers:
+            x = layer(x, hyper)[0]
+        return self.mlp(self.norm(x[:, 0])).squeeze(-1)
+
+
+class HCL(nn.Module):
+    def __init__(self, *, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.ModuleDict(
+            {
+                m: ModalityEmbedding(
+                    name=m,
+                    input_dim=config.input_dim(m),
+                    max_len=config.max_len,
+                    tokens=config.tokens,
+                    dim=config.d_model,
+                    heads=config.heads,
+                    layers=config.embed_layers,
+                    ff_mult=config.ff_mult,
+                    dropout=config.dropout,
+                )
+                for m in MODALITIES
+            }
+        )
+        self.cowa = (
+            COWA(dim=config.d_model, clusters=config.clusters, kmeans_iters=config.kmeans_iters)
+            if config.use_cowa
+            else None
+        )
+        self.ccl = CCL(config=config)
+        self.fusion = FusionHead(config=config)
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        audio: torch.Tensor,
+        audio_mask: torch.Tensor,
+        video: torch.Tensor,
+        video_mask: torch.Tensor,
+        *,
+        details: bool = False,
+    ) -> torch.Tensor | HCLOutput:
+        inputs = {"text": (text, text_mask), "audio": (audio, audio_mask), "video": (video, video_mask)}
+        h = torch.stack([self.embed[m](*inputs[m]) for m in MODALITIES], dim=1)  # (B, 3, T, d)
+        weights = assignment = None
+        if self.cowa is not None:
+            out = self.cowa(h)
+            h, weights, assignment = out.features, out.weights, out.assignment
+        ccl = self.ccl(h, need_weights=details)
+        raw = self.fusion(ccl.guide, ccl.hyper)
+        # L1 training sees the raw output; at inference the score is clipped to the label range
+        score = raw if self.training else raw.clamp(-SCORE_RANGE, SCORE_RANGE)
+        if not details:
+            return score
+        maps = ccl.attention
+        shown = maps.get("guide->q", maps.get("p->q"))
+        return HCLOutput(
+            score=score,
+            weights={m: weights[:, i] for i, m in enumerate(MODALITIES)} if weights is not None else {},
+            assignment={m: assignment[:, i] for i, m in enumerate(MODALITIES)} if assignment is not None else {},
+            attention=shown,
+            attention_maps=maps,
+        )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
