@@ -21,6 +21,7 @@ Server -> client messages (all carry "type" and "v"):
 - "stats": periodic health figures (same body as GET /metrics).
 - "session": a whole recorded session for replay: {type, v, session, windows: [...], words: [...]}
 - "error": {type, v, message}
+- "pong": the answer to a client's {type: "ping"}: {type, v, t} (server clock, seconds)
 
 Client -> server messages are small JSON objects {type: "ping"} or
 {type: "get_session"}; anything larger than MAX_CLIENT_MESSAGE bytes or not
@@ -116,6 +117,22 @@ def hello_message(
 
 def error_message(message: str) -> dict[str, Any]:
     return {"type": "error", "v": PROTOCOL_VERSION, "message": message}
+
+
+def stats_message(body: dict[str, Any]) -> dict[str, Any]:
+    """A periodic health message; `body` is the same JSON as GET /metrics."""
+    return {"type": "stats", "v": PROTOCOL_VERSION, **body}
+
+
+def session_message(
+    *, session: str, windows: Sequence[dict[str, Any]], words: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """A whole recorded session (window messages + transcript words) for replay."""
+    return {"type": "session", "v": PROTOCOL_VERSION, "session": session, "windows": list(windows), "words": list(words)}
+
+
+def pong_message(t: float) -> dict[str, Any]:
+    return {"type": "pong", "v": PROTOCOL_VERSION, "t": _r(t, 3)}
 
 
 WINDOW_KEYS = frozenset(window_message(session="s", seq=0, start=0, end=1, score=0, presence={}).keys())
