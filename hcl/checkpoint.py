@@ -65,7 +65,7 @@ def save_checkpoint(
         "metrics": metrics or {},
         "meta": {
             "hcl_live_version": hcl.__version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **(meta or {}),
         },

@@ -1,0 +1,273 @@
+"""Command-line entry points: hcl-train, hcl-eval, hcl-info, hcl-extract."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (repeatable; splits are taken from each source)")
+    g.add_argument("--transcripts", action="append", default=[], metavar="CSV",
+                   help="MOSI/MOSEI-style label CSV (video_id, clip_id, text, label, mode); text only")
+    g.add_argument("--mmsa", action="append", default=[], metavar="PKL",
+                   help="MMSA feature pickle (aligned_50.pkl / unaligned_50.pkl)")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="load MMSA pickles with plain pickle (only for files you trust)")
+    g.add_argument("--extracted", action="append", default=[], metavar="DIR", help="dataset written by hcl-extract")
+    g.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic trimodal task with N train samples")
+    g.add_argument("--text-layer", type=int, default=None, help="encoder hidden state used as text features")
+
+
+def _source_name(path: str) -> str:
+    p = Path(path)
+    return p.parent.name if p.is_file() or p.suffix else p.name
+
+
+def load_data(args, settings):
+    """Build TrainingData + the feature settings actually used (from the sources' manifests)."""
+    from hcl.train import TrainingData
+
+    train, valid, tests = [], [], {}
+
+    def add(name: str, splits: dict) -> None:
+        train.extend(splits.get("train", []))
+        valid.extend(splits.get("valid", []))
+        if splits.get("test"):
+            tests[name] = splits["test"]
+
+    if args.text_layer is not None:
+        settings = replace(settings, text=replace(settings.text, layer=args.text_layer))
+    for path in args.transcripts:
+        from hcl.data.transcripts import load_transcripts
+
+        add(_source_name(path), load_transcripts(path, settings))
+    for path in args.mmsa:
+        from hcl.data.mmsa import load_mmsa
+
+        add(_source_name(path), load_mmsa(path, trust=args.trust_pickle))
+    for path in args.extracted:
+        from hcl.data.extracted import load_extracted
+
+        samples, ds_settings = load_extracted(path)
+        settings = ds_settings
+        splits: dict = {}
+        for s in samples:
+            splits.setdefault(s.mode, []).append(s)
+        add(_source_name(path), splits)
+    if args.synthetic:
+        from hcl.data.synthetic import synthetic_splits
+
+        n = args.synthetic
+        add("synthetic", synthetic_splits(n, max(n // 5, 64), max(n // 5, 64), seed=0))
+    if not train:
+        raise SystemExit("no training samples: give --transcripts, --mmsa, --extracted or --synthetic")
+    if not valid:
+        raise SystemExit("no valid split in the data: model selection needs one (mode == 'valid')")
+    return TrainingData(train=train, valid=valid, tests=tests), settings
+
+
+def infer_dims(samples) -> dict[str, int]:
+    s = samples[0]
+    longest = max(max(len(x.text), len(x.audio), len(x.video)) for x in samples)
+    return {
+        "text_dim": s.text.shape[1],
+        "audio_dim": s.audio.shape[1],
+        "video_dim": s.video.shape[1],
+        "max_len": max(64, int(longest)),
+    }
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (paper defaults; ablations of Tables 3-6)")
+    g.add_argument("--no-cowa", action="store_true", help="ablation: w/o COWA")
+    g.add_argument("--kmeans-iters", type=int, default=10, help="0 = fixed channel groups (w/o K-Means)")
+    g.add_argument("--no-collaborative", action="store_true", help="ablation: w/o audio-video collaboration")
+    g.add_argument("--no-text-guidance", action="store_true", help="ablation: w/o text guidance")
+    g.add_argument("--guide", choices=["text", "audio", "video"], default="text")
+    g.add_argument("--layers", type=int, default=3, help="guidance layers N")
+    g.add_argument("--dropout", type=float, default=0.1)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="hcl-train", description="Train HCL; select on valid, score test once.")
+    _add_data_args(p)
+    _model_args(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--out", required=True, help="output folder (checkpoints, results.json, results.csv)")
+    g.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--weight-decay", type=float, default=1e-2)
+    g.add_argument("--patience", type=int, default=10)
+    g.add_argument("--modality-dropout", type=float, default=0.0)
+    g.add_argument("--select", choices=["mae", "acc2", "corr"], default="mae")
+    g.add_argument("--threads", type=int, default=0)
+    g.add_argument("--device", default="auto")
+    g.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    from hcl.config import ModelConfig, TrainConfig
+    from hcl.features.config import FeatureSettings
+    from hcl.train import train
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data, settings = load_data(args, FeatureSettings())
+    model_config = ModelConfig(
+        **infer_dims(data.train + data.valid),
+        use_cowa=not args.no_cowa,
+        kmeans_iters=args.kmeans_iters,
+        collaborative=not args.no_collaborative,
+        text_guidance=not args.no_text_guidance,
+        guide=args.guide,
+        guidance_layers=args.layers,
+        dropout=args.dropout,
+    )
+    train_config = TrainConfig(
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=args.patience,
+        seeds=tuple(args.seeds),
+        modality_dropout=args.modality_dropout,
+        select_metric=args.select,
+        num_threads=args.threads,
+        device=args.device,
+    )
+    print(f"train {len(data.train)}  valid {len(data.valid)}  tests {{{', '.join(f'{k}: {len(v)}' for k, v in data.tests.items())}}}")
+    result = train(
+        data,
+        model_config=model_config,
+        train_config=train_config,
+        features=settings,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        meta={"argv": sys.argv[1:] if argv is None else list(argv)},
+    )
+    from hcl.metrics import format_metrics
+
+    for name, agg in result["summary"].items():
+        print(f"{name:>8} mean±std over seeds {list(args.seeds)}: {format_metrics(agg)}")
+    print(f"wrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="hcl-eval", description="Score a checkpoint on a split of a dataset.")
+    p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (default: the shipped live model)")
+    _add_data_args(p)
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    args = p.parse_args(argv)
+
+    from hcl.checkpoint import default_live_checkpoint, load_checkpoint
+    from hcl.metrics import format_metrics
+    from hcl.train import evaluate
+
+    path = args.checkpoint or default_live_checkpoint()
+    ckpt = load_checkpoint(path)
+    if not (args.transcripts or args.mmsa or args.extracted or args.synthetic):
+        default = SHARED_DATA / "mosi" / "label.csv"
+        if not default.is_file():
+            raise SystemExit("give a dataset: --transcripts CSV, --mmsa PKL or --extracted DIR")
+        args.transcripts = [str(default)]
+    if args.text_layer is None:
+        args.text_layer = ckpt.features.text.layer
+    from hcl.train import TrainingData  # noqa: F401  (load_data builds it)
+
+    results = {}
+    sources = [("transcripts", p_) for p_ in args.transcripts] + [("mmsa", p_) for p_ in args.mmsa] + [
+        ("extracted", p_) for p_ in args.extracted
+    ]
+    for kind, src in sources:
+        sub = argparse.Namespace(**{**vars(args), "transcripts": [], "mmsa": [], "extracted": [], "synthetic": 0})
+        getattr(sub, kind).append(src)
+        splits = _load_splits(sub, ckpt.features)
+        samples = splits.get(args.split, [])
+        if not samples:
+            print(f"{src}: no samples in split {args.split!r}")
+            continue
+        m = evaluate(ckpt.model, samples)
+        results[_source_name(src)] = m
+        print(f"{_source_name(src)} {args.split} (n={len(samples)}): {format_metrics(m)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0 if results else 1
+
+
+def _load_splits(args, settings) -> dict:
+    settings = replace(settings, text=replace(settings.text, layer=args.text_layer))
+    if args.transcripts:
+        from hcl.data.transcripts import load_transcripts
+
+        return load_transcripts(args.transcripts[0], settings)
+    if args.mmsa:
+        from hcl.data.mmsa import load_mmsa
+
+        return load_mmsa(args.mmsa[0], trust=args.trust_pickle)
+    from hcl.data.extracted import load_extracted
+
+    samples, _ = load_extracted(args.extracted[0])
+    splits: dict = {}
+    for s in samples:
+        splits.setdefault(s.mode, []).append(s)
+    return splits
+
+
+def info_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="hcl-info", description="Parameters, FLOPs per sample and config of a model.")
+    p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (default: the shipped live model)")
+    p.add_argument("--paper", action="store_true", help="describe a fresh model with the paper's MOSI setting instead")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    from hcl.checkpoint import default_live_checkpoint, load_checkpoint
+    from hcl.config import ModelConfig
+    from hcl.features.config import FeatureSettings
+    from hcl.model import HCL
+    from hcl.profile import model_profile
+
+    if args.paper:
+        cfg = ModelConfig(text_dim=768, audio_dim=5, video_dim=20)
+        model, features, metrics, source = HCL(config=cfg), None, {}, "fresh model, MOSI dims 768/5/20"
+    else:
+        path = args.checkpoint or default_live_checkpoint()
+        ckpt = load_checkpoint(path)
+        model, cfg, features, metrics, source = ckpt.model, ckpt.model_config, ckpt.features, ckpt.metrics, str(path)
+    lengths = {"text": 50, "audio": 8, "video": 8} if not args.paper else {"text": 50, "audio": 50, "video": 50}
+    prof = model_profile(model, lengths=lengths)
+    info = {"source": source, **prof, "model_config": cfg.to_dict()}
+    if features is not None:
+        info["features"] = features.to_dict()
+    if metrics:
+        info["metrics"] = metrics
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"model: {source}")
+    print(f"parameters: {prof['parameters']:,} ({prof['parameters'] / 1e6:.2f} M)")
+    print(f"FLOPs per sample: {prof['flops_per_sample'] / 1e9:.4f} G  (input lengths {lengths})")
+    print("config:")
+    for k, v in cfg.to_dict().items():
+        print(f"  {k}: {v}")
+    if features is not None:
+        print("features:", json.dumps(features.to_dict()))
+    if metrics:
+        print("metrics:", json.dumps(metrics.get("test", metrics)))
+    return 0
+
+
+def extract_main(argv: list[str] | None = None) -> int:
+    from hcl.extract import main
+
+    return main(argv)

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from hcl.kmeans import KMeansWorkspace, block_assignment, kmeans
+
+
+def numpy_kmeans(x: np.ndarray, k: int, iters: int):
+    """Straightforward reference: one problem, points x (d, T), block initialisation."""
+    d = x.shape[0]
+    block = np.arange(d) // (d // k)
+    centroids = np.stack([x[block == j].mean(axis=0) for j in range(k)])
+    assign = block.copy()
+    for _ in range(iters):
+        dist = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(-1)
+        assign = dist.argmin(axis=1)
+        for j in range(k):
+            members = x[assign == j]
+            if len(members):  # empty cluster keeps its centroid
+                centroids[j] = members.mean(axis=0)
+    return assign, centroids
+
+
+@pytest.mark.parametrize("iters", [0, 1, 3, 10])
+def test_matches_numpy_reference(iters):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 128, 8)).astype(np.float64)
+    res = kmeans(torch.from_numpy(x), clusters=8, iters=iters)
+    for i in range(x.shape[0]):
+        assign, centroids = numpy_kmeans(x[i], 8, iters)
+        np.testing.assert_array_equal(res.assignment[i].numpy(), assign)
+        np.testing.assert_allclose(res.centroids[i].numpy(), centroids, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(res.counts[i].numpy(), np.bincount(assign, minlength=8))
+
+
+def test_empty_cluster_keeps_previous_centroid():
+    # 16 channels, 4 clusters; all points at two locations: two clusters become empty
+    x = torch.zeros(1, 16, 2, dtype=torch.float64)
+    x[0, :8] = torch.tensor([0.0, 0.0], dtype=torch.float64)
+    x[0, 8:] = torch.tensor([10.0, 10.0], dtype=torch.float64)
+    x[0, 4:8] += 0.1  # block 1 sits close to block 0, block 3 close to block 2
+    x[0, 12:] += 0.1
+    res = kmeans(x, clusters=4, iters=5)
+    ref_assign, ref_centroids = numpy_kmeans(x[0].numpy(), 4, 5)
+    np.testing.assert_array_equal(res.assignment[0].numpy(), ref_assign)
+    np.testing.assert_allclose(res.centroids[0].numpy(), ref_centroids)
+    assert torch.isfinite(res.centroids).all()
+
+
+def test_zero_iterations_is_fixed_channel_blocks():
+    res = kmeans(torch.randn(3, 128, 8), clusters=8, iters=0)
+    expected = block_assignment(128, 8)
+    assert torch.equal(res.assignment, expected.expand(3, -1))
+    assert torch.equal(res.counts, torch.full((3, 8), 16.0))
+
+
+def test_workspace_reuses_its_storage():
+    ws = KMeansWorkspace(clusters=8, iters=10)
+    ws.run(torch.randn(6, 128, 8))
+    ptrs = {name: t.data_ptr() for name, t in ws.buffers().items()}
+    for _ in range(3):
+        out = ws.run(torch.randn(6, 128, 8))
+    assert {name: t.data_ptr() for name, t in ws.buffers().items()} == ptrs
+    assert out.assignment.data_ptr() == ptrs["assignment"]
+    assert ws.allocations == 1
+    ws.run(torch.randn(3, 128, 8))  # a new shape re-allocates once
+    assert ws.allocations == 2
+
+
+def test_each_problem_independent_of_batch():
+    x = torch.randn(5, 128, 8)
+    batched = kmeans(x, clusters=8, iters=10)
+    alone = kmeans(x[2:3], clusters=8, iters=10)
+    assert torch.equal(batched.assignment[2], alone.assignment[0])

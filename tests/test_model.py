@@ -1,0 +1,138 @@
+import dataclasses
+
+import pytest
+import torch
+
+from hcl.config import ModelConfig
+from hcl.model import HCL
+
+torch.set_num_threads(1)
+
+SMALL = ModelConfig(text_dim=24, audio_dim=6, video_dim=10, max_len=32, d_model=64, clusters=8, heads=4, dropout=0.0)
+
+
+def inputs(b=4, seed=0, cfg=SMALL):
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for m, length in (("text", 12), ("audio", 8), ("video", 8)):
+        out[m] = torch.randn(b, length, cfg.input_dim(m), generator=g)
+        mask = torch.ones(b, length, dtype=torch.bool)
+        mask[0, length // 2 :] = False  # padding
+        out[f"{m}_mask"] = mask
+    return out
+
+
+def make(cfg=SMALL, seed=0):
+    torch.manual_seed(seed)
+    return HCL(config=cfg)
+
+
+def test_alone_equals_in_batch():
+    model = make().eval()
+    x = inputs(b=5)
+    with torch.no_grad():
+        batch = model(**x)
+        for i in range(5):
+            alone = model(**{k: v[i : i + 1] for k, v in x.items()})
+            torch.testing.assert_close(alone[0], batch[i], rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    model = make().train()
+    x = inputs()
+    model(**x).pow(2).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"use_cowa": False},
+        {"kmeans_iters": 0},
+        {"collaborative": False},
+        {"text_guidance": False},
+        {"guide": "audio"},
+        {"guide": "video"},
+    ],
+)
+def test_each_ablation_changes_the_computation(change):
+    x = inputs()
+    base = make().eval()
+    ablated_cfg = dataclasses.replace(SMALL, **change)
+    ablated = HCL(config=ablated_cfg).eval()
+    # same weights wherever the parameter exists in both, so only the computation differs
+    ablated.load_state_dict({k: v for k, v in base.state_dict().items() if k in ablated.state_dict()}, strict=False)
+    with torch.no_grad():
+        a, b = base(**x), ablated(**x)
+    assert not torch.allclose(a, b, atol=1e-6), change
+
+
+@pytest.mark.parametrize("layers", [2, 3, 4])
+def test_guidance_depth(layers):
+    model = make(dataclasses.replace(SMALL, guidance_layers=layers))
+    assert len(model.ccl.layers) == layers
+    assert len(model.ccl.guide_layers) == layers - 1
+    assert torch.isfinite(model.eval()(**inputs())).all()
+
+
+@pytest.mark.parametrize("absent", [("audio",), ("video",), ("audio", "video"), ("text",), ("text", "audio", "video")])
+def test_missing_modalities_give_finite_scores(absent):
+    model = make().eval()
+    x = inputs()
+    for m in absent:
+        x[f"{m}_mask"][:] = False
+        x[m] = torch.zeros_like(x[m])
+    with torch.no_grad():
+        out = model(**x, details=True)
+    assert torch.isfinite(out.score).all()
+    assert all(torch.isfinite(w).all() for w in out.weights.values())
+    # training mode too (gradients finite)
+    model.train()
+    s = model(**x)
+    s.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_missing_modality_still_uses_what_is_present():
+    model = make().eval()
+    x = inputs()
+    x["audio_mask"][:] = False
+    x["video_mask"][:] = False
+    with torch.no_grad():
+        s1 = model(**x)
+        x2 = dict(x)
+        x2["text"] = x["text"] + 1.0
+        s2 = model(**x2)
+    assert not torch.allclose(s1, s2)
+
+
+def test_details_expose_weights_assignment_attention():
+    model = make().eval()
+    with torch.no_grad():
+        plain = model(**inputs())
+        out = model(**inputs(), details=True)
+    torch.testing.assert_close(plain, out.score)
+    for m in ("text", "audio", "video"):
+        w = out.weights[m]
+        assert w.shape == (4, SMALL.clusters)
+        torch.testing.assert_close(w.sum(-1), torch.ones(4))
+        assert out.assignment[m].shape == (4, SMALL.d_model)
+    assert out.attention.shape == (4, SMALL.heads, SMALL.tokens, SMALL.tokens)
+    torch.testing.assert_close(out.attention.sum(-1), torch.ones(4, SMALL.heads, SMALL.tokens))
+    assert set(out.attention_maps) == {"guide->p", "guide->q", "p->q", "q->p"}
+
+
+def test_scores_are_clipped_at_inference():
+    model = make().eval()
+    with torch.no_grad():
+        model.fusion.mlp[-1].bias.fill_(100.0)
+        assert torch.all(model(**inputs()) == 3.0)
+
+
+def test_wrong_input_width_names_the_modality():
+    model = make().eval()
+    x = inputs()
+    x["audio"] = torch.randn(4, 8, 7)
+    with pytest.raises(ValueError, match="audio features have width 7.*expects 6"):
+        model(**x)
