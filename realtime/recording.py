@@ -1,0 +1,526 @@
+"""A session folder, written while the monitor runs, and read back for replay.
+
+    session.json     settings, model, versions, start (and, after close, end) time
+    scores.jsonl     one protocol window message per line, flushed + fsync'ed per line
+    words.json       every transcribed word [{w, start, end, p}] (rewritten atomically)
+    transcript.vtt   the same words as WebVTT cues (appended, one cue per line of speech)
+    audio.wav        16 kHz mono int16; the header's sizes are patched on every write
+    video.mp4        frames with the score drawn on, H.264 (valid after close())
+
+A `kill -9` leaves every finished window readable; `read_session` skips a
+truncated last line and `read_wav` recovers a header whose sizes were not patched.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import pathlib
+import platform
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from realtime import protocol
+
+FORMAT_VERSION = 1
+SAMPLE_RATE = 16000
+SCORES = "scores.jsonl"
+INFO = "session.json"
+WORDS = "words.json"
+VTT = "transcript.vtt"
+AUDIO = "audio.wav"
+VIDEO = "video.mp4"
+
+
+class SessionError(ValueError):
+    """A folder that is not a readable session."""
+
+
+# ---------------------------------------------------------------- small pure helpers
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    for dist in ("hcl-live", "numpy", "torch", "av", "websockets"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def vtt_timestamp(seconds: float) -> str:
+    ms = max(0, int(round(seconds * 1000)))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def normalize_word(word: Any) -> dict[str, Any]:
+    """A protocol word {w, start, end[, p]} from a dict or a `Word(text, start, end, probability)`."""
+    if isinstance(word, dict):
+        text = word.get("w", word.get("text"))
+        start, end, p = word.get("start"), word.get("end"), word.get("p", word.get("probability"))
+    else:
+        text, start, end = word.text, word.start, word.end
+        p = getattr(word, "probability", None)
+    if text is None or start is None or end is None:
+        raise ValueError(f"a word needs text, start and end; got {word!r}")
+    out = {"w": str(text).strip(), "start": round(float(start), 3), "end": round(float(end), 3)}
+    if p is not None:
+        out["p"] = round(float(p), 3)
+    return out
+
+
+def cue_groups(words: Sequence[dict[str, Any]], *, max_words: int = 10, max_gap: float = 1.0) -> list[list[dict[str, Any]]]:
+    """Group words into subtitle cues: a new cue after a pause or `max_words` words."""
+    groups: list[list[dict[str, Any]]] = []
+    for w in words:
+        if not groups or len(groups[-1]) >= max_words or w["start"] - groups[-1][-1]["end"] > max_gap:
+            groups.append([])
+        groups[-1].append(w)
+    return groups
+
+
+def format_cue(group: Sequence[dict[str, Any]]) -> str:
+    start, end = group[0]["start"], max(group[-1]["end"], group[0]["start"] + 0.001)
+    text = " ".join(w["w"] for w in group).replace("-->", "->")
+    return f"{vtt_timestamp(start)} --> {vtt_timestamp(end)}\n{text}\n\n"
+
+
+def wav_header(n_data_bytes: int, *, sample_rate: int = SAMPLE_RATE, channels: int = 1, bits: int = 16) -> bytes:
+    block = channels * bits // 8
+    return (
+        b"RIFF" + struct.pack("<I", 36 + n_data_bytes) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, bits)
+        + b"data" + struct.pack("<I", n_data_bytes)
+    )
+
+
+def to_int16(chunk: np.ndarray) -> np.ndarray:
+    x = np.asarray(chunk, dtype=np.float32).reshape(-1)
+    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """float32 samples in [-1, 1] and the sample rate of a 16-bit PCM wav; recovers
+    files whose header sizes are 0 or stale (a recorder killed before patching)."""
+    path = pathlib.Path(path)
+    data = path.read_bytes()
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise SessionError(f"{path} is not a WAV file (no RIFF/WAVE header)")
+    pos, rate, channels, bits, samples = 12, SAMPLE_RATE, 1, 16, None
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        body = pos + 8
+        if chunk_id == b"fmt ":
+            _fmt, channels, rate, _br, _ba, bits = struct.unpack("<HHIIHH", data[body : body + 16])
+        elif chunk_id == b"data":
+            available = len(data) - body
+            size = available if size == 0 or size > available else size
+            samples = data[body : body + size - size % (channels * bits // 8)]
+            break
+        pos = body + size + (size & 1)
+    if samples is None:
+        raise SessionError(f"{path} has no data chunk")
+    if bits != 16:
+        raise SessionError(f"{path}: only 16-bit PCM is supported, found {bits}-bit")
+    audio = np.frombuffer(samples, dtype="<i2").astype(np.float32) / 32767.0
+    if channels > 1:
+        audio = audio.reshape(-1, channels).mean(axis=1)
+    return audio, rate
+
+
+# ---------------------------------------------------------------- writers
+class WavWriter:
+    """16-bit mono PCM written incrementally; the header always matches the data."""
+
+    def __init__(self, path: pathlib.Path, *, sample_rate: int = SAMPLE_RATE) -> None:
+        self.path = path
+        self.sample_rate = sample_rate
+        self.n_bytes = 0
+        self._f = open(path, "wb")
+        self._f.write(wav_header(0, sample_rate=sample_rate))
+        self._f.flush()
+
+    def write(self, chunk: np.ndarray) -> None:
+        pcm = to_int16(chunk).tobytes()
+        if not pcm:
+            return
+        self._f.seek(0, os.SEEK_END)
+        self._f.write(pcm)
+        self.n_bytes += len(pcm)
+        self._f.seek(4)
+        self._f.write(struct.pack("<I", 36 + self.n_bytes))
+        self._f.seek(40)
+        self._f.write(struct.pack("<I", self.n_bytes))
+        self._f.flush()
+
+    @property
+    def seconds(self) -> float:
+        return self.n_bytes / 2 / self.sample_rate
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def draw_score(rgb: np.ndarray, score: float | None, t: float) -> np.ndarray:
+    """A copy of the frame with the score, its label and a [-3, 3] gauge drawn on top."""
+    import cv2
+
+    img = np.ascontiguousarray(rgb, dtype=np.uint8).copy()
+    h, w = img.shape[:2]
+    scale = max(0.5, w / 640)
+    bar_h = int(56 * scale)
+    overlay = img[:bar_h].astype(np.float32) * 0.35
+    img[:bar_h] = overlay.astype(np.uint8)
+    if score is None or not math.isfinite(score):
+        text, colour = "--  waiting for the first window", (220, 220, 220)
+    else:
+        c = protocol.class7(score)
+        colour = (90, 200, 120) if c > 0 else (235, 90, 80) if c < 0 else (220, 220, 220)
+        text = f"{score:+.2f}  {protocol.CLASS7_LABELS[c]}"
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, text, (int(10 * scale), int(30 * scale)), font, 0.8 * scale, colour, max(1, int(2 * scale)), cv2.LINE_AA)
+    cv2.putText(img, f"t={t:7.2f}s", (w - int(130 * scale), int(30 * scale)), font, 0.5 * scale, (200, 200, 200), 1, cv2.LINE_AA)
+    # gauge: [-3, 3] across the width, a tick at 0, a marker at the score
+    y = int(46 * scale)
+    x0, x1 = int(10 * scale), w - int(10 * scale)
+    cv2.line(img, (x0, y), (x1, y), (120, 120, 120), max(1, int(2 * scale)))
+    mid = (x0 + x1) // 2
+    cv2.line(img, (mid, y - int(5 * scale)), (mid, y + int(5 * scale)), (200, 200, 200), 1)
+    if score is not None and math.isfinite(score):
+        xs = int(mid + (max(-3.0, min(3.0, score)) / 3.0) * (x1 - mid))
+        cv2.circle(img, (xs, y), max(3, int(6 * scale)), colour, -1, cv2.LINE_AA)
+    return img
+
+
+class VideoWriter:
+    """H.264 mp4 via PyAV; frames are placed at round(t * fps) (later duplicates dropped)."""
+
+    def __init__(self, path: pathlib.Path, *, fps: float = 10.0) -> None:
+        self.path = path
+        self.fps = fps
+        self.frames = 0
+        self._container = None
+        self._stream = None
+        self._last_pts = -1
+        self._size: tuple[int, int] | None = None
+
+    def _open(self, w: int, h: int) -> None:
+        import av
+        from fractions import Fraction
+
+        self._container = av.open(str(self.path), mode="w")
+        rate = Fraction(self.fps).limit_denominator(1000)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = 1 / rate
+        stream.options = {"preset": "veryfast", "crf": "23"}
+        self._stream = stream
+        self._size = (w, h)
+
+    def write(self, rgb: np.ndarray, t: float) -> bool:
+        import av
+
+        pts = int(round(t * self.fps))
+        if pts <= self._last_pts:
+            return False
+        h, w = rgb.shape[:2]
+        w2, h2 = w - w % 2, h - h % 2
+        if self._container is None:
+            self._open(w2, h2)
+        assert self._size is not None
+        if (w2, h2) != self._size:
+            import cv2
+
+            rgb = cv2.resize(rgb, self._size)
+        else:
+            rgb = rgb[:h2, :w2]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = pts
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self._last_pts = pts
+        self.frames += 1
+        return True
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+
+
+# ---------------------------------------------------------------- the recorder
+class SessionRecorder:
+    """Writes a session folder while the monitor runs. Thread-safe: windows, words,
+    audio and frames may come from different threads. Use as a context manager or
+    call close() (also on Ctrl-C) so that video.mp4 is finished."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        session_info: dict[str, Any],
+        video_fps: float = 10.0,
+        fsync: bool = True,
+        words_every: float = 2.0,
+    ) -> None:
+        self.directory = pathlib.Path(directory)
+        if (self.directory / SCORES).exists() or (self.directory / INFO).exists():
+            raise FileExistsError(
+                f"{self.directory} already holds a recorded session; choose a new folder "
+                "(hcl-live names one by date when --record is given a parent folder)"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.words_every = words_every
+        self.video_fps = video_fps
+        self.windows = 0
+        self.words: list[dict[str, Any]] = []
+        self._vtt_cued = 0  # words already written as cues
+        self._words_written_at = 0.0
+        self._closed = False
+        self._info: dict[str, Any] = {
+            **session_info,
+            "recording": {
+                "format": FORMAT_VERSION,
+                "started_at": _now_iso(),
+                "ended_at": None,
+                "versions": _versions(),
+                "files": {"scores": SCORES, "words": WORDS, "transcript": VTT, "audio": AUDIO, "video": VIDEO},
+            },
+        }
+        self._write_info()
+        self._scores = open(self.directory / SCORES, "a", encoding="utf-8")
+        with open(self.directory / VTT, "w", encoding="utf-8") as f:
+            f.write("WEBVTT\n\n")
+        _atomic_write_text(self.directory / WORDS, "[]\n")
+        self._wav: WavWriter | None = None
+        self._video: VideoWriter | None = None
+        self._score_now: float | None = None
+        self._locks = {k: threading.Lock() for k in ("scores", "words", "audio", "video")}
+
+    def __enter__(self) -> "SessionRecorder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write_info(self) -> None:
+        _atomic_write_text(self.directory / INFO, json.dumps(self._info, indent=2, default=str) + "\n")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"SessionRecorder for {self.directory} is closed")
+
+    def write_window(self, msg: dict[str, Any]) -> None:
+        """Append one window message; on disk (flushed, fsync'ed) when this returns."""
+        self._check_open()
+        line = json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n"
+        with self._locks["scores"]:
+            self._scores.write(line)
+            self._scores.flush()
+            if self.fsync:
+                os.fsync(self._scores.fileno())
+            self.windows += 1
+        score = msg.get("score")
+        if isinstance(score, (int, float)):
+            self._score_now = float(score)
+
+    def add_words(self, words: Iterable[Any]) -> None:
+        """Add transcribed words (dicts {w, start, end} or `Word`s), in time order."""
+        self._check_open()
+        new = [normalize_word(w) for w in words]
+        new = [w for w in new if w["w"]]
+        if not new:
+            return
+        with self._locks["words"]:
+            self.words.extend(new)
+            self._flush_words(final=False)
+
+    def _flush_words(self, *, final: bool) -> None:
+        # cues are appended only for speech that has paused (or at the end), so they never change
+        groups = cue_groups(self.words[self._vtt_cued :])
+        if not final and groups:
+            groups = groups[:-1]  # the last cue may still grow
+        if groups:
+            with open(self.directory / VTT, "a", encoding="utf-8") as f:
+                f.write("".join(format_cue(g) for g in groups))
+                f.flush()
+            self._vtt_cued += sum(len(g) for g in groups)
+        now = time.monotonic()
+        if final or now - self._words_written_at >= self.words_every:
+            _atomic_write_text(self.directory / WORDS, json.dumps(self.words, separators=(",", ":")) + "\n")
+            self._words_written_at = now
+
+    def write_audio(self, chunk: np.ndarray) -> None:
+        """Append float32 16 kHz mono samples in [-1, 1]."""
+        self._check_open()
+        with self._locks["audio"]:
+            if self._wav is None:
+                self._wav = WavWriter(self.directory / AUDIO)
+            self._wav.write(chunk)
+
+    def write_frame(self, rgb: np.ndarray, t: float, score: float | None = None) -> None:
+        """Draw `score` (default: the last window's) on an RGB frame at time t (s) and encode it."""
+        self._check_open()
+        annotated = draw_score(rgb, self._score_now if score is None else score, t)
+        with self._locks["video"]:
+            if self._video is None:
+                self._video = VideoWriter(self.directory / VIDEO, fps=self.video_fps)
+            self._video.write(annotated, t)
+
+    def close(self) -> None:
+        """Finish every file (video trailer, words, session.json end time). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[str] = []
+        for name, finish in (
+            ("scores", self._scores.close),
+            ("words", lambda: self._flush_words(final=True)),
+            ("audio", lambda: self._wav and self._wav.close()),
+            ("video", lambda: self._video and self._video.close()),
+        ):
+            try:
+                with self._locks[name]:
+                    finish()
+            except Exception as exc:  # finish the other files anyway
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        rec = self._info["recording"]
+        rec.update(
+            ended_at=_now_iso(),
+            windows=self.windows,
+            words=len(self.words),
+            audio_seconds=round(self._wav.seconds, 3) if self._wav else 0.0,
+            video_frames=self._video.frames if self._video else 0,
+        )
+        if errors:
+            rec["errors"] = errors
+        self._write_info()
+        if errors:
+            raise RuntimeError(f"closing session {self.directory}: " + "; ".join(errors))
+
+
+# ---------------------------------------------------------------- the reader
+@dataclass
+class RecordedSession:
+    directory: pathlib.Path
+    info: dict[str, Any]
+    windows: list[dict[str, Any]]
+    words: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False  # the last line of scores.jsonl was cut (kill -9 mid-write)
+
+    @property
+    def session_id(self) -> str:
+        if self.windows:
+            return str(self.windows[0].get("session", self.directory.name))
+        return str(self.info.get("session", self.directory.name))
+
+    @property
+    def audio_path(self) -> pathlib.Path | None:
+        p = self.directory / AUDIO
+        return p if p.is_file() else None
+
+    @property
+    def video_path(self) -> pathlib.Path | None:
+        p = self.directory / VIDEO
+        return p if p.is_file() else None
+
+    def read_audio(self) -> tuple[np.ndarray, int]:
+        if self.audio_path is None:
+            raise SessionError(f"{self.directory} has no {AUDIO}")
+        return read_wav(self.audio_path)
+
+    def session_message(self) -> dict[str, Any]:
+        """The protocol "session" message a replaying DashboardServer sends."""
+        return protocol.session_message(session=self.session_id, windows=self.windows, words=self.words)
+
+
+def _read_windows(path: pathlib.Path) -> tuple[list[dict[str, Any]], bool]:
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    windows: list[dict[str, Any]] = []
+    truncated = False
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        is_last = all(not rest.strip() for rest in lines[i + 1 :])
+        try:
+            msg = json.loads(line)
+            if not isinstance(msg, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            if is_last:
+                truncated = True  # a write cut short by kill -9 / power loss
+                break
+            raise SessionError(f"{path}, line {i + 1}: not a window message ({exc}); the file is damaged") from None
+        windows.append(msg)
+    return windows, truncated
+
+
+def _words_from_windows(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, float], dict[str, Any]] = {}
+    for win in windows:
+        for w in win.get("words") or ():
+            seen.setdefault((w["w"], w["start"]), w)
+    return sorted(seen.values(), key=lambda w: w["start"])
+
+
+def read_session(directory: str | os.PathLike) -> RecordedSession:
+    """Read a session folder (written by SessionRecorder), tolerating a kill -9."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        raise SessionError(f"{directory} is not a folder; pass the session folder that hcl-live --record wrote")
+    info_path, scores_path = directory / INFO, directory / SCORES
+    if not info_path.is_file() and not scores_path.is_file():
+        raise SessionError(
+            f"{directory} is not a recorded session: it has neither {INFO} nor {SCORES}; "
+            "pass the session folder that hcl-live --record wrote"
+        )
+    info: dict[str, Any] = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise SessionError(f"{info_path} is not valid JSON ({exc})") from None
+    windows, truncated = _read_windows(scores_path) if scores_path.is_file() else ([], False)
+    words: list[dict[str, Any]] = []
+    words_path = directory / WORDS
+    if words_path.is_file():
+        try:
+            words = json.loads(words_path.read_text(encoding="utf-8"))
+        except ValueError:
+            words = []
+    # words.json is rewritten every few seconds: after a kill -9 the windows hold the newest words
+    last = words[-1]["start"] if words else -math.inf
+    words = words + [w for w in _words_from_windows(windows) if w["start"] > last]
+    return RecordedSession(directory=directory, info=info, windows=windows, words=words, truncated=truncated)
