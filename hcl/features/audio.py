@@ -1,0 +1,231 @@
+"""Acoustic features per time step: MFCC, log energy, pitch (F0) and voicing, loudness.
+
+`AudioFeatureExtractor.steps(wave_16k, step_seconds)` cuts 16 kHz mono audio
+into steps of `step_seconds` and summarises the 10 ms frames of each step.
+Feature layout, `AudioFeatureConfig.dim` = 2 * n_mfcc + 8 columns (48 by default):
+
+    [0, n_mfcc)            MFCC mean over the step's frames         (x 0.1)
+    [n_mfcc, 2 n_mfcc)     MFCC standard deviation                   (x 0.1)
+    2n+0, 2n+1             log10 frame energy (mean square) mean, std (/ 5; silence floor -2)
+    2n+2, 2n+3             F0 mean, std over voiced frames, log2(F0 / 200 Hz) (0 when unvoiced)
+    2n+4                   voiced fraction of the step's frames       [0, 1]
+    2n+5, 2n+6             loudness (K-weighted level, LKFS-like dB) mean, std (/ 50; floor -100 dB)
+    2n+7                   speech flag (1.0 = the step holds speech)
+
+MFCCs are DCT-II of log(mel power + 1e-6) (torchaudio, no per-input dB
+clamping, so a step's features do not depend on the rest of the input).
+Pitch is YIN's cumulative mean normalised difference computed for all frames
+at once with FFTs (torch, CPU or CUDA): the first dip under
+`config.yin_threshold` between `f0_max` and `f0_min`, refined by parabolic
+interpolation. A step is speech when at least `config.speech_min_voiced` of
+its frames are voiced and louder than `config.speech_min_db`. Everything is
+deterministic and finite (silence included).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hcl.features.config import AudioFeatureConfig
+
+MFCC_SCALE = 0.1
+ENERGY_SCALE = 1 / 5
+LOUDNESS_SCALE = 1 / 50
+LOUDNESS_FLOOR_DB = -100.0
+F0_REFERENCE_HZ = 200.0
+
+
+class AudioFeatureExtractor:
+    """Per-step acoustic features of 16 kHz mono audio; see the module docstring for the layout."""
+
+    def __init__(self, *, config: AudioFeatureConfig = AudioFeatureConfig(), device: str | torch.device = "cpu") -> None:
+        import torchaudio
+
+        self.config = config
+        self.device = torch.device(device)
+        sr = config.sample_rate
+        self.win = int(round(sr * config.frame_ms / 1000))
+        self.hop = int(round(sr * config.hop_ms / 1000))
+        n_fft = 1 << (self.win - 1).bit_length()
+        self._mfcc = torchaudio.transforms.MFCC(
+            sample_rate=sr,
+            n_mfcc=config.n_mfcc,
+            log_mels=True,
+            melkwargs={
+                "n_fft": n_fft,
+                "win_length": self.win,
+                "hop_length": self.hop,
+                "n_mels": config.n_mels,
+                "center": True,
+                "pad_mode": "constant",
+                "f_min": 20.0,
+                "f_max": sr / 2,
+            },
+        ).to(self.device)
+        self.tau_min = max(2, int(math.floor(sr / config.f0_max)))
+        self.tau_max = int(math.ceil(sr / config.f0_min))
+        self._yin_len = self.win + self.tau_max + 1
+        self._yin_fft = 1 << (self._yin_len + self.win).bit_length()
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    # ------------------------------------------------------------------ public
+    def steps(
+        self, wave_16k: np.ndarray | torch.Tensor, step_seconds: float, n_steps: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features of each `step_seconds` step of `wave_16k` ((N,) float at 16 kHz).
+
+        Returns (feats (S, dim) float32, speech (S,) bool). S = `n_steps` if given
+        (missing audio at the end counts as silence), else the steps covering N
+        samples (a final partial step counts). Frames are assigned to the step
+        holding their centre.
+        """
+        feats, speech = self.steps_tensor(torch.as_tensor(np.asarray(wave_16k, dtype=np.float32)), step_seconds, n_steps)
+        return feats.cpu().numpy(), speech.cpu().numpy()
+
+    @torch.no_grad()
+    def steps_tensor(
+        self, wave: torch.Tensor, step_seconds: float, n_steps: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `steps`, on tensors that stay on `self.device`."""
+        cfg = self.config
+        if wave.ndim != 1:
+            raise ValueError(f"expected mono audio of shape (N,), got {tuple(wave.shape)}; average the channels first")
+        step_samples = int(round(step_seconds * cfg.sample_rate))
+        if step_samples % self.hop:
+            raise ValueError(f"step_seconds={step_seconds} must be a multiple of the hop ({cfg.hop_ms} ms)")
+        per_step = step_samples // self.hop
+        n = int(wave.shape[0])
+        if n_steps is None:
+            n_steps = max(1, math.ceil(n / step_samples - 0.01))
+        wave = wave.to(self.device, torch.float32)
+        wave = torch.nan_to_num(wave).clamp(-1.0, 1.0)
+        total = n_steps * step_samples
+        if n < total:
+            wave = F.pad(wave, (0, total - n))
+        else:
+            wave = wave[:total]
+        n_frames = n_steps * per_step
+        valid = (torch.arange(n_frames, device=self.device) * self.hop) < max(n, 1)
+
+        mfcc = self._mfcc(wave)[:, :n_frames].T * MFCC_SCALE  # (F, n_mfcc)
+        frames = self._frames(wave, self.win, n_frames)  # (F, win)
+        mean_sq = frames.pow(2).mean(dim=1)
+        log_energy = torch.log10(mean_sq + 1e-10) * ENERGY_SCALE
+        loud_db = self._loudness_db(wave, n_frames)
+        f0, voiced = self._pitch(wave, n_frames)
+        voiced = voiced & (loud_db > cfg.speech_min_db) & valid
+
+        def grouped(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(n_steps, per_step, *x.shape[1:])
+
+        vmask = grouped(valid).float()
+        mfcc_mean, mfcc_std = _masked_mean_std(grouped(mfcc), vmask)
+        e_mean, e_std = _masked_mean_std(grouped(log_energy)[..., None], vmask)
+        l_mean, l_std = _masked_mean_std(grouped(loud_db.clamp_min(LOUDNESS_FLOOR_DB) * LOUDNESS_SCALE)[..., None], vmask)
+        vo = grouped(voiced).float()
+        log_f0 = torch.log2(f0.clamp_min(1.0) / F0_REFERENCE_HZ)
+        f_mean, f_std = _masked_mean_std(grouped(log_f0)[..., None], vo)
+        counts = vmask.sum(dim=1).clamp_min(1.0)
+        voiced_frac = vo.sum(dim=1) / counts
+        speech = voiced_frac >= cfg.speech_min_voiced
+        feats = torch.cat(
+            [
+                mfcc_mean,
+                mfcc_std,
+                e_mean,
+                e_std,
+                f_mean,
+                f_std,
+                voiced_frac[:, None],
+                l_mean,
+                l_std,
+                speech.float()[:, None],
+            ],
+            dim=1,
+        )
+        return torch.nan_to_num(feats).float(), speech
+
+    def frame_pitch(self, wave_16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per 10 ms frame: (F0 Hz (F,) float32, 0 where unvoiced; voiced (F,) bool). For inspection and tests."""
+        wave = torch.as_tensor(np.asarray(wave_16k, np.float32), device=self.device)
+        n_frames = max(1, wave.shape[0] // self.hop)
+        f0, voiced = self._pitch(wave, n_frames)
+        return (f0 * voiced).cpu().numpy(), voiced.cpu().numpy()
+
+    # ------------------------------------------------------------------ parts
+    def _frames(self, wave: torch.Tensor, length: int, n_frames: int) -> torch.Tensor:
+        """(n_frames, length) windows centred on k * hop (zero padded at both ends)."""
+        left = length // 2
+        need = (n_frames - 1) * self.hop + length
+        padded = F.pad(wave, (left, max(0, need - left - wave.shape[0])))
+        return padded.unfold(0, length, self.hop)[:n_frames]
+
+    def _loudness_db(self, wave: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """K-weighted (ITU-R BS.1770 pre-filter) level of each frame in dB."""
+        import torchaudio.functional as AF
+
+        sr = self.config.sample_rate
+        k = AF.treble_biquad(wave, sr, 4.0, 1500.0, 1 / math.sqrt(2))
+        k = AF.highpass_biquad(k, sr, 38.0, 0.5)
+        ms = self._frames(k, self.win, n_frames).pow(2).mean(dim=1)
+        return -0.691 + 10.0 * torch.log10(ms + 1e-12)
+
+    def _pitch(self, wave: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """YIN on all frames at once: (F0 Hz (F,), voiced (F,) bool)."""
+        cfg = self.config
+        w, tmax, tmin = self.win, self.tau_max, self.tau_min
+        x = self._frames(wave, self._yin_len, n_frames)  # (F, w + tmax + 1)
+        x = x - x.mean(dim=1, keepdim=True)
+        nfft = self._yin_fft
+        # r[t] = sum_{j<w} x_j x_{j+t}, for t = 0..tmax, by FFT cross-correlation
+        spec_full = torch.fft.rfft(x, n=nfft)
+        spec_head = torch.fft.rfft(x[:, :w], n=nfft)
+        r = torch.fft.irfft(spec_full * spec_head.conj(), n=nfft)[:, : tmax + 1]
+        sq = F.pad(x.pow(2).cumsum(dim=1), (1, 0))  # sq[i] = sum_{j<i} x_j^2
+        lags = torch.arange(tmax + 1, device=x.device)
+        energy_head = sq[:, w : w + 1]  # sum_{j<w} x_j^2
+        energy_shift = sq[:, lags + w] - sq[:, lags]  # sum_{j<w} x_{j+t}^2
+        d = (energy_head + energy_shift - 2.0 * r).clamp_min(0.0)
+        csum = d[:, 1:].cumsum(dim=1)
+        cmnd = torch.ones_like(d)
+        scale = energy_head.clamp_min(1e-12)
+        cmnd[:, 1:] = torch.where(csum > 1e-6 * scale, d[:, 1:] * lags[1:] / csum.clamp_min(1e-20), torch.ones_like(csum))
+        cm = cmnd[:, tmin : tmax + 1]  # candidate lags tmin..tmax
+        below = cm < cfg.yin_threshold
+        idx = torch.arange(cm.shape[1], device=x.device)
+        has = below.any(dim=1)
+        first = torch.where(has, below.float().argmax(dim=1), torch.zeros_like(has, dtype=torch.long))
+        after = idx[None, :] >= first[:, None]
+        left_dip = (after & ~below).long().cumsum(dim=1) > 0
+        in_dip = below & after & ~left_dip
+        best = torch.where(in_dip, cm, torch.full_like(cm, float("inf"))).argmin(dim=1)
+        # parabolic refinement around the best lag
+        b0 = (best - 1).clamp(0, cm.shape[1] - 1)
+        b2 = (best + 1).clamp(0, cm.shape[1] - 1)
+        y0, y1, y2 = cm.gather(1, b0[:, None])[:, 0], cm.gather(1, best[:, None])[:, 0], cm.gather(1, b2[:, None])[:, 0]
+        denom = y0 - 2 * y1 + y2
+        shift = torch.where(denom.abs() > 1e-9, 0.5 * (y0 - y2) / denom, torch.zeros_like(denom)).clamp(-0.5, 0.5)
+        tau = (best + tmin).float() + shift
+        f0 = cfg.sample_rate / tau.clamp_min(1.0)
+        silent = energy_head[:, 0] < 1e-7 * w  # below ~ -70 dBFS
+        voiced = has & ~silent & (f0 >= cfg.f0_min * 0.95) & (f0 <= cfg.f0_max * 1.05)
+        return torch.where(voiced, f0, torch.zeros_like(f0)), voiced
+
+
+def _masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation over dim 1 of x (S, T, D) where mask (S, T) is 1; 0 where none."""
+    m = mask[..., None]
+    count = m.sum(dim=1)
+    safe = count.clamp_min(1.0)
+    mean = (x * m).sum(dim=1) / safe
+    var = ((x - mean[:, None, :]).pow(2) * m).sum(dim=1) / safe
+    mean = torch.where(count > 0, mean, torch.zeros_like(mean))
+    std = torch.where(count > 1, var.clamp_min(0.0).sqrt(), torch.zeros_like(var))
+    return mean, std
