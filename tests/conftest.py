@@ -1,0 +1,94 @@
+"""Shared pytest fixtures. Add new fixtures in their own section; keep others' intact."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# --------------------------------------------------------------------------------------
+# Feature extractors on real media (tests/test_media.py, test_audio_features.py,
+# test_face_features.py, test_speech.py, test_extract.py). Expensive things are made once.
+
+SHARED_MOSI_RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi" / "raw"
+
+
+def _mosi_file(name: str) -> Path:
+    path = SHARED_MOSI_RAW / name
+    if not path.exists():
+        pytest.skip(f"real MOSI clip {path} not available (see shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mosi_video_path() -> Path:
+    """A real MOSI clip with a face and speech (label -0.8), 7.5 s."""
+    return _mosi_file("Oz06ZWiO20M_6.mp4")
+
+
+@pytest.fixture(scope="session")
+def mosi_wav_path() -> Path:
+    """A real MOSI audio clip, 16 kHz stereo, 3.3 s: 'anyhow it was really good'."""
+    return _mosi_file("03bSnISJMiM_1.wav")
+
+
+@pytest.fixture(scope="session")
+def mosi_clip(mosi_video_path):
+    from hcl.features.media import read_media
+
+    return read_media(mosi_video_path)
+
+
+@pytest.fixture(scope="session")
+def segment_featurizer():
+    """One SegmentFeaturizer (default settings, CPU, one torch thread) for the whole session."""
+    import torch
+
+    from hcl.features.segment import SegmentFeaturizer
+
+    torch.set_num_threads(1)
+    featurizer = SegmentFeaturizer()
+    yield featurizer
+    featurizer.close()
+
+
+@pytest.fixture(scope="session")
+def mosi_face_frames(mosi_clip, segment_featurizer):
+    """Per-frame face features of the MOSI clip at 10 fps: (times, [(58,) | None])."""
+    return segment_featurizer.face_frames(mosi_clip.frames(10.0))
+
+
+@pytest.fixture(scope="session")
+def talking_video(tmp_path_factory):
+    """Generated mp4: espeak-ng speech over the astronaut's face, then faint noise over face-free frames."""
+    from media_fixtures import espeak_available, make_talking_video
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    return make_talking_video(tmp_path_factory.mktemp("media") / "talk.mp4")
+
+
+@pytest.fixture(scope="session")
+def talking_clip(talking_video):
+    from hcl.features.media import read_media
+
+    return read_media(talking_video.path)
+
+
+@pytest.fixture(scope="session")
+def talking_segment(talking_clip, segment_featurizer):
+    """SegmentFeatures of the whole generated talking video."""
+    return segment_featurizer.featurize(talking_clip)
+
+
+@pytest.fixture(scope="session")
+def whisper():
+    """The packaged Whisper tiny.en, loaded once."""
+    from hcl.features.speech import SpeechTranscriber
+
+    transcriber = SpeechTranscriber(cpu_threads=2)
+    transcriber.model  # load now
+    return transcriber
