@@ -29,6 +29,18 @@ def make_hello(*, session: str = "test-session", mode: str = "live") -> dict:
     )
 
 
+VOCAB = ["really", "good", "not", "sure", "about", "this", "movie", "great", "awful", "plot", "acting", "fine"]
+
+
+def timeline_words(until: float) -> list[dict]:
+    """The synthetic transcript: word k spans [0.2 + 0.6 k, 0.6 + 0.6 k] seconds."""
+    out, k = [], 0
+    while 0.6 + 0.6 * k <= until:
+        out.append({"w": VOCAB[k % len(VOCAB)], "start": round(0.2 + 0.6 * k, 3), "end": round(0.6 + 0.6 * k, 3)})
+        k += 1
+    return out
+
+
 def make_window(seq: int, *, session: str = "test-session", step: float = 0.5) -> dict:
     """A schema-valid window whose values vary with seq (scores sweep [-3, 3])."""
     import math
@@ -38,10 +50,8 @@ def make_window(seq: int, *, session: str = "test-session", step: float = 0.5) -
     presence = {"text": seq % 4 != 3, "audio": seq % 3 != 2, "video": seq % 5 != 4}
     weights = {m: [((i + seq + j) % K + 1) / 36 for i in range(K)] for j, m in enumerate(("text", "audio", "video"))}
     attention = [[(1.0 if r == c else 0.0) * 0.5 + ((r + c + seq) % T) / (2 * T * T) for c in range(T)] for r in range(T)]
-    vocab = ["really", "good", "not", "sure", "about", "this", "movie", "great", "awful", "plot"]
-    words = [] if not presence["text"] else [
-        {"w": vocab[(seq + i) % len(vocab)], "start": start + 3.0 + i * 0.3, "end": start + 3.25 + i * 0.3} for i in range(3)
-    ]
+    # one word every 0.6 s on the session clock; a window carries the words inside it
+    words = [] if not presence["text"] else [w for w in timeline_words(start + 8 * step) if w["start"] >= start]
     return protocol.window_message(
         session=session, seq=seq, start=start, end=start + 8 * step, score=score, presence=presence,
         weights=weights, attention=attention, words=words,
