@@ -19,6 +19,7 @@ import math
 import os
 import pathlib
 import platform
+import queue
 import struct
 import threading
 import time
@@ -292,6 +293,7 @@ class SessionRecorder:
         video_fps: float = 10.0,
         fsync: bool = True,
         words_every: float = 2.0,
+        video_queue: int = 32,
     ) -> None:
         self.directory = pathlib.Path(directory)
         if (self.directory / SCORES).exists() or (self.directory / INFO).exists():
@@ -326,6 +328,13 @@ class SessionRecorder:
         self._wav: WavWriter | None = None
         self._video: VideoWriter | None = None
         self._score_now: float | None = None
+        # frames are drawn and encoded on a thread of their own, so a capture thread never
+        # waits for x264; when that thread falls behind, frames are dropped and counted
+        self._video_queue_size = video_queue
+        self._frames: queue.Queue | None = None
+        self._video_thread: threading.Thread | None = None
+        self._video_error: BaseException | None = None
+        self.video_dropped = 0
         self._locks = {k: threading.Lock() for k in ("scores", "words", "audio", "video")}
 
     def __enter__(self) -> "SessionRecorder":
@@ -390,13 +399,53 @@ class SessionRecorder:
             self._wav.write(chunk)
 
     def write_frame(self, rgb: np.ndarray, t: float, score: float | None = None) -> None:
-        """Draw `score` (default: the last window's) on an RGB frame at time t (s) and encode it."""
+        """Queue an RGB frame at time t (s) for the video, with `score` (default: the last
+        window's) drawn on. Never waits for the encoder (frames are dropped if it lags)."""
         self._check_open()
-        annotated = draw_score(rgb, self._score_now if score is None else score, t)
+        if self._video_error is not None:
+            raise RuntimeError(f"video encoding for {self.directory / VIDEO} failed: {self._video_error}")
+        item = (np.array(rgb, dtype=np.uint8, copy=True), float(t), self._score_now if score is None else score)
+        if self._video_queue_size <= 0:
+            with self._locks["video"]:
+                self._encode(*item)
+            return
         with self._locks["video"]:
-            if self._video is None:
-                self._video = VideoWriter(self.directory / VIDEO, fps=self.video_fps)
-            self._video.write(annotated, t)
+            if self._video_thread is None:
+                self._frames = queue.Queue(maxsize=self._video_queue_size)
+                self._video_thread = threading.Thread(target=self._video_loop, name="session-video", daemon=True)
+                self._video_thread.start()
+        try:
+            self._frames.put_nowait(item)
+        except queue.Full:
+            self.video_dropped += 1
+
+    def _encode(self, rgb: np.ndarray, t: float, score: float | None) -> None:
+        annotated = draw_score(rgb, score, t)
+        if self._video is None:
+            self._video = VideoWriter(self.directory / VIDEO, fps=self.video_fps)
+        self._video.write(annotated, t)
+
+    def _video_loop(self) -> None:
+        assert self._frames is not None
+        while True:
+            item = self._frames.get()
+            if item is None:
+                return
+            if self._video_error is not None:
+                continue  # keep draining so that write_frame never blocks
+            try:
+                self._encode(*item)
+            except BaseException as exc:  # reported by write_frame / close
+                self._video_error = exc
+
+    def _finish_video(self) -> None:
+        if self._video_thread is not None:
+            self._frames.put(None)
+            self._video_thread.join()
+        if self._video is not None:
+            self._video.close()
+        if self._video_error is not None:
+            raise self._video_error
 
     def close(self) -> None:
         """Finish every file (video trailer, words, session.json end time). Idempotent."""
@@ -408,7 +457,7 @@ class SessionRecorder:
             ("scores", self._scores.close),
             ("words", lambda: self._flush_words(final=True)),
             ("audio", lambda: self._wav and self._wav.close()),
-            ("video", lambda: self._video and self._video.close()),
+            ("video", self._finish_video),
         ):
             try:
                 with self._locks[name]:
@@ -422,6 +471,7 @@ class SessionRecorder:
             words=len(self.words),
             audio_seconds=round(self._wav.seconds, 3) if self._wav else 0.0,
             video_frames=self._video.frames if self._video else 0,
+            video_frames_dropped=self.video_dropped,
         )
         if errors:
             rec["errors"] = errors

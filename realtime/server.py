@@ -14,7 +14,7 @@ import collections
 import email.utils
 import hmac
 import http
-import importlib.resources
+import importlib.util
 import itertools
 import json
 import logging
@@ -57,19 +57,25 @@ CONTENT_SECURITY_POLICY = (
 LATENCY_WINDOW = 256  # how many recent windows the latency percentiles cover
 
 
-def default_client_dir() -> pathlib.Path | None:
-    """Where the dashboard's files are: `client/` at the repository root (a source
-    checkout or an editable install), else the installed package `hcl_client`
-    (a wheel maps `client/` there). None when neither exists."""
-    repo_client = pathlib.Path(__file__).resolve().parent.parent / "client"
-    if (repo_client / "index.html").is_file():
-        return repo_client
+def default_client_dir(*, repo_root: str | pathlib.Path | None = None) -> pathlib.Path | None:
+    """Where the dashboard's files are, in this order:
+
+    1. `client/` at the repository root (a source checkout or an editable install);
+    2. the installed package `hcl_client` (a wheel built by `pip install .` maps the
+       top-level `client/` folder there).
+
+    None when neither holds an index.html. `repo_root` is for tests."""
+    root = pathlib.Path(repo_root) if repo_root is not None else pathlib.Path(__file__).resolve().parent.parent
+    if (root / "client" / "index.html").is_file():
+        return root / "client"
     try:
-        installed = importlib.resources.files("hcl_client")
-    except ModuleNotFoundError:
-        return None
-    path = pathlib.Path(str(installed))
-    return path if (path / "index.html").is_file() else None
+        spec = importlib.util.find_spec("hcl_client")
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (pathlib.Path(location) / "index.html").is_file():
+            return pathlib.Path(location)
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -428,11 +434,18 @@ class DashboardServer:
             await self._stop.wait()
         finally:
             stats_task.cancel()
-            server.close(close_connections=True)
+            server.close(close_connections=True)  # 1001 going away
             try:
-                await asyncio.wait_for(server.wait_closed(), 5)
+                await asyncio.wait_for(asyncio.shield(server.wait_closed()), 1.5)
             except asyncio.TimeoutError:
-                log.warning("dashboard server: some connections did not close in time")
+                # a client that stopped reading cannot take the close frame: cut it off
+                for conn in list(getattr(server, "all_connections", server.connections)):
+                    if conn.transport is not None:
+                        conn.transport.abort()
+                try:
+                    await asyncio.wait_for(server.wait_closed(), 2.0)
+                except asyncio.TimeoutError:
+                    log.warning("dashboard server: some connections did not close in time")
 
     async def _stats_loop(self) -> None:
         while True:

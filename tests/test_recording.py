@@ -86,7 +86,7 @@ def test_write_then_read_back(tmp_path):
 
 def test_score_is_drawn_on_the_video(tmp_path):
     grey = np.full((240, 320, 3), 128, np.uint8)
-    with SessionRecorder(tmp_path / "s", session_info=INFO) as rec:
+    with SessionRecorder(tmp_path / "s", session_info=INFO, video_queue=0) as rec:  # encode in this thread
         rec.write_frame(grey, t=0.0, score=2.5)
     import av
 
@@ -97,6 +97,25 @@ def test_score_is_drawn_on_the_video(tmp_path):
     assert top.mean() < 90  # the darkened banner behind the text
     greenish = (top[..., 1].astype(int) - top[..., 0]) > 40  # the positive score's green text
     assert greenish.sum() > 50
+
+
+def test_write_frame_never_waits_for_the_encoder(tmp_path):
+    import time
+
+    frame = np.random.default_rng(1).integers(0, 255, size=(480, 640, 3), dtype=np.uint8)
+    with SessionRecorder(tmp_path / "s", session_info=INFO, video_queue=4) as rec:
+        costs = []
+        for i in range(60):
+            t0 = time.perf_counter()
+            rec.write_frame(frame, t=i / 10)
+            costs.append(time.perf_counter() - t0)
+    assert max(costs) < 0.05, f"write_frame took {max(costs) * 1000:.0f} ms"
+    info = read_session(tmp_path / "s").info["recording"]
+    assert info["video_frames"] + info["video_frames_dropped"] == 60 and info["video_frames"] >= 4
+    import av
+
+    with av.open(str(tmp_path / "s" / "video.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == info["video_frames"]
 
 
 CHILD = textwrap.dedent(

@@ -223,6 +223,27 @@ def test_default_client_dir_is_the_repo_dashboard():
     assert d is not None and (d / "index.html").is_file() and (d / "app.js").is_file()
 
 
+def test_default_client_dir_falls_back_to_installed_hcl_client(tmp_path):
+    """What a non-editable `pip install .` gives: no repo next to the code, `hcl_client` installed.
+    Run with -S so that this checkout's editable install does not answer for hcl_client."""
+    import subprocess
+    import sys
+
+    site = tmp_path / "site-packages"
+    (site / "hcl_client").mkdir(parents=True)
+    (site / "hcl_client" / "index.html").write_text("<!doctype html>")
+    no_repo = tmp_path / "no-repo"
+    no_repo.mkdir()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"from realtime.server import default_client_dir; print(default_client_dir(repo_root={str(no_repo)!r}))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, str(site)])}
+    out = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(site / "hcl_client")
+    env["PYTHONPATH"] = repo
+    out = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+
+
 def test_token_is_required_everywhere():
     token = "s3cret-token"
     with DashboardServer(hello=make_hello(), token=token) as srv:
@@ -284,7 +305,8 @@ class StalledClient:
 
 def test_stalled_client_does_not_delay_others():
     n = 600
-    with DashboardServer(hello=make_hello(), queue_size=8, stats_interval=60) as srv:
+    srv = DashboardServer(hello=make_hello(), queue_size=8, stats_interval=60).start()
+    try:
         stalled = StalledClient(srv.port)
         published: dict[int, float] = {}
         received: dict[int, float] = {}
@@ -311,7 +333,13 @@ def test_stalled_client_does_not_delay_others():
             assert len(received) == n, f"the good client got {len(received)} of {n} windows"
             delays = sorted(received[s] - published[s] for s in range(n))
             metrics = json.loads(http_get(srv, "/metrics")[2])
+        t0 = time.perf_counter()
+        srv.stop()  # with the stalled client still connected
+        stop_seconds = time.perf_counter() - t0
         stalled.close()
+    finally:
+        srv.stop()
+    assert stop_seconds < 4.0, f"stop() took {stop_seconds:.1f} s with a stalled client"
     assert delays[int(0.95 * n)] < 0.5, f"p95 delivery delay {delays[int(0.95 * n)]:.3f} s"
     assert delays[-1] < 2.0, f"max delivery delay {delays[-1]:.3f} s"
     assert max(publish_cost) < 0.02, "publish() must not block"
