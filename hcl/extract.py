@@ -1,0 +1,302 @@
+"""hcl-extract: raw videos/audio (+ a label CSV) -> a trimodal feature dataset for hcl-train.
+
+    hcl-extract VIDEOS_DIR --labels mosi/label.csv -o data/mosi_feats
+    hcl-extract talk1.mp4 talk2.webm -o data/unlabelled
+
+Inputs are media files and/or folders (searched recursively for
+mp4/webm/mkv/mov/avi/wav/flac/mp3/ogg/m4a).
+
+With --labels (MOSI form: video_id, clip_id, label, mode, text, start, end):
+each row is one sample with id "<video_id>_<clip_id>". A file named
+"<video_id>_<clip_id>.<ext>" is taken whole as that clip (the MOSI "Raw"
+clip layout); otherwise "<video_id>.<ext>" is cut at the row's start/end
+seconds. The transcript is the row's text; a row with empty text (or
+--text whisper) is transcribed with faster-whisper. Rows without a media file
+are counted and reported; media files that no row names are ignored.
+
+Without --labels every file is one sample (id = file name without extension)
+with label 0.0 and mode "unlabelled": such a dataset can be scored or
+inspected, but hcl-train needs "train"/"valid" modes, so training sets need
+--labels. Transcripts then come from faster-whisper.
+
+The output folder (format: `hcl.data.extracted`) is resumable: run the same
+command again after an interruption and finished samples are skipped. A file
+that cannot be read is reported by name and skipped; the rest goes on. The
+exit code is 0 when the dataset holds at least one sample, 1 when it is empty,
+2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+from hcl.features.media import MEDIA_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sample to make: a span of a media file."""
+
+    id: str
+    path: Path
+    start: float
+    end: float | None  # None = to the end of the file
+    label: float
+    mode: str
+    text: str | None  # None = transcribe
+
+
+def find_media(inputs: Sequence[str]) -> list[Path]:
+    """Media files named directly or found (recursively) in folders, sorted, without duplicates."""
+    found: dict[Path, None] = {}
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in MEDIA_EXTENSIONS:
+                    found.setdefault(f, None)
+        elif p.exists():
+            found.setdefault(p, None)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return list(found)
+
+
+def read_labels(path: str | Path) -> list[dict]:
+    """Rows of a MOSI-style label CSV (needs video_id, clip_id, label; mode, text, start, end optional)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: label CSV not found")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or [])
+        missing = {"video_id", "clip_id", "label"} - cols
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {sorted(missing)}; expected the MOSI form "
+                "video_id,clip_id,text,label,mode,start,end"
+            )
+        return list(reader)
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except ValueError:
+        return None
+
+
+def plan_jobs(
+    files: list[Path], rows: list[dict] | None, *, text_from: str
+) -> tuple[list[Job], list[str], list[Path]]:
+    """(jobs, ids of labelled rows without media, media files no row names)."""
+    if rows is None:
+        seen: set[str] = set()
+        jobs = []
+        for f in files:
+            sid = f.stem if f.stem not in seen else f"{f.stem}_{f.suffix.lstrip('.')}"
+            seen.add(sid)
+            jobs.append(Job(sid, f, 0.0, None, 0.0, "unlabelled", None))
+        return jobs, [], []
+    by_stem: dict[str, Path] = {}
+    for f in files:
+        by_stem.setdefault(f.stem, f)
+    jobs, missing, used = [], [], set()
+    for row in rows:
+        vid, cid = row["video_id"].strip(), str(row["clip_id"]).strip()
+        sid = f"{vid}_{cid}"
+        label = _float(row.get("label"))
+        if label is None:
+            missing.append(f"{sid} (no numeric label)")
+            continue
+        text = (row.get("text") or "").strip()
+        text = text if (text and text_from == "labels") else None
+        mode = (row.get("mode") or "train").strip() or "train"
+        if sid in by_stem:
+            path, start, end = by_stem[sid], 0.0, None
+        elif vid in by_stem and _float(row.get("start")) is not None and _float(row.get("end")) is not None:
+            path, start, end = by_stem[vid], float(row["start"]), float(row["end"])
+        else:
+            missing.append(sid)
+            continue
+        used.add(path)
+        jobs.append(Job(sid, path, start, end, label, mode, text))
+    # one pass per file: keep each file's jobs together, in time order
+    order = {p: i for i, p in enumerate(files)}
+    jobs.sort(key=lambda j: (order[j.path], j.start))
+    return jobs, missing, [f for f in files if f not in used]
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("hcl-live", "torch", "torchaudio", "numpy", "av", "mediapipe", "faster-whisper", "ctranslate2", "transformers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hcl-extract",
+        description="Extract per-step text/audio/face features from videos into a dataset for hcl-train.",
+        epilog="Without --labels samples get mode 'unlabelled' (not usable for training). Re-run to resume.",
+    )
+    p.add_argument("inputs", nargs="+", help="media files and/or folders")
+    p.add_argument("-o", "--out", required=True, help="output dataset folder (created; resumed if it exists)")
+    p.add_argument("--labels", help="MOSI-style label CSV: video_id,clip_id,text,label,mode,start,end")
+    p.add_argument("--text", choices=["labels", "whisper"], default="labels",
+                   help="transcripts from the label CSV (default; Whisper where empty) or always from Whisper")
+    p.add_argument("--device", default="cpu", help="torch device for audio features and the text encoder")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch and Whisper (0 = default)")
+    p.add_argument("--step-seconds", type=float, default=None, help="step length (default 0.5; new datasets only)")
+    p.add_argument("--face-fps", type=float, default=None, help="video frames analysed per second (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _settings_for(args, out: Path):
+    from hcl.data.extracted import MANIFEST, read_manifest
+    from hcl.features.config import FeatureSettings
+
+    if (out / MANIFEST).exists():
+        settings = FeatureSettings.from_dict(read_manifest(out)["features"])
+    else:
+        settings = FeatureSettings()
+    wanted = settings
+    if args.step_seconds is not None:
+        wanted = replace(wanted, step_seconds=args.step_seconds)
+    if args.face_fps is not None:
+        wanted = replace(wanted, face=replace(wanted.face, frames_per_second=args.face_fps))
+    return wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    try:
+        files = find_media(args.inputs)
+        rows = read_labels(args.labels) if args.labels else None
+        settings = _settings_for(args, out)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"hcl-extract: {exc}", file=sys.stderr)
+        return 2
+    jobs, missing, unused = plan_jobs(files, rows, text_from=args.text)
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from hcl.data.extracted import ExtractedDatasetWriter
+    from hcl.features.media import MediaError, read_media
+    from hcl.features.segment import SegmentFeaturizer, build_sample
+    from hcl.features.speech import SpeechTranscriber
+    from hcl.features.text import TextEncoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    featurizer = SegmentFeaturizer(settings=settings, device=args.device)
+    versions = package_versions()
+    versions["face_model_sha256"] = _file_sha256(featurizer_face_model(settings))
+    versions["speech_model"] = settings.speech.model
+    try:
+        writer = ExtractedDatasetWriter(out, settings=settings, versions=versions)
+    except ValueError as exc:
+        print(f"hcl-extract: {exc}", file=sys.stderr)
+        return 2
+    text_encoder = TextEncoder(config=settings.text, device=args.device)
+    transcriber: SpeechTranscriber | None = None
+
+    done_before = sum(1 for j in jobs if writer.has(j.id))
+    todo = [j for j in jobs if not writer.has(j.id)]
+    written, failed = 0, []  # failed: (source, reason)
+    bar = tqdm(total=len(todo), desc="hcl-extract", unit="clip", disable=args.no_progress, file=sys.stderr)
+    try:
+        by_file: dict[Path, list[Job]] = {}
+        for j in todo:
+            by_file.setdefault(j.path, []).append(j)
+        for path, file_jobs in by_file.items():
+            try:
+                clip = read_media(path)
+            except MediaError as exc:
+                failed.append((str(path), str(exc)))
+                writer.record_skipped(str(path), str(exc))
+                bar.write(f"skipped: {exc}", file=sys.stdout)
+                bar.update(len(file_jobs))
+                continue
+            for job in file_jobs:
+                bar.set_postfix_str(job.id[-24:])
+                try:
+                    end = clip.duration if job.end is None else min(job.end, clip.duration)
+                    if job.start >= clip.duration or end - job.start < 0.05:
+                        raise ValueError(
+                            f"segment {job.start:.2f}-{job.end} s lies outside the file ({clip.duration:.2f} s); check the label CSV"
+                        )
+                    features = featurizer.featurize(clip, job.start, end)
+                    text, source = job.text, "labels"
+                    if text is None:
+                        if transcriber is None:
+                            transcriber = SpeechTranscriber(config=settings.speech, cpu_threads=args.threads)
+                        text = " ".join(w.text for w in transcriber.transcribe(clip.audio_span(job.start, end)))
+                        source = "whisper"
+                    (text_feats,) = text_encoder.encode([text])
+                    sample = build_sample(features, text_feats, id=job.id, label=job.label, mode=job.mode)
+                    writer.add(sample, source=str(path), start=job.start, end=end, text=text, text_source=source)
+                    written += 1
+                except Exception as exc:  # one bad segment must not stop the run
+                    where = f"{path} [{job.id}]"
+                    failed.append((where, f"{type(exc).__name__}: {exc}"))
+                    writer.record_skipped(where, f"{type(exc).__name__}: {exc}")
+                    bar.write(f"skipped {where}: {type(exc).__name__}: {exc}", file=sys.stdout)
+                bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        writer.flush()
+        print(f"\ninterrupted: {written} new sample(s) saved in {out}; run the same command again to resume")
+        return 130
+    finally:
+        bar.close()
+        writer.flush()
+        featurizer.close()
+
+    total = len(writer)
+    print(f"hcl-extract: wrote {written} new sample(s) to {out} ({total} in the dataset, {done_before} already done before)")
+    if failed:
+        print(f"skipped {len(failed)} file(s)/segment(s):")
+        for where, why in failed:
+            print(f"  {why}" if why.startswith(where) else f"  {where}: {why}")
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        print(f"{len(missing)} labelled clip(s) have no media file among the inputs: {shown}")
+    if unused:
+        shown = ", ".join(p.name for p in unused[:5]) + (" ..." if len(unused) > 5 else "")
+        print(f"{len(unused)} media file(s) not named in --labels were ignored: {shown}")
+    if rows is None and written:
+        print("note: no --labels, so samples have mode 'unlabelled' and label 0.0 (not usable by hcl-train)")
+    return 0 if total > 0 else 1
+
+
+def featurizer_face_model(settings) -> Path:
+    from hcl.features.face import packaged_face_model
+
+    return Path(settings.face.model_path) if settings.face.model_path else packaged_face_model()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
