@@ -180,6 +180,8 @@
   }
 
   function onSession(msg) {
+    // the same session again (a reconnect): stay where the person was scrubbing
+    const keep = state.windows.length && state.windows[0].session === msg.session ? state.replayIndex : 0;
     resetData();
     state.windows = (msg.windows || []).slice().sort((a, b) => a.seq - b.seq);
     state.seqs = new Set(state.windows.map((w) => w.seq));
@@ -187,7 +189,7 @@
     for (const w of state.windows) addWords(w.words);
     const slider = $("timeline");
     slider.max = String(Math.max(0, state.windows.length - 1));
-    setReplayIndex(0);
+    setReplayIndex(keep);
   }
 
   function onStats(msg) {

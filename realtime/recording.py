@@ -44,6 +44,10 @@ class SessionError(ValueError):
     """A folder that is not a readable session."""
 
 
+class RecorderClosed(RuntimeError):
+    """A write after SessionRecorder.close() (e.g. a capture thread still running at Ctrl-C)."""
+
+
 # ---------------------------------------------------------------- small pure helpers
 def _now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -348,13 +352,13 @@ class SessionRecorder:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError(f"SessionRecorder for {self.directory} is closed")
+            raise RecorderClosed(f"SessionRecorder for {self.directory} is closed; nothing more is written")
 
     def write_window(self, msg: dict[str, Any]) -> None:
         """Append one window message; on disk (flushed, fsync'ed) when this returns."""
-        self._check_open()
         line = json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n"
         with self._locks["scores"]:
+            self._check_open()
             self._scores.write(line)
             self._scores.flush()
             if self.fsync:
@@ -366,12 +370,12 @@ class SessionRecorder:
 
     def add_words(self, words: Iterable[Any]) -> None:
         """Add transcribed words (dicts {w, start, end} or `Word`s), in time order."""
-        self._check_open()
         new = [normalize_word(w) for w in words]
         new = [w for w in new if w["w"]]
-        if not new:
-            return
         with self._locks["words"]:
+            self._check_open()
+            if not new:
+                return
             self.words.extend(new)
             self._flush_words(final=False)
 
@@ -392,8 +396,8 @@ class SessionRecorder:
 
     def write_audio(self, chunk: np.ndarray) -> None:
         """Append float32 16 kHz mono samples in [-1, 1]."""
-        self._check_open()
         with self._locks["audio"]:
+            self._check_open()
             if self._wav is None:
                 self._wav = WavWriter(self.directory / AUDIO)
             self._wav.write(chunk)
@@ -407,9 +411,11 @@ class SessionRecorder:
         item = (np.array(rgb, dtype=np.uint8, copy=True), float(t), self._score_now if score is None else score)
         if self._video_queue_size <= 0:
             with self._locks["video"]:
+                self._check_open()
                 self._encode(*item)
             return
         with self._locks["video"]:
+            self._check_open()
             if self._video_thread is None:
                 self._frames = queue.Queue(maxsize=self._video_queue_size)
                 self._video_thread = threading.Thread(target=self._video_loop, name="session-video", daemon=True)
@@ -451,7 +457,9 @@ class SessionRecorder:
         """Finish every file (video trailer, words, session.json end time). Idempotent."""
         if self._closed:
             return
-        self._closed = True
+        for lock in self._locks.values():  # let writes in flight finish, then refuse new ones
+            with lock:
+                self._closed = True
         errors: list[str] = []
         for name, finish in (
             ("scores", self._scores.close),

@@ -15,6 +15,7 @@ import pytest
 
 from realtime import protocol
 from realtime.recording import (
+    RecorderClosed,
     SessionError,
     SessionRecorder,
     read_session,
@@ -195,6 +196,16 @@ def test_not_a_session_says_which_folder(tmp_path):
         read_session(tmp_path)
     with pytest.raises(SessionError, match="is not a folder"):
         read_session(tmp_path / "missing")
+
+
+def test_writes_after_close_are_refused_clearly(tmp_path):
+    rec = SessionRecorder(tmp_path / "s", session_info=INFO)
+    rec.close()
+    rec.close()  # idempotent
+    for write in (lambda: rec.write_window(window(0)), lambda: rec.add_words([{"w": "x", "start": 0, "end": 1}]),
+                  lambda: rec.write_audio(np.zeros(10, np.float32)), lambda: rec.write_frame(np.zeros((8, 8, 3), np.uint8), 0)):
+        with pytest.raises(RecorderClosed, match="is closed"):
+            write()
 
 
 def test_recorder_refuses_to_overwrite_a_session(tmp_path):
