@@ -15,6 +15,7 @@ import email.utils
 import hmac
 import http
 import importlib.util
+import ipaddress
 import itertools
 import json
 import logging
@@ -503,7 +504,25 @@ class DashboardServer:
         h_host, _, h_port = host.rpartition(":")
         return o_port == h_port and is_loopback(o_host.strip("[]")) and is_loopback(h_host.strip("[]"))
 
+    def _host_allowed(self, request: Any) -> bool:
+        """Without a token, answer only requests addressed to an IP or localhost: a web page
+        whose domain was re-pointed at 127.0.0.1 (DNS rebinding) cannot read the scores."""
+        if self.token is not None:
+            return True
+        host = request.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.strip("[]").lower()
+        if is_loopback(name) or name == self.host:
+            return True
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return False
+
     async def _process_request(self, connection: Any, request: Any):
+        if not self._host_allowed(request):
+            return _text_response(403, "Use the server by its IP address or localhost (or start it with a token).\n")
         raw_path = request.path.split("?", 1)[0].split("#", 1)[0]
         path = urllib.parse.unquote(raw_path)
         denied = self._check_token(request)

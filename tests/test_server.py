@@ -271,6 +271,13 @@ def test_token_is_required_everywhere():
         assert http_get(srv, "/app.js", {"Cookie": cookie})[0] == 200
 
 
+def test_requests_for_other_host_names_are_refused(server):
+    """DNS rebinding: a page at evil.example re-pointed to 127.0.0.1 must not read the scores."""
+    assert http_get(server, "/metrics", {"Host": f"evil.example:{server.port}"})[0] == 403
+    assert http_get(server, "/metrics", {"Host": f"localhost:{server.port}"})[0] == 200
+    assert http_get(server, "/metrics", {"Host": f"[::1]:{server.port}"})[0] == 200
+
+
 def test_cross_site_pages_cannot_open_the_websocket(server):
     with pytest.raises(InvalidStatus) as refused:
         connect(server.ws_url, origin="http://evil.example", open_timeout=5)
