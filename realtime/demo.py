@@ -1,0 +1,178 @@
+"""The `--demo` clip: a real face (scikit-image's astronaut) saying one clearly
+positive and one clearly negative sentence (espeak-ng), muxed with PyAV.
+
+Generated on first use into the cache folder (`$XDG_CACHE_HOME/hcl-live` or
+`~/.cache/hcl-live`); a JSON file next to it says when each sentence is spoken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+DEMO_VERSION = 1
+SAMPLE_RATE = 16000
+POSITIVE = "I absolutely love this, it is wonderful and makes me so happy."
+NEGATIVE = "This is terrible, I hate it, it is the worst thing ever."
+DEFAULT_SENTENCES = (POSITIVE, NEGATIVE)
+
+
+class DemoError(RuntimeError):
+    """The demo clip cannot be made (e.g. espeak-ng missing)."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    text: str
+    start: float  # seconds in the clip
+    end: float
+
+
+def cache_dir() -> pathlib.Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(pathlib.Path.home() / ".cache")
+    return pathlib.Path(base) / "hcl-live"
+
+
+def demo_clip(*, directory: pathlib.Path | None = None) -> pathlib.Path:
+    """The path of the demo clip, made on first use."""
+    folder = pathlib.Path(directory) if directory is not None else cache_dir()
+    path = folder / f"demo-v{DEMO_VERSION}.mp4"
+    if not (path.is_file() and utterances_path(path).is_file()):
+        folder.mkdir(parents=True, exist_ok=True)
+        make_clip(path)
+    return path
+
+
+def utterances_path(clip: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(clip).with_suffix(".json")
+
+
+def read_utterances(clip: pathlib.Path) -> list[Utterance]:
+    data = json.loads(utterances_path(clip).read_text())
+    return [Utterance(**u) for u in data["utterances"]]
+
+
+def speak(text: str, *, voice: str = "en-us", words_per_minute: int = 150) -> np.ndarray:
+    """espeak-ng speech of `text` as float32 16 kHz mono."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise DemoError(
+            "espeak-ng is not installed; the demo clip is spoken by it. "
+            "Install it with `sudo apt-get install espeak-ng` (Debian/Ubuntu) "
+            "or `brew install espeak-ng` (macOS), or pass --file PATH instead of --demo."
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "speech.wav"
+        subprocess.run(
+            [exe, "-v", voice, "-s", str(words_per_minute), "-w", str(out), text],
+            check=True,
+            capture_output=True,
+        )
+        with wave.open(str(out), "rb") as wf:
+            rate = wf.getframerate()
+            channels = wf.getnchannels()
+            raw = wf.readframes(wf.getnframes())
+    pcm = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+    if channels > 1:
+        pcm = pcm.reshape(-1, channels).mean(axis=1)
+    return resample(pcm, rate, SAMPLE_RATE)
+
+
+def resample(wave_in: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling of a whole signal (windowed-sinc low-pass, then interpolation)."""
+    if rate_in == rate_out:
+        return wave_in.astype(np.float32)
+    if rate_out < rate_in:
+        cutoff = 0.45 * rate_out / rate_in  # cycles per input sample
+        n = np.arange(101) - 50
+        taps = np.sinc(2 * cutoff * n) * np.hamming(101)
+        wave_in = np.convolve(wave_in, taps / taps.sum(), mode="same")
+    n_out = int(round(len(wave_in) * rate_out / rate_in))
+    positions = np.arange(n_out) * (rate_in / rate_out)
+    return np.interp(positions, np.arange(len(wave_in)), wave_in).astype(np.float32)
+
+
+def face_image(size: int = 320) -> np.ndarray:
+    """The astronaut's head and shoulders, square, RGB uint8."""
+    from skimage import data
+    from skimage.transform import resize
+
+    img = data.astronaut()[0:400, 50:450]
+    return (resize(img, (size, size), anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def compose_audio(
+    sentences: Sequence[str], *, lead: float = 0.5, gap: float = 2.0
+) -> tuple[np.ndarray, list[Utterance]]:
+    """Sentences separated by silence; returns the wave and when each is spoken."""
+    parts = [np.zeros(int(lead * SAMPLE_RATE), np.float32)]
+    utterances = []
+    t = lead
+    for text in sentences:
+        speech = speak(text)
+        utterances.append(Utterance(text=text, start=round(t, 3), end=round(t + len(speech) / SAMPLE_RATE, 3)))
+        parts += [speech, np.zeros(int(gap * SAMPLE_RATE), np.float32)]
+        t += len(speech) / SAMPLE_RATE + gap
+    return np.concatenate(parts), utterances
+
+
+def make_clip(
+    path: pathlib.Path,
+    *,
+    sentences: Sequence[str] = DEFAULT_SENTENCES,
+    lead: float = 0.5,
+    gap: float = 2.0,
+    fps: int = 15,
+    size: int = 320,
+    with_video: bool = True,
+) -> list[Utterance]:
+    """Write an mp4 (H.264 + AAC) of the face speaking `sentences`; also `<path>.json`."""
+    import av
+
+    path = pathlib.Path(path)
+    audio, utterances = compose_audio(sentences, lead=lead, gap=gap)
+    duration = len(audio) / SAMPLE_RATE
+    tmp = path.with_name(path.name + ".part" + path.suffix)
+    with av.open(str(tmp), "w") as container:
+        if with_video:
+            vstream = container.add_stream("libx264", rate=fps)
+            vstream.width = vstream.height = size
+            vstream.pix_fmt = "yuv420p"
+            vstream.options = {"preset": "veryfast", "crf": "30"}
+        astream = container.add_stream("aac", rate=SAMPLE_RATE)
+        astream.layout = "mono"
+        if with_video:
+            face = face_image(size)
+            for i in range(int(np.ceil(duration * fps))):
+                frame = av.VideoFrame.from_ndarray(face, format="rgb24")
+                frame.pts = i
+                for packet in vstream.encode(frame):
+                    container.mux(packet)
+            for packet in vstream.encode():
+                container.mux(packet)
+        block = 1024
+        for i in range(0, len(audio), block):
+            chunk = audio[i : i + block]
+            if len(chunk) < block:
+                chunk = np.pad(chunk, (0, block - len(chunk)))
+            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+            frame.sample_rate = SAMPLE_RATE
+            frame.pts = i
+            for packet in astream.encode(frame):
+                container.mux(packet)
+        for packet in astream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+    utterances_path(path).write_text(
+        json.dumps({"version": DEMO_VERSION, "duration": duration, "utterances": [asdict(u) for u in utterances]}, indent=1)
+    )
+    return utterances

@@ -1,0 +1,199 @@
+"""A microphone (sounddevice / PortAudio) as a thread filling a 16 kHz mono `AudioRing`."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from realtime.clock import SessionClock
+from realtime.sources import SourceError
+from realtime.streams import AudioRing
+
+log = logging.getLogger(__name__)
+TARGET_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Microphone:
+    index: int
+    name: str
+    channels: int
+    sample_rate: float
+
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError as exc:  # libportaudio missing
+        raise SourceError(
+            f"the microphone needs the PortAudio library ({exc}); install it with "
+            "`sudo apt-get install libportaudio2` (Debian/Ubuntu) or `brew install portaudio` (macOS)"
+        ) from exc
+    return sounddevice
+
+
+def list_microphones() -> list[Microphone]:
+    """Input devices PortAudio knows (empty without a sound card)."""
+    sd = _sounddevice()
+    found = []
+    for i, dev in enumerate(sd.query_devices()):
+        if int(dev.get("max_input_channels", 0)) > 0:
+            found.append(Microphone(i, str(dev["name"]), int(dev["max_input_channels"]), float(dev["default_samplerate"])))
+    return found
+
+
+def describe_microphones(mics: list[Microphone]) -> str:
+    if not mics:
+        return "no microphones were found on this machine (PortAudio lists no input device)"
+    return "microphones that exist: " + "; ".join(f"--mic {m.index} ({m.name})" for m in mics)
+
+
+def find_microphone(device: int | str | None) -> Microphone:
+    """Resolve an index, a (part of a) name, or None (the default input)."""
+    mics = list_microphones()
+    if not mics:
+        raise SourceError(describe_microphones(mics))
+    if device is None:
+        sd = _sounddevice()
+        default = sd.default.device[0] if isinstance(sd.default.device, (list, tuple)) else sd.default.device
+        for m in mics:
+            if m.index == default:
+                return m
+        return mics[0]
+    if isinstance(device, str) and device.strip().isdigit():
+        device = int(device)
+    if isinstance(device, int):
+        for m in mics:
+            if m.index == device:
+                return m
+        raise SourceError(f"microphone {device} does not exist; {describe_microphones(mics)}")
+    matches = [m for m in mics if str(device).lower() in m.name.lower()]
+    if len(matches) != 1:
+        what = "matches no" if not matches else "matches more than one"
+        raise SourceError(f"microphone name {device!r} {what} input device; {describe_microphones(mics)}")
+    return matches[0]
+
+
+class StreamResampler:
+    """Streaming band-limited resampling: windowed-sinc low-pass with carried
+    history, then linear interpolation with a carried fractional position."""
+
+    def __init__(self, *, rate_in: float, rate_out: float = TARGET_RATE, taps: int = 63) -> None:
+        self.ratio = rate_in / rate_out
+        self._pos = 0.0  # next output position, in input samples from the start of `_tail`
+        self._tail = np.zeros(0, np.float32)
+        if self.ratio > 1:
+            cutoff = 0.45 / self.ratio
+            n = np.arange(taps) - (taps - 1) / 2
+            h = np.sinc(2 * cutoff * n) * np.hamming(taps)
+            self._taps = (h / h.sum()).astype(np.float32)
+            self._hist = np.zeros(taps - 1, np.float32)
+        else:
+            self._taps = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if self.ratio == 1:
+            return x
+        if self._taps is not None:
+            buf = np.concatenate([self._hist, x])
+            x = np.convolve(buf, self._taps, mode="valid").astype(np.float32)
+            self._hist = buf[len(buf) - (len(self._taps) - 1) :]
+        sig = np.concatenate([self._tail, x])
+        if len(sig) < 2:
+            self._tail = sig
+            return np.zeros(0, np.float32)
+        last = len(sig) - 1
+        n = int(np.floor((last - self._pos) / self.ratio)) + 1 if self._pos <= last else 0
+        positions = self._pos + np.arange(n) * self.ratio
+        out = np.interp(positions, np.arange(len(sig)), sig).astype(np.float32)
+        nxt = self._pos + n * self.ratio
+        keep = int(np.floor(nxt))
+        self._tail = sig[keep:]
+        self._pos = nxt - keep
+        return out
+
+
+class MicrophoneSource:
+    """Captures `device` (index, name or None = default) into `audio`."""
+
+    kind = "microphone"
+    realtime = True
+
+    def __init__(self, *, device: int | str | None = None, capacity_seconds: float = 120.0, block_seconds: float = 0.02) -> None:
+        self.device = device
+        self.block_seconds = block_seconds
+        self.audio = AudioRing(sample_rate=TARGET_RATE, capacity_seconds=capacity_seconds)
+        self.frames = None
+        self.duration: float | None = None
+        self.mic: Microphone | None = None
+        self.name = "microphone"
+        self.overflows = 0
+        self._q: queue.Queue = queue.Queue(maxsize=500)
+        self._stream = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> None:
+        """Resolve the device; raises SourceError listing what exists."""
+        self.mic = find_microphone(self.device)
+        self.name = f"microphone {self.mic.index} ({self.mic.name})"
+
+    def start(self, clock: SessionClock) -> None:
+        sd = _sounddevice()
+        if self.mic is None:
+            self.open()
+        mic = self.mic
+        rate = mic.sample_rate or TARGET_RATE
+        channels = min(mic.channels, 2)
+
+        def callback(indata, frames, time_info, status):  # PortAudio thread: copy and go
+            if status:
+                self.overflows += 1
+            try:
+                self._q.put_nowait((clock.now(), indata.copy()))
+            except queue.Full:
+                self.overflows += 1
+
+        try:
+            self._stream = sd.InputStream(
+                device=mic.index,
+                channels=channels,
+                samplerate=rate,
+                blocksize=int(rate * self.block_seconds),
+                dtype="float32",
+                callback=callback,
+            )
+            self._stream.start()
+        except Exception as exc:
+            raise SourceError(f"cannot open {self.name}: {exc}; {describe_microphones(list_microphones())}") from exc
+        self._thread = threading.Thread(target=self._run, args=(rate,), name="microphone", daemon=True)
+        self._thread.start()
+
+    def _run(self, rate: float) -> None:
+        resample = StreamResampler(rate_in=rate)
+        while not self._stop.is_set():
+            try:
+                t, block = self._q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            mono = block.mean(axis=1) if block.ndim == 2 else block
+            self.audio.append(resample(mono), start_time=t - len(mono) / rate)
+        self.audio.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception:  # device already gone
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
