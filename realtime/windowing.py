@@ -1,0 +1,340 @@
+"""Step clock and 8-step windows.
+
+Pure functions (step times, window stacking, words in a window, presence) plus
+`WindowAssembler`, a thread that, at every step boundary T = k * step_seconds,
+makes the step's audio features (the features engineer's `SegmentFeaturizer`,
+the same path as training data) and face features (frames of the step through
+`aggregate_steps`), and emits a `Window` of the last `window_steps` steps and the
+transcript words in it to a bounded `WindowQueue`.
+
+strict=True (files): a window waits until its audio, its frames and the speech
+passes it may use are done, so the same file gives the same windows at any pace.
+strict=False (live devices): a window waits at most `max_wait` past its end for
+audio and then takes what is there.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from realtime.clock import SessionClock
+
+log = logging.getLogger(__name__)
+MODALITIES = ("text", "audio", "video")
+
+
+# ------------------------------------------------------------------ pure parts
+def step_end(k: int, step_seconds: float, origin: float = 0.0) -> float:
+    """Session time at which step k (1-based) ends."""
+    return origin + k * step_seconds
+
+
+def steps_until(t: float, step_seconds: float, origin: float = 0.0) -> int:
+    """How many whole steps have ended by time t."""
+    return max(0, int(math.floor((t - origin) / step_seconds + 1e-9)))
+
+
+def last_step(duration: float, step_seconds: float) -> int:
+    """Index of the last step of a stream of `duration` seconds (a final partial step counts)."""
+    return max(1, math.ceil(duration / step_seconds - 0.01))
+
+
+def stack_steps(rows: Sequence[np.ndarray], masks: Sequence[bool], window_steps: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last `window_steps` step rows, oldest first, zero-padded at the end
+    (as `collate` pads a short segment): (window_steps, dim), mask (window_steps,)."""
+    rows, masks = list(rows)[-window_steps:], list(masks)[-window_steps:]
+    out = np.zeros((window_steps, dim), np.float32)
+    mask = np.zeros(window_steps, bool)
+    for i, (r, m) in enumerate(zip(rows, masks)):
+        out[i] = r
+        mask[i] = bool(m)
+    return out, mask
+
+
+def words_in(words: Sequence[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
+    """Words {w, start, end} whose midpoint lies in [start, end)."""
+    return [w for w in words if start <= 0.5 * (w["start"] + w["end"]) < end]
+
+
+def window_text(words: Sequence[dict[str, Any]]) -> str:
+    return " ".join(str(w["w"]).strip() for w in words if str(w["w"]).strip())
+
+
+def presence(*, text: str, audio_mask: np.ndarray, video_mask: np.ndarray) -> dict[str, bool]:
+    return {"text": bool(text.strip()), "audio": bool(np.any(audio_mask)), "video": bool(np.any(video_mask))}
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile; None when empty."""
+    data = sorted(v for v in values if v is not None and math.isfinite(v))
+    if not data:
+        return None
+    k = max(0, min(len(data) - 1, int(math.ceil(q / 100 * len(data))) - 1))
+    return data[k]
+
+
+# ------------------------------------------------------------------ windows
+@dataclass
+class Window:
+    seq: int
+    start: float
+    end: float
+    audio: np.ndarray  # (W, D_a)
+    audio_mask: np.ndarray  # (W,)
+    video: np.ndarray  # (W, D_v)
+    video_mask: np.ndarray
+    words: list[dict[str, Any]]
+    text: str
+    presence: dict[str, bool]
+    t_ready: float = 0.0  # perf_counter when its inputs were complete
+    t_assembled: float = 0.0  # perf_counter when assembled
+    capture_ms: float = 0.0  # session clock at readiness minus the window end (real-time pace)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class WindowQueue:
+    """Bounded queue to the scorer. `block=False`: a full queue drops its oldest
+    window (counted in `dropped`); `block=True` (as-fast-as-possible runs): waits."""
+
+    def __init__(self, *, maxsize: int = 4, block: bool = False) -> None:
+        self.maxsize = max(1, maxsize)
+        self.block = block
+        self.dropped = 0
+        self.closed = False
+        self._q: collections.deque[Window] = collections.deque()
+        self._cond = threading.Condition()
+
+    def put(self, window: Window) -> None:
+        with self._cond:
+            if self.block:
+                while len(self._q) >= self.maxsize and not self.closed:
+                    self._cond.wait(0.5)
+            while len(self._q) >= self.maxsize:
+                self._q.popleft()
+                self.dropped += 1
+            self._q.append(window)
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Window | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._q:
+                if self.closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining if remaining is not None else 0.5)
+            w = self._q.popleft()
+            self._cond.notify_all()
+            return w
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._q)
+
+
+class WindowAssembler:
+    """Emits one `Window` per step to `out` (see the module docstring).
+
+    audio: AudioRing or None; faces: FaceWorker or None; speech: SpeechWorker or None;
+    featurizer: `hcl.features.segment.SegmentFeaturizer` (its settings give
+    step_seconds, window_steps and the feature widths).
+    """
+
+    def __init__(
+        self,
+        *,
+        featurizer,
+        out: WindowQueue,
+        clock: SessionClock,
+        audio=None,
+        faces=None,
+        speech=None,
+        strict: bool = True,
+        realtime: bool = True,
+        max_wait: float = 0.15,
+        text_context: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        s = featurizer.settings
+        self.featurizer = featurizer
+        self.step = float(s.step_seconds)
+        self.window_steps = int(s.window_steps)
+        self.audio_dim = int(s.audio.dim)
+        self.video_dim = int(s.face.dim)
+        self.out = out
+        self.clock = clock
+        self.audio = audio
+        self.faces = faces
+        self.speech = speech
+        self.strict = strict
+        self.realtime = realtime
+        self.max_wait = max_wait
+        self.text_context = float(text_context) if text_context else self.step * self.window_steps
+        self.duration = duration
+        self.position = 0.0  # end of the last emitted window (for readers that must not run ahead)
+        self.windows = 0
+        self.assemble_ms: list[float] = []
+        self.error: BaseException | None = None
+        self._rows: collections.deque = collections.deque(maxlen=self.window_steps)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.done = threading.Event()
+
+    # ---------------------------------------------------------------- thread
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="windowing", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _ended(self) -> float | None:
+        """The stream's end time once known (all inputs ended), else None."""
+        if self.duration is not None:
+            return self.duration
+        ended = []
+        if self.audio is not None:
+            if not self.audio.ended:
+                return None
+            ended.append(self.audio.horizon)
+        if self.faces is not None:
+            if not self.faces.done.is_set():
+                return None
+            ended.append(self.faces.feed.horizon)
+        if not ended:
+            return None
+        finite = [e for e in ended if math.isfinite(e)]
+        return max(finite) if finite else 0.0
+
+    def _run(self) -> None:
+        try:
+            k = 1
+            while not self._stop.is_set():
+                t = step_end(k, self.step)
+                end = self._ended()
+                if end is not None and k > last_step(end, self.step):
+                    break
+                if not self._wait_inputs(t):
+                    continue  # stopped, or re-check the end of stream
+                self.out.put(self.assemble(k))
+                self.position = t
+                k += 1
+        except BaseException as exc:
+            self.error = exc
+            log.exception("windowing stopped")
+        finally:
+            self.done.set()
+            self.out.close()
+
+    def _wait_inputs(self, t: float) -> bool:
+        """Wait until the inputs of the window ending at t are there; False to re-check."""
+        poll = 0.2
+        if self.realtime and not self.clock.sleep_until(t, self._stop):
+            return False
+        if self.strict:
+            if self.audio is not None and not self.audio.wait_until(t, timeout=poll):
+                if not self.audio.ended:
+                    return False
+            if self.faces is not None:
+                feed = self.faces.feed
+                if self.audio is None and not (feed.horizon >= t or feed.ended):
+                    time.sleep(0.01)
+                    return False
+                if not self.faces.done.is_set() and not feed.wait_idle_before(t, timeout=poll):
+                    return False
+            if self.speech is not None:
+                end = self.audio.horizon if (self.audio is not None and self.audio.ended) else None
+                passes = self.speech.transcript.passes
+                if end is not None and t >= end - 1e-9:
+                    if not passes.ended:
+                        passes.wait_until(math.inf, timeout=poll)
+                        return passes.ended and self._mark_ready(t)
+                else:
+                    need = self.speech.required_horizon(t)
+                    if need > 0 and not passes.wait_until(need - 1e-9, timeout=poll):
+                        return passes.ended and self._mark_ready(t)
+            return self._mark_ready(t)
+        if self.audio is not None:
+            self.audio.wait_until(t, timeout=max(0.0, t + self.max_wait - self.clock.now()) if self.realtime else poll)
+        return self._mark_ready(t)
+
+    def _mark_ready(self, t: float) -> bool:
+        self._ready = time.perf_counter()
+        self._capture_ms = max(0.0, (self.clock.now() - t) * 1000) if self.realtime else 0.0
+        return True
+
+    # ---------------------------------------------------------------- one window
+    def step_features(self, k: int) -> tuple[np.ndarray, bool, np.ndarray, bool]:
+        """(audio row, speech flag, video row, face flag) of step k."""
+        from hcl.features.face import aggregate_steps
+
+        t1 = step_end(k, self.step)
+        t0 = t1 - self.step
+        a_row = np.zeros(self.audio_dim, np.float32)
+        a_ok = False
+        if self.audio is not None and self.audio.covered(t0, t1) > 0:
+            feats = self.featurizer.featurize_arrays(self.audio.read(t0, t1), None, n_steps=1)
+            a_row, a_ok = feats.audio[0], bool(feats.audio_mask[0])
+        v_row = np.zeros(self.video_dim, np.float32)
+        v_ok = False
+        if self.faces is not None:
+            times, feats = self.faces.track.between(t0, t1)
+            if times:
+                rows, mask = aggregate_steps([t - t0 for t in times], feats, 1, self.step, dim=self.video_dim)
+                v_row, v_ok = rows[0], bool(mask[0])
+            self.faces.track.prune(t0 - self.step * self.window_steps)
+        return a_row, a_ok, v_row, v_ok
+
+    def assemble(self, k: int) -> Window:
+        t_ready = getattr(self, "_ready", time.perf_counter())
+        self._rows.append(self.step_features(k))
+        end = step_end(k, self.step)
+        start = max(0.0, end - self.step * self.window_steps)
+        audio, audio_mask = stack_steps([r[0] for r in self._rows], [r[1] for r in self._rows], self.window_steps, self.audio_dim)
+        video, video_mask = stack_steps([r[2] for r in self._rows], [r[3] for r in self._rows], self.window_steps, self.video_dim)
+        words: list[dict[str, Any]] = []
+        if self.speech is not None:
+            available_by = end if self.strict else None
+            timed = self.speech.transcript.words(end - self.text_context, end, available_by=available_by)
+            words = [{"w": w.text, "start": w.start, "end": w.end} for w in timed]
+            self.speech.transcript.prune(end - max(self.text_context, self.step * self.window_steps) - 30.0)
+        text = window_text(words)
+        now = time.perf_counter()
+        self.assemble_ms.append((now - t_ready) * 1000)
+        if len(self.assemble_ms) > 2000:
+            del self.assemble_ms[:1000]
+        self.windows += 1
+        return Window(
+            seq=k - 1,
+            start=start,
+            end=end,
+            audio=audio,
+            audio_mask=audio_mask,
+            video=video,
+            video_mask=video_mask,
+            words=words,
+            text=text,
+            presence=presence(text=text, audio_mask=audio_mask, video_mask=video_mask),
+            t_ready=t_ready,
+            t_assembled=now,
+            capture_ms=getattr(self, "_capture_ms", 0.0),
+        )
