@@ -120,3 +120,14 @@ def test_model_path_setting(tmp_path):
             ex.frame(np.zeros((10, 10), np.uint8))
     with pytest.raises(RuntimeError, match="closed"):
         ex.frame(face_image(64), 10)
+
+
+def test_featurize_arrays_for_one_live_step(segment_featurizer, talking_clip):
+    """The live path: one step of raw audio plus the frames seen during it."""
+    wave = talking_clip.audio_span(0.5, 1.0)
+    seg = segment_featurizer.featurize_arrays(wave, [(0.1, face_image(256)), (0.3, faceless_image(256))], n_steps=1)
+    assert seg.audio.shape == (1, 48) and seg.video.shape == (1, 58)
+    assert seg.audio_mask.tolist() == [True] and seg.video_mask.tolist() == [True]
+    none = segment_featurizer.featurize_arrays(None, [(0.2, faceless_image(256))], n_steps=1)
+    assert none.audio_mask.tolist() == [False] and none.video_mask.tolist() == [False]
+    assert np.all(none.video == 0) and np.all(none.audio == 0)
