@@ -205,6 +205,11 @@ class DashboardServer:
             raise ValueError("queue_size must be >= 1")
         if token is not None and not token:
             raise ValueError("token must be a non-empty string or None")
+        if token is None and not is_loopback(host):
+            raise ValueError(
+                f"refusing to serve scores on {host!r} without a token: anyone on the network could read "
+                "them; pass token=... (hcl-live --token) or bind 127.0.0.1"
+            )
         self.host = host
         self._requested_port = port
         self.port: int | None = None

@@ -271,6 +271,12 @@ def test_token_is_required_everywhere():
         assert http_get(srv, "/app.js", {"Cookie": cookie})[0] == 200
 
 
+def test_non_loopback_host_needs_a_token():
+    with pytest.raises(ValueError, match="without a token"):
+        DashboardServer(hello=make_hello(), host="0.0.0.0")
+    DashboardServer(hello=make_hello(), host="0.0.0.0", token="t")  # constructing only: tests bind 127.0.0.1
+
+
 def test_requests_for_other_host_names_are_refused(server):
     """DNS rebinding: a page at evil.example re-pointed to 127.0.0.1 must not read the scores."""
     assert http_get(server, "/metrics", {"Host": f"evil.example:{server.port}"})[0] == 403
