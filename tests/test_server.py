@@ -355,7 +355,7 @@ def test_stalled_client_does_not_delay_others():
     assert stop_seconds < 4.0, f"stop() took {stop_seconds:.1f} s with a stalled client"
     assert delays[int(0.95 * n)] < 0.5, f"p95 delivery delay {delays[int(0.95 * n)]:.3f} s"
     assert delays[-1] < 2.0, f"max delivery delay {delays[-1]:.3f} s"
-    assert max(publish_cost) < 0.02, "publish() must not block"
+    assert max(publish_cost) < 0.1, f"publish() must not block; it took {max(publish_cost) * 1000:.0f} ms"
     drops = sorted(c["dropped"] for c in metrics["per_client"].values())
     assert drops[0] == 0 and drops[-1] > 0, f"the stalled client's queue should drop: {metrics['per_client']}"
     assert metrics["client_drops"] == drops[-1]
