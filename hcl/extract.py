@@ -8,9 +8,9 @@ mp4/webm/mkv/mov/avi/wav/flac/mp3/ogg/m4a).
 
 With --labels (MOSI form: video_id, clip_id, label, mode, text, start, end):
 each row is one sample with id "<video_id>_<clip_id>". A file named
-"<video_id>_<clip_id>.<ext>" is taken whole as that clip (the MOSI "Raw"
-clip layout); otherwise "<video_id>.<ext>" is cut at the row's start/end
-seconds. The transcript is the row's text; a row with empty text (or
+"<video_id>_<clip_id>.<ext>" (or "<video_id>/<clip_id>.<ext>", MMSA's Raw
+layout) is taken whole as that clip; otherwise "<video_id>.<ext>" is cut at
+the row's start/end seconds. The transcript is the row's text; a row with empty text (or
 --text whisper) is transcribed with faster-whisper. Rows without a media file
 are counted and reported; media files that no row names are ignored.
 
@@ -107,6 +107,8 @@ def plan_jobs(
     by_stem: dict[str, Path] = {}
     for f in files:
         by_stem.setdefault(f.stem, f)
+    for f in files:  # MMSA's Raw layout: <video_id>/<clip_id>.mp4
+        by_stem.setdefault(f"{f.parent.name}_{f.stem}", f)
     jobs, missing, used = [], [], set()
     for row in rows:
         vid, cid = row["video_id"].strip(), str(row["clip_id"]).strip()

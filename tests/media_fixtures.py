@@ -82,17 +82,19 @@ def faceless_image(size: int = 256) -> np.ndarray:
 
 
 def write_video(path: Path, frames: list[np.ndarray], audio: np.ndarray | None, *, fps: int = 15) -> Path:
-    """mp4 with H.264 video (yuv420p) and, if given, AAC mono 16 kHz audio."""
+    """Video with audio (if given, mono 16 kHz): .mp4/.mkv = H.264 + AAC, .webm = VP8 + Opus (48 kHz)."""
     import av
 
+    webm = Path(path).suffix == ".webm"
     with av.open(str(path), "w") as container:
         h, w = frames[0].shape[:2]
-        vs = container.add_stream("libx264", rate=fps)
+        vs = container.add_stream("libvpx" if webm else "libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"preset": "ultrafast", "crf": "20"}
+        if not webm:
+            vs.options = {"preset": "ultrafast", "crf": "20"}
         astream = None
         if audio is not None:
-            astream = container.add_stream("aac", rate=SR, layout="mono")
+            astream = container.add_stream("libopus" if webm else "aac", rate=48000 if webm else SR, layout="mono")
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i

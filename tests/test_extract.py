@@ -178,3 +178,27 @@ def test_hcl_train_runs_an_epoch_on_the_dataset(dataset, tmp_path, capsys):
     assert np.isfinite(result["runs"][0]["valid"]["mae"])
     loaded = load_checkpoint(tmp_path / "run" / "seed1.pt")
     assert loaded.features == FeatureSettings()  # the checkpoint names the extractor settings it expects
+
+
+def test_plan_jobs_matches_clip_and_full_video_files(tmp_path):
+    from pathlib import Path
+
+    from hcl.extract import plan_jobs
+
+    files = [Path("raw/vidA_1.mp4"), Path("raw/vidB.mp4"), Path("Raw/vidC/2.mp4"), Path("raw/stray.mp4")]
+    rows = [
+        {"video_id": "vidA", "clip_id": "1", "label": "1.5", "mode": "train", "text": "a", "start": "3", "end": "5"},
+        {"video_id": "vidB", "clip_id": "4", "label": "-1", "mode": "test", "text": "", "start": "10.5", "end": "12"},
+        {"video_id": "vidC", "clip_id": "2", "label": "0", "mode": "valid", "text": "c"},
+        {"video_id": "vidD", "clip_id": "1", "label": "0", "mode": "valid", "text": "d"},
+        {"video_id": "vidB", "clip_id": "5", "label": "n/a", "mode": "test", "text": "", "start": "1", "end": "2"},
+    ]
+    jobs, missing, unused = plan_jobs(files, rows, text_from="labels")
+    by_id = {j.id: j for j in jobs}
+    assert by_id["vidA_1"].path == files[0] and by_id["vidA_1"].end is None  # a clip file is taken whole
+    assert (by_id["vidB_4"].start, by_id["vidB_4"].end, by_id["vidB_4"].text) == (10.5, 12.0, None)  # cut; Whisper
+    assert by_id["vidC_2"].path == files[2] and by_id["vidC_2"].text == "c"
+    assert missing == ["vidD_1", "vidB_5 (no numeric label)"]
+    assert unused == [files[3]]
+    jobs, _, _ = plan_jobs(files, rows, text_from="whisper")
+    assert all(j.text is None for j in jobs)

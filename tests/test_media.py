@@ -91,3 +91,17 @@ def test_n_steps_for():
     assert n_steps_for(3.0, 0.5) == 6
     assert n_steps_for(3.001, 0.5) == 6  # a sliver is not a step
     assert n_steps_for(0.1, 0.5) == 1
+
+
+@pytest.mark.parametrize("ext", ["webm", "mkv"])
+def test_webm_and_mkv(tmp_path, ext):
+    from media_fixtures import faint_noise
+
+    audio = faint_noise(1.0, level=0.1)
+    path = write_video(tmp_path / f"clip.{ext}", [face_image(64)] * 15, audio, fps=15)
+    clip = read_media(path)
+    assert clip.has_video and clip.has_audio
+    assert clip.duration == pytest.approx(1.0, abs=0.1)
+    assert abs(len(clip.audio) - 16000) < 1200
+    times = [t for t, _ in clip.frames(10.0, 0.5, 1.0)]
+    assert times and all(0.5 - 1e-6 <= t < 1.0 for t in times)

@@ -56,10 +56,10 @@ class MediaClip:
     def frames(self, fps: float, start: float = 0.0, end: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
         """Video frames of [start, end) at about `fps` per second.
 
-        Yields (t_seconds from the start of the file, rgb uint8 (H, W, 3)).
-        Each yielded frame is the one on screen at its target time, so a
-        source slower than `fps` yields each of its frames once. Nothing is
-        yielded for a file without video.
+        Yields (t_seconds from the start of the file, rgb uint8 (H, W, 3)),
+        start <= t < end. A frame is yielded when it is on screen at the next
+        target time (start, start + 1/fps, ...), so a source slower than `fps`
+        yields each of its frames once. Nothing is yielded without video.
         """
         if not self.has_video:
             return
@@ -85,7 +85,7 @@ class MediaClip:
                     t = float(frame.pts * stream.time_base)
                     if end is not None and t >= end:
                         break
-                    if t + half_frame < target:
+                    if t < start - 1e-6 or t + half_frame < target:
                         continue
                     yield t, frame.to_ndarray(format="rgb24")
                     while target <= t + half_frame:
