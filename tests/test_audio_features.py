@@ -109,3 +109,13 @@ def test_cuda_matches_cpu(extractor, mosi_clip):
     cpu = extractor.steps(mosi_clip.audio, 0.5)[0]
     gpu = AudioFeatureExtractor(config=CFG, device="cuda").steps(mosi_clip.audio, 0.5)[0]
     assert np.allclose(cpu, gpu, atol=5e-3)
+
+
+def test_live_per_step_calls_match_the_offline_pass(extractor, mosi_clip):
+    """The live windowing calls steps() once per 0.5 s step; features must match one pass over the clip."""
+    whole, speech = extractor.steps(mosi_clip.audio, 0.5)
+    parts = [extractor.steps(mosi_clip.audio[i * 8000 : (i + 1) * 8000], 0.5, n_steps=1) for i in range(len(whole))]
+    per_step = np.concatenate([p[0] for p in parts])
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), speech)
+    relative = np.abs(whole - per_step) / (whole.std(axis=0) + 1e-6)
+    assert np.median(relative) < 0.05 and relative.max() < 0.5
