@@ -120,6 +120,7 @@ class LivePipeline:
             torch.set_num_threads(opts.torch_threads)
         if getattr(self.source, "clip", None) is None and hasattr(self.source, "open") and self.source.kind == "file":
             self.source.open()
+        self.scorer.warm_up()
         featurizer = self.featurizer
         if self.source.frames is not None:
             from realtime.faces import FaceWorker

@@ -88,6 +88,7 @@ class WindowScorer:
         self._text_cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._text_cache_size = text_cache
         self.step_ms: list[float] = []
+        self._warm = False
 
     # ------------------------------------------------------------------ info
     @property
@@ -97,9 +98,16 @@ class WindowScorer:
         return {"name": str(name), "version": str(meta.get("version", meta.get("created", "")))}
 
     def warm_up(self) -> None:
-        """Load the text encoder and run one empty window (first calls are slow)."""
+        """Load the text encoder and run one window (first calls are slow). Idempotent."""
+        if self._warm:
+            return
         self.encode_text("hello")
+        for m in MODALITIES:
+            self.masks[m][:, 0] = True
         self._forward(1)
+        for m in MODALITIES:
+            self.masks[m].zero_()
+        self._warm = True
 
     # ------------------------------------------------------------------ text
     def encode_text(self, text: str) -> np.ndarray:

@@ -92,3 +92,72 @@ def whisper():
     transcriber = SpeechTranscriber(cpu_threads=2)
     transcriber.model  # load now
     return transcriber
+
+
+# --------------------------------------------------------------------------------------
+# The live pipeline (tests/test_windowing.py, test_scorer.py, test_live_e2e.py, test_cli.py).
+
+
+def _shipped_live_checkpoint() -> Path | None:
+    try:
+        from hcl.checkpoint import default_live_checkpoint
+
+        return default_live_checkpoint()
+    except (FileNotFoundError, ImportError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def shipped_live_checkpoint() -> Path:
+    """The shipped live model; tests that need its judgement skip without it."""
+    path = _shipped_live_checkpoint()
+    if path is None:
+        pytest.skip("the shipped live model (models/<name>/model.pt) is not there yet")
+    return path
+
+
+@pytest.fixture(scope="session")
+def live_checkpoint(tmp_path_factory) -> Path:
+    """The shipped live model, or (until it exists) a randomly initialised real checkpoint."""
+    path = _shipped_live_checkpoint()
+    if path is not None:
+        return path
+    import torch
+
+    from hcl.checkpoint import save_checkpoint
+    from hcl.config import ModelConfig
+    from hcl.features.config import FeatureSettings
+    from hcl.model import HCL
+
+    torch.manual_seed(0)
+    settings = FeatureSettings()
+    model = HCL(config=ModelConfig(**settings.model_dims())).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, features=settings, meta={"name": "random-test"})
+
+
+@pytest.fixture(scope="session")
+def live_scorer(live_checkpoint):
+    """One warmed-up CPU WindowScorer for the session (one torch thread)."""
+    import torch
+
+    from realtime.scorer import WindowScorer
+
+    torch.set_num_threads(1)
+    scorer = WindowScorer(checkpoint=live_checkpoint, device="cpu")
+    scorer.warm_up()
+    return scorer
+
+
+@pytest.fixture(scope="session")
+def demo_media(tmp_path_factory):
+    """The demo clip (a positive then a negative espeak-ng sentence over a real face):
+    (path, [Utterance])."""
+    import shutil
+
+    from realtime.demo import make_clip
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    path = tmp_path_factory.mktemp("demo") / "demo.mp4"
+    utterances = make_clip(path, lead=0.3, gap=1.5)
+    return path, utterances

@@ -39,16 +39,21 @@ def _quiet_opencv() -> Iterator[object]:
                 cv2.setLogLevel(previous)
 
 
+def _linux_nodes() -> list[int] | None:
+    """Indices of /dev/videoN nodes on Linux (None elsewhere)."""
+    if os.name != "posix" or os.uname().sysname != "Linux":
+        return None
+    return sorted(int(p[len("/dev/video") :]) for p in glob.glob("/dev/video*") if p[len("/dev/video") :].isdigit())
+
+
 def list_cameras(max_index: int = 4) -> list[int]:
     """Indices of cameras that open and deliver a frame (probing 0..max_index-1 quietly).
 
     On Linux only indices with a /dev/videoN node are probed, so a machine without
     cameras answers at once.
     """
-    candidates = list(range(max_index))
-    if os.path.isdir("/dev") and os.name == "posix" and os.uname().sysname == "Linux":
-        nodes = sorted(int(p[len("/dev/video") :]) for p in glob.glob("/dev/video*") if p[len("/dev/video") :].isdigit())
-        candidates = [i for i in nodes if i < max_index]
+    nodes = _linux_nodes()
+    candidates = list(range(max_index)) if nodes is None else [i for i in nodes if i < max_index]
     found = []
     with _quiet_opencv() as cv2:
         for index in candidates:
@@ -95,6 +100,9 @@ class CameraSource:
         self._thread: threading.Thread | None = None
 
     def _open(self):
+        nodes = _linux_nodes()
+        if nodes is not None and self.index not in nodes:
+            return None
         with _quiet_opencv() as cv2:
             cap = cv2.VideoCapture(self.index)
             if not cap.isOpened():

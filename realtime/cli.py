@@ -1,0 +1,407 @@
+"""Console commands: hcl-live, hcl-annotate, hcl-replay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import secrets
+import signal
+import sys
+import time
+from typing import Any, Sequence
+
+log = logging.getLogger("realtime")
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("faster_whisper", "httpx", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling live_main in a thread)
+        pass
+
+
+def _run(main, argv) -> int:
+    try:
+        return main(argv)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+# --------------------------------------------------------------------- helpers
+def _load_scorer(checkpoint: str | None, device: str = "auto"):
+    from hcl.checkpoint import CheckpointError
+
+    from realtime.scorer import WindowScorer
+
+    try:
+        return WindowScorer(checkpoint=checkpoint, device=device)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _file_source(path: str, *, realtime: bool, fps: float):
+    from realtime.sources import SourceError
+    from realtime.sources.file import FileSource
+
+    source = FileSource(path=path, realtime=realtime, fps=fps)
+    try:
+        source.open()
+    except SourceError as exc:
+        raise CliError(str(exc)) from None
+    return source
+
+
+def _device_source(camera: int | None, mic: str | None, *, need_camera: bool):
+    from realtime.sources import DeviceSource, SourceError
+    from realtime.sources.camera import CameraSource
+    from realtime.sources.microphone import MicrophoneSource
+
+    cam = None
+    if camera is not None or need_camera:
+        cam = CameraSource(index=camera if camera is not None else 0)
+        try:
+            cam.open()
+        except SourceError as exc:
+            raise CliError(f"{exc}; --list-devices shows what exists") from None
+    microphone = MicrophoneSource(device=mic)
+    try:
+        microphone.open()
+    except SourceError as exc:
+        if mic is not None or cam is None:
+            raise CliError(f"{exc}; --list-devices shows what exists") from None
+        print(f"warning: {exc}; going on without audio (and so without a transcript)", file=sys.stderr)
+        microphone = None
+    return DeviceSource(camera=cam, microphone=microphone)
+
+
+def _record_dir(target: str, session_id: str) -> pathlib.Path:
+    """--record DIR: DIR itself when new or empty, else a new folder named by the session inside it."""
+    path = pathlib.Path(target)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"--record {path}: is a file; give a folder")
+    if path.is_dir() and any(path.iterdir()):
+        return path / session_id
+    return path
+
+
+def session_info(pipeline, *, mode: str, source: str) -> dict[str, Any]:
+    settings = pipeline.settings
+    return {
+        "session": pipeline.session_id,
+        "mode": mode,
+        "source": source,
+        "model": pipeline.scorer.model_info,
+        "checkpoint": str(pipeline.scorer.path) if pipeline.scorer.path else None,
+        "settings": {"step_seconds": settings.step_seconds, "window_steps": settings.window_steps},
+        "clusters": pipeline.scorer.config.clusters,
+        "features": settings.to_dict(),
+        "pipeline": {k: getattr(pipeline.options, k) for k in pipeline.options.__dataclass_fields__},
+    }
+
+
+def _open_browser(url: str) -> None:
+    import webbrowser
+
+    try:
+        webbrowser.open(url)
+    except Exception:  # no browser here: the printed URL is enough
+        pass
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    parser.add_argument("--token", help="access token (generated when --host is not a loopback address)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open the dashboard in a browser")
+
+
+def _token_for(host: str, token: str | None) -> str | None:
+    from realtime.server import is_loopback
+
+    if token is not None and not token.strip():
+        raise CliError("--token must not be empty")
+    if not is_loopback(host) and token is None:
+        token = secrets.token_urlsafe(16)
+    return token
+
+
+def _start_server(args, *, hello: dict, metrics=None, session: dict | None = None):
+    from realtime.server import DashboardServer
+
+    token = _token_for(args.host, args.token)
+    server = DashboardServer(host=args.host, port=args.port, token=token, hello=hello, metrics=metrics, session=session)
+    try:
+        server.start()
+    except OSError as exc:
+        raise CliError(f"{exc}; choose another --port (0 = any free one)") from None
+    print(f"dashboard: {server.url}", flush=True)
+    if token and args.token is None:
+        print("  (--host is not a loopback address: the dashboard needs this token; pass --token to choose it)", flush=True)
+    if not args.no_browser:
+        _open_browser(server.url)
+    return server
+
+
+# --------------------------------------------------------------------- hcl-live
+def live_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hcl-live", description="Real-time multimodal sentiment monitor with a browser dashboard.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, metavar="N", help="camera index (default 0 when no --file / --demo)")
+    src.add_argument("--file", metavar="PATH", help="play an audio/video file as if it were live")
+    src.add_argument("--demo", action="store_true", help="play the built-in demo clip (made with espeak-ng on first use)")
+    p.add_argument("--mic", metavar="N|NAME", help="microphone index or name (default: the default input)")
+    p.add_argument("--list-devices", action="store_true", help="list cameras and microphones and exit")
+    _serve_options(p)
+    p.add_argument("--record", metavar="DIR", help="record the session (scores, transcript, audio, video) into DIR")
+    p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped live model)")
+    p.add_argument("--fast", action="store_true", help="--file/--demo: as fast as possible instead of real time")
+    p.add_argument("--exit-when-done", action="store_true", help="--file/--demo: exit when the file ends (default: keep serving)")
+    p.add_argument("--device", default="auto", help="scoring device: auto, cpu or cuda")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def list_devices() -> str:
+    from realtime.sources import SourceError
+    from realtime.sources.camera import list_cameras
+    from realtime.sources.microphone import list_microphones
+
+    lines = ["cameras:"]
+    cams = list_cameras()
+    lines += [f"  --camera {i}" for i in cams] or ["  (none found)"]
+    lines.append("microphones:")
+    try:
+        mics = list_microphones()
+        lines += [f"  --mic {m.index}  {m.name} ({m.channels} ch, {m.sample_rate:g} Hz)" for m in mics] or ["  (none found)"]
+    except SourceError as exc:
+        lines.append(f"  (unavailable: {exc})")
+    return "\n".join(lines)
+
+
+def _live(argv: Sequence[str] | None) -> int:
+    args = live_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.list_devices:
+        print(list_devices())
+        return 0
+    if args.fast and not (args.file or args.demo):
+        raise CliError("--fast goes with --file or --demo (a camera runs in real time)")
+    if args.mic is not None and (args.file or args.demo):
+        raise CliError("--mic goes with --camera (a file brings its own audio)")
+    _token_for(args.host, args.token)
+    from hcl.features.config import FeatureSettings
+
+    fps = FeatureSettings().face.frames_per_second
+    if args.demo:
+        from realtime.demo import DemoError, demo_clip
+
+        try:
+            path = demo_clip()
+        except DemoError as exc:
+            raise CliError(str(exc)) from None
+        source = _file_source(str(path), realtime=not args.fast, fps=fps)
+    elif args.file:
+        source = _file_source(args.file, realtime=not args.fast, fps=fps)
+    else:
+        source = _device_source(args.camera, args.mic, need_camera=True)
+    is_file = source.kind == "file"
+    scorer = _load_scorer(args.checkpoint, args.device)
+    if is_file and scorer.features.face.frames_per_second != fps:
+        source.fps = scorer.features.face.frames_per_second
+    from realtime.pipeline import LivePipeline, PipelineOptions, new_session_id
+
+    options = PipelineOptions(strict=is_file, realtime=not args.fast)
+    session_id = new_session_id()
+    recorder = None
+    pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id)
+    if args.record:
+        from realtime.recording import SessionRecorder
+
+        folder = _record_dir(args.record, session_id)
+        try:
+            recorder = SessionRecorder(folder, session_info=session_info(pipeline, mode="live", source=source.name))
+        except (FileExistsError, OSError) as exc:
+            raise CliError(f"--record {folder}: {exc}") from None
+        pipeline.recorder = recorder
+        print(f"recording into {folder}", flush=True)
+    server = _start_server(args, hello=pipeline.hello("live"), metrics=pipeline.metrics)
+    pipeline.publish = server.publish
+    _sigterm_as_interrupt()
+    status = 0
+    try:
+        scorer.warm_up()
+        pipeline.start()
+        print(f"monitoring {source.name}; Ctrl-C to stop", flush=True)
+        while not pipeline.wait(0.5):
+            pass
+        problems = pipeline.problems()
+        if problems:
+            print("problems: " + "; ".join(problems), file=sys.stderr)
+            status = 1
+        m = pipeline.metrics()
+        print(f"{source.name} finished: {m['windows']} windows, {m['dropped_windows']} dropped", flush=True)
+        if recorder is not None:
+            recorder.close()
+        if not args.exit_when_done:
+            print("still serving the dashboard; Ctrl-C to quit", flush=True)
+            while True:
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        pipeline.stop()
+        server.stop()
+    return status
+
+
+def live_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_live, argv)
+
+
+# --------------------------------------------------------------------- hcl-annotate
+def annotate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hcl-annotate",
+        description="Score a media file as fast as possible through the live path; writes a session folder like hcl-live --record.",
+    )
+    p.add_argument("file", help="audio/video file")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="session folder to write")
+    p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped live model)")
+    p.add_argument("--device", default="auto", help="scoring device: auto, cpu or cuda")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def annotate(path: str, output: str, *, checkpoint: str | None = None, device: str = "auto", progress: bool = True, scorer=None):
+    """Run the live path on `path` as fast as possible into session folder `output`; returns the pipeline."""
+    from tqdm import tqdm
+
+    from realtime.pipeline import LivePipeline, PipelineOptions, new_session_id
+    from realtime.recording import SessionRecorder
+    from realtime.windowing import last_step
+
+    scorer = scorer or _load_scorer(checkpoint, device)
+    source = _file_source(path, realtime=False, fps=scorer.features.face.frames_per_second)
+    session_id = new_session_id()
+    pipeline = LivePipeline(source=source, scorer=scorer, options=PipelineOptions(strict=True, realtime=False), session_id=session_id)
+    out = pathlib.Path(output)
+    try:
+        recorder = SessionRecorder(out, session_info=session_info(pipeline, mode="annotate", source=str(path)))
+    except (FileExistsError, OSError) as exc:
+        raise CliError(f"-o {out}: {exc}") from None
+    pipeline.recorder = recorder
+    total = last_step(source.duration or 0.0, scorer.features.step_seconds)
+    bar = tqdm(total=total, unit="win", desc=pathlib.Path(path).name, disable=not progress)
+    pipeline.on_window = lambda msg: bar.update(1)
+    try:
+        pipeline.start()
+        while not pipeline.wait(0.5):
+            pass
+    finally:
+        pipeline.stop()
+        bar.close()
+    return pipeline
+
+
+def _annotate(argv: Sequence[str] | None) -> int:
+    args = annotate_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    _sigterm_as_interrupt()
+    try:
+        pipeline = annotate(args.file, args.output, checkpoint=args.checkpoint, device=args.device, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted; the windows so far are in the session folder", file=sys.stderr)
+        return 130
+    problems = pipeline.problems()
+    scores = [m["score"] for m in pipeline.messages]
+    print(
+        f"{args.file}: {len(scores)} windows"
+        + (f", mean score {sum(scores) / len(scores):+.2f}, min {min(scores):+.2f}, max {max(scores):+.2f}" if scores else "")
+        + f"; written to {args.output}"
+    )
+    if problems:
+        print("problems: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+def annotate_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_annotate, argv)
+
+
+# --------------------------------------------------------------------- hcl-replay
+def replay_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hcl-replay", description="Serve a recorded session folder to the dashboard.")
+    p.add_argument("directory", help="session folder written by hcl-live --record or hcl-annotate")
+    _serve_options(p)
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def replay_messages(directory: str) -> tuple[dict, dict]:
+    """(hello, session) protocol messages for a recorded session folder."""
+    from realtime import protocol
+    from realtime.recording import SessionError, read_session
+
+    try:
+        rec = read_session(directory)
+    except SessionError as exc:
+        raise CliError(str(exc)) from None
+    info = rec.info
+    settings = info.get("settings") or {}
+    clusters = info.get("clusters")
+    if clusters is None:
+        first = next((w for w in rec.windows if w.get("weights")), None)
+        clusters = len(next(iter(first["weights"].values()))) if first else 0
+    hello = protocol.hello_message(
+        session=rec.session_id,
+        mode="replay",
+        model=info.get("model") or {"name": "?", "version": ""},
+        step_seconds=float(settings.get("step_seconds", 0.5)),
+        window_steps=int(settings.get("window_steps", 8)),
+        clusters=int(clusters),
+    )
+    session = protocol.session_message(session=rec.session_id, windows=rec.windows, words=rec.words)
+    return hello, session
+
+
+def _replay(argv: Sequence[str] | None) -> int:
+    args = replay_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    hello, session = replay_messages(args.directory)
+    server = _start_server(args, hello=hello, session=session)
+    print(f"replaying {args.directory}: {len(session['windows'])} windows; Ctrl-C to stop", flush=True)
+    _sigterm_as_interrupt()
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def replay_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_replay, argv)
+
+
+if __name__ == "__main__":  # python -m realtime.cli
+    sys.exit(live_main())
