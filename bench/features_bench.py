@@ -88,6 +88,29 @@ def bench_audio(device: str, repeats: int, clip_audio: np.ndarray) -> dict:
     }
 
 
+def bench_pitch(repeats: int) -> dict:
+    """Our vectorised YIN against torchaudio.functional.detect_pitch_frequency: error on tones, speed."""
+    import torch
+    import torchaudio.functional as AF
+
+    from hcl.features.audio import AudioFeatureExtractor
+
+    ex = AudioFeatureExtractor()
+    sr = 16000
+    out: dict = {"yin": {"error_pct": {}}, "torchaudio": {"error_pct": {}}}
+    for f in (110.0, 220.0, 330.0):
+        wave = torch.tensor(0.3 * np.sin(2 * np.pi * f * np.arange(2 * sr) / sr), dtype=torch.float32)
+        ta = AF.detect_pitch_frequency(wave, sr, frame_time=0.01, freq_low=60, freq_high=500).median().item()
+        f0, voiced = ex.frame_pitch(wave.numpy())
+        out["torchaudio"]["error_pct"][str(int(f))] = 100 * abs(ta / f - 1)
+        out["yin"]["error_pct"][str(int(f))] = 100 * abs(float(np.median(f0[voiced])) / f - 1)
+    noise = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, 60 * sr).astype(np.float32))
+    out["torchaudio"]["ms_per_s"] = 1000 * best_of(
+        lambda: AF.detect_pitch_frequency(noise, sr, frame_time=0.01, freq_low=60, freq_high=500), repeats) / 60
+    out["yin"]["ms_per_s"] = 1000 * best_of(lambda: ex._pitch(noise, 6000), repeats) / 60
+    return out
+
+
 def bench_face(frames: list[np.ndarray], repeats: int) -> dict:
     from hcl.features.face import FaceFeatureExtractor
 
@@ -170,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     res["audio"] = [bench_audio("cpu", args.repeats, clip.audio)]
     if torch.cuda.is_available():
         res["audio"].append(bench_audio("cuda", args.repeats, clip.audio))
+    res["pitch"] = bench_pitch(args.repeats)
     res["face"] = bench_face(frames, max(1, args.repeats - 1))
     res["speech"] = bench_speech(clip.audio, args.whisper_threads)
 
@@ -201,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     for a in res["audio"]:
         print(f"{'audio features, offline (' + a['device'] + ')':<42}{a['offline_ms_per_step']:>16.2f} ms/step")
         print(f"{'audio features, live per step (' + a['device'] + ')':<42}{a['live_ms_per_step']:>16.2f} ms/step")
+    for name, pm in res["pitch"].items():
+        errs = ", ".join(f"{k} Hz {v:.1f}%" for k, v in pm["error_pct"].items())
+        print(f"{'pitch ' + name + ': ' + errs:<50}{pm['ms_per_s']:>11.1f} ms/s")
     for mode, f in res["face"].items():
         print(f"{'face, ' + mode + ' mode':<42}{f['fps']:>9.1f} fps ({f['ms_per_frame']:.0f} ms, {f['cpu_ms_per_frame']:.0f} CPU-ms)")
     for name, anchor in ANCHORS.items():
