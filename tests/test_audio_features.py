@@ -119,3 +119,10 @@ def test_live_per_step_calls_match_the_offline_pass(extractor, mosi_clip):
     assert np.array_equal(np.concatenate([p[1] for p in parts]), speech)
     relative = np.abs(whole - per_step) / (whole.std(axis=0) + 1e-6)
     assert np.median(relative) < 0.05 and relative.max() < 0.5
+
+
+def test_feature_names():
+    from hcl.features.audio import audio_feature_names
+
+    names = audio_feature_names(CFG)
+    assert len(names) == CFG.dim and names[F0_MEAN] == "f0_mean" and names[SPEECH] == "speech"

@@ -131,3 +131,17 @@ def test_featurize_arrays_for_one_live_step(segment_featurizer, talking_clip):
     none = segment_featurizer.featurize_arrays(None, [(0.2, faceless_image(256))], n_steps=1)
     assert none.audio_mask.tolist() == [False] and none.video_mask.tolist() == [False]
     assert np.all(none.video == 0) and np.all(none.audio == 0)
+
+
+def test_names_match_mediapipe_and_the_astronaut_smiles(segment_featurizer):
+    import mediapipe as mp
+
+    from hcl.features.face import BLENDSHAPE_NAMES, FACE_FEATURE_NAMES
+
+    img = face_image(256)
+    result = segment_featurizer.face._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=img))
+    names = tuple(c.category_name for c in sorted(result.face_blendshapes[0], key=lambda c: c.index))
+    assert names == BLENDSHAPE_NAMES and len(FACE_FEATURE_NAMES) == FACE_DIM
+    feats = dict(zip(FACE_FEATURE_NAMES, segment_featurizer.face.frame(img)))
+    assert feats["mouthSmileLeft"] > 0.5 and feats["mouthSmileRight"] > 0.5  # she smiles in the photograph
+    assert feats["mouthFrownLeft"] < 0.2

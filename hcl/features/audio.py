@@ -39,6 +39,17 @@ LOUDNESS_FLOOR_DB = -100.0
 F0_REFERENCE_HZ = 200.0
 
 
+def audio_feature_names(config: AudioFeatureConfig = AudioFeatureConfig()) -> tuple[str, ...]:
+    """Column names of the per-step features, in order (length `config.dim`)."""
+    n = config.n_mfcc
+    return (
+        tuple(f"mfcc{i}_mean" for i in range(n))
+        + tuple(f"mfcc{i}_std" for i in range(n))
+        + ("log_energy_mean", "log_energy_std", "f0_mean", "f0_std", "voiced_fraction",
+           "loudness_mean", "loudness_std", "speech")
+    )
+
+
 class AudioFeatureExtractor:
     """Per-step acoustic features of 16 kHz mono audio; see the module docstring for the layout."""
 
