@@ -105,3 +105,10 @@ def test_webm_and_mkv(tmp_path, ext):
     assert abs(len(clip.audio) - 16000) < 1200
     times = [t for t, _ in clip.frames(10.0, 0.5, 1.0)]
     assert times and all(0.5 - 1e-6 <= t < 1.0 for t in times)
+
+
+def test_seeking_gives_the_same_frames_as_decoding_from_the_start(mosi_clip):
+    sought = list(mosi_clip.frames(10.0, start=5.0, end=5.5))  # seeks (start > 1 s)
+    full = [(t, f) for t, f in mosi_clip.frames(10.0) if 5.0 - 1e-6 <= t < 5.5]
+    assert [t for t, _ in sought] == [t for t, _ in full] and len(sought) == 5
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(sought, full))
