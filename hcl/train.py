@@ -57,11 +57,22 @@ def _dims(config: ModelConfig) -> tuple[int, int, int]:
 def iterate_batches(
     samples: Sequence[FeatureSample], config: ModelConfig, batch_size: int, *, shuffle: bool, rng: random.Random | None = None
 ):
+    """Batches of padded samples. With `shuffle`, samples of similar text length are
+    batched together (random chunks of 32 batches, sorted by length inside a chunk,
+    batches shuffled), which roughly halves padding and time on transcript data."""
     order = list(range(len(samples)))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if shuffle:
-        (rng or random).shuffle(order)
-    for i in range(0, len(order), batch_size):
-        yield collate([samples[j] for j in order[i : i + batch_size]], _dims(config), max_len=config.max_len)
+        rng = rng or random.Random()
+        rng.shuffle(order)
+        chunk = batch_size * 32
+        batches = []
+        for c in range(0, len(order), chunk):
+            part = sorted(order[c : c + chunk], key=lambda j: len(samples[j].text))
+            batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+        rng.shuffle(batches)
+    for idx in batches:
+        yield collate([samples[j] for j in idx], _dims(config), max_len=config.max_len)
 
 
 def drop_modalities(batch: Batch, p: float, generator: torch.Generator) -> Batch:

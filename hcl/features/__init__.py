@@ -1,6 +1,6 @@
 """Feature extractors shared by training data (`hcl-extract`) and live use.
 
-One code path: `hcl.features.segment.extract_segment_features` (and the live
+One code path: `hcl.features.segment.SegmentFeaturizer` (and the live
 windowing, which calls the same per-step functions) turns raw signal into
 per-step feature vectors. Heavy imports (mediapipe, faster-whisper, PyAV,
 transformers) happen inside the extractor classes, not here.

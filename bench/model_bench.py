@@ -1,0 +1,128 @@
+"""HCL model benchmark: parameters, FLOPs per sample, latency per window at batch 1,
+throughput at batch 64 and 512; CPU always, CUDA (plain and CUDA-graph replay) when present.
+
+    python bench/model_bench.py [--repeats 30] [--threads 2] [--out bench/results/model.json]
+
+Prints a table and writes JSON. Medians over repeats; the live setting is used
+(text 50 tokens, audio and video 8 steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from hcl.config import ModelConfig
+from hcl.model import HCL
+from hcl.profile import dummy_inputs, model_profile
+
+PAPER = {"parameters": 5.51e6, "gflops": 0.98, "almt_parameters": 6.42e6, "almt_gflops": 1.08}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_calls(fn, device, repeats: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench_device(model: HCL, device: torch.device, lengths, batches, repeats: int, graph: bool) -> list[dict]:
+    rows = []
+    model = model.to(device).eval()
+    for b in batches:
+        x = dummy_inputs(model, lengths, batch=b, device=device)
+        with torch.inference_mode():
+            if graph:
+                # static inputs, warm-up on a side stream, capture once, replay
+                s = torch.cuda.Stream()
+                s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s):
+                    for _ in range(3):
+                        model(**x)
+                torch.cuda.current_stream().wait_stream(s)
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g):
+                    model(**x)
+                fn = g.replay
+            else:
+                fn = lambda: model(**x)  # noqa: E731
+            times = time_calls(fn, device, repeats if b < 512 else max(5, repeats // 3))
+        med = statistics.median(times)
+        rows.append(
+            {
+                "device": device.type + (" +graph" if graph else ""),
+                "batch": b,
+                "median_ms": med * 1e3,
+                "p95_ms": sorted(times)[int(0.95 * (len(times) - 1))] * 1e3,
+                "samples_per_s": b / med,
+            }
+        )
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
+    p.add_argument("--out", default="bench/results/model.json")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lengths = {"text": 50, "audio": 8, "video": 8}
+    torch.manual_seed(0)
+    configs = {
+        "live (MiniLM 384 / audio 48 / face 58)": ModelConfig(),
+        "paper MOSI dims (BERT 768 / 5 / 20)": ModelConfig(text_dim=768, audio_dim=5, video_dim=20),
+    }
+    profiles = {name: model_profile(HCL(config=cfg), lengths) for name, cfg in configs.items()}
+    model = HCL(config=configs["live (MiniLM 384 / audio 48 / face 58)"])
+    rows = bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False)
+    if torch.cuda.is_available():
+        rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=False)
+        rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=True)
+
+    print(f"{'model':42s} {'params':>10s} {'GFLOPs/sample':>14s}")
+    for name, prof in profiles.items():
+        print(f"{name:42s} {prof['parameters'] / 1e6:9.2f}M {prof['flops_per_sample'] / 1e9:14.3f}")
+    print(f"{'paper HCL (with its own encoders?)':42s} {PAPER['parameters'] / 1e6:9.2f}M {PAPER['gflops']:14.3f}")
+    print()
+    print(f"{'device':12s} {'batch':>6s} {'median ms':>10s} {'p95 ms':>9s} {'samples/s':>11s}")
+    for r in rows:
+        print(f"{r['device']:12s} {r['batch']:6d} {r['median_ms']:10.2f} {r['p95_ms']:9.2f} {r['samples_per_s']:11.0f}")
+    result = {
+        "lengths": lengths,
+        "profiles": profiles,
+        "paper": PAPER,
+        "rows": rows,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
