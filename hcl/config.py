@@ -50,6 +50,10 @@ class ModelConfig:
     collaborative: bool = True  # False = "w/o collaborative" (no audio<->video guidance)
     text_guidance: bool = True  # False = "w/o text guidance"
     guide: Modality = "text"  # Table 5: which modality plays the guide
+    # modalities the model consumes; the others are always treated as absent. The
+    # trainer drops a modality that never occurs in the training data, so a model
+    # trained on transcripts only is not swayed by untrained audio/video weights.
+    inputs: tuple[Modality, ...] = MODALITIES
 
     def __post_init__(self) -> None:
         if self.d_model % self.clusters:
@@ -58,6 +62,8 @@ class ModelConfig:
             raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
         if self.guide not in MODALITIES:
             raise ValueError(f"guide must be one of {MODALITIES}, got {self.guide!r}")
+        if not set(self.inputs) <= set(MODALITIES) or not self.inputs:
+            raise ValueError(f"inputs must be a non-empty subset of {MODALITIES}, got {self.inputs}")
         if self.kmeans_iters < 0 or self.guidance_layers < 1:
             raise ValueError("kmeans_iters must be >= 0 and guidance_layers >= 1")
 

@@ -91,6 +91,10 @@ class HCL(nn.Module):
         details: bool = False,
     ) -> torch.Tensor | HCLOutput:
         inputs = {"text": (text, text_mask), "audio": (audio, audio_mask), "video": (video, video_mask)}
+        for m in MODALITIES:
+            if m not in self.config.inputs:  # not consumed by this model: absent
+                x, mask = inputs[m]
+                inputs[m] = (x, torch.zeros_like(mask))
         h = torch.stack([self.embed[m](*inputs[m]) for m in MODALITIES], dim=1)  # (B, 3, T, d)
         weights = assignment = None
         if self.cowa is not None:

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hcl.checkpoint import save_checkpoint
-from hcl.config import ModelConfig, TrainConfig
+from hcl.config import MODALITIES, ModelConfig, TrainConfig
 from hcl.data.sample import Batch, FeatureSample, collate
 from hcl.features.config import FeatureSettings
 from hcl.metrics import aggregate_seeds, format_metrics, sentiment_metrics
@@ -87,6 +87,18 @@ def drop_modalities(batch: Batch, p: float, generator: torch.Generator) -> Batch
     batch.audio = batch.audio * batch.audio_mask[..., None]
     batch.video = batch.video * batch.video_mask[..., None]
     return batch
+
+
+def present_modalities(samples: Sequence[FeatureSample]) -> tuple[str, ...]:
+    """Modalities with at least one present row somewhere in `samples`."""
+    def seen(m: str) -> bool:
+        for s in samples:
+            x, mask = getattr(s, m), getattr(s, f"{m}_mask", None)
+            if len(x) and (mask is None or np.any(mask)):
+                return True
+        return False
+
+    return tuple(m for m in MODALITIES if seen(m)) or MODALITIES
 
 
 @torch.no_grad()
@@ -190,6 +202,10 @@ def train(
     """Train every seed, score each test set once with the selected model, write results."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    present = present_modalities(data.train)
+    if present != model_config.inputs:
+        log(f"training data has {list(present)} only: the model consumes just those")
+        model_config = replace(model_config, inputs=present)
     if train_config.num_threads:
         torch.set_num_threads(train_config.num_threads)
     device = resolve_device(train_config.device)

@@ -136,3 +136,16 @@ def test_wrong_input_width_names_the_modality():
     x["audio"] = torch.randn(4, 8, 7)
     with pytest.raises(ValueError, match="audio features have width 7.*expects 6"):
         model(**x)
+
+
+def test_modalities_not_consumed_are_ignored():
+    cfg = dataclasses.replace(SMALL, inputs=("text",))
+    model = make(cfg).eval()
+    x = inputs()
+    with torch.no_grad():
+        s1 = model(**x)
+        x2 = dict(x, audio=x["audio"] + 5.0, video=torch.randn_like(x["video"]))
+        s2 = model(**x2)
+    torch.testing.assert_close(s1, s2)
+    with pytest.raises(ValueError, match="inputs"):
+        ModelConfig(inputs=("smell",))

@@ -47,10 +47,17 @@ DEFAULT_SEQ_LEN: tuple[int, int, int] = (20, 16, 16)
 LABEL_GAIN = 1.5
 
 
-def synthetic_label(z_text: np.ndarray, z_audio: np.ndarray, z_video: np.ndarray) -> np.ndarray:
-    """The label from the latents (all (N,)): 3 tanh(gain z_t (z_a + z_v) / 2)."""
+def synthetic_label(
+    z_text: np.ndarray, z_audio: np.ndarray, z_video: np.ndarray, main_effect: float = 0.0
+) -> np.ndarray:
+    """The label from the latents (all (N,)): 3 tanh(gain z_t (z_a + z_v) / 2 + main_effect (z_t + z_a + z_v)).
+
+    `main_effect` > 0 adds a weak additive part, which gives gradient-trained models
+    a foothold; at 0.5 the best function of any single latent still explains at
+    most ~26 % of the label variance (computed by simulation), the rest needs the
+    interaction."""
     z_t, z_a, z_v = (np.asarray(z, dtype=np.float64) for z in (z_text, z_audio, z_video))
-    return 3.0 * np.tanh(LABEL_GAIN * z_t * (z_a + z_v) / 2.0)
+    return 3.0 * np.tanh(LABEL_GAIN * z_t * (z_a + z_v) / 2.0 + main_effect * (z_t + z_a + z_v))
 
 
 def _world(dims: tuple[int, int, int], world_seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -84,6 +91,7 @@ def make_synthetic(
     signal: float = 2.0,
     world_seed: int = 0,
     mode: str = "train",
+    main_effect: float = 0.0,
 ) -> list[FeatureSample]:
     """`n` synthetic samples, deterministic in (seed, world_seed, arguments).
 
@@ -114,7 +122,7 @@ def make_synthetic(
 
     signs = rng.choice([-1.0, 1.0], size=(n, 3))
     latents = signs * rng.uniform(0.3, 1.0, size=(n, 3))
-    labels = synthetic_label(latents[:, 0], latents[:, 1], latents[:, 2])
+    labels = synthetic_label(latents[:, 0], latents[:, 1], latents[:, 2], main_effect)
 
     samples: list[FeatureSample] = []
     for i in range(n):
@@ -157,6 +165,7 @@ def synthetic_splits(
     seed: int = 0,
     noise: float = 1.0,
     signal: float = 2.0,
+    main_effect: float = 0.0,
 ) -> dict[str, list[FeatureSample]]:
     """``{"train", "valid", "test"}`` from one world (``world_seed = seed``), disjoint sample seeds."""
     sizes = {"train": n_train, "valid": n_valid, "test": n_test}
@@ -170,6 +179,7 @@ def synthetic_splits(
             signal=signal,
             world_seed=seed,
             mode=split,
+            main_effect=main_effect,
         )
         for k, (split, n) in enumerate(sizes.items())
     }
