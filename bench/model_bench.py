@@ -89,20 +89,28 @@ def main(argv=None) -> int:
     lengths = {"text": 50, "audio": 8, "video": 8}
     torch.manual_seed(0)
     configs = {
-        "live (MiniLM 384 / audio 48 / face 58)": ModelConfig(),
-        "paper MOSI dims (BERT 768 / 5 / 20)": ModelConfig(text_dim=768, audio_dim=5, video_dim=20),
+        "live (MiniLM 384 / audio 48 / face 58)": (ModelConfig(), lengths),
+        "MOSI dims 768/5/20, aligned 50/50/50": (
+            ModelConfig(text_dim=768, audio_dim=5, video_dim=20),
+            {"text": 50, "audio": 50, "video": 50},
+        ),
+        "MOSI dims, unaligned 50/375/500": (
+            ModelConfig(text_dim=768, audio_dim=5, video_dim=20, max_len=500),
+            {"text": 50, "audio": 375, "video": 500},
+        ),
     }
-    profiles = {name: model_profile(HCL(config=cfg), lengths) for name, cfg in configs.items()}
-    model = HCL(config=configs["live (MiniLM 384 / audio 48 / face 58)"])
+    profiles = {name: model_profile(HCL(config=cfg), lens) for name, (cfg, lens) in configs.items()}
+    model = HCL(config=configs["live (MiniLM 384 / audio 48 / face 58)"][0])
     rows = bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False)
     if torch.cuda.is_available():
         rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=False)
         rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=True)
 
-    print(f"{'model':42s} {'params':>10s} {'GFLOPs/sample':>14s}")
+    print(f"{'model (input lengths text/audio/video)':42s} {'params':>10s} {'GFLOPs/sample':>14s}")
     for name, prof in profiles.items():
         print(f"{name:42s} {prof['parameters'] / 1e6:9.2f}M {prof['flops_per_sample'] / 1e9:14.3f}")
-    print(f"{'paper HCL (with its own encoders?)':42s} {PAPER['parameters'] / 1e6:9.2f}M {PAPER['gflops']:14.3f}")
+    print(f"{'paper HCL (reported)':42s} {PAPER['parameters'] / 1e6:9.2f}M {PAPER['gflops']:14.3f}")
+    print(f"{'paper ALMT (reported)':42s} {PAPER['almt_parameters'] / 1e6:9.2f}M {PAPER['almt_gflops']:14.3f}")
     print()
     print(f"{'device':12s} {'batch':>6s} {'median ms':>10s} {'p95 ms':>9s} {'samples/s':>11s}")
     for r in rows:
