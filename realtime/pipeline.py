@@ -75,6 +75,7 @@ class LivePipeline:
         self.session_id = session_id or new_session_id()
         self.settings = scorer.features
         self._featurizer = featurizer
+        self._own_featurizer = featurizer is None
         self._transcriber = transcriber
         self.on_window = on_window
         self.clock: SessionClock | None = None
@@ -274,6 +275,10 @@ class LivePipeline:
                 part.join(timeout)
         if self.recorder is not None:
             self.recorder.close()
+        if self._own_featurizer and self._featurizer is not None and (self.faces is None or not self.faces._thread or not self.faces._thread.is_alive()):
+            # close mediapipe now: its finaliser can hang at interpreter exit
+            self._featurizer.close()
+            self._featurizer = None
 
     def problems(self) -> list[str]:
         out = []

@@ -1,0 +1,231 @@
+"""End to end on a generated talking-face clip: file -> faces/speech -> windows -> scorer
+-> real server on 127.0.0.1 -> websocket clients; recording; kill -9; token."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from realtime import protocol
+
+pytestmark = pytest.mark.slow
+websockets = pytest.importorskip("websockets")
+from websockets.exceptions import InvalidStatus  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def annotated(demo_media, live_scorer, tmp_path_factory):
+    """hcl-annotate's path (as fast as possible) over the demo clip: (folder, pipeline)."""
+    from realtime.cli import annotate
+
+    path, _ = demo_media
+    out = tmp_path_factory.mktemp("annotated") / "session"
+    pipeline = annotate(str(path), str(out), scorer=live_scorer, progress=False)
+    assert not pipeline.problems()
+    return out, pipeline
+
+
+def assert_window_schema(msg: dict) -> None:
+    assert msg["type"] == "window" and msg["v"] == protocol.PROTOCOL_VERSION
+    assert set(msg) == protocol.WINDOW_KEYS
+    assert -3 <= msg["score"] <= 3 and msg["class7"] == protocol.class7(msg["score"])
+    assert set(msg["presence"]) == {"text", "audio", "video"}
+    assert set(msg["latency_ms"]) == {"capture", "features", "scoring", "send"}
+    assert msg["end"] - msg["start"] <= 4.0 + 1e-6
+
+
+def test_annotate_writes_a_session_of_scored_windows(annotated, demo_media, live_scorer):
+    from realtime.recording import read_session
+    from realtime.windowing import last_step
+
+    folder, pipeline = annotated
+    session = read_session(folder)
+    windows = session.windows
+    duration = json.loads(Path(demo_media[0]).with_suffix(".json").read_text())["duration"]
+    assert len(windows) == last_step(duration, live_scorer.features.step_seconds)
+    assert [w["seq"] for w in windows] == list(range(len(windows)))
+    ends = [w["end"] for w in windows]
+    assert all(b > a for a, b in zip(ends, ends[1:]))
+    for w in windows:
+        assert_window_schema(w)
+    assert any(w["presence"]["video"] for w in windows) and any(w["presence"]["audio"] for w in windows)
+    text = " ".join(w["w"].lower() for w in session.words)
+    assert "love" in text or "wonderful" in text or "happy" in text
+    assert "terrible" in text or "hate" in text or "worst" in text
+    assert (folder / "audio.wav").is_file() and (folder / "transcript.vtt").read_text().startswith("WEBVTT")
+    assert windows == pipeline.messages
+
+
+class Client(threading.Thread):
+    """A websocket client that records every message with its arrival time."""
+
+    def __init__(self, ws) -> None:
+        super().__init__(daemon=True)
+        self.ws = ws
+        self.messages: list[tuple[float, dict]] = []
+        self.closed = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for raw in self.ws:
+                self.messages.append((time.perf_counter(), json.loads(raw)))
+        except Exception:
+            pass
+        self.closed.set()
+
+    def windows(self) -> list[tuple[float, dict]]:
+        return [(t, m) for t, m in self.messages if m["type"] == "window"]
+
+
+def http_json(port: int, path: str) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    assert resp.status == 200, (path, resp.status)
+    return json.loads(resp.read())
+
+
+def test_realtime_replay_through_the_server(annotated, demo_media, live_scorer):
+    """Real-time pace, real server: a client gets every window (schema, increasing times);
+    a stalled client delays nobody; the scores equal the as-fast-as-possible run's."""
+    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.server import DashboardServer
+    from realtime.sources.file import FileSource
+
+    path, _ = demo_media
+    source = FileSource(path=path, realtime=True, fps=live_scorer.features.face.frames_per_second)
+    pipeline = LivePipeline(source=source, scorer=live_scorer, options=PipelineOptions(strict=True, realtime=True))
+    server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics, queue_size=8)
+    published: dict[int, float] = {}
+
+    def publish(msg: dict) -> None:
+        published[msg["seq"]] = time.perf_counter()
+        server.publish(msg)
+
+    pipeline.publish = publish
+    server.start()
+    try:
+        with connect(server.ws_url, open_timeout=10, max_queue=1), connect(server.ws_url, open_timeout=10) as ws:
+            # the first connection never reads: a stalled browser
+            client = Client(ws)
+            client.start()
+            pipeline.start()
+            assert pipeline.wait(180), "the pipeline did not finish a 10 s clip in 3 minutes"
+            n = len(pipeline.messages)
+            deadline = time.time() + 10
+            while len(client.windows()) < n and time.time() < deadline:
+                time.sleep(0.05)
+            health = http_json(server.port, "/health")
+            metrics = http_json(server.port, "/metrics")
+    finally:
+        pipeline.stop()
+        server.stop()
+    assert not pipeline.problems()
+    got = client.windows()
+    assert client.messages[0][1]["type"] == "hello"
+    assert [m["seq"] for _, m in got] == list(range(n)), "the reading client missed windows"
+    for _, m in got:
+        assert_window_schema(m)
+    ends = [m["end"] for _, m in got]
+    assert all(b > a for a, b in zip(ends, ends[1:]))
+    delays = [t - published[m["seq"]] for t, m in got]
+    assert max(delays) < 1.0, f"a stalled client delayed the other one: {max(delays):.3f} s"
+    assert health["ok"] and health["windows_published"] == n
+    assert metrics["pipeline"]["windows"] == n and metrics["pipeline"]["dropped_windows"] == 0
+    assert metrics["latency_ms"]["total"]["p50"] is not None
+    # same file, same windows: real-time pace gives the scores of as-fast-as-possible
+    assert pipeline.queue.dropped == 0 and source.frames.dropped == 0, "overloaded: windows or frames dropped"
+    fast = annotated[1].messages
+    assert [m["words"] for _, m in got] == [m["words"] for m in fast]
+    assert [m["score"] for _, m in got] == pytest.approx([m["score"] for m in fast], abs=1e-3)
+
+
+def test_positive_and_negative_sentences_score_with_opposite_signs(annotated, demo_media, shipped_live_checkpoint, live_checkpoint):
+    if Path(live_checkpoint) != Path(shipped_live_checkpoint):
+        pytest.skip("needs the shipped live model")
+    _, utterances = demo_media
+    windows = annotated[1].messages
+
+    def mean_score(u) -> float:
+        inside = [w for w in windows if len(w["words"]) >= 3 and all(u.start - 0.3 <= x["start"] <= u.end + 0.3 for x in w["words"])]
+        assert inside, f"no window holds only words of {u.text!r}"
+        return sum(w["score"] for w in inside) / len(inside)
+
+    positive, negative = mean_score(utterances[0]), mean_score(utterances[1])
+    assert positive > 0 > negative, (positive, negative)
+
+
+def _spawn(args: list[str], **kw) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw)
+
+
+def test_kill_9_while_recording_leaves_every_finished_window(demo_media, live_checkpoint, tmp_path):
+    from realtime.recording import read_session
+
+    path, _ = demo_media
+    folder = tmp_path / "rec"
+    proc = _spawn([str(BIN / "hcl-live"), "--file", str(path), "--fast", "--record", str(folder), "--no-browser",
+                   "--port", "0", "--checkpoint", str(live_checkpoint), "--exit-when-done"])
+    scores = folder / "scores.jsonl"
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline and proc.poll() is None:
+            if scores.is_file() and scores.read_text().count("\n") >= 4:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stdout.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    raw = scores.read_text()
+    complete = raw[: raw.rfind("\n") + 1].splitlines()
+    assert len(complete) >= 4
+    for line in complete:
+        assert_window_schema(json.loads(line))
+    session = read_session(folder)
+    assert [w["seq"] for w in session.windows] == list(range(len(complete)))
+
+
+def test_non_loopback_host_refuses_clients_without_the_token(annotated):
+    folder, pipeline = annotated
+    proc = _spawn([str(BIN / "hcl-replay"), str(folder), "--host", "0.0.0.0", "--port", "0", "--no-browser"])
+    try:
+        line = ""
+        deadline = time.time() + 60
+        while time.time() < deadline and "dashboard:" not in line:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", line)
+        assert m, f"no URL with a token printed: {line!r}"
+        port, token = m.group(1), m.group(2)
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10):
+                pass
+        assert refused.value.response.status_code in (401, 403)
+        with connect(f"ws://127.0.0.1:{port}/ws?token={token}", open_timeout=10) as ws:
+            hello = json.loads(ws.recv(10))
+            session = json.loads(ws.recv(10))
+        assert hello["type"] == "hello" and hello["mode"] == "replay"
+        assert session["type"] == "session" and len(session["windows"]) == len(pipeline.messages)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
