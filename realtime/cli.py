@@ -297,8 +297,11 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
     from realtime.recording import SessionRecorder
     from realtime.windowing import last_step
 
+    from hcl.features.config import FeatureSettings
+
+    source = _file_source(path, realtime=False, fps=FeatureSettings().face.frames_per_second)  # fail fast on the file
     scorer = scorer or _load_scorer(checkpoint, device)
-    source = _file_source(path, realtime=False, fps=scorer.features.face.frames_per_second)
+    source.fps = scorer.features.face.frames_per_second
     session_id = new_session_id()
     pipeline = LivePipeline(source=source, scorer=scorer, options=PipelineOptions(strict=True, realtime=False), session_id=session_id)
     out = pathlib.Path(output)

@@ -1,0 +1,149 @@
+"""Command-line behaviour: clear errors that list what exists, device listing, demo clip."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from realtime.cli import annotate_main, live_main, replay_main
+
+
+def test_list_devices(capsys):
+    assert live_main(["--list-devices"]) == 0
+    out = capsys.readouterr().out
+    assert "cameras:" in out and "microphones:" in out
+
+
+def test_missing_camera_fails_listing_what_exists(capsys):
+    from realtime.sources.camera import list_cameras
+
+    assert live_main(["--camera", "7", "--no-browser", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "camera 7 cannot be opened" in err
+    if list_cameras():
+        assert "--camera" in err
+    else:
+        assert "no cameras were found" in err and "--demo" in err
+
+
+def test_missing_and_unreadable_files_fail_naming_the_file(tmp_path, capsys):
+    missing = tmp_path / "nope.mp4"
+    assert live_main(["--file", str(missing), "--no-browser"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    assert live_main(["--file", str(bad), "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "cannot be read" in err
+    assert annotate_main([str(bad), "-o", str(tmp_path / "out")]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_option_mistakes_are_explained(tmp_path, capsys):
+    assert live_main(["--fast", "--no-browser"]) == 2
+    assert "--fast goes with --file" in capsys.readouterr().err
+    assert live_main(["--demo", "--mic", "1", "--no-browser"]) == 2
+    assert "--mic goes with --camera" in capsys.readouterr().err
+    assert live_main(["--demo", "--host", "0.0.0.0", "--token", "", "--no-browser"]) == 2
+    assert "--token" in capsys.readouterr().err
+    assert replay_main([str(tmp_path), "--no-browser"]) == 2
+    assert "not a recorded session" in capsys.readouterr().err
+
+
+def test_missing_microphone_lists_what_exists():
+    from realtime.sources import SourceError
+    from realtime.sources.microphone import MicrophoneSource, list_microphones
+
+    mics = list_microphones()
+    with pytest.raises(SourceError) as err:
+        MicrophoneSource(device=99).open()
+    assert ("no microphones were found" in str(err.value)) if not mics else ("--mic" in str(err.value))
+    if not mics:
+        with pytest.raises(SourceError, match="no microphones"):
+            MicrophoneSource(device="usb").open()
+
+
+def test_missing_checkpoint_is_explained(demo_media, tmp_path, capsys):
+    path, _ = demo_media
+    assert annotate_main([str(path), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt" in capsys.readouterr().err
+
+
+def test_demo_clip_is_made_once_and_has_face_and_speech(tmp_path):
+    from hcl.features.media import read_media
+    from realtime.demo import DEFAULT_SENTENCES, demo_clip, read_utterances
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    path = demo_clip(directory=tmp_path)
+    stamp = path.stat().st_mtime_ns
+    assert demo_clip(directory=tmp_path) == path and path.stat().st_mtime_ns == stamp
+    utterances = read_utterances(path)
+    assert [u.text for u in utterances] == list(DEFAULT_SENTENCES)
+    clip = read_media(path)
+    assert clip.has_audio and clip.has_video
+    assert clip.duration == pytest.approx(json.loads(path.with_suffix(".json").read_text())["duration"], abs=0.15)
+    u = utterances[0]
+    speech = clip.audio[int(u.start * 16000) : int(u.end * 16000)]
+    silence = clip.audio[int((u.end + 0.3) * 16000) : int((u.end + 1.0) * 16000)]
+    assert np.sqrt((speech**2).mean()) > 10 * np.sqrt((silence**2).mean()) + 1e-4
+
+
+def test_demo_without_espeak_says_how_to_install(tmp_path, monkeypatch):
+    from realtime.demo import DemoError, demo_clip
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on this PATH
+    with pytest.raises(DemoError, match="apt-get install espeak-ng"):
+        demo_clip(directory=tmp_path / "cache")
+
+
+def test_file_source_plays_audio_only_files_fast(tmp_path):
+    import wave
+
+    from realtime.clock import SessionClock
+    from realtime.sources.file import FileSource
+
+    path = tmp_path / "tone.wav"
+    t = np.arange(16000) / 16000
+    pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    src = FileSource(path=path, realtime=False)
+    src.open()
+    assert src.frames is None and src.duration == pytest.approx(1.0, abs=0.01)
+    src.start(SessionClock())
+    src.join(10)
+    assert src.audio.ended and src.audio.horizon == pytest.approx(1.0, abs=0.01)
+    np.testing.assert_allclose(src.audio.read(0.25, 0.5), pcm[4000:8000] / 32768.0, atol=2e-3)
+
+
+def test_file_source_real_time_pace(demo_media):
+    import time
+
+    from realtime.clock import SessionClock
+    from realtime.sources.file import FileSource
+
+    path, _ = demo_media
+    src = FileSource(path=path, realtime=True)
+    src.open()
+    clock = SessionClock()
+    src.start(clock)
+    try:
+        assert src.audio.wait_until(1.0, timeout=5)
+        lag = clock.now() - src.audio.horizon
+        assert -0.05 < lag < 0.3  # media time follows the session clock
+        frame = src.frames.get(timeout=2)
+        assert frame is not None and frame[0] <= clock.now() + 0.05 and frame[1].ndim == 3
+        src.frames.task_done()
+    finally:
+        src.stop()
+        src.join(5)
+    assert clock.now() < 5
+    _ = time
