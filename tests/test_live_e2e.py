@@ -25,6 +25,11 @@ from websockets.sync.client import connect  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
+try:  # the dashboard fixtures (headless Chromium) of the server engineer's tests
+    from test_dashboard import browser, dashboard_page  # noqa: F401
+except pytest.skip.Exception:  # playwright missing: that test skips
+    pass
+
 
 @pytest.fixture(scope="module")
 def annotated(demo_media, live_scorer, tmp_path_factory):
@@ -229,3 +234,40 @@ def test_non_loopback_host_refuses_clients_without_the_token(annotated):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_dashboard_shows_the_real_pipeline(demo_media, live_scorer, request):
+    if "dashboard_page" not in globals():
+        pytest.skip("playwright is not installed")
+    """Headless Chromium on the dashboard while the real pipeline plays the generated clip."""
+    pytest.importorskip("playwright.sync_api")
+    from test_dashboard import ARTIFACTS, assert_shows
+
+    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.server import DashboardServer
+    from realtime.sources.file import FileSource
+
+    open_page = request.getfixturevalue("dashboard_page")
+    path, _ = demo_media
+    source = FileSource(path=path, realtime=False, fps=live_scorer.features.face.frames_per_second)
+    pipeline = LivePipeline(source=source, scorer=live_scorer, options=PipelineOptions(strict=True, realtime=False))
+    with DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics, stats_interval=0.5) as server:
+        pipeline.publish = server.publish
+        dash = open_page(server.url)
+        dash.page.wait_for_selector('[data-testid="connection"][data-state="open"]', timeout=20000)
+        try:
+            pipeline.start()
+            assert pipeline.wait(180)
+        finally:
+            pipeline.stop()
+        last = pipeline.messages[-1]
+        dash.wait_for_seq(last["seq"], timeout=20)
+        shown = dash.shown()
+        ARTIFACTS.mkdir(exist_ok=True)
+        dash.page.screenshot(path=str(ARTIFACTS / "live_pipeline_dashboard.png"), full_page=True)
+    assert_shows(shown, last)
+    assert [w["seq"] for w in dash.windows()] == [m["seq"] for m in pipeline.messages]
+    words = " ".join(shown["all_words"]).lower()
+    assert "terrible" in words or "hate" in words or "worst" in words
+    assert shown["mode"] == "live" and shown["chart_count"] == len(pipeline.messages)
+    assert not dash.console_errors, dash.console_errors
