@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 SAMPLE_RATE = 16000
 POSITIVE = "I absolutely love this, it is wonderful and makes me so happy."
 NEGATIVE = "This is terrible, I hate it, it is the worst thing ever."
@@ -111,7 +111,7 @@ def face_image(size: int = 320) -> np.ndarray:
 
 
 def compose_audio(
-    sentences: Sequence[str], *, lead: float = 0.5, gap: float = 2.0
+    sentences: Sequence[str], *, lead: float = 0.5, gap: float = 2.5
 ) -> tuple[np.ndarray, list[Utterance]]:
     """Sentences separated by silence; returns the wave and when each is spoken."""
     parts = [np.zeros(int(lead * SAMPLE_RATE), np.float32)]
@@ -130,7 +130,7 @@ def make_clip(
     *,
     sentences: Sequence[str] = DEFAULT_SENTENCES,
     lead: float = 0.5,
-    gap: float = 2.0,
+    gap: float = 2.5,
     fps: int = 15,
     size: int = 320,
     with_video: bool = True,

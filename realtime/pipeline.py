@@ -43,7 +43,9 @@ class PipelineOptions:
     speech_delay: float = 1.5
     speech_context: float = 8.0
     speech_threads: int = 2
-    text_context: float | None = None  # seconds of transcript per window (None = the window)
+    # seconds of transcript a window's text covers: longer than the 4 s window because
+    # words become available 2-4 s after they are spoken (speech passes + agreement)
+    text_context: float | None = 7.0
     max_wait: float = 0.15  # live devices: how long past its end a window waits for audio
     read_ahead: float = 30.0  # as-fast-as-possible files: how far the reader may run ahead
     torch_threads: int | None = 1

@@ -271,3 +271,33 @@ def test_dashboard_shows_the_real_pipeline(demo_media, live_scorer, request):
     assert "terrible" in words or "hate" in words or "worst" in words
     assert shown["mode"] == "live" and shown["chart_count"] == len(pipeline.messages)
     assert not dash.console_errors, dash.console_errors
+
+
+def test_ctrl_c_closes_the_recording_cleanly(demo_media, live_checkpoint, tmp_path):
+    from realtime.recording import read_session
+
+    path, _ = demo_media
+    folder = tmp_path / "rec"
+    proc = _spawn([str(BIN / "hcl-live"), "--file", str(path), "--record", str(folder), "--no-browser",
+                   "--port", "0", "--checkpoint", str(live_checkpoint)])
+    scores = folder / "scores.jsonl"
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline and proc.poll() is None:
+            if scores.is_file() and scores.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stdout.read()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "dashboard: http://127.0.0.1:" in out
+    session = read_session(folder)
+    rec = session.info["recording"]
+    assert rec["ended_at"] is not None and rec["windows"] == len(session.windows) >= 3
+    assert not session.truncated
+    assert [w["seq"] for w in session.windows] == list(range(len(session.windows)))
+    assert session.audio_path is not None and session.read_audio()[0].size > 0
