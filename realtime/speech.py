@@ -5,7 +5,9 @@ transcribes the current stretch of speech (at most `context` seconds, from the
 last pause) up to H. Words the previous passes committed are recognised again
 by time and text and skipped; of the rest it commits those on which this pass
 and the previous one agree (LocalAgreement-2: the common prefix of the two
-hypotheses, so a word cut at the buffer end is never committed); words about to
+hypotheses, so a word cut at the buffer end is never committed), and at once the
+words followed by a pause (`pause` seconds quieter than `pause_db` inside the
+pass's audio: the phrase is over, its words will not change). Words about to
 leave the `context` are committed without agreement, and the last pass, at the
 end of a stream, commits everything.
 A word committed by the pass at H is *available* to windows from session time
@@ -132,6 +134,23 @@ def commit_rule(words, *, previous, committed, forced_until: float) -> tuple[lis
     return fresh[:n], fresh[n:]
 
 
+def pause_after(words, wave, *, t0: float, sample_rate: int, pause: float, pause_db: float) -> int:
+    """How many leading `words` end before a pause in `wave` (which starts at time t0):
+    the index after the last word followed by `pause` seconds quieter than `pause_db`."""
+    import numpy as np
+
+    n = 0
+    for i, w in enumerate(words):
+        a = int(round((w.end + 0.05 - t0) * sample_rate))
+        b = int(round((w.end + 0.05 + pause - t0) * sample_rate))
+        if a < 0 or b > len(wave):
+            break
+        seg = wave[a:b]
+        if len(seg) and 10 * np.log10(float(np.mean(seg.astype(np.float64) ** 2)) + 1e-12) < pause_db:
+            n = i + 1
+    return n
+
+
 class SpeechWorker:
     """Runs `transcribe(wave_16k, offset) -> [Word]` on `audio` in a thread."""
 
@@ -145,6 +164,8 @@ class SpeechWorker:
         context: float = 8.0,
         margin: float = 0.5,
         delay: float = 1.5,
+        pause: float = 0.25,
+        pause_db: float = -45.0,
         catch_up: bool = False,
     ) -> None:
         if period <= 0 or context <= period or margin < 0 or delay < 0:
@@ -156,6 +177,8 @@ class SpeechWorker:
         self.context = context
         self.margin = margin
         self.delay = delay
+        self.pause = pause
+        self.pause_db = pause_db
         self.catch_up = catch_up  # live devices: skip missed passes instead of queueing them
         self.transcript = Transcript()
         self.error: BaseException | None = None
@@ -211,10 +234,14 @@ class SpeechWorker:
             self.transcript.passes.advance(h)
             return
         started = time.perf_counter()
-        words = self.transcribe(self.audio.read(t0, h), offset=t0)
+        wave = self.audio.read(t0, h)
+        words = self.transcribe(wave, offset=t0)
         self.transcript.pass_ms.append((time.perf_counter() - started) * 1000)
         forced = h if final else h + self.period - self.context  # words the next pass no longer sees
         chosen, self._hypothesis = commit_rule(words, previous=self._hypothesis, committed=self._committed, forced_until=forced)
+        if self._hypothesis and self.pause > 0:
+            n = pause_after(self._hypothesis, wave, t0=t0, sample_rate=self.audio.sample_rate, pause=self.pause, pause_db=self.pause_db)
+            chosen, self._hypothesis = chosen + self._hypothesis[:n], self._hypothesis[n:]
         now = self.clock.now()
         available = h if final else h + self.delay
         committed = [TimedWord(w.text, w.start, w.end, w.probability, available, now) for w in chosen]

@@ -182,3 +182,16 @@ def test_stream_resampler_matches_whole_signal_resampling():
     rs2 = StreamResampler(rate_in=rate)
     hi = np.concatenate([rs2(b) for b in np.split(np.sin(2 * np.pi * 12000 * t).astype(np.float32), 50)])
     assert np.abs(hi[200:-200]).max() < 0.1
+
+
+def test_words_before_a_pause_are_final():
+    from realtime.speech import pause_after
+
+    sr = 1000
+    wave = np.full(3 * sr, 0.3, np.float32)  # speech everywhere ...
+    wave[1200:1600] = 0.0  # ... but a pause at 1.2-1.6 s
+    words = [W("a", 0.2, 0.6), W("b", 0.7, 1.15), W("c", 1.6, 2.0), W("d", 2.1, 2.9)]
+    assert pause_after(words, wave, t0=0.0, sample_rate=sr, pause=0.25, pause_db=-45) == 2
+    assert pause_after(words[:1], wave, t0=0.0, sample_rate=sr, pause=0.25, pause_db=-45) == 0
+    # a word too close to the end of the audio cannot be judged
+    assert pause_after([W("x", 2.9, 2.95)], np.zeros(3 * sr, np.float32), t0=0.0, sample_rate=sr, pause=0.25, pause_db=-45) == 0
