@@ -171,6 +171,12 @@ def live_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="DIR", help="record the session (scores, transcript, audio, video) into DIR")
     p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped live model)")
     p.add_argument("--fast", action="store_true", help="--file/--demo: as fast as possible instead of real time")
+    p.add_argument(
+        "--reproducible",
+        action="store_true",
+        help="--file/--demo in real time: windows wait for their transcript, so the scores equal hcl-annotate's "
+        "(default: like a live device, windows never wait; needs a machine fast enough for Whisper)",
+    )
     p.add_argument("--exit-when-done", action="store_true", help="--file/--demo: exit when the file ends (default: keep serving)")
     p.add_argument("--device", default="auto", help="scoring device: auto, cpu or cuda")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -202,6 +208,8 @@ def _live(argv: Sequence[str] | None) -> int:
         return 0
     if args.fast and not (args.file or args.demo):
         raise CliError("--fast goes with --file or --demo (a camera runs in real time)")
+    if args.reproducible and not (args.file or args.demo):
+        raise CliError("--reproducible goes with --file or --demo")
     if args.mic is not None and (args.file or args.demo):
         raise CliError("--mic goes with --camera (a file brings its own audio)")
     _token_for(args.host, args.token)
@@ -226,7 +234,10 @@ def _live(argv: Sequence[str] | None) -> int:
         source.fps = scorer.features.face.frames_per_second
     from realtime.pipeline import LivePipeline, PipelineOptions, new_session_id
 
-    options = PipelineOptions(strict=is_file, realtime=not args.fast)
+    strict = is_file and (args.fast or args.reproducible)
+    options = PipelineOptions(
+        strict=strict, realtime=not args.fast, speech_max_backlog=float("inf") if args.reproducible else 4.0
+    )
     session_id = new_session_id()
     recorder = None
     pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id)

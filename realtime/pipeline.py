@@ -43,6 +43,7 @@ class PipelineOptions:
     speech_delay: float = 1.5
     speech_context: float = 8.0
     speech_threads: int = 2
+    speech_max_backlog: float = 4.0  # real-time strict runs: skip speech passes past this backlog
     # seconds of transcript a window's text covers: longer than the 4 s window because
     # words become available 2-4 s after they are spoken (speech passes + agreement)
     text_context: float | None = 7.0
@@ -157,6 +158,7 @@ class LivePipeline:
                 delay=opts.speech_delay,
                 context=opts.speech_context,
                 catch_up=not opts.strict,
+                max_backlog=opts.speech_max_backlog if opts.realtime else None,
             )
             if self.recorder is not None:
                 self.speech.transcript.listeners.append(lambda words: self.recorder.add_words([w.as_dict() for w in words]))

@@ -167,6 +167,7 @@ class SpeechWorker:
         pause: float = 0.25,
         pause_db: float = -45.0,
         catch_up: bool = False,
+        max_backlog: float | None = None,
     ) -> None:
         if period <= 0 or context <= period or margin < 0 or delay < 0:
             raise ValueError("need period > 0, context > period, margin >= 0, delay >= 0")
@@ -180,6 +181,9 @@ class SpeechWorker:
         self.pause = pause
         self.pause_db = pause_db
         self.catch_up = catch_up  # live devices: skip missed passes instead of queueing them
+        # real-time files: passes run in order (reproducible windows) unless they fall this
+        # many seconds behind the audio; then missed passes are skipped (and counted)
+        self.max_backlog = max_backlog
         self.transcript = Transcript()
         self.error: BaseException | None = None
         self.skipped = 0
@@ -212,9 +216,13 @@ class SpeechWorker:
                     continue
                 self._pass(h, final=False)
                 k += 1
-                if self.catch_up:
+                behind = self.audio.horizon - (origin + k * self.period)
+                if self.catch_up or (self.max_backlog is not None and behind > self.max_backlog):
                     latest = int((self.audio.horizon - origin) / self.period + 1e-9)
                     if latest > k:
+                        if not self.catch_up and not self.skipped:
+                            log.warning("speech recognition is %.1f s behind the audio: skipping passes "
+                                        "(this run's windows are no longer reproducible)", behind)
                         self.skipped += latest - k
                         k = latest
             if not self._stop.is_set():

@@ -46,6 +46,8 @@ def test_missing_and_unreadable_files_fail_naming_the_file(tmp_path, capsys):
 def test_option_mistakes_are_explained(tmp_path, capsys):
     assert live_main(["--fast", "--no-browser"]) == 2
     assert "--fast goes with --file" in capsys.readouterr().err
+    assert live_main(["--reproducible", "--camera", "0", "--no-browser"]) == 2
+    assert "--reproducible goes with --file" in capsys.readouterr().err
     assert live_main(["--demo", "--mic", "1", "--no-browser"]) == 2
     assert "--mic goes with --camera" in capsys.readouterr().err
     assert live_main(["--demo", "--host", "0.0.0.0", "--token", "", "--no-browser"]) == 2

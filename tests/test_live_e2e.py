@@ -112,7 +112,9 @@ def test_realtime_replay_through_the_server(annotated, demo_media, live_scorer):
 
     path, _ = demo_media
     source = FileSource(path=path, realtime=True, fps=live_scorer.features.face.frames_per_second)
-    pipeline = LivePipeline(source=source, scorer=live_scorer, options=PipelineOptions(strict=True, realtime=True))
+    # reproducible policy: speech passes run in order however far behind (the default skips past 4 s)
+    options = PipelineOptions(strict=True, realtime=True, speech_max_backlog=float("inf"))
+    pipeline = LivePipeline(source=source, scorer=live_scorer, options=options)
     server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics, queue_size=8)
     published: dict[int, float] = {}
 
