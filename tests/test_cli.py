@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -127,8 +128,6 @@ def test_file_source_plays_audio_only_files_fast(tmp_path):
 
 
 def test_file_source_real_time_pace(demo_media):
-    import time
-
     from realtime.clock import SessionClock
     from realtime.sources.file import FileSource
 
@@ -148,4 +147,26 @@ def test_file_source_real_time_pace(demo_media):
         src.stop()
         src.join(5)
     assert clock.now() < 5
-    _ = time
+
+
+def test_camera_that_disappears_is_marked_absent_and_reopened(demo_media):
+    """A video file through cv2.VideoCapture stands in for a camera: when it runs out
+    the source marks video absent, retries with backoff and delivers frames again."""
+    from realtime.clock import SessionClock
+    from realtime.sources.camera import CameraSource
+
+    path, _ = demo_media
+    cam = CameraSource(index=str(path), width=None, height=None, retry_max_seconds=0.2)
+    cam.open()
+    cam.start(SessionClock())
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and cam.reconnects < 1:
+            time.sleep(0.05)
+        assert cam.outages >= 1 and cam.reconnects >= 1
+        t, rgb = cam.frames.get(timeout=5)
+        assert rgb.ndim == 3 and rgb.shape[2] == 3 and cam.frames.present
+        cam.frames.task_done()
+    finally:
+        cam.stop()
+        cam.join(5)

@@ -81,12 +81,13 @@ class CameraSource:
     def __init__(
         self,
         *,
-        index: int = 0,
+        index: int | str = 0,
         width: int | None = 640,
         height: int | None = 480,
         retry_max_seconds: float = 5.0,
     ) -> None:
-        self.index = int(index)
+        # an index, or a device path / stream URL (anything cv2.VideoCapture opens)
+        self.index = int(index) if isinstance(index, int) or str(index).isdigit() else str(index)
         self.width = width
         self.height = height
         self.retry_max_seconds = retry_max_seconds
@@ -95,13 +96,14 @@ class CameraSource:
         self.duration: float | None = None
         self.name = f"camera {self.index}"
         self.reconnects = 0
+        self.outages = 0  # times the camera stopped delivering frames
         self._cap = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _open(self):
         nodes = _linux_nodes()
-        if nodes is not None and self.index not in nodes:
+        if isinstance(self.index, int) and nodes is not None and self.index not in nodes:
             return None
         with _quiet_opencv() as cv2:
             cap = cv2.VideoCapture(self.index)
@@ -142,13 +144,14 @@ class CameraSource:
                 cap = self._open()
                 if cap is not None:
                     self.reconnects += 1
-                    log.info("camera %d is back", self.index)
+                    log.info("camera %s is back", self.index)
                 continue
             ok, bgr = cap.read()
             t = clock.now()
             if not ok:
-                log.warning("camera %d stopped delivering frames; video absent, retrying", self.index)
+                log.warning("camera %s stopped delivering frames; video absent, retrying", self.index)
                 self.frames.present = False
+                self.outages += 1
                 cap.release()
                 cap = None
                 backoff = 0.25
