@@ -203,6 +203,8 @@ class LivePipeline:
             self.error = exc
             log.exception("scoring stopped")
         finally:
+            if self.speech is not None:  # its last pass commits the final words (recorded too)
+                self.speech.join(60)
             self.finished.set()
 
     def _handle(self, window: Window) -> None:
