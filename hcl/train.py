@@ -123,6 +123,27 @@ _BETTER: dict[str, Callable[[float, float], bool]] = {
 _KEY = {"mae": "mae", "acc2": "acc2_non0", "corr": "corr"}
 
 
+def train_epoch(model: HCL, opt, batches, train_config: TrainConfig, gen: torch.Generator, device) -> float:
+    """One pass of L1 training over `batches`; returns the mean training L1."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in batches:
+        if batch.label.shape[0] < 2:  # BatchNorm needs two samples
+            continue
+        batch = drop_modalities(batch, train_config.modality_dropout, gen).to(device)
+        loss = torch.nn.functional.l1_loss(model(**batch.inputs()), batch.label)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if train_config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        opt.step()
+        total += loss.item() * batch.label.shape[0]
+        count += batch.label.shape[0]
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{total / max(count, 1):.3f}")
+    return total / max(count, 1)
+
+
 def fit_seed(
     data: TrainingData,
     *,
@@ -144,48 +165,39 @@ def fit_seed(
     best_state, best_epoch, stale = None, -1, 0
     history = []
     steps_per_epoch = math.ceil(len(data.train) / train_config.batch_size)
-    for epoch in range(1, train_config.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        total, count = 0.0, 0
-        bar = tqdm(
-            iterate_batches(data.train, model_config, train_config.batch_size, shuffle=True, rng=rng),
-            total=steps_per_epoch,
-            desc=f"seed {seed} epoch {epoch}",
-            leave=False,
-            disable=not progress,
-        )
-        for batch in bar:
-            if batch.label.shape[0] < 2:  # BatchNorm needs two samples
-                continue
-            batch = drop_modalities(batch, train_config.modality_dropout, gen).to(device)
-            loss = torch.nn.functional.l1_loss(model(**batch.inputs()), batch.label)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-            opt.step()
-            total += loss.item() * batch.label.shape[0]
-            count += batch.label.shape[0]
-            bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
-        valid = evaluate(model, data.valid, device=device)
-        history.append({"epoch": epoch, "train_l1": total / max(count, 1), "valid": valid, "seconds": time.perf_counter() - t0})
-        improved = better(valid[key], best_value)
-        if improved:
-            best_value, best_epoch, stale = valid[key], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-        log(
-            f"seed {seed} epoch {epoch:3d} train L1 {total / max(count, 1):.4f} | valid {format_metrics(valid)}"
-            f"{'  *' if improved else ''} ({history[-1]['seconds']:.1f}s)"
-        )
-        if stale >= train_config.patience:
-            break
+    interrupted = False
+    try:
+        for epoch in range(1, train_config.epochs + 1):
+            t0 = time.perf_counter()
+            bar = tqdm(
+                iterate_batches(data.train, model_config, train_config.batch_size, shuffle=True, rng=rng),
+                total=steps_per_epoch,
+                desc=f"seed {seed} epoch {epoch}",
+                leave=False,
+                disable=not progress,
+            )
+            train_l1 = train_epoch(model, opt, bar, train_config, gen, device)
+            valid = evaluate(model, data.valid, device=device)
+            history.append({"epoch": epoch, "train_l1": train_l1, "valid": valid, "seconds": time.perf_counter() - t0})
+            improved = better(valid[key], best_value)
+            if improved:
+                best_value, best_epoch, stale = valid[key], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+            log(
+                f"seed {seed} epoch {epoch:3d} train L1 {train_l1:.4f} | valid {format_metrics(valid)}"
+                f"{'  *' if improved else ''} ({history[-1]['seconds']:.1f}s)"
+            )
+            if stale >= train_config.patience:
+                break
+    except KeyboardInterrupt:  # Ctrl-C: keep the best epoch so far, then stop
+        interrupted = True
+        log(f"seed {seed}: interrupted; keeping the best epoch so far ({best_epoch})")
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return model, {"best_epoch": best_epoch, "best_valid": {key: best_value}, "history": history}
+    return model, {"best_epoch": best_epoch, "best_valid": {key: best_value}, "history": history, "interrupted": interrupted}
 
 
 def train(
@@ -228,6 +240,9 @@ def train(
             meta={"seed": seed, "train_config": train_config.to_dict(), **(meta or {})},
         )
         runs.append({"seed": seed, **metrics, "seconds": time.perf_counter() - t0, "history": info["history"]})
+        if info["interrupted"]:
+            log("interrupted: the remaining seeds are skipped; results below cover the seeds done")
+            break
     summary = {
         name: aggregate_seeds([r["test"][name] for r in runs]) for name in data.tests
     }
