@@ -50,6 +50,7 @@ class PipelineOptions:
     max_wait: float = 0.15  # live devices: how long past its end a window waits for audio
     read_ahead: float = 30.0  # as-fast-as-possible files: how far the reader may run ahead
     torch_threads: int | None = 1
+    prefetch_text: bool = True  # encode the next window's text ahead of time (off the critical path)
 
 
 def new_session_id() -> str:
@@ -93,6 +94,8 @@ class LivePipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._audio_recorded_until = 0.0
+        self._prefetch: threading.Event | None = None
+        self._prefetch_thread: threading.Thread | None = None
         self._started_wall = 0.0
         self._started_cpu = 0.0
 
@@ -174,6 +177,11 @@ class LivePipeline:
             max_wait=opts.max_wait,
             text_context=opts.text_context,
         )
+        if opts.prefetch_text and self.speech is not None:
+            self._prefetch = threading.Event()
+            self.assembler.on_window = lambda t: self._prefetch.set()
+            self.speech.transcript.listeners.append(lambda words: self._prefetch.set())
+            self._prefetch_thread = threading.Thread(target=self._prefetch_loop, name="text-prefetch", daemon=True)
         if getattr(self.source, "kind", "") == "file" and not opts.realtime:
             self.source.gate = self._gate
         self._started_wall = time.perf_counter()
@@ -183,7 +191,24 @@ class LivePipeline:
                 part.start()
         self._thread = threading.Thread(target=self._score_loop, name="scorer", daemon=True)
         self._thread.start()
+        if self._prefetch_thread is not None:
+            self._prefetch_thread.start()
         self.source.start(self.clock)
+
+    def _prefetch_loop(self) -> None:
+        """Encode the text the next window will have (as the transcript stands now)."""
+        from realtime.windowing import window_text
+
+        assembler = self.assembler
+        while not self._stop.is_set() and not self.finished.is_set():
+            if not self._prefetch.wait(0.5):
+                continue
+            self._prefetch.clear()
+            try:
+                text = window_text(assembler.words_at(assembler.position + assembler.step))
+                self.scorer.encode_text(text)
+            except Exception:  # a prefetch is only a hint
+                log.debug("text prefetch failed", exc_info=True)
 
     def _gate(self, t: float) -> None:
         while not self._stop.is_set() and self.assembler is not None and t > self.assembler.position + self.options.read_ahead:
@@ -309,6 +334,7 @@ class LivePipeline:
             "queued_windows": len(self.queue),
             "latency_ms": lat,
             "scorer_step_ms": _pct(self.scorer.step_ms),
+            "text_cache": {"hits": getattr(self.scorer, "text_hits", 0), "misses": getattr(self.scorer, "text_misses", 0)},
             "cpu_percent": round(100 * cpu / wall, 1) if wall else None,
             "cores": os.cpu_count(),
             "problems": self.problems(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import pathlib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -87,6 +88,9 @@ class WindowScorer:
         self._graphs: dict[int, tuple[Any, Any]] = {}
         self._text_cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._text_cache_size = text_cache
+        self._text_lock = threading.RLock()
+        self.text_hits = 0
+        self.text_misses = 0
         self.step_ms: list[float] = []
         self._warm = False
 
@@ -111,16 +115,21 @@ class WindowScorer:
 
     # ------------------------------------------------------------------ text
     def encode_text(self, text: str) -> np.ndarray:
-        """(L, D_t) token features of a window's text, cached by text."""
-        cached = self._text_cache.get(text)
-        if cached is not None:
-            self._text_cache.move_to_end(text)
-            return cached
-        (feats,) = self.text_encoder.encode([text])
-        self._text_cache[text] = feats
-        while len(self._text_cache) > self._text_cache_size:
-            self._text_cache.popitem(last=False)
-        return feats
+        """(L, D_t) token features of a window's text, cached by text. Thread-safe: the
+        pipeline may encode the next window's text ahead of time from another thread
+        (one encoding at a time; a caller wanting the text being encoded waits for it)."""
+        with self._text_lock:
+            cached = self._text_cache.get(text)
+            if cached is not None:
+                self._text_cache.move_to_end(text)
+                self.text_hits += 1
+                return cached
+            self.text_misses += 1
+            (feats,) = self.text_encoder.encode([text])
+            self._text_cache[text] = feats
+            while len(self._text_cache) > self._text_cache_size:
+                self._text_cache.popitem(last=False)
+            return feats
 
     # ------------------------------------------------------------------ scoring
     def _fill(self, row: int, window, text_feats: np.ndarray) -> None:

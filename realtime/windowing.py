@@ -186,6 +186,7 @@ class WindowAssembler:
         self.max_wait = max_wait
         self.text_context = float(text_context) if text_context else self.step * self.window_steps
         self.duration = duration
+        self.on_window: Callable[[float], None] | None = None  # called after each window is queued
         self.position = 0.0  # end of the last emitted window (for readers that must not run ahead)
         self.windows = 0
         self.assemble_ms: list[float] = []
@@ -238,6 +239,8 @@ class WindowAssembler:
                 self.out.put(self.assemble(k))
                 self.position = t
                 k += 1
+                if self.on_window is not None:
+                    self.on_window(t)
         except BaseException as exc:
             self.error = exc
             log.exception("windowing stopped")
@@ -304,6 +307,14 @@ class WindowAssembler:
             self.faces.track.prune(t0 - self.step * self.window_steps)
         return a_row, a_ok, v_row, v_ok
 
+    def words_at(self, end: float) -> list[dict[str, Any]]:
+        """The transcript words of the window ending at `end`, as known now."""
+        if self.speech is None:
+            return []
+        available_by = end if self.strict else None
+        timed = self.speech.transcript.words(end - self.text_context, end, available_by=available_by)
+        return [{"w": w.text, "start": w.start, "end": w.end} for w in timed]
+
     def assemble(self, k: int) -> Window:
         t_ready = getattr(self, "_ready", time.perf_counter())
         self._rows.append(self.step_features(k))
@@ -311,11 +322,8 @@ class WindowAssembler:
         start = max(0.0, end - self.step * self.window_steps)
         audio, audio_mask = stack_steps([r[0] for r in self._rows], [r[1] for r in self._rows], self.window_steps, self.audio_dim)
         video, video_mask = stack_steps([r[2] for r in self._rows], [r[3] for r in self._rows], self.window_steps, self.video_dim)
-        words: list[dict[str, Any]] = []
+        words = self.words_at(end)
         if self.speech is not None:
-            available_by = end if self.strict else None
-            timed = self.speech.transcript.words(end - self.text_context, end, available_by=available_by)
-            words = [{"w": w.text, "start": w.start, "end": w.end} for w in timed]
             self.speech.transcript.prune(end - max(self.text_context, self.step * self.window_steps) - 30.0)
         text = window_text(words)
         now = time.perf_counter()
