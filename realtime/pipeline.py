@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import math
 import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from realtime import protocol

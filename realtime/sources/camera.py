@@ -11,7 +11,6 @@ import glob
 import logging
 import os
 import threading
-import time
 from typing import Iterator
 
 from realtime.clock import SessionClock
