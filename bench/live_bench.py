@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="positive+negative sentence pairs in the generated clip")
     ap.add_argument("--checkpoint", help="default: the shipped live model (random-init if it is missing)")
     ap.add_argument("--strict", action="store_true", help="file policy (windows wait for the transcript) instead of the live-device policy")
+    ap.add_argument("--beam", type=int, help="Whisper beam size for the live passes (default: the checkpoint's)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
     args = ap.parse_args(argv)
 
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     scorer = WindowScorer(checkpoint=checkpoint, device="cpu")
     scorer.warm_up()
     source = FileSource(path=path, realtime=True, fps=scorer.features.face.frames_per_second)
-    options = PipelineOptions(strict=args.strict, realtime=True)
+    options = PipelineOptions(strict=args.strict, realtime=True, speech_beam_size=args.beam)
     pipeline = LivePipeline(source=source, scorer=scorer, options=options)
     server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics)
     server.start()
@@ -147,6 +148,7 @@ def main(argv=None) -> int:
                     "torch": torch.__version__, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
         "input": {"file": str(path) if args.file else f"generated demo ({args.repeat} x positive+negative)", "seconds": round(duration, 2)},
         "model": model_note or str(checkpoint),
+        "speech_beam_size": args.beam or scorer.features.speech.beam_size,
         "policy": "strict (file: windows wait for transcript passes)" if args.strict else "live (devices: windows never wait for the transcript)",
         "windows": len(pipeline.messages),
         "windows_received": len(received),

@@ -12,6 +12,7 @@ the server); `metrics()` has counters and percentiles for /metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -42,6 +43,7 @@ class PipelineOptions:
     speech_delay: float = 1.5
     speech_context: float = 8.0
     speech_threads: int = 2
+    speech_beam_size: int | None = None  # None = the checkpoint's SpeechConfig; 1 = greedy, cheaper
     speech_max_backlog: float = 4.0  # real-time strict runs: skip speech passes past this backlog
     # seconds of transcript a window's text covers: longer than the 4 s window because
     # words become available 2-4 s after they are spoken (speech passes + agreement)
@@ -144,7 +146,10 @@ class LivePipeline:
             if self._transcriber is None:
                 from hcl.features.speech import SpeechTranscriber
 
-                self._transcriber = SpeechTranscriber(config=self.settings.speech, cpu_threads=opts.speech_threads)
+                config = self.settings.speech
+                if opts.speech_beam_size is not None:
+                    config = dataclasses.replace(config, beam_size=opts.speech_beam_size)
+                self._transcriber = SpeechTranscriber(config=config, cpu_threads=opts.speech_threads)
             _ = self._transcriber.model  # load before the clock starts
             self.speech = None  # made below, once the clock exists
         self.clock = SessionClock()
