@@ -169,3 +169,16 @@ def test_camera_that_disappears_is_marked_absent_and_reopened(demo_media):
     finally:
         cam.stop()
         cam.join(5)
+
+
+def test_record_folder_is_named_by_session_inside_a_used_folder(tmp_path):
+    from realtime.cli import CliError, _record_dir
+
+    assert _record_dir(str(tmp_path / "new"), "s1") == tmp_path / "new"
+    (tmp_path / "used").mkdir()
+    assert _record_dir(str(tmp_path / "used"), "s1") == tmp_path / "used"  # empty: used as is
+    (tmp_path / "used" / "old-session").mkdir()
+    assert _record_dir(str(tmp_path / "used"), "s1") == tmp_path / "used" / "s1"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CliError, match="is a file"):
+        _record_dir(str(tmp_path / "file"), "s1")
