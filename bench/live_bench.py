@@ -53,6 +53,29 @@ def random_checkpoint(directory: pathlib.Path) -> pathlib.Path:
     return save_checkpoint(directory / "random.pt", HCL(config=ModelConfig(**s.model_dims())).eval(), features=s, meta={"name": "random-init"})
 
 
+def fit_whisper_encoder() -> None:
+    """Experiment: faster-whisper pads every pass to 30 s of mel frames, so a 2-8 s pass
+    costs the encoder a full 30 s; pad to the audio's length + 1 s instead."""
+    import math
+
+    import faster_whisper.transcribe as fwt
+    from faster_whisper.audio import pad_or_trim
+
+    def fitted(array, length: int = 3000, *, axis: int = -1):
+        frames = array.shape[axis]
+        return pad_or_trim(array, min(length, max(300, 100 * math.ceil((frames + 100) / 100))), axis=axis)
+
+    fwt.pad_or_trim = fitted
+    # and no temperature fallback: a pass cut mid-word would otherwise decode up to 6 times
+    original = fwt.WhisperModel.transcribe
+
+    def transcribe(self, audio, *args, **kwargs):
+        kwargs.setdefault("temperature", 0.0)
+        return original(self, audio, *args, **kwargs)
+
+    fwt.WhisperModel.transcribe = transcribe
+
+
 def scorer_step_times(checkpoint, device: str, graphs: bool, n: int = 200) -> dict:
     import numpy as np
     import torch
@@ -81,6 +104,12 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", help="default: the shipped live model (random-init if it is missing)")
     ap.add_argument("--strict", action="store_true", help="file policy (windows wait for the transcript) instead of the live-device policy")
     ap.add_argument("--beam", type=int, help="Whisper beam size for the live passes (default: the checkpoint's)")
+    ap.add_argument(
+        "--fit-encoder",
+        action="store_true",
+        help="experiment: pad Whisper's encoder input to the pass's audio + 1 s instead of 30 s "
+        "(a proposal for hcl.features.speech; patches faster-whisper in this process only)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
     args = ap.parse_args(argv)
 
@@ -92,6 +121,8 @@ def main(argv=None) -> int:
     from realtime.server import DashboardServer
     from realtime.sources.file import FileSource
 
+    if args.fit_encoder:
+        fit_whisper_encoder()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="live-bench-"))
     model_note = None
     checkpoint = args.checkpoint
@@ -149,6 +180,7 @@ def main(argv=None) -> int:
         "input": {"file": str(path) if args.file else f"generated demo ({args.repeat} x positive+negative)", "seconds": round(duration, 2)},
         "model": model_note or str(checkpoint),
         "speech_beam_size": args.beam or scorer.features.speech.beam_size,
+        "whisper_encoder": "fitted to the audio, no temperature fallback (experiment)" if args.fit_encoder else "30 s (faster-whisper default)",
         "policy": "strict (file: windows wait for transcript passes)" if args.strict else "live (devices: windows never wait for the transcript)",
         "windows": len(pipeline.messages),
         "windows_received": len(received),
@@ -184,6 +216,7 @@ def table(r: dict) -> str:
     rows = [
         ("input", f"{r['input']['file']}, {r['input']['seconds']} s"),
         ("policy", r["policy"]),
+        ("Whisper encoder input", r.get("whisper_encoder", "-")),
         ("windows (received / dropped)", f"{r['windows']} ({r['windows_received']} / {r['dropped_windows']})"),
         ("dropped video frames", r["dropped_frames"]),
         ("wall / media time", f(r["realtime_factor"])),
