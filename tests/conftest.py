@@ -99,6 +99,11 @@ def whisper():
 
 
 def _shipped_live_checkpoint() -> Path | None:
+    """The shipped live model, or the checkpoint named by $HCL_LIVE_CHECKPOINT (e.g. a fresh run)."""
+    import os
+
+    if os.environ.get("HCL_LIVE_CHECKPOINT"):
+        return Path(os.environ["HCL_LIVE_CHECKPOINT"]).resolve()
     try:
         from hcl.checkpoint import default_live_checkpoint
 
