@@ -267,10 +267,19 @@
     for (const m of MODALITIES) setModality(m, w.presence ? Boolean(w.presence[m]) : null);
   }
 
+  // modalities the model scores (hello.model.inputs); others are shown but marked "not scored"
+  function scored(m) {
+    const inputs = state.hello && state.hello.model && state.hello.model.inputs;
+    return !Array.isArray(inputs) || inputs.includes(m);
+  }
+
   function setModality(m, present) {
     const el = $(`modality-${m}`);
     el.dataset.present = present === null ? "unknown" : String(present);
-    el.querySelector(".m-state").textContent = present === null ? "–" : present ? PRESENT_TEXT[m] : ABSENT_TEXT[m];
+    el.dataset.scored = String(scored(m));
+    el.title = scored(m) ? "" : "the model was not trained on this modality: it is shown but not scored";
+    const state_ = present === null ? "–" : present ? PRESENT_TEXT[m] : ABSENT_TEXT[m];
+    el.querySelector(".m-state").textContent = scored(m) ? state_ : `${state_} · not scored`;
   }
 
   function renderTranscript() {
@@ -485,10 +494,10 @@
       for (let i = 0; i < n; i += 1) {
         const v = vals[i] || 0;
         const bh = max > 0 ? Math.max(1, (v / max) * (h - 4)) : 1;
-        ctx.fillStyle = present ? COLORS.bar : COLORS.barOff;
+        ctx.fillStyle = present && scored(m) ? COLORS.bar : COLORS.barOff;
         ctx.fillRect(i * slot + (slot - barW) / 2, h - 1 - bh, barW, bh);
       }
-      const note = !cur ? "" : !present ? ABSENT_TEXT[m] : !vals.length ? "no weights" : "";
+      const note = !cur ? "" : !scored(m) ? "not scored" : !present ? ABSENT_TEXT[m] : !vals.length ? "no weights" : "";
       if (note) {
         ctx.font = "600 12px system-ui, sans-serif";
         const tw = ctx.measureText(note).width + 12;

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 SAMPLE_RATE = 16000
 POSITIVE = "I absolutely love this, it is wonderful and makes me so happy."
 NEGATIVE = "This is terrible, I hate it, it is the worst thing ever."
@@ -111,9 +111,11 @@ def face_image(size: int = 320) -> np.ndarray:
 
 
 def compose_audio(
-    sentences: Sequence[str], *, lead: float = 0.5, gap: float = 2.5
+    sentences: Sequence[str], *, lead: float = 0.5, gap: float = 2.5, tail: float = 2.5
 ) -> tuple[np.ndarray, list[Utterance]]:
-    """Sentences separated by silence; returns the wave and when each is spoken."""
+    """Sentences separated by `gap` s of silence, `tail` s after the last one (time for
+    the live transcript to catch up before the file ends); returns the wave and when
+    each sentence is spoken."""
     parts = [np.zeros(int(lead * SAMPLE_RATE), np.float32)]
     utterances = []
     t = lead
@@ -122,6 +124,7 @@ def compose_audio(
         utterances.append(Utterance(text=text, start=round(t, 3), end=round(t + len(speech) / SAMPLE_RATE, 3)))
         parts += [speech, np.zeros(int(gap * SAMPLE_RATE), np.float32)]
         t += len(speech) / SAMPLE_RATE + gap
+    parts[-1] = np.zeros(int(tail * SAMPLE_RATE), np.float32)
     return np.concatenate(parts), utterances
 
 
@@ -131,6 +134,7 @@ def make_clip(
     sentences: Sequence[str] = DEFAULT_SENTENCES,
     lead: float = 0.5,
     gap: float = 2.5,
+    tail: float = 6.0,
     fps: int = 15,
     size: int = 320,
     with_video: bool = True,
@@ -139,7 +143,7 @@ def make_clip(
     import av
 
     path = pathlib.Path(path)
-    audio, utterances = compose_audio(sentences, lead=lead, gap=gap)
+    audio, utterances = compose_audio(sentences, lead=lead, gap=gap, tail=tail)
     duration = len(audio) / SAMPLE_RATE
     tmp = path.with_name(path.name + ".part" + path.suffix)
     with av.open(str(tmp), "w") as container:

@@ -15,7 +15,8 @@ Server -> client messages (all carry "type" and "v"):
      presence: {text: bool, audio: bool, video: bool},
      weights: {text: [K floats], audio: [...], video: [...]},   # COWA group weights
      attention: [[T floats] x T] | null,          # last guidance layer map
-     words: [{w, start, end}],                    # words in the window
+     words: [{w, start, end}],                    # words of the text context: the window or
+                                                  # more (PipelineOptions.text_context, 7 s)
      latency_ms: {capture, features, scoring, send},
      dropped: int}                                # windows dropped so far
 - "stats": periodic health figures (same body as GET /metrics).

@@ -99,7 +99,12 @@ class WindowScorer:
     def model_info(self) -> dict[str, Any]:
         meta = getattr(self.checkpoint, "meta", {}) or {}
         name = meta.get("name") or (self.path.parent.name if self.path else "hcl")
-        return {"name": str(name), "version": str(meta.get("version", meta.get("created", "")))}
+        return {
+            "name": str(name),
+            "version": str(meta.get("version", meta.get("created", ""))),
+            # modalities the model scores; the dashboard marks the others "not scored"
+            "inputs": list(self.config.inputs),
+        }
 
     def warm_up(self) -> None:
         """Load the text encoder and run one window (first calls are slow). Idempotent."""

@@ -164,5 +164,5 @@ def demo_media(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
     path = tmp_path_factory.mktemp("demo") / "demo.mp4"
-    utterances = make_clip(path, lead=0.3, gap=2.5)
+    utterances = make_clip(path, lead=0.3, gap=2.5, tail=2.5)
     return path, utterances

@@ -71,6 +71,7 @@ class DashboardPage:
             """() => {
               const q = (id) => document.querySelector(`[data-testid="${id}"]`);
               const mod = (m) => ({ present: q(`modality-${m}`).dataset.present,
+                                    scored: q(`modality-${m}`).dataset.scored,
                                     text: q(`modality-${m}`).querySelector('.m-state').textContent });
               return {
                 score: q('score').textContent, seq: q('score').dataset.seq, label: q('label').textContent,

@@ -276,6 +276,11 @@ def test_dashboard_shows_the_real_pipeline(demo_media, live_scorer, request):
     words = " ".join(shown["all_words"]).lower()
     assert "terrible" in words or "hate" in words or "worst" in words
     assert shown["mode"] == "live" and shown["chart_count"] == len(pipeline.messages)
+    # modalities the model does not consume are shown, but marked as not scored
+    for m in ("text", "audio", "video"):
+        scored = m in live_scorer.config.inputs
+        assert shown["modalities"][m]["scored"] == str(scored).lower(), m
+        assert ("not scored" in shown["modalities"][m]["text"]) == (not scored), m
     assert not dash.console_errors, dash.console_errors
 
 
