@@ -140,41 +140,17 @@ def make_clip(
     with_video: bool = True,
 ) -> list[Utterance]:
     """Write an mp4 (H.264 + AAC) of the face speaking `sentences`; also `<path>.json`."""
-    import av
+    from hcl.features.media import write_media
 
     path = pathlib.Path(path)
     audio, utterances = compose_audio(sentences, lead=lead, gap=gap, tail=tail)
     duration = len(audio) / SAMPLE_RATE
     tmp = path.with_name(path.name + ".part" + path.suffix)
-    with av.open(str(tmp), "w") as container:
-        if with_video:
-            vstream = container.add_stream("libx264", rate=fps)
-            vstream.width = vstream.height = size
-            vstream.pix_fmt = "yuv420p"
-            vstream.options = {"preset": "veryfast", "crf": "30"}
-        astream = container.add_stream("aac", rate=SAMPLE_RATE)
-        astream.layout = "mono"
-        if with_video:
-            face = face_image(size)
-            for i in range(int(np.ceil(duration * fps))):
-                frame = av.VideoFrame.from_ndarray(face, format="rgb24")
-                frame.pts = i
-                for packet in vstream.encode(frame):
-                    container.mux(packet)
-            for packet in vstream.encode():
-                container.mux(packet)
-        block = 1024
-        for i in range(0, len(audio), block):
-            chunk = audio[i : i + block]
-            if len(chunk) < block:
-                chunk = np.pad(chunk, (0, block - len(chunk)))
-            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = i
-            for packet in astream.encode(frame):
-                container.mux(packet)
-        for packet in astream.encode():
-            container.mux(packet)
+    if with_video:
+        face = face_image(size)
+        write_media(tmp, [face] * int(np.ceil(duration * fps)), audio, fps=fps, crf=30)
+    else:
+        write_media(tmp, [], audio, fps=fps)
     tmp.replace(path)
     utterances_path(path).write_text(
         json.dumps({"version": DEMO_VERSION, "duration": duration, "utterances": [asdict(u) for u in utterances]}, indent=1)

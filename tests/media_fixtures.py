@@ -13,6 +13,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from hcl.features.media import write_media
+
 import numpy as np
 
 SR = 16000
@@ -32,18 +34,10 @@ def espeak_available() -> bool:
 
 
 def speak(text: str, *, speed: int = 140) -> np.ndarray:
-    """espeak-ng speech of `text` as 16 kHz mono float32 (N,)."""
-    from hcl.features.media import read_media
+    """espeak-ng speech of `text` as 16 kHz mono float32 (N,) (the demo clip's voice)."""
+    from realtime.demo import speak as demo_speak
 
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise RuntimeError("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "speech.wav"
-        subprocess.run([exe, "-v", "en-us", "-s", str(speed), "-w", str(out), text], check=True, capture_output=True)
-        return read_media(out).audio
+    return demo_speak(text, words_per_minute=speed)
 
 
 def tone(freq: float, seconds: float, *, amplitude: float = 0.3) -> np.ndarray:
@@ -81,41 +75,6 @@ def faceless_image(size: int = 256) -> np.ndarray:
     return img.astype(np.uint8)
 
 
-def write_video(path: Path, frames: list[np.ndarray], audio: np.ndarray | None, *, fps: int = 15) -> Path:
-    """Video with audio (if given, mono 16 kHz): .mp4/.mkv = H.264 + AAC, .webm = VP8 + Opus (48 kHz)."""
-    import av
-
-    webm = Path(path).suffix == ".webm"
-    with av.open(str(path), "w") as container:
-        h, w = frames[0].shape[:2]
-        vs = container.add_stream("libvpx" if webm else "libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        if not webm:
-            vs.options = {"preset": "ultrafast", "crf": "20"}
-        astream = None
-        if audio is not None:
-            astream = container.add_stream("libopus" if webm else "aac", rate=48000 if webm else SR, layout="mono")
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in vs.encode(frame):
-                container.mux(packet)
-        for packet in vs.encode():
-            container.mux(packet)
-        if astream is not None:
-            chunk = 1024
-            for i in range(0, len(audio), chunk):
-                part = audio[i : i + chunk]
-                frame = av.AudioFrame.from_ndarray(part[None, :].astype(np.float32), format="fltp", layout="mono")
-                frame.sample_rate = SR
-                frame.pts = i
-                for packet in astream.encode(frame):
-                    container.mux(packet)
-            for packet in astream.encode():
-                container.mux(packet)
-    return path
-
-
 def make_talking_video(
     path: Path,
     *,
@@ -135,5 +94,5 @@ def make_talking_video(
     face, empty = face_image(size), faceless_image(size)
     n_frames = int(round(duration * fps))
     frames = [face if (i + 0.5) / fps < speech_end else empty for i in range(n_frames)]
-    write_video(path, frames, audio, fps=fps)
+    write_media(path, frames, audio, fps=fps)
     return TalkingVideo(path=path, sentence=sentence, speech_end=speech_end, duration=duration, fps=fps)

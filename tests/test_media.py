@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from hcl.features.media import MediaError, n_steps_for, read_media
-from media_fixtures import face_image, write_video, write_wav
+from media_fixtures import face_image, write_wav
+
+from hcl.features.media import write_media
 
 
 def test_real_mosi_video_audio_and_frames(mosi_clip):
@@ -48,7 +50,7 @@ def test_resamples_to_16k(tmp_path):
 
 
 def test_video_without_audio(tmp_path):
-    path = write_video(tmp_path / "silent.mp4", [face_image(64)] * 10, None, fps=10)
+    path = write_media(tmp_path / "silent.mp4", [face_image(64)] * 10, None, fps=10)
     clip = read_media(path)
     assert clip.has_video and not clip.has_audio
     assert clip.audio.shape == (0,)
@@ -98,7 +100,7 @@ def test_webm_and_mkv(tmp_path, ext):
     from media_fixtures import faint_noise
 
     audio = faint_noise(1.0, level=0.1)
-    path = write_video(tmp_path / f"clip.{ext}", [face_image(64)] * 15, audio, fps=15)
+    path = write_media(tmp_path / f"clip.{ext}", [face_image(64)] * 15, audio, fps=15)
     clip = read_media(path)
     assert clip.has_video and clip.has_audio
     assert clip.duration == pytest.approx(1.0, abs=0.1)

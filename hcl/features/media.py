@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+import os
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -197,3 +198,45 @@ def _count_video_duration(av, path: Path, fps: float | None) -> float:
 def n_steps_for(duration: float, step_seconds: float) -> int:
     """Steps covering `duration` seconds: a final partial step counts, a sliver (<1 % of a step) does not."""
     return max(1, math.ceil(duration / step_seconds - 0.01))
+
+
+def write_media(
+    path: str | os.PathLike, frames: Sequence[np.ndarray], audio: np.ndarray | None, *, fps: int = 15, crf: int = 20
+) -> Path:
+    """Write RGB uint8 frames (all one size) and, if given, 16 kHz mono float32 audio.
+
+    .mp4/.mkv = H.264 + AAC, .webm = VP8 + Opus (48 kHz). Used by the demo clip
+    and by the tests' generated media."""
+    import av
+
+    webm = Path(path).suffix == ".webm"
+    with av.open(str(path), "w") as container:
+        if len(frames):
+            h, w = frames[0].shape[:2]
+            vs = container.add_stream("libvpx" if webm else "libx264", rate=fps)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            if not webm:
+                vs.options = {"preset": "ultrafast", "crf": str(crf)}
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("libopus" if webm else "aac", rate=48000 if webm else SAMPLE_RATE, layout="mono")
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in vs.encode(frame):
+                container.mux(packet)
+        if len(frames):
+            for packet in vs.encode():
+                container.mux(packet)
+        if astream is not None:
+            chunk = 1024
+            for i in range(0, len(audio), chunk):
+                part = audio[i : i + chunk]
+                frame = av.AudioFrame.from_ndarray(part[None, :].astype(np.float32), format="fltp", layout="mono")
+                frame.sample_rate = SAMPLE_RATE
+                frame.pts = i
+                for packet in astream.encode(frame):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return Path(path)
