@@ -144,6 +144,17 @@ Acc-2/F1 "non0" drop zero labels (negative vs positive), "has0" keep them
 (negative vs non-negative). The paper's numbers are trimodal with BERT-base
 and are shown for reference, not as a like-for-like comparison.
 
+## Limitations
+
+- Text only, with a frozen 6-layer MiniLM (22 M parameters) where the paper
+  uses BERT-base and three modalities: it beats the frozen-MiniLM + ridge
+  baseline on MAE and Corr on both test sets, and matches it on Acc-2, but
+  stays well below the paper's trimodal figures. Fine-tuning the top encoder
+  layers was not tried: on this 2-core CPU one epoch of HCL alone takes ~2 min,
+  and updating encoder layers would multiply that several times.
+- Live transcripts come from Whisper tiny.en, which mishears now and then;
+  the model was trained on human transcripts.
+
 ## Size and cost
 
 - Parameters: {prof['parameters']:,} ({prof['parameters'] / 1e6:.2f} M), stored as float16
