@@ -141,8 +141,6 @@ class LivePipeline:
                 on_frame=self._record_frame if self.recorder is not None else None,
             )
         if self.source.audio is not None and opts.speech:
-            from realtime.speech import SpeechWorker
-
             if self._transcriber is None:
                 from hcl.features.speech import SpeechTranscriber
 
