@@ -29,42 +29,53 @@ def _source_name(path: str) -> str:
     return p.parent.name if p.is_file() or p.suffix else p.name
 
 
+def load_source(kind: str, path: str, settings, *, trust_pickle: bool = False) -> tuple[dict, object]:
+    """Samples per split of one data source, and the feature settings they were made with."""
+    if kind == "transcripts":
+        from hcl.data.transcripts import load_transcripts
+
+        return load_transcripts(path, settings), settings
+    if kind == "mmsa":
+        from hcl.data.mmsa import load_mmsa
+
+        return load_mmsa(path, trust=trust_pickle), settings
+    if kind == "extracted":
+        from hcl.data.extracted import load_extracted
+
+        samples, ds_settings = load_extracted(path)
+        splits: dict = {}
+        for s in samples:
+            splits.setdefault(s.mode, []).append(s)
+        return splits, ds_settings
+    raise ValueError(f"unknown data source kind {kind!r}")
+
+
+def _sources(args) -> list[tuple[str, str]]:
+    return [("transcripts", p) for p in args.transcripts] + [("mmsa", p) for p in args.mmsa] + [
+        ("extracted", p) for p in args.extracted
+    ]
+
+
 def load_data(args, settings):
     """Build TrainingData + the feature settings actually used (from the sources' manifests)."""
     from hcl.train import TrainingData
 
     train, valid, tests = [], [], {}
-
-    def add(name: str, splits: dict) -> None:
-        train.extend(splits.get("train", []))
-        valid.extend(splits.get("valid", []))
-        if splits.get("test"):
-            tests[name] = splits["test"]
-
     if args.text_layer is not None:
         settings = replace(settings, text=replace(settings.text, layer=args.text_layer))
-    for path in args.transcripts:
-        from hcl.data.transcripts import load_transcripts
-
-        add(_source_name(path), load_transcripts(path, settings))
-    for path in args.mmsa:
-        from hcl.data.mmsa import load_mmsa
-
-        add(_source_name(path), load_mmsa(path, trust=args.trust_pickle))
-    for path in args.extracted:
-        from hcl.data.extracted import load_extracted
-
-        samples, ds_settings = load_extracted(path)
-        settings = ds_settings
-        splits: dict = {}
-        for s in samples:
-            splits.setdefault(s.mode, []).append(s)
-        add(_source_name(path), splits)
+    sources = [(_source_name(path), *load_source(kind, path, settings, trust_pickle=args.trust_pickle))
+               for kind, path in _sources(args)]
     if args.synthetic:
         from hcl.data.synthetic import synthetic_splits
 
         n = args.synthetic
-        add("synthetic", synthetic_splits(n, max(n // 5, 64), max(n // 5, 64), seed=0))
+        sources.append(("synthetic", synthetic_splits(n, max(n // 5, 64), max(n // 5, 64), seed=0), settings))
+    for name, splits, used in sources:
+        settings = used  # an extracted dataset brings the settings its features were made with
+        train.extend(splits.get("train", []))
+        valid.extend(splits.get("valid", []))
+        if splits.get("test"):
+            tests[name] = splits["test"]
     if not train:
         raise SystemExit("no training samples: give --transcripts, --mmsa, --extracted or --synthetic")
     if not valid:
@@ -181,18 +192,11 @@ def eval_main(argv: list[str] | None = None) -> int:
         if not default.is_file():
             raise SystemExit("give a dataset: --transcripts CSV, --mmsa PKL or --extracted DIR")
         args.transcripts = [str(default)]
-    if args.text_layer is None:
-        args.text_layer = ckpt.features.text.layer
-    from hcl.train import TrainingData  # noqa: F401  (load_data builds it)
-
+    layer = ckpt.features.text.layer if args.text_layer is None else args.text_layer
+    settings = replace(ckpt.features, text=replace(ckpt.features.text, layer=layer))
     results = {}
-    sources = [("transcripts", p_) for p_ in args.transcripts] + [("mmsa", p_) for p_ in args.mmsa] + [
-        ("extracted", p_) for p_ in args.extracted
-    ]
-    for kind, src in sources:
-        sub = argparse.Namespace(**{**vars(args), "transcripts": [], "mmsa": [], "extracted": [], "synthetic": 0})
-        getattr(sub, kind).append(src)
-        splits = _load_splits(sub, ckpt.features)
+    for kind, src in _sources(args):
+        splits, _ = load_source(kind, src, settings, trust_pickle=args.trust_pickle)
         samples = splits.get(args.split, [])
         if not samples:
             print(f"{src}: no samples in split {args.split!r}")
@@ -203,25 +207,6 @@ def eval_main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0 if results else 1
-
-
-def _load_splits(args, settings) -> dict:
-    settings = replace(settings, text=replace(settings.text, layer=args.text_layer))
-    if args.transcripts:
-        from hcl.data.transcripts import load_transcripts
-
-        return load_transcripts(args.transcripts[0], settings)
-    if args.mmsa:
-        from hcl.data.mmsa import load_mmsa
-
-        return load_mmsa(args.mmsa[0], trust=args.trust_pickle)
-    from hcl.data.extracted import load_extracted
-
-    samples, _ = load_extracted(args.extracted[0])
-    splits: dict = {}
-    for s in samples:
-        splits.setdefault(s.mode, []).append(s)
-    return splits
 
 
 def info_main(argv: list[str] | None = None) -> int:
