@@ -218,7 +218,6 @@ def info_main(argv: list[str] | None = None) -> int:
 
     from hcl.checkpoint import default_live_checkpoint, load_checkpoint
     from hcl.config import ModelConfig
-    from hcl.features.config import FeatureSettings
     from hcl.model import HCL
     from hcl.profile import model_profile
 

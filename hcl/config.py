@@ -6,7 +6,7 @@ both (see `hcl.checkpoint`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 Modality = Literal["text", "audio", "video"]

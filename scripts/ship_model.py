@@ -17,6 +17,7 @@ from pathlib import Path
 from hcl.checkpoint import load_checkpoint, models_dir, save_checkpoint
 from hcl.data.transcripts import read_label_csv
 from hcl.metrics import METRIC_KEYS, aggregate_seeds
+from hcl.model import HCL
 from hcl.profile import model_profile
 
 BASELINE = {  # frozen mean-pooled MiniLM + ridge, same train splits (measured, see the issue)
@@ -99,16 +100,16 @@ def main(argv=None) -> int:
     seed = result["best_seed_on_valid"]
     ckpt = load_checkpoint(paths[seed])
     inputs = tuple(args.inputs) if args.inputs else ckpt.model_config.inputs
-    cfg = replace(ckpt.model_config, inputs=inputs)
-    ckpt.model.config = cfg
+    model = HCL(config=replace(ckpt.model_config, inputs=inputs)).eval()  # same weights, recorded inputs
+    model.load_state_dict(ckpt.model.state_dict())
     out = Path(args.dest or models_dir()) / args.name
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"selected_seed": seed, "test": ckpt.metrics["test"], "valid": ckpt.metrics["valid"],
                "runs": result["runs"], "summary": result["summary"], "sizes": result["sizes"],
                "baseline": BASELINE, "paper": PAPER}
-    save_checkpoint(out / "model.pt", ckpt.model, features=ckpt.features, metrics=metrics,
+    save_checkpoint(out / "model.pt", model, features=ckpt.features, metrics=metrics,
                     meta={**ckpt.meta, "name": args.name, "selected_on": "valid MAE"}, half=True)
-    prof = model_profile(ckpt.model, {"text": 50, "audio": 8, "video": 8})
+    prof = model_profile(model, {"text": 50, "audio": 8, "video": 8})
     (out / "metrics.json").write_text(json.dumps({**metrics, "parameters": prof["parameters"],
                                                   "flops_per_sample": prof["flops_per_sample"]}, indent=2))
     tc = result["train_config"]

@@ -8,7 +8,6 @@ whose second part is near-silence (faint noise) over frames without a face.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import wave
 from dataclasses import dataclass
 from pathlib import Path
