@@ -3,18 +3,28 @@
     session.json     settings, model, versions, start (and, after close, end) time
     scores.jsonl     one protocol window message per line, flushed + fsync'ed per line
     words.json       every transcribed word [{w, start, end, p}] (rewritten atomically)
-    transcript.vtt   the same words as WebVTT cues (appended, one cue per line of speech)
+    transcript.vtt   the same words as WebVTT cues, on disk cue by cue (the cue still
+                     growing is rewritten in place at the end of the file)
     audio.wav        16 kHz mono int16; the header's sizes are patched on every write
-    video.mp4        frames with the score drawn on, H.264 (valid after close())
+    video.mp4        frames with the score drawn on, H.264, and the session audio, AAC,
+                     as fragmented MP4: a fragment per second of video, readable while
+                     it is written and after a crash
 
 A `kill -9` leaves every finished window readable; `read_session` skips a
-truncated last line and `read_wav` recovers a header whose sizes were not patched.
+truncated last line, `read_wav` recovers a header whose sizes were not patched,
+and video.mp4 plays up to its last complete fragment.
+
+A failing disk (ENOSPC, EIO, ...) stops the recording, never the caller: every
+`write_*` returns normally from then on, `stats()["error"]` says what happened
+(logged once), and what was written before stays readable.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import pathlib
@@ -29,6 +39,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from realtime import protocol
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SAMPLE_RATE = 16000
@@ -54,12 +66,21 @@ def _now_iso() -> str:
 
 
 def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    """Replace `path` by `text` so that a reader sees the old or the new file, never a
+    part; on failure (a full disk) the old file stays and no temporary file is left."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 def _versions() -> dict[str, str]:
@@ -224,28 +245,87 @@ def draw_score(rgb: np.ndarray, score: float | None, t: float) -> np.ndarray:
 
 
 class VideoWriter:
-    """H.264 mp4 via PyAV; frames are placed at round(t * fps) (later duplicates dropped)."""
+    """The session video: H.264 (and, when audio is given, AAC) in a fragmented MP4.
 
-    def __init__(self, path: pathlib.Path, *, fps: float = 10.0) -> None:
+    Frames are placed at round(t * fps) (later duplicates dropped). A keyframe every
+    `fragment_seconds` starts a new MP4 fragment and every fragment is flushed to
+    the file as it is finished, so a crash (kill -9) loses at most the fragment in
+    progress; the moov box comes first (empty_moov), so the file never needs a
+    trailer to be read. Frames larger than `max_side` are scaled down (aspect kept).
+    Audio: 16 kHz mono float32 chunks placed by their first sample's index on the
+    session clock (`write_audio(samples, first_sample)`), so picture and sound stay
+    in sync even when audio arrives late or in bursts.
+    """
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        *,
+        fps: float = 10.0,
+        audio: bool = False,
+        sample_rate: int = SAMPLE_RATE,
+        fragment_seconds: float = 1.0,
+        max_side: int | None = 1280,
+    ) -> None:
         self.path = path
         self.fps = fps
+        self.audio = audio
+        self.sample_rate = sample_rate
+        self.fragment_seconds = fragment_seconds
+        self.max_side = max_side
         self.frames = 0
+        self.audio_samples = 0
         self._container = None
         self._stream = None
+        self._astream = None
         self._last_pts = -1
         self._size: tuple[int, int] | None = None
+        self._abuf = np.zeros(0, np.float32)  # audio not yet encoded, starting at sample _apos
+        self._apos = 0
+        self._aframe = 1024
+
+    @property
+    def opened(self) -> bool:
+        return self._container is not None
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the encoded frames, once the first frame came."""
+        return self._size
+
+    def _frame_size(self, w: int, h: int) -> tuple[int, int]:
+        if self.max_side and max(w, h) > self.max_side:
+            k = self.max_side / max(w, h)
+            w, h = int(round(w * k)), int(round(h * k))
+        return max(2, w - w % 2), max(2, h - h % 2)
 
     def _open(self, w: int, h: int) -> None:
         import av
         from fractions import Fraction
 
-        self._container = av.open(str(self.path), mode="w")
         rate = Fraction(self.fps).limit_denominator(1000)
-        stream = self._container.add_stream("libx264", rate=rate)
-        stream.width, stream.height = w, h
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = 1 / rate
-        stream.options = {"preset": "veryfast", "crf": "23"}
+        gop = max(1, int(round(self.fps * self.fragment_seconds)))
+        container = av.open(
+            str(self.path),
+            mode="w",
+            format="mp4",
+            options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
+        )
+        try:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height = w, h
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.time_base = 1 / rate
+            # zerolatency: no lookahead / B-frames, so packets leave the encoder at once
+            stream.options = {"preset": "veryfast", "crf": "23", "tune": "zerolatency", "g": str(gop), "keyint_min": str(gop)}
+            if self.audio:
+                astream = container.add_stream("aac", rate=self.sample_rate, layout="mono")
+                self._astream = astream
+                self._aframe = astream.codec_context.frame_size or 1024
+        except BaseException:
+            container.close()
+            raise
+        self._container = container
         self._stream = stream
         self._size = (w, h)
 
@@ -256,16 +336,16 @@ class VideoWriter:
         if pts <= self._last_pts:
             return False
         h, w = rgb.shape[:2]
-        w2, h2 = w - w % 2, h - h % 2
         if self._container is None:
-            self._open(w2, h2)
+            self._open(*self._frame_size(w, h))
         assert self._size is not None
-        if (w2, h2) != self._size:
-            import cv2
+        if (w, h) != self._size:
+            if (w - w % 2, h - h % 2) == self._size:
+                rgb = rgb[: self._size[1], : self._size[0]]
+            else:
+                import cv2
 
-            rgb = cv2.resize(rgb, self._size)
-        else:
-            rgb = rgb[:h2, :w2]
+                rgb = cv2.resize(rgb, self._size, interpolation=cv2.INTER_AREA)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts
         for packet in self._stream.encode(frame):
@@ -274,20 +354,68 @@ class VideoWriter:
         self.frames += 1
         return True
 
+    def write_audio(self, samples: np.ndarray, first_sample: int) -> None:
+        """Encode audio whose first sample is sample `first_sample` of the session
+        (needs `audio=True` and an open file: call after the first frame)."""
+        if self._astream is None:
+            return
+        x = np.asarray(samples, np.float32).reshape(-1)
+        end = self._apos + len(self._abuf)
+        if first_sample > end:  # a gap (audio dropped before the video began): encode what is held, jump
+            self._encode_audio(final=True)
+            self._apos, self._abuf = first_sample, x
+        elif first_sample < end:  # overlap: keep only what is new
+            self._abuf = np.concatenate([self._abuf, x[end - first_sample :]])
+        else:
+            self._abuf = np.concatenate([self._abuf, x]) if len(self._abuf) else x
+        self._encode_audio(final=False)
+
+    def _encode_audio(self, *, final: bool) -> None:
+        import av
+
+        n = self._aframe
+        while len(self._abuf) >= n or (final and len(self._abuf)):
+            part = self._abuf[:n]
+            if len(part) < n:  # the encoder takes whole frames only: pad the last one with silence
+                part = np.concatenate([part, np.zeros(n - len(part), np.float32)])
+            frame = av.AudioFrame.from_ndarray(np.clip(part, -1.0, 1.0)[None, :], format="fltp", layout="mono")
+            frame.sample_rate = self.sample_rate
+            frame.pts = self._apos
+            for packet in self._astream.encode(frame):
+                self._container.mux(packet)
+            self._abuf = self._abuf[n:]
+            self._apos += n
+            self.audio_samples += n
+
     def close(self) -> None:
         if self._container is None:
             return
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        container, self._container = self._container, None
+        try:
+            for packet in self._stream.encode():
+                container.mux(packet)
+            if self._astream is not None:
+                self._container = container
+                self._encode_audio(final=True)
+                self._container = None
+                for packet in self._astream.encode():
+                    container.mux(packet)
+        finally:
+            container.close()
 
 
 # ---------------------------------------------------------------- the recorder
 class SessionRecorder:
     """Writes a session folder while the monitor runs. Thread-safe: windows, words,
     audio and frames may come from different threads. Use as a context manager or
-    call close() (also on Ctrl-C) so that video.mp4 is finished."""
+    call close() (also on Ctrl-C) so that the last video fragment and the end time
+    are written.
+
+    `audio=True` muxes the audio given to `write_audio` into video.mp4 too (audio.wav
+    is written either way). A write that fails with an OSError (a full disk) stops
+    the recording and nothing else: see `stats()` / `error`; `on_error(message)` is
+    called once, from the writing thread, so a dashboard can show it.
+    """
 
     def __init__(
         self,
@@ -298,6 +426,9 @@ class SessionRecorder:
         fsync: bool = True,
         words_every: float = 2.0,
         video_queue: int = 32,
+        audio: bool = True,
+        video_max_side: int | None = 1280,
+        on_error=None,
     ) -> None:
         self.directory = pathlib.Path(directory)
         if (self.directory / SCORES).exists() or (self.directory / INFO).exists():
@@ -309,9 +440,15 @@ class SessionRecorder:
         self.fsync = fsync
         self.words_every = words_every
         self.video_fps = video_fps
+        self.video_audio = audio
+        self.video_max_side = video_max_side
+        self.on_error = on_error
         self.windows = 0
         self.words: list[dict[str, Any]] = []
-        self._vtt_cued = 0  # words already written as cues
+        self.error: str | None = None  # why the recording stopped early (None while it goes on)
+        self.video_error: str | None = None  # why the video alone stopped
+        self._vtt_cued = 0  # words already written as finished cues
+        self._vtt_end = 0  # byte offset in transcript.vtt after the finished cues
         self._words_written_at = 0.0
         self._closed = False
         self._info: dict[str, Any] = {
@@ -326,8 +463,10 @@ class SessionRecorder:
         }
         self._write_info()
         self._scores = open(self.directory / SCORES, "a", encoding="utf-8")
-        with open(self.directory / VTT, "w", encoding="utf-8") as f:
-            f.write("WEBVTT\n\n")
+        header = b"WEBVTT\n\n"
+        with open(self.directory / VTT, "wb") as f:
+            f.write(header)
+        self._vtt_end = len(header)
         _atomic_write_text(self.directory / WORDS, "[]\n")
         self._wav: WavWriter | None = None
         self._video: VideoWriter | None = None
@@ -337,9 +476,15 @@ class SessionRecorder:
         self._video_queue_size = video_queue
         self._frames: queue.Queue | None = None
         self._video_thread: threading.Thread | None = None
-        self._video_error: BaseException | None = None
+        self._video_exc: BaseException | None = None
         self.video_dropped = 0
+        # audio for the video's sound track, waiting for the encoder: (first sample, samples)
+        self._pending_audio: collections.deque[tuple[int, np.ndarray]] = collections.deque()
+        self._pending_audio_samples = 0
+        self._audio_samples = 0  # samples written to audio.wav so far
         self._locks = {k: threading.Lock() for k in ("scores", "words", "audio", "video")}
+        self._error_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
 
     def __enter__(self) -> "SessionRecorder":
         return self
@@ -354,19 +499,57 @@ class SessionRecorder:
         if self._closed:
             raise RecorderClosed(f"SessionRecorder for {self.directory} is closed; nothing more is written")
 
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        """Stop recording after a write error (a full disk): report once, write nothing more."""
+        with self._error_lock:
+            if self.error is not None:
+                return
+            self.error = f"recording stopped: writing {what} in {self.directory} failed ({type(exc).__name__}: {exc})"
+        log.error("%s; the monitoring goes on without recording", self.error)
+        if self.on_error is not None:
+            try:
+                self.on_error(self.error)
+            except Exception:  # a reporting hook must not break the writer
+                log.debug("on_error hook failed", exc_info=True)
+
+    def stats(self) -> dict[str, Any]:
+        """What the recording holds so far, and whether it still runs (for /metrics and the dashboard)."""
+        return {
+            "directory": str(self.directory),
+            "recording": not self._closed and self.error is None,
+            "windows": self.windows,
+            "words": len(self.words),
+            "audio_seconds": round(self._audio_samples / SAMPLE_RATE, 3),
+            "video_frames": self._video.frames if self._video else 0,
+            "video_frames_dropped": self.video_dropped,
+            "video_size": list(self._video.size) if self._video and self._video.size else None,
+            "error": self.error,
+            "video_error": self.video_error,
+        }
+
     def write_window(self, msg: dict[str, Any]) -> None:
         """Append one window message; on disk (flushed, fsync'ed) when this returns."""
         line = json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n"
-        with self._locks["scores"]:
-            self._check_open()
-            self._scores.write(line)
-            self._scores.flush()
-            if self.fsync:
-                os.fsync(self._scores.fileno())
-            self.windows += 1
         score = msg.get("score")
         if isinstance(score, (int, float)):
             self._score_now = float(score)
+        with self._locks["scores"]:
+            self._check_open()
+            if self.error is not None:
+                return
+            try:
+                self._scores.write(line)
+                self._scores.flush()
+                if self.fsync:
+                    os.fsync(self._scores.fileno())
+            except OSError as exc:
+                self._fail(SCORES, exc)
+                return
+            self.windows += 1
 
     def add_words(self, words: Iterable[Any]) -> None:
         """Add transcribed words (dicts {w, start, end} or `Word`s), in time order."""
@@ -377,42 +560,92 @@ class SessionRecorder:
             if not new:
                 return
             self.words.extend(new)
-            self._flush_words(final=False)
+            if self.error is not None:
+                return
+            try:
+                self._flush_words(final=False)
+            except OSError as exc:
+                self._fail(f"{VTT} / {WORDS}", exc)
 
     def _flush_words(self, *, final: bool) -> None:
-        # cues are appended only for speech that has paused (or at the end), so they never change
+        # finished cues are appended after the ones on disk; the last cue (which may still
+        # grow until the speaker pauses) is written after them and replaced on the next call
         groups = cue_groups(self.words[self._vtt_cued :])
-        if not final and groups:
-            groups = groups[:-1]  # the last cue may still grow
-        if groups:
-            with open(self.directory / VTT, "a", encoding="utf-8") as f:
-                f.write("".join(format_cue(g) for g in groups))
-                f.flush()
-            self._vtt_cued += sum(len(g) for g in groups)
+        finished = groups if final else groups[:-1]
+        growing = [] if final else groups[-1:]
+        done = "".join(format_cue(g) for g in finished).encode("utf-8")
+        tail = "".join(format_cue(g) for g in growing).encode("utf-8")
+        with open(self.directory / VTT, "r+b") as f:
+            f.seek(self._vtt_end)
+            f.write(done + tail)
+            f.truncate()
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        self._vtt_end += len(done)
+        self._vtt_cued += sum(len(g) for g in finished)
         now = time.monotonic()
         if final or now - self._words_written_at >= self.words_every:
             _atomic_write_text(self.directory / WORDS, json.dumps(self.words, separators=(",", ":")) + "\n")
             self._words_written_at = now
 
     def write_audio(self, chunk: np.ndarray) -> None:
-        """Append float32 16 kHz mono samples in [-1, 1]."""
+        """Append float32 16 kHz mono samples in [-1, 1] (sample 0 = session time 0)."""
+        x = np.asarray(chunk, np.float32).reshape(-1)
         with self._locks["audio"]:
             self._check_open()
-            if self._wav is None:
-                self._wav = WavWriter(self.directory / AUDIO)
-            self._wav.write(chunk)
+            if self.error is not None:
+                return
+            try:
+                if self._wav is None:
+                    self._wav = WavWriter(self.directory / AUDIO)
+                self._wav.write(x)
+            except OSError as exc:
+                self._fail(AUDIO, exc)
+                return
+            first = self._audio_samples
+            self._audio_samples += len(x)
+        if self.video_audio and len(x):
+            self._queue_video_audio(first, x.copy())
+
+    def _queue_video_audio(self, first: int, x: np.ndarray) -> None:
+        with self._pending_lock:
+            if self.video_error is not None:
+                return
+            self._pending_audio.append((first, x))
+            self._pending_audio_samples += len(x)
+            # before the first frame nothing is encoded: hold at most a minute (older audio is
+            # dropped; the sound track then starts later, still in sync)
+            while self._pending_audio_samples > 60 * SAMPLE_RATE and len(self._pending_audio) > 1:
+                _, old = self._pending_audio.popleft()
+                self._pending_audio_samples -= len(old)
+        if self._video_queue_size <= 0:  # no encoder thread: encode here
+            with self._locks["video"]:
+                if not self._closed:
+                    self._guarded(self._mux_pending_audio)
+
+    def _mux_pending_audio(self) -> None:
+        """Encode the audio waiting for the video (on the thread that owns the video)."""
+        if self._video is None or not self._video.opened or self.video_error is not None:
+            return
+        with self._pending_lock:
+            items = list(self._pending_audio)
+            self._pending_audio.clear()
+            self._pending_audio_samples = 0
+        for first, x in items:
+            self._video.write_audio(x, first)
 
     def write_frame(self, rgb: np.ndarray, t: float, score: float | None = None) -> None:
         """Queue an RGB frame at time t (s) for the video, with `score` (default: the last
         window's) drawn on. Never waits for the encoder (frames are dropped if it lags)."""
         self._check_open()
-        if self._video_error is not None:
-            raise RuntimeError(f"video encoding for {self.directory / VIDEO} failed: {self._video_error}")
+        if self.error is not None or self.video_error is not None:
+            return
         item = (np.array(rgb, dtype=np.uint8, copy=True), float(t), self._score_now if score is None else score)
         if self._video_queue_size <= 0:
             with self._locks["video"]:
                 self._check_open()
-                self._encode(*item)
+                self._encode_guarded(*item)
             return
         with self._locks["video"]:
             self._check_open()
@@ -426,35 +659,64 @@ class SessionRecorder:
             self.video_dropped += 1
 
     def _encode(self, rgb: np.ndarray, t: float, score: float | None) -> None:
-        annotated = draw_score(rgb, score, t)
         if self._video is None:
-            self._video = VideoWriter(self.directory / VIDEO, fps=self.video_fps)
-        self._video.write(annotated, t)
+            self._video = VideoWriter(
+                self.directory / VIDEO, fps=self.video_fps, audio=self.video_audio, max_side=self.video_max_side
+            )
+        if self.video_max_side and max(rgb.shape[:2]) > self.video_max_side:
+            import cv2
+
+            h, w = rgb.shape[:2]
+            k = self.video_max_side / max(w, h)
+            rgb = cv2.resize(rgb, (max(2, int(round(w * k))), max(2, int(round(h * k)))), interpolation=cv2.INTER_AREA)
+        self._video.write(draw_score(rgb, score, t), t)
+        self._mux_pending_audio()
+
+    def _encode_guarded(self, *item) -> None:
+        self._guarded(self._encode, *item)
+
+    def _guarded(self, fn, *args) -> None:
+        """Run a video step; a disk error stops the recording, an encoder error the video only."""
+        if self.error is not None or self.video_error is not None:
+            return
+        try:
+            fn(*args)
+        except OSError as exc:
+            self._video_exc = exc
+            self.video_error = f"{type(exc).__name__}: {exc}"
+            self._fail(VIDEO, exc)
+        except Exception as exc:
+            self._video_exc = exc
+            self.video_error = f"{type(exc).__name__}: {exc}"
+            log.error("session video %s stopped: %s", self.directory / VIDEO, self.video_error)
 
     def _video_loop(self) -> None:
         assert self._frames is not None
         while True:
-            item = self._frames.get()
+            try:
+                item = self._frames.get(timeout=0.25)
+            except queue.Empty:
+                item = ()
             if item is None:
                 return
-            if self._video_error is not None:
-                continue  # keep draining so that write_frame never blocks
-            try:
-                self._encode(*item)
-            except BaseException as exc:  # reported by write_frame / close
-                self._video_error = exc
+            if item:
+                self._encode_guarded(*item)  # keeps draining after an error, so write_frame never blocks
+            else:
+                self._guarded(self._mux_pending_audio)
 
     def _finish_video(self) -> None:
         if self._video_thread is not None:
             self._frames.put(None)
             self._video_thread.join()
         if self._video is not None:
-            self._video.close()
-        if self._video_error is not None:
-            raise self._video_error
+            try:
+                self._guarded(self._mux_pending_audio)
+            finally:
+                self._video.close()
 
     def close(self) -> None:
-        """Finish every file (video trailer, words, session.json end time). Idempotent."""
+        """Finish every file (last video fragment, words, session.json end time). Idempotent.
+        Never raises for a recording that already stopped on a write error (see `stats()`)."""
         if self._closed:
             return
         for lock in self._locks.values():  # let writes in flight finish, then refuse new ones
@@ -463,15 +725,19 @@ class SessionRecorder:
         errors: list[str] = []
         for name, finish in (
             ("scores", self._scores.close),
-            ("words", lambda: self._flush_words(final=True)),
+            ("words", lambda: self.error is None and self._flush_words(final=True)),
             ("audio", lambda: self._wav and self._wav.close()),
             ("video", self._finish_video),
         ):
             try:
                 with self._locks[name]:
                     finish()
-            except Exception as exc:  # finish the other files anyway
+            except OSError as exc:  # a full disk: record why, finish the other files anyway
+                self._fail(name, exc)
+            except Exception as exc:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        if self.video_error is not None and self.error is None:
+            errors.append(f"video: {self.video_error}")
         rec = self._info["recording"]
         rec.update(
             ended_at=_now_iso(),
@@ -481,9 +747,14 @@ class SessionRecorder:
             video_frames=self._video.frames if self._video else 0,
             video_frames_dropped=self.video_dropped,
         )
+        if self.error is not None:
+            rec["stopped_early"] = self.error
         if errors:
             rec["errors"] = errors
-        self._write_info()
+        try:
+            self._write_info()
+        except OSError as exc:  # the old session.json stays (without the end time)
+            self._fail(INFO, exc)
         if errors:
             raise RuntimeError(f"closing session {self.directory}: " + "; ".join(errors))
 

@@ -1,0 +1,225 @@
+"""Recording reliability: a crash (kill -9) keeps the video and the transcript, a full
+disk stops the recording and nothing else, the video carries the session's sound."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import numpy as np
+import pytest
+
+from realtime import protocol
+from realtime.recording import SessionRecorder, read_session, read_wav
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INFO = {"session": "rel-test", "model": {"name": "hcl-test", "version": "0"}}
+SR = 16000
+
+
+def window(seq: int) -> dict:
+    return protocol.window_message(
+        session="rel-test", seq=seq, start=seq * 0.5, end=seq * 0.5 + 4.0, score=0.2 * (seq % 10) - 1.0,
+        presence={"text": True, "audio": True, "video": True},
+        words=[{"w": f"w{seq}", "start": seq * 0.5, "end": seq * 0.5 + 0.3}],
+    )
+
+
+def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def decode(path: pathlib.Path, *, tolerate_cut: bool = False) -> dict:
+    """What a player gets out of an mp4: video frames (count, size), audio seconds.
+    tolerate_cut: stop at a packet cut short (as players do) instead of raising."""
+    import av
+
+    out = {"frames": 0, "size": None, "audio_seconds": 0.0, "codecs": set(), "audio_rms": 0.0}
+    with av.open(str(path)) as c:
+        out["codecs"] = {s.codec_context.name for s in c.streams}
+        sq = 0.0
+        frames = c.decode(*c.streams)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.InvalidDataError:
+                if not tolerate_cut:
+                    raise
+                break
+            if isinstance(frame, av.VideoFrame):
+                out["frames"] += 1
+                out["size"] = (frame.width, frame.height)
+            else:
+                a = frame.to_ndarray().reshape(-1)
+                out["audio_seconds"] += frame.samples / frame.sample_rate
+                sq += float((a.astype(np.float64) ** 2).sum())
+        n = out["audio_seconds"] * SR
+        out["audio_rms"] = (sq / n) ** 0.5 if n else 0.0
+    return out
+
+
+# ---------------------------------------------------------------- sound and shape of the video
+def test_video_has_the_session_sound_and_the_source_aspect(tmp_path):
+    folder = tmp_path / "s"
+    rgb = np.random.default_rng(0).integers(0, 255, size=(360, 640, 3), dtype=np.uint8)  # 16:9
+    with SessionRecorder(folder, session_info=INFO, video_fps=10) as rec:
+        for i in range(30):  # 3 s of frames, audio arriving per window as in a live session
+            rec.write_frame(rgb, t=i / 10)
+            if i % 5 == 4:
+                rec.write_window(window(i // 5))
+                rec.write_audio(tone(0.5))
+    got = decode(folder / "video.mp4")
+    assert got["codecs"] == {"h264", "aac"}
+    assert got["size"] == (640, 360), "the recorded video keeps the source's aspect ratio"
+    assert got["frames"] == 30
+    assert got["audio_seconds"] == pytest.approx(3.0, abs=0.15)
+    assert 0.15 < got["audio_rms"] < 0.3  # the 0.3-amplitude tone (rms 0.21), not silence
+    wav, rate = read_wav(folder / "audio.wav")  # audio.wav is still written
+    assert rate == SR and len(wav) == 3 * SR
+
+
+def test_a_4k_frame_is_recorded_downscaled_with_its_aspect(tmp_path):
+    folder = tmp_path / "s"
+    big = np.zeros((2160, 3840, 3), np.uint8)
+    with SessionRecorder(folder, session_info=INFO, video_queue=0, audio=False) as rec:
+        rec.write_frame(big, t=0.0, score=1.0)
+        stats = rec.stats()
+    assert stats["video_size"] == [1280, 720]
+    got = decode(folder / "video.mp4")
+    assert got["size"] == (1280, 720) and got["codecs"] == {"h264"}
+
+
+# ---------------------------------------------------------------- kill -9
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    sys.path.insert(0, {repo!r})
+    from realtime.recording import SessionRecorder
+    from realtime import protocol
+    rec = SessionRecorder({folder!r}, session_info={{"session": "killed"}}, video_fps=10)
+    rgb = np.random.default_rng(0).integers(0, 255, size=(180, 320, 3), dtype=np.uint8)
+    t = np.arange(8000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    seq = 0
+    while True:
+        for k in range(5):
+            rec.write_frame(rgb, t=seq * 0.5 + k / 10)
+        rec.write_window(protocol.window_message(session="killed", seq=seq, start=seq * 0.5, end=seq * 0.5 + 0.5,
+                                                 score=0.0, presence={{"text": True}}))
+        rec.write_audio(tone)
+        # words 0.3 s apart: one growing cue (a new cue every 10 words)
+        rec.add_words([{{"w": "w%d" % seq, "start": seq * 0.5, "end": seq * 0.5 + 0.2}}])
+        time.sleep(0.1)  # 5x real time
+        print("wrote", seq, rec.stats()["video_frames"], flush=True)
+        seq += 1
+    """
+)
+
+
+def test_kill_9_keeps_the_video_with_sound_and_the_last_cue(tmp_path):
+    folder = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(repo=REPO, folder=str(folder))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    finished = encoded = -1
+    try:
+        for line in proc.stdout:
+            finished, encoded = map(int, line.split()[1:])
+            if finished >= 24:  # 12.5 s of session
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert finished >= 24, proc.stderr.read()
+    size = (folder / "video.mp4").stat().st_size
+    assert size > 10_000, f"video.mp4 is {size} bytes after kill -9"
+    got = decode(folder / "video.mp4")
+    assert got["codecs"] == {"h264", "aac"} and got["size"] == (320, 180)
+    # fragments of 1 s: at most the fragment in progress (plus frames still queued) is lost
+    assert got["frames"] >= encoded - 15 and got["frames"] >= 60, (got, encoded)
+    assert got["audio_seconds"] >= (finished + 1) * 0.5 - 3.0, got
+    vtt = (folder / "transcript.vtt").read_text()
+    assert vtt.startswith("WEBVTT\n\n")
+    assert f"w{finished}" in vtt.split(), "the cue still growing at the kill is on disk"
+    assert vtt.count(" --> ") == finished // 10 + 1
+    s = read_session(folder)
+    assert len(s.windows) >= finished + 1 and s.info["recording"]["ended_at"] is None
+
+
+def test_growing_cue_is_replaced_not_repeated(tmp_path):
+    folder = tmp_path / "s"
+    with SessionRecorder(folder, session_info=INFO) as rec:
+        for i in range(12):
+            rec.add_words([{"w": f"w{i}", "start": i * 0.3, "end": i * 0.3 + 0.2}])
+        mid = (folder / "transcript.vtt").read_text()
+        rec.add_words([{"w": "late", "start": 10.0, "end": 10.4}])  # after a pause: a new cue
+    final = (folder / "transcript.vtt").read_text()
+    assert mid.count(" --> ") == 2 and "w0 w1" in mid and "w10 w11" in mid
+    assert final.count(" --> ") == 3 and final.split().count("w11") == 1 and final.rstrip().endswith("late")
+
+
+# ---------------------------------------------------------------- a full disk
+@contextlib.contextmanager
+def tiny_disk(tmp_path: pathlib.Path, size: str = "256k"):
+    """A real small filesystem (tmpfs; needs root), so that writes fail with ENOSPC."""
+    mount = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mount.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot make a small filesystem")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); the disk-full test needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_full_disk_stops_the_recording_only_and_keeps_what_was_written(tmp_path, caplog):
+    reported = []
+    rgb = np.random.default_rng(0).integers(0, 255, size=(240, 320, 3), dtype=np.uint8)  # noise: big frames
+    with tiny_disk(tmp_path) as disk:
+        folder = disk / "session"
+        rec = SessionRecorder(folder, session_info=INFO, on_error=reported.append)
+        seq = 0
+        with caplog.at_level("ERROR", logger="realtime.recording"):
+            for seq in range(400):  # 200 s: far more than 256 kB holds
+                for k in range(5):
+                    rec.write_frame(rgb, t=seq * 0.5 + k / 10)  # never raises
+                rec.write_window(window(seq))  # never raises
+                rec.write_audio(tone(0.5))  # never raises
+                rec.add_words([{"w": f"w{seq}", "start": seq * 0.5, "end": seq * 0.5 + 0.3}])
+                if rec.error is not None and seq > 5 + rec.windows:
+                    break
+            assert rec.error is not None, "the disk never filled up"
+            stats = rec.stats()
+            rec.close()  # does not raise
+        assert not stats["recording"] and "No space left on device" in stats["error"]
+        assert reported == [rec.error], "on_error is called once, with the reason"
+        assert sum("recording stopped" in r.getMessage() for r in caplog.records) == 1
+        assert 0 < rec.windows < seq + 1  # some windows were written, the rest refused quietly
+        s = read_session(folder)  # what was written stays readable
+        assert [w["seq"] for w in s.windows] == list(range(len(s.windows)))
+        assert len(s.windows) >= rec.windows
+        assert s.info["session"] == "rel-test"
+        assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")], "no temporary files are left"
+        if (folder / "audio.wav").exists():
+            audio, rate = read_wav(folder / "audio.wav")
+            assert rate == SR
+        video = folder / "video.mp4"
+        if video.exists() and video.stat().st_size > 50_000:  # holds at least one whole fragment
+            assert decode(video, tolerate_cut=True)["frames"] >= 5
+    assert os.strerror(errno.ENOSPC) in rec.error
