@@ -3,9 +3,15 @@
 Server -> client messages (all carry "type" and "v"):
 
 - "hello": sent once on connect.
-    {type, v, session, mode: "live"|"replay", model: {name, version},
+    {type, v, session, mode: "live"|"replay", model: {name, version, inputs},
      settings: {step_seconds, window_steps}, modalities: ["text","audio","video"],
-     clusters: K}
+     clusters: K,
+     # added by the server for each connecting page:
+     history: {kept, cut, limit},      # windows sent after hello; older ones cut (live)
+     model_card: "/model-card" | null, # the model's README.md as plain text
+     recording: {csv, video} | null}   # URLs of the whole session's CSV and its video
+- "status": what the session is doing; sent after hello and whenever it changes.
+    {type, v, state: "loading"|"running"|"finished", detail}
 - "window": one scored window.
     {type, v, session, seq, start, end,          # seconds on the session clock
      score,                                       # float in [-3, 3]
@@ -25,17 +31,34 @@ Server -> client messages (all carry "type" and "v"):
 - "pong": the answer to a client's {type: "ping"}: {type, v, t} (server clock, seconds)
 
 Client -> server messages are small JSON objects {type: "ping"} or
-{type: "get_session"}; anything larger than MAX_CLIENT_MESSAGE bytes or not
-valid JSON is refused with an "error" message and otherwise ignored.
+{type: "get_session"} (answered at most once every 2 s per client); anything larger
+than MAX_CLIENT_MESSAGE bytes or not valid JSON is refused with an "error" message
+and otherwise ignored.
+
+CSV export (the dashboard's Export CSV and GET /recording/scores.csv) has the columns
+CSV_COLUMNS: the window's times, and text_start/text_end, the span of the words the
+score read (the text context reaches further back than the window).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 PROTOCOL_VERSION = 1
 MAX_CLIENT_MESSAGE = 4096
+
+STATUS_LOADING = "loading"
+STATUS_RUNNING = "running"
+STATUS_FINISHED = "finished"
+STATUSES = (STATUS_LOADING, STATUS_RUNNING, STATUS_FINISHED)
+
+CSV_COLUMNS = (
+    "session", "seq", "start", "end", "text_start", "text_end", "score", "class7", "label", "polarity",
+    "text", "audio", "video", "words",
+)
 
 CLASS7_LABELS = {
     -3: "strongly negative",
@@ -130,6 +153,42 @@ def session_message(
 ) -> dict[str, Any]:
     """A whole recorded session (window messages + transcript words) for replay."""
     return {"type": "session", "v": PROTOCOL_VERSION, "session": session, "windows": list(windows), "words": list(words)}
+
+
+def status_message(state: str, detail: str = "") -> dict[str, Any]:
+    if state not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, not {state!r}")
+    return {"type": "status", "v": PROTOCOL_VERSION, "state": state, "detail": str(detail)}
+
+
+def text_span(window: dict[str, Any]) -> tuple[float, float] | None:
+    """(first word's start, last word's end) of the words the window's score read."""
+    words = window.get("words") or ()
+    if not words:
+        return None
+    return min(float(w["start"]) for w in words), max(float(w["end"]) for w in words)
+
+
+def csv_row(window: dict[str, Any]) -> list[Any]:
+    p = window.get("presence") or {}
+    span = text_span(window)
+    return [
+        window.get("session", ""), window.get("seq", ""), window.get("start", ""), window.get("end", ""),
+        span[0] if span else "", span[1] if span else "",
+        window.get("score", ""), window.get("class7", ""), window.get("label", ""), window.get("polarity", ""),
+        int(bool(p.get("text"))), int(bool(p.get("audio"))), int(bool(p.get("video"))),
+        " ".join(str(w["w"]) for w in window.get("words") or ()),
+    ]
+
+
+def csv_text(windows: Iterable[dict[str, Any]]) -> str:
+    """Window messages as CSV with CSV_COLUMNS (what the dashboard's Export CSV writes)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for w in windows:
+        writer.writerow(csv_row(w))
+    return out.getvalue()
 
 
 def pong_message(t: float) -> dict[str, Any]:
