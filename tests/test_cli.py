@@ -187,3 +187,127 @@ def test_record_folder_is_named_by_session_inside_a_used_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CliError, match="is a file"):
         _record_dir(str(tmp_path / "file"), "s1")
+
+
+# ------------------------------------------------------------------ fake devices
+# CI has no cameras or microphones, so the branches that list what exists run on fakes:
+# /dev/video0, 2 and 5 "exist"; 0 and 2 deliver frames, 5 is a node that delivers none
+# (a metadata node); PortAudio knows two input devices and one output-only device.
+
+
+class FakeCapture:
+    delivering = {0, 2}
+
+    def __init__(self, index, *args) -> None:
+        self.index = index
+        self.released = False
+
+    def isOpened(self) -> bool:
+        return self.index in self.delivering or self.index == 5
+
+    def read(self):
+        if self.index in self.delivering:
+            return True, np.zeros((48, 64, 3), np.uint8)
+        return False, None
+
+    def set(self, *args) -> bool:
+        return True
+
+    def release(self) -> None:
+        self.released = True
+
+
+class FakeSoundDevice:
+    class default:
+        device = (3, 0)
+
+    @staticmethod
+    def query_devices():
+        return [
+            {"name": "HDA Intel PCH: ALC (hw:0,0)", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0},
+            {"name": "USB Audio Mic", "max_input_channels": 1, "max_output_channels": 0, "default_samplerate": 44100.0},
+            {"name": "speakers", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0},
+            {"name": "Webcam C920 Analog Stereo", "max_input_channels": 2, "max_output_channels": 0, "default_samplerate": 32000.0},
+        ]
+
+
+@pytest.fixture
+def fake_devices(monkeypatch):
+    import cv2
+
+    import realtime.sources.camera as camera
+    import realtime.sources.microphone as microphone
+
+    monkeypatch.setattr(camera, "_linux_nodes", lambda: [0, 2, 5])
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    monkeypatch.setattr(microphone, "_sounddevice", lambda: FakeSoundDevice)
+
+
+def test_fake_devices_are_listed(fake_devices, capsys):
+    from realtime.sources.camera import describe_cameras, list_cameras
+    from realtime.sources.microphone import list_microphones
+
+    assert list_cameras() == [0, 2]  # 5 opens but delivers no frame
+    assert list_cameras(max_index=1) == [0]
+    assert describe_cameras([0, 2]) == "cameras that exist: --camera 0, --camera 2"
+    mics = list_microphones()
+    assert [(m.index, m.name, m.channels, m.sample_rate) for m in mics] == [
+        (1, "USB Audio Mic", 1, 44100.0), (3, "Webcam C920 Analog Stereo", 2, 32000.0)]
+    assert live_main(["--list-devices"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "cameras:",
+        "  --camera 0",
+        "  --camera 2",
+        "microphones:",
+        "  --mic 1  USB Audio Mic (1 ch, 44100 Hz)",
+        "  --mic 3  Webcam C920 Analog Stereo (2 ch, 32000 Hz)",
+    ]
+
+
+def test_missing_camera_error_lists_the_cameras_that_exist(fake_devices, capsys):
+    from realtime.sources import SourceError
+    from realtime.sources.camera import CameraSource
+
+    with pytest.raises(SourceError) as err:
+        CameraSource(index=7).open()
+    assert str(err.value) == "camera 7 cannot be opened; cameras that exist: --camera 0, --camera 2"
+    with pytest.raises(SourceError, match="camera 5 cannot be opened; cameras that exist: --camera 0, --camera 2"):
+        CameraSource(index=5).open()  # the node exists but delivers nothing
+    assert live_main(["--camera", "7", "--no-browser", "--port", "0"]) == 2
+    err_text = capsys.readouterr().err
+    assert "camera 7 cannot be opened" in err_text and "--camera 0, --camera 2" in err_text
+    assert "--list-devices" in err_text and "no cameras were found" not in err_text
+
+
+def test_missing_microphone_error_lists_the_microphones_that_exist(fake_devices, capsys):
+    from realtime.sources import SourceError
+    from realtime.sources.microphone import MicrophoneSource, find_microphone
+
+    listing = "microphones that exist: --mic 1 (USB Audio Mic); --mic 3 (Webcam C920 Analog Stereo)"
+    with pytest.raises(SourceError) as err:
+        MicrophoneSource(device=99).open()
+    assert str(err.value) == f"microphone 99 does not exist; {listing}"
+    with pytest.raises(SourceError, match="microphone 2 does not exist"):  # an output-only device
+        find_microphone(2)
+    with pytest.raises(SourceError) as err:
+        find_microphone("bluetooth")
+    assert str(err.value) == f"microphone name 'bluetooth' matches no input device; {listing}"
+    with pytest.raises(SourceError, match="matches more than one input device"):
+        find_microphone("a")  # "USB Audio Mic" and "Webcam C920 Analog Stereo"
+    assert find_microphone("usb").index == 1  # part of a name, any case
+    assert find_microphone("3").index == 3  # an index given as text
+    assert find_microphone(None).index == 3  # the default input device
+    # through the command line: the camera opens, the microphone does not
+    assert live_main(["--camera", "0", "--mic", "99", "--no-browser", "--port", "0"]) == 2
+    err_text = capsys.readouterr().err
+    assert "microphone 99 does not exist" in err_text and "--mic 1 (USB Audio Mic)" in err_text
+
+
+def test_default_microphone_falls_back_to_the_first_input(fake_devices, monkeypatch):
+    from realtime.sources.microphone import find_microphone
+
+    monkeypatch.setattr(FakeSoundDevice.default, "device", (0, 2))  # the default is output-only
+    assert find_microphone(None).index == 1
+    monkeypatch.setattr(FakeSoundDevice.default, "device", 3)  # some hosts report one number
+    assert find_microphone(None).index == 3

@@ -72,3 +72,35 @@ def test_each_problem_independent_of_batch():
     batched = kmeans(x, clusters=8, iters=10)
     alone = kmeans(x[2:3], clusters=8, iters=10)
     assert torch.equal(batched.assignment[2], alone.assignment[0])
+
+
+def test_a_forced_empty_cluster_keeps_its_previous_centroid():
+    """Fixed points that leave a cluster empty: channels 10, 30 | 11, 11 | 29, 29 (T = 1, K = 3).
+    Block centroids are 20, 11, 29; every channel is nearer 11 or 29 than 20, so cluster 0
+    is empty from the first iteration on and must keep its centroid 20 (not 0, not NaN)."""
+    x = torch.tensor([10.0, 30.0, 11.0, 11.0, 29.0, 29.0], dtype=torch.float64).reshape(1, 6, 1)
+    x = torch.cat([x, (x + 1.0) * 2])  # a second problem: shifted and scaled, same groups
+    for iters in (1, 2, 5):
+        res = kmeans(x, clusters=3, iters=iters)
+        assert res.assignment.tolist() == [[1, 2, 1, 1, 2, 2], [1, 2, 1, 1, 2, 2]]
+        assert res.counts.tolist() == [[0.0, 3.0, 3.0], [0.0, 3.0, 3.0]]
+        assert res.onehot[:, :, 0].sum() == 0
+        np.testing.assert_allclose(res.centroids[0, :, 0].numpy(), [20.0, 32 / 3, 88 / 3])
+        np.testing.assert_allclose(res.centroids[1, :, 0].numpy(), [42.0, 2 * 32 / 3 + 2, 2 * 88 / 3 + 2])
+        ref_assign, ref_centroids = numpy_kmeans(x[0].numpy(), 3, iters)
+        np.testing.assert_array_equal(ref_assign, res.assignment[0].numpy())
+        np.testing.assert_allclose(ref_centroids, res.centroids[0].numpy())
+
+
+def test_an_empty_cluster_stays_empty_in_a_reused_workspace():
+    """The keep-previous rule works on the workspace's own buffers: a second run with other
+    points in the same workspace starts again from its own block centroids."""
+    ws = KMeansWorkspace(clusters=3, iters=3)
+    empty = torch.tensor([10.0, 30.0, 11.0, 11.0, 29.0, 29.0]).reshape(1, 6, 1)
+    res = ws.run(empty)
+    assert res.counts.tolist() == [[0.0, 3.0, 3.0]] and res.centroids[0, 0, 0] == 20.0
+    spread = torch.tensor([0.0, 1.0, 10.0, 11.0, 20.0, 21.0]).reshape(1, 6, 1)
+    res = ws.run(spread)
+    assert res.counts.tolist() == [[2.0, 2.0, 2.0]]
+    assert res.centroids[0, :, 0].tolist() == [0.5, 10.5, 20.5]
+    assert ws.allocations == 1

@@ -1,0 +1,240 @@
+"""Mutation testing of the pure core with mutmut: does the suite notice deliberate breakages?
+
+    python scripts/mutation.py                      # every module below
+    python scripts/mutation.py metrics kmeans       # some of them
+    python scripts/mutation.py --list               # the modules, their tests and function filters
+
+Slow (minutes per module) and CPU-heavy, so it is not part of CI. Each module is
+mutated in its own throw-away copy of the repository (mutmut rewrites files in a
+`mutants/` folder next to its config; the working tree is never touched) and
+every mutant runs only the module's matching fast test files, on one thread, one
+mutant at a time. Prints a table of killed / survived per module and writes
+
+    bench/results/mutation.json   per module: counts, score, survivors (name + diff)
+    bench/results/mutation.md     the same as a readable table (docs/mutation.md explains survivors)
+
+Score = killed / (mutants that ran), where "killed" includes timeouts (a mutant
+that hangs is caught too) and "ran" excludes mutants no selected test reaches
+("no tests", listed separately: they are survivors in all but name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AIM = 85.0  # percent of mutants killed, per module
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str  # file to mutate, relative to the repository root
+    tests: tuple[str, ...]  # the fast test files that exercise it
+    functions: tuple[str, ...] = ()  # only mutants of these functions count (fnmatch on the mutant name); () = all
+    note: str = ""
+
+
+TARGETS = (
+    Target("metrics", "hcl/metrics.py", ("tests/test_metrics.py",)),
+    Target("kmeans", "hcl/kmeans.py", ("tests/test_kmeans.py",)),
+    Target("cowa", "hcl/cowa.py", ("tests/test_cowa.py",)),
+    Target("ccl", "hcl/ccl.py", ("tests/test_ccl.py",)),
+    Target("protocol", "realtime/protocol.py", ("tests/test_protocol_table.py",)),
+    Target("windowing", "realtime/windowing.py", ("tests/test_windowing.py", "tests/test_windowing_assembler.py")),
+    Target(
+        "server_access",
+        "realtime/server.py",
+        ("tests/test_access_tokens.py",),
+        functions=(
+            "*.x_is_loopback__mutmut_*",
+            "*ǁ_token_of__mutmut_*",
+            "*ǁ_check_token__mutmut_*",
+            "*ǁ_origin_allowed__mutmut_*",
+            "*ǁ_host_allowed__mutmut_*",
+        ),
+        note="the access checks only: is_loopback, _token_of, _check_token, _origin_allowed, _host_allowed",
+    ),
+)
+
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+def _copy_tree(dst: Path, target: Target) -> None:
+    """The packages, dashboard files and the target's tests (plus test helpers) into dst."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("hcl", "realtime", "client"):
+        shutil.copytree(ROOT / folder, dst / folder, ignore=ignore)
+    (dst / "tests").mkdir()
+    for helper in ("conftest.py", "media_fixtures.py"):
+        shutil.copy2(ROOT / "tests" / helper, dst / "tests" / helper)
+    for test in target.tests:
+        if (ROOT / test).is_file():
+            shutil.copy2(ROOT / test, dst / test)
+    # pytest settings (markers) without the packaging sections mutmut would read
+    (dst / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: end-to-end tests\n")
+    tests = [t for t in target.tests if (ROOT / t).is_file()]
+    lines = [
+        "[mutmut]",
+        "source_paths =\n    hcl\n    realtime",
+        f"only_mutate =\n    {target.path}",
+        "also_copy =\n    client",
+        "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests).rstrip("\n"),
+        "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q",
+        # torch does not survive a plain fork of a process that already ran it
+        "process_isolation = forkserver",
+        "use_git_change_detection = false",
+    ]
+    (dst / "setup.cfg").write_text("\n".join(lines) + "\n")
+
+
+def _mutmut(workdir: Path, args: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mutmut", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _statuses(workdir: Path, target: Target) -> dict[str, str]:
+    from mutmut.stats import status_by_exit_code
+
+    meta = workdir / "mutants" / (target.path + ".meta")
+    if not meta.is_file():
+        return {}
+    data = json.loads(meta.read_text())
+    out = {}
+    for name, code in data.get("exit_code_by_key", {}).items():
+        if target.functions and not any(fnmatch.fnmatch(name, f) for f in target.functions):
+            continue
+        out[name] = status_by_exit_code[code]
+    return out
+
+
+def run_target(target: Target, *, base: Path, timeout: float, keep: bool) -> dict:
+    workdir = base / target.name
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    _copy_tree(workdir, target)
+    t0 = time.perf_counter()
+    filters = list(target.functions)
+    proc = _mutmut(workdir, ["run", "--max-children", "1", *filters], timeout=timeout)
+    seconds = time.perf_counter() - t0
+    statuses = _statuses(workdir, target)
+    counts: dict[str, int] = {}
+    for s in statuses.values():
+        counts[s] = counts.get(s, 0) + 1
+    killed = sum(n for s, n in counts.items() if s in KILLED)
+    survived_names = sorted(n for n, s in statuses.items() if s == "survived")
+    no_tests = sorted(n for n, s in statuses.items() if s == "no tests")
+    ran = killed + len(survived_names)
+    survivors = []
+    for name in survived_names + no_tests:
+        diff = _mutmut(workdir, ["show", name], timeout=120).stdout
+        survivors.append({"name": name, "status": statuses[name], "diff": diff.strip()})
+    result = {
+        "module": target.path,
+        "tests": list(target.tests),
+        "functions": list(target.functions),
+        "note": target.note,
+        "mutants": len(statuses),
+        "killed": killed,
+        "survived": len(survived_names),
+        "no_tests": len(no_tests),
+        "other": {s: n for s, n in counts.items() if s not in KILLED | {"survived", "no tests"}},
+        "score": round(100.0 * killed / ran, 1) if ran else None,
+        "seconds": round(seconds, 1),
+        "survivors": survivors,
+        "mutmut_returncode": proc.returncode,
+    }
+    if not statuses:
+        result["error"] = (proc.stdout[-3000:] + "\n" + proc.stderr[-3000:]).strip()
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def table(results: list[dict]) -> str:
+    head = "| module | mutants | killed | survived | no tests | score | aim | time |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in results:
+        score = "n/a" if r["score"] is None else f"{r['score']:.1f} %"
+        ok = "met" if r["score"] is not None and r["score"] >= AIM and not r["no_tests"] else "NOT met"
+        lines.append(
+            f"| {r['module']}{' (access checks)' if r['functions'] else ''} | {r['mutants']} | {r['killed']} | "
+            f"{r['survived']} | {r['no_tests']} | {score} | {ok} | {r['seconds']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("modules", nargs="*", help=f"some of {[t.name for t in TARGETS]} (default: all)")
+    p.add_argument("--list", action="store_true", help="list the modules and exit")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per module (default 3600)")
+    p.add_argument("--workdir", default=None, help="where the throw-away copies go (default: a temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the copies (to inspect with `mutmut show` there)")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "mutation.json"))
+    args = p.parse_args(argv)
+    by_name = {t.name: t for t in TARGETS}
+    if args.list:
+        for t in TARGETS:
+            print(f"{t.name:14s} {t.path:24s} tests: {', '.join(t.tests)}" + (f"  [{t.note}]" if t.note else ""))
+        return 0
+    unknown = [m for m in args.modules if m not in by_name]
+    if unknown:
+        p.error(f"unknown module(s) {unknown}; choose from {sorted(by_name)}")
+    chosen = [by_name[m] for m in args.modules] if args.modules else list(TARGETS)
+    base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="hcl-mutation-"))
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    merged = {r["module"] + ("#" + ",".join(r["functions"]) if r["functions"] else ""): r for r in previous.get("results", [])}
+    results = []
+    for target in chosen:
+        print(f"mutating {target.path} against {', '.join(target.tests)} ...", flush=True)
+        r = run_target(target, base=base, timeout=args.timeout, keep=args.keep)
+        if "error" in r:
+            print(f"  mutmut found no results:\n{r['error']}", file=sys.stderr)
+        print(f"  {r['killed']} killed, {r['survived']} survived, {r['no_tests']} without tests; "
+              f"score {r['score']} % in {r['seconds']:.0f} s", flush=True)
+        results.append(r)
+        merged[r["module"] + ("#" + ",".join(r["functions"]) if r["functions"] else "")] = r
+    print()
+    print(table(results))
+    all_results = list(merged.values())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import mutmut
+
+    payload = {
+        "tool": f"mutmut {getattr(mutmut, '__version__', '?')}",
+        "python": platform.python_version(),
+        "aim_percent": AIM,
+        "results": all_results,
+    }
+    out.write_text(json.dumps(payload, indent=2))
+    md = ["# Mutation testing (scripts/mutation.py)", "", table(all_results), ""]
+    for r in all_results:
+        if r["survivors"]:
+            md += [f"## {r['module']}: survivors", ""]
+            for s in r["survivors"]:
+                md += [f"### {s['name']} ({s['status']})", "", "```diff", s["diff"], "```", ""]
+    out.with_suffix(".md").write_text("\n".join(md))
+    print(f"\nwrote {out} and {out.with_suffix('.md')}")
+    missed = [r["module"] for r in results if r["score"] is None or r["score"] < AIM]
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Access checks of the dashboard server through its public face (HTTP and the websocket
+on 127.0.0.1): only the exact token opens it; near misses (prefix, suffix, case, empty)
+are refused; without a token only IP addresses and localhost are answered; pages of
+other sites cannot open the websocket."""
+
+from __future__ import annotations
+
+import http.client
+import urllib.parse
+
+import pytest
+
+from realtime import protocol
+from realtime.server import DashboardServer, is_loopback
+
+websockets = pytest.importorskip("websockets")
+from websockets.exceptions import InvalidStatus  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+TOKEN = "Tok3n-abcXYZ_42"
+NEAR_MISSES = [
+    TOKEN[:-1],  # prefix
+    TOKEN[:1],  # one-character prefix
+    TOKEN + "x",  # suffix added
+    "x" + TOKEN,
+    TOKEN[1:],  # first character dropped
+    TOKEN.swapcase(),  # case
+    TOKEN.lower(),
+    TOKEN.upper(),
+    " " + TOKEN,
+    TOKEN[:-1] + "3",  # same length, last character differs
+    "nope",
+]
+
+
+def hello() -> dict:
+    return protocol.hello_message(session="s", mode="live", model={"name": "m", "version": "0"},
+                                  step_seconds=0.5, window_steps=8, clusters=8)
+
+
+def get(server: DashboardServer, path: str, headers: dict | None = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def ws_status(url: str, **kw) -> int:
+    """101 when the websocket opens (and sends hello), else the refusal's HTTP status."""
+    try:
+        with connect(url, open_timeout=10, **kw) as ws:
+            assert protocol.PROTOCOL_VERSION and '"hello"' in ws.recv(10)
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+@pytest.fixture(scope="module")
+def token_server():
+    with DashboardServer(host="127.0.0.1", port=0, hello=hello(), token=TOKEN) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def open_server():
+    with DashboardServer(host="127.0.0.1", port=0, hello=hello()) as srv:
+        yield srv
+
+
+def q(token: str) -> str:
+    return "?token=" + urllib.parse.quote(token, safe="")
+
+
+def test_the_exact_token_opens_every_door(token_server):
+    s = token_server
+    assert get(s, "/health" + q(TOKEN)) == 200
+    assert get(s, "/metrics", {"Authorization": f"Bearer {TOKEN}"}) == 200
+    assert get(s, "/health", {"Authorization": f"bearer {TOKEN}"}) == 200  # the scheme is case-insensitive
+    plain = s.ws_url.split("?")[0]
+    assert ws_status(plain + q(TOKEN)) == 101
+    assert ws_status(plain, additional_headers={"Authorization": f"Bearer {TOKEN}"}) == 101
+    assert s.ws_url == plain + q(TOKEN) and s.url.endswith("/" + q(TOKEN))
+
+
+def test_no_token_is_401_with_a_hint(token_server):
+    s = token_server
+    assert get(s, "/health") == 401
+    assert get(s, "/metrics", {"Authorization": "Basic dXNlcjpwYXNz"}) == 401  # not a bearer token
+    assert ws_status(s.ws_url.split("?")[0]) == 401
+
+
+@pytest.mark.parametrize("wrong", NEAR_MISSES, ids=range(len(NEAR_MISSES)))
+def test_near_misses_are_refused(token_server, wrong):
+    s = token_server
+    assert get(s, "/health" + q(wrong)) == 403
+    if wrong.strip() != TOKEN:  # spaces around a header value are not part of it
+        assert get(s, "/metrics", {"Authorization": f"Bearer {wrong}"}) in (401, 403)
+    assert ws_status(s.ws_url.split("?")[0] + q(wrong)) == 403
+
+
+def test_empty_tokens_are_refused(token_server):
+    s = token_server
+    plain = s.ws_url.split("?")[0]
+    assert get(s, "/health?token=") in (401, 403)
+    assert get(s, "/health", {"Authorization": "Bearer "}) in (401, 403)
+    assert get(s, "/health", {"Authorization": "Bearer"}) in (401, 403)
+    assert ws_status(plain + "?token=") in (401, 403)
+
+
+def test_a_token_server_answers_any_host_name(token_server):
+    """With a token, the host name is not what protects the scores (hcl-live --host 0.0.0.0)."""
+    s = token_server
+    assert get(s, "/health" + q(TOKEN), {"Host": f"my-laptop.lan:{s.port}"}) == 200
+    assert get(s, "/health", {"Host": f"my-laptop.lan:{s.port}"}) == 401
+
+
+def test_empty_token_setting_and_open_non_loopback_are_refused():
+    with pytest.raises(ValueError, match="token"):
+        DashboardServer(hello=hello(), token="")
+    with pytest.raises(ValueError, match="without a token"):
+        DashboardServer(hello=hello(), host="0.0.0.0")
+    with pytest.raises(ValueError, match="without a token"):
+        DashboardServer(hello=hello(), host="192.168.1.20")
+    DashboardServer(hello=hello(), host="127.0.0.2")  # loopback: constructing only
+    DashboardServer(hello=hello(), host="0.0.0.0", token="t")
+
+
+@pytest.mark.parametrize(
+    "host,ok",
+    [
+        ("127.0.0.1", True), ("127.1.2.3", True), ("localhost", True), ("LOCALHOST", True), ("[::1]", True),
+        ("192.168.1.5", True), ("10.0.0.7", True),  # an IP address cannot be re-pointed by DNS
+        ("evil.example", False), ("localhost.evil.example", False), ("127.0.0.1.evil.example", False),
+        ("127.evil.example", False),
+    ],
+)
+def test_without_a_token_only_ip_addresses_and_localhost_are_answered(open_server, host, ok):
+    """DNS rebinding: a page whose domain was re-pointed at 127.0.0.1 must not read the scores."""
+    status = get(open_server, "/health", {"Host": f"{host}:{open_server.port}"})
+    assert (status == 200) == ok, (host, status)
+
+
+def test_is_loopback():
+    for yes in ("127.0.0.1", "127.255.0.9", "::1", "localhost"):
+        assert is_loopback(yes), yes
+    for no in ("0.0.0.0", "192.168.1.1", "10.0.0.1", "::", "example.com", "localhost.example", "127.0.0.1.evil.example"):
+        assert not is_loopback(no), no
+
+
+def test_only_this_servers_pages_open_the_websocket(open_server):
+    s = open_server
+    port = s.port
+    assert ws_status(s.ws_url) == 101  # not a browser: no Origin
+    assert ws_status(s.ws_url, origin=f"http://127.0.0.1:{port}") == 101
+    assert ws_status(s.ws_url, origin=f"http://localhost:{port}") == 101  # the same loopback server, spelled differently
+    assert ws_status(s.ws_url, origin="http://evil.example") == 403
+    assert ws_status(s.ws_url, origin=f"http://evil.example:{port}") == 403
+    assert ws_status(s.ws_url, origin=f"http://127.0.0.1:{port + 1 if port < 65535 else port - 1}") == 403
+    assert ws_status(s.ws_url, origin=f"http://localhost:{port + 1 if port < 65535 else port - 1}") == 403
+
+
+def test_the_token_and_the_origin_are_both_checked(token_server):
+    s = token_server
+    assert ws_status(s.ws_url, origin="http://evil.example") == 403  # right token, foreign page
+    assert ws_status(s.ws_url, origin=f"http://127.0.0.1:{s.port}") == 101
