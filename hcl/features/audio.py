@@ -14,12 +14,19 @@ Feature layout, `AudioFeatureConfig.dim` = 2 * n_mfcc + 8 columns (48 by default
 
 MFCCs are DCT-II of log(mel power + 1e-6) (torchaudio, no per-input dB
 clamping, so a step's features do not depend on the rest of the input).
-Pitch is YIN's cumulative mean normalised difference computed for all frames
-at once with FFTs (torch, CPU or CUDA): the first dip under
+Pitch is YIN's cumulative mean normalised difference computed with FFTs for
+a block of frames at a time (torch, CPU or CUDA): the first dip under
 `config.yin_threshold` between `f0_max` and `f0_min`, refined by parabolic
 interpolation. A step is speech when at least `config.speech_min_voiced` of
 its frames are voiced and louder than `config.speech_min_db`. Everything is
 deterministic and finite (silence included).
+
+Memory does not grow with the input's length beyond the per-frame results:
+the frame statistics are computed in blocks of `FRAME_BLOCK` frames, each block
+with `MARGIN_HOPS` hops of the neighbouring audio on both sides (more than any
+analysis window reaches, and long enough for the loudness filter's state to
+settle), so a block's frames equal those of one pass over the whole input to
+float rounding (tests/test_memory_bounds.py checks 1e-4).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ ENERGY_SCALE = 1 / 5
 LOUDNESS_SCALE = 1 / 50
 LOUDNESS_FLOOR_DB = -100.0
 F0_REFERENCE_HZ = 200.0
+FRAME_BLOCK = 3000  # frames per block (30 s at the 10 ms hop)
+MARGIN_HOPS = 100  # audio on each side of a block, in hops (1 s)
 
 
 def audio_feature_names(config: AudioFeatureConfig = AudioFeatureConfig()) -> tuple[str, ...]:
@@ -116,21 +125,9 @@ class AudioFeatureExtractor:
         if n_steps is None:
             n_steps = max(1, math.ceil(n / step_samples - 0.01))
         wave = wave.to(self.device, torch.float32)
-        wave = torch.nan_to_num(wave).clamp(-1.0, 1.0)
-        total = n_steps * step_samples
-        if n < total:
-            wave = F.pad(wave, (0, total - n))
-        else:
-            wave = wave[:total]
         n_frames = n_steps * per_step
         valid = (torch.arange(n_frames, device=self.device) * self.hop) < max(n, 1)
-
-        mfcc = self._mfcc(wave)[:, :n_frames].T * MFCC_SCALE  # (F, n_mfcc)
-        frames = self._frames(wave, self.win, n_frames)  # (F, win)
-        mean_sq = frames.pow(2).mean(dim=1)
-        log_energy = torch.log10(mean_sq + 1e-10) * ENERGY_SCALE
-        loud_db = self._loudness_db(wave, n_frames)
-        f0, voiced = self._pitch(wave, n_frames)
+        mfcc, log_energy, loud_db, f0, voiced = self._frame_stats(wave, n_frames, n_steps * step_samples)
         voiced = voiced & (loud_db > cfg.speech_min_db) & valid
 
         def grouped(x: torch.Tensor) -> torch.Tensor:
@@ -171,28 +168,61 @@ class AudioFeatureExtractor:
         return (f0 * voiced).cpu().numpy(), voiced.cpu().numpy()
 
     # ------------------------------------------------------------------ parts
-    def _frames(self, wave: torch.Tensor, length: int, n_frames: int) -> torch.Tensor:
-        """(n_frames, length) windows centred on k * hop (zero padded at both ends)."""
+    def _frame_stats(
+        self, wave: torch.Tensor, n_frames: int, total: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per frame k (centred on sample k * hop) of `wave` cut or zero-padded to `total`
+        samples: (MFCC (F, n_mfcc) scaled, log energy (F,), loudness dB (F,), F0 (F,), voiced (F,)),
+        computed block by block so that memory stays flat for long inputs."""
+        hop, margin = self.hop, MARGIN_HOPS * self.hop
+        wave = wave[:total]
+        parts = []
+        for k0 in range(0, n_frames, FRAME_BLOCK):
+            k1 = min(n_frames, k0 + FRAME_BLOCK)
+            a, b = k0 * hop - margin, k1 * hop + margin  # the block's audio with its margins
+            seg = wave[max(0, a) : max(0, min(b, total))]
+            seg = torch.nan_to_num(seg).clamp(-1.0, 1.0)
+            # outside [0, total) the one-pass computation sees zeros: so does the block
+            seg = F.pad(seg, (max(0, -a), b - a - max(0, -a) - seg.shape[0]))
+            parts.append(self._block_stats(seg, k1 - k0))
+        return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
+
+    def _block_stats(self, seg: torch.Tensor, count: int):
+        """Frame statistics of the `count` frames centred on margin + i * hop of `seg`."""
+        first = MARGIN_HOPS
+        mfcc = self._mfcc(seg)[:, first : first + count].T * MFCC_SCALE  # (count, n_mfcc)
+        centre = first * self.hop
+        frames = self._frames(seg, self.win, count, centre)
+        log_energy = torch.log10(frames.pow(2).mean(dim=1) + 1e-10) * ENERGY_SCALE
+        loud_db = self._loudness_db(seg, count, centre)
+        f0, voiced = self._pitch(seg, count, centre)
+        return mfcc, log_energy, loud_db, f0, voiced
+
+    def _frames(self, wave: torch.Tensor, length: int, n_frames: int, centre: int = 0) -> torch.Tensor:
+        """(n_frames, length) windows centred on centre + k * hop (zero padded at both ends)."""
         left = length // 2
+        start = centre - left
+        if start > 0:
+            wave, start = wave[start:], 0
         need = (n_frames - 1) * self.hop + length
-        padded = F.pad(wave, (left, max(0, need - left - wave.shape[0])))
+        padded = F.pad(wave, (-start, max(0, need + start - wave.shape[0])))
         return padded.unfold(0, length, self.hop)[:n_frames]
 
-    def _loudness_db(self, wave: torch.Tensor, n_frames: int) -> torch.Tensor:
+    def _loudness_db(self, wave: torch.Tensor, n_frames: int, centre: int = 0) -> torch.Tensor:
         """K-weighted (ITU-R BS.1770 pre-filter) level of each frame in dB."""
         import torchaudio.functional as AF
 
         sr = self.config.sample_rate
         k = AF.treble_biquad(wave, sr, 4.0, 1500.0, 1 / math.sqrt(2))
         k = AF.highpass_biquad(k, sr, 38.0, 0.5)
-        ms = self._frames(k, self.win, n_frames).pow(2).mean(dim=1)
+        ms = self._frames(k, self.win, n_frames, centre).pow(2).mean(dim=1)
         return -0.691 + 10.0 * torch.log10(ms + 1e-12)
 
-    def _pitch(self, wave: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """YIN on all frames at once: (F0 Hz (F,), voiced (F,) bool)."""
+    def _pitch(self, wave: torch.Tensor, n_frames: int, centre: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """YIN on n_frames frames at once: (F0 Hz (F,), voiced (F,) bool)."""
         cfg = self.config
         w, tmax, tmin = self.win, self.tau_max, self.tau_min
-        x = self._frames(wave, self._yin_len, n_frames)  # (F, w + tmax + 1)
+        x = self._frames(wave, self._yin_len, n_frames, centre)  # (F, w + tmax + 1)
         x = x - x.mean(dim=1, keepdim=True)
         nfft = self._yin_fft
         # r[t] = sum_{j<w} x_j x_{j+t}, for t = 0..tmax, by FFT cross-correlation

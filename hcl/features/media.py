@@ -5,12 +5,21 @@ mono float32, the rate every extractor expects) and opens the video lazily:
 `MediaClip.frames(fps, start, end)` decodes only the stretch asked for and
 yields frames at about `fps` per second as `(t_seconds, rgb uint8 (H, W, 3))`.
 
+`read_media(path, load_audio=False)` reads only the header (and probes the
+first audio packet): the audio is then streamed, `MediaClip.audio_chunks()`
+yields it in pieces and `audio_span()` decodes just the span asked for, so
+memory does not grow with the file's length. `frames(..., max_side=N)` scales
+larger frames down as they are decoded (a 4K video never holds 4K frames).
+
 A file that is missing, unreadable, or without any audio/video stream raises
-`MediaError`, whose message names the file and says what to do.
+`MediaError`, whose message names the file and says what to do. A file cut
+short (e.g. half of a downloaded mp4 whose index is at the front) gives what
+can be decoded, with a warning that says where it stops.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,24 +28,46 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 16000
 MEDIA_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".wav", ".flac", ".mp3", ".ogg", ".m4a")
+# frames wider or taller than this are scaled down for face analysis (mediapipe works on
+# a 192-256 px face crop, so 1280 px loses nothing; a 4K frame costs 25 MB, this one 2.7 MB)
+ANALYSIS_MAX_SIDE = 1280
+AUDIO_CHUNK_SAMPLES = 16000 * 10  # streamed audio comes in pieces of about 10 s
 
 
 class MediaError(RuntimeError):
     """A media file could not be read; the message names the file and the remedy."""
 
 
+def _warn_cut(path: Path, what: str, at: float, exc: BaseException) -> None:
+    log.warning(
+        "%s: the %s stops decoding at %.2f s (%s); using what decoded up to there "
+        "(the file is cut short or damaged: re-encode or re-download it for the rest)", path, what, at, exc
+    )
+
+
+def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled down (aspect kept, even sizes) so that neither exceeds max_side."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    k = max_side / max(width, height)
+    return max(2, int(round(width * k / 2)) * 2), max(2, int(round(height * k / 2)) * 2)
+
+
 @dataclass
 class MediaClip:
-    """A decoded media file.
+    """A media file, its audio decoded now (default) or streamed on demand.
 
     audio: (N,) float32 in [-1, 1] at `sample_rate` (16 kHz) mono; empty if the
-    file has no audio track (`has_audio` False).
+    file has no audio track (`has_audio` False). None when read with
+    `load_audio=False`: use `audio_chunks()` / `audio_span()` then.
     """
 
     path: Path
-    audio: np.ndarray
+    audio: np.ndarray | None
     sample_rate: int
     duration: float
     has_audio: bool
@@ -45,22 +76,51 @@ class MediaClip:
     video_size: tuple[int, int] | None = None  # (width, height)
     meta: dict = field(default_factory=dict)
 
+    def audio_chunks(self, start: float = 0.0, end: float | None = None) -> Iterator[np.ndarray]:
+        """The audio of [start, end) in consecutive float32 pieces (about 10 s each); with the
+        audio loaded these are slices of it, else decoded from the file as they are asked for."""
+        if not self.has_audio:
+            return
+        a = max(0, int(round(start * self.sample_rate)))
+        b = None if end is None else max(a, int(round(end * self.sample_rate)))
+        if self.audio is not None:
+            stop = len(self.audio) if b is None else min(b, len(self.audio))
+            for i in range(a, stop, AUDIO_CHUNK_SAMPLES):
+                yield self.audio[i : min(stop, i + AUDIO_CHUNK_SAMPLES)]
+            return
+        pos = 0
+        for chunk in _stream_audio(self.path):
+            lo, hi = max(a - pos, 0), len(chunk) if b is None else min(len(chunk), b - pos)
+            if hi > lo:
+                yield chunk[lo:hi]
+            pos += len(chunk)
+            if b is not None and pos >= b:
+                return
+
     def audio_span(self, start: float, end: float) -> np.ndarray:
         """Audio samples of [start, end) seconds; (n,) float32, zero-padded past the end of the track."""
         a = max(0, int(round(start * self.sample_rate)))
         b = max(a, int(round(end * self.sample_rate)))
-        out = self.audio[a:b]
+        if self.audio is not None:
+            out = self.audio[a:b]
+        else:
+            parts = list(self.audio_chunks(start, end))
+            out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         if len(out) < b - a:
             out = np.concatenate([out, np.zeros(b - a - len(out), np.float32)])
         return out
 
-    def frames(self, fps: float, start: float = 0.0, end: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    def frames(
+        self, fps: float, start: float = 0.0, end: float | None = None, *, max_side: int | None = None
+    ) -> Iterator[tuple[float, np.ndarray]]:
         """Video frames of [start, end) at about `fps` per second.
 
         Yields (t_seconds from the start of the file, rgb uint8 (H, W, 3)),
         start <= t < end. A frame is yielded when it is on screen at the next
         target time (start, start + 1/fps, ...), so a source slower than `fps`
         yields each of its frames once. Nothing is yielded without video.
+        Frames larger than `max_side` are scaled down as they are converted.
+        A stream damaged or cut short part-way ends there, with a warning.
         """
         if not self.has_video:
             return
@@ -79,21 +139,35 @@ class MediaClip:
                 container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream, backward=True)
             step = 1.0 / fps
             target = start
-            try:
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    t = float(frame.pts * stream.time_base)
-                    if end is not None and t >= end:
-                        break
-                    if t < start - 1e-6 or t + half_frame < target:
-                        continue
-                    yield t, frame.to_ndarray(format="rgb24")
-                    while target <= t + half_frame:
-                        target += step
-            except av.FFmpegError as exc:
-                raise MediaError(f"{self.path}: the video stream is damaged near {target:.2f} s ({exc}); "
-                                 "re-encode it (e.g. ffmpeg -i in.mp4 out.mp4) or remove it") from exc
+            yielded = 0
+            decoded = container.decode(stream)
+            while True:
+                try:
+                    frame = next(decoded)
+                except StopIteration:
+                    break
+                except av.FFmpegError as exc:
+                    if yielded == 0:
+                        raise MediaError(f"{self.path}: the video stream is damaged near {target:.2f} s ({exc}); "
+                                         "re-encode it (e.g. ffmpeg -i in.mp4 out.mp4) or remove it") from exc
+                    _warn_cut(self.path, "video", target, exc)
+                    break
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * stream.time_base)
+                if end is not None and t >= end:
+                    break
+                if t < start - 1e-6 or t + half_frame < target:
+                    continue
+                w, h = scaled_size(frame.width, frame.height, max_side)
+                if (w, h) != (frame.width, frame.height):
+                    rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+                else:
+                    rgb = frame.to_ndarray(format="rgb24")
+                yield t, rgb
+                yielded += 1
+                while target <= t + half_frame:
+                    target += step
 
 
 def _import_av():
@@ -104,8 +178,9 @@ def _import_av():
     return av
 
 
-def read_media(path: str | Path) -> MediaClip:
-    """Decode `path`: audio to 16 kHz mono float32 now, video frames on demand (`MediaClip.frames`)."""
+def read_media(path: str | Path, *, load_audio: bool = True) -> MediaClip:
+    """Open `path`: audio to 16 kHz mono float32 now (or, `load_audio=False`, streamed
+    later), video frames on demand (`MediaClip.frames`)."""
     path = Path(path)
     if not path.exists():
         raise MediaError(f"{path}: file not found; check the path")
@@ -119,6 +194,7 @@ def read_media(path: str | Path) -> MediaClip:
             f"{path}: not a readable audio/video file ({exc}); check that it is a complete "
             "mp4/webm/mkv/wav file, re-encode it with ffmpeg, or remove it"
         ) from exc
+    cut_at: float | None = None
     with container:
         has_audio = len(container.streams.audio) > 0
         has_video = len(container.streams.video) > 0
@@ -134,52 +210,112 @@ def read_media(path: str | Path) -> MediaClip:
                 video_size = (int(v.codec_context.width), int(v.codec_context.height))
             if v.duration is not None and v.time_base is not None:
                 durations.append(float(v.duration * v.time_base))
-        audio = np.zeros(0, np.float32)
-        if has_audio:
-            audio = _decode_audio(av, container, path)
-            durations.append(len(audio) / SAMPLE_RATE)
+        if has_audio and not load_audio:
+            a = container.streams.audio[0]
+            if a.duration is not None and a.time_base is not None:
+                durations.append(float(a.duration * a.time_base))
         if container.duration is not None:
             durations.append(container.duration / 1_000_000)
+    audio: np.ndarray | None = np.zeros(0, np.float32)
+    audio_seconds = 0.0
+    if has_audio and load_audio:
+        audio, cut = _decode_audio(path)
+        audio_seconds = len(audio) / SAMPLE_RATE
+        durations.append(audio_seconds)
+        if cut:
+            cut_at = audio_seconds
+    elif has_audio:
+        audio = None
+        first = next(_stream_audio(path, probe=True), None)  # fail now, not mid-session, on a bad track
+        audio_seconds = 0.0 if first is None else len(first) / SAMPLE_RATE
+        if not durations:  # no duration in the header: count the samples (streamed)
+            durations.append(sum(len(c) for c in _stream_audio(path)) / SAMPLE_RATE)
     duration = max(durations) if durations else 0.0
+    if cut_at is not None and cut_at > 0:
+        duration = cut_at  # the header's duration promises more than the file holds
     if has_video and duration <= 0:
         duration = _count_video_duration(av, path, video_fps)
-    if duration <= 0 or (has_audio and not has_video and len(audio) == 0):
+    if duration <= 0 or (has_audio and not has_video and audio_seconds == 0):
         raise MediaError(f"{path}: contains no decodable audio or video; the file may be truncated — re-encode or remove it")
     return MediaClip(
         path=path,
         audio=audio,
         sample_rate=SAMPLE_RATE,
         duration=float(duration),
-        has_audio=has_audio and len(audio) > 0,
+        has_audio=has_audio and audio_seconds > 0,
         has_video=has_video,
         video_fps=video_fps,
         video_size=video_size,
     )
 
 
-def _decode_audio(av, container, path: Path) -> np.ndarray:
-    stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
-    first_t: float | None = None
+def _stream_audio(path: Path, *, probe: bool = False, report: dict | None = None) -> Iterator[np.ndarray]:
+    """The file's first audio track as 16 kHz mono float32 pieces in [-1, 1], in order,
+    aligned to the file's clock (a late first sample is preceded by silence).
+    Raises MediaError when nothing decodes; a track damaged or cut short part-way ends
+    there, with a warning (and `report["cut"] = True`). `probe`: stop after the first piece."""
+    av = _import_av()
     try:
-        for frame in container.decode(stream):
-            if first_t is None and frame.pts is not None and frame.time_base is not None:
-                first_t = float(frame.pts * frame.time_base)
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    except av.FFmpegError as exc:
-        raise MediaError(
-            f"{path}: the audio stream cannot be decoded ({exc}); re-encode the file "
-            "(e.g. ffmpeg -i in.mp4 out.mp4) or remove it"
-        ) from exc
-    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-    # align the track to the file's clock when the first sample starts late
-    if first_t is not None and 0 < first_t < 10:
-        audio = np.concatenate([np.zeros(int(round(first_t * SAMPLE_RATE)), np.float32), audio])
-    return np.clip(audio, -1.0, 1.0)
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(f"{path}: not a readable audio/video file ({exc})") from exc
+    with container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        decoded = container.decode(stream)
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        total = 0
+        started = False
+        while True:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                frame = None
+            except av.FFmpegError as exc:
+                if total + n_pending == 0:
+                    raise MediaError(
+                        f"{path}: the audio stream cannot be decoded ({exc}); re-encode the file "
+                        "(e.g. ffmpeg -i in.mp4 out.mp4) or remove it"
+                    ) from exc
+                _warn_cut(path, "audio", (total + n_pending) / SAMPLE_RATE, exc)
+                if report is not None:
+                    report["cut"] = True
+                frame = None
+            if not started and frame is not None:
+                started = True
+                first_t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base is not None else None
+                # align the track to the file's clock when the first sample starts late
+                if first_t is not None and 0 < first_t < 10:
+                    lead = np.zeros(int(round(first_t * SAMPLE_RATE)), np.float32)
+                    pending.append(lead)
+                    n_pending += len(lead)
+            try:
+                outs = resampler.resample(frame)
+            except av.FFmpegError as exc:  # pragma: no cover - a resampler failure mid-track
+                _warn_cut(path, "audio", (total + n_pending) / SAMPLE_RATE, exc)
+                outs, frame = [], None
+            for out in outs:
+                x = out.to_ndarray().reshape(-1)
+                pending.append(x)
+                n_pending += len(x)
+            if n_pending >= AUDIO_CHUNK_SAMPLES or (frame is None and n_pending):
+                chunk = np.clip(np.concatenate(pending).astype(np.float32, copy=False), -1.0, 1.0)
+                pending, n_pending = [], 0
+                total += len(chunk)
+                yield chunk
+                if probe:
+                    return
+            if frame is None:
+                return
+
+
+def _decode_audio(path: Path) -> tuple[np.ndarray, bool]:
+    """The whole audio track (see `_stream_audio`) and whether it was cut short."""
+    report: dict = {}
+    chunks = list(_stream_audio(path, report=report))
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return audio, bool(report.get("cut"))
 
 
 def _count_video_duration(av, path: Path, fps: float | None) -> float:
@@ -191,7 +327,7 @@ def _count_video_duration(av, path: Path, fps: float | None) -> float:
                 if frame.pts is not None:
                     last = float(frame.pts * stream.time_base)
     except av.FFmpegError:
-        return 0.0
+        pass  # cut short: the frames up to here count
     return last + (1.0 / fps if fps else 0.0)
 
 

@@ -1,6 +1,12 @@
 """A media file as a capture source: its audio and video delivered with the
 timestamps a live capture would have (media second t = session second t), either
-at real-time pace or as fast as the consumers take it."""
+at real-time pace or as fast as the consumers take it.
+
+Memory does not grow with the file: the audio is decoded in pieces as it is
+played (never the whole track at once), the audio ring holds `buffer_seconds`
+(the whole file only when nothing bounds how far the reader runs ahead), and
+frames are scaled down to `max_side` as they are decoded (a 4K video never
+queues 4K frames)."""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ class FileSource:
     frames go through a bounded queue that drops the oldest when the consumer lags.
     `realtime=False`: as fast as possible; the frame queue blocks instead of dropping,
     and `gate(t)` (if given) may block to keep the reader from running too far ahead.
+    `buffer_seconds`: audio kept for the consumers (None = the whole file); pass a
+    bound only when a gate keeps the reader that close to the slowest consumer.
     """
 
     kind = "file"
@@ -37,12 +45,18 @@ class FileSource:
         fps: float = 10.0,
         chunk_seconds: float = 0.02,
         gate: Callable[[float], None] | None = None,
+        buffer_seconds: float | None = None,
+        max_side: int | None = None,
     ) -> None:
+        from hcl.features.media import ANALYSIS_MAX_SIDE
+
         self.path = pathlib.Path(path)
         self.realtime = bool(realtime)
         self.fps = float(fps)
         self.chunk_seconds = float(chunk_seconds)
         self.gate = gate
+        self.buffer_seconds = buffer_seconds
+        self.max_side = ANALYSIS_MAX_SIDE if max_side is None else max_side
         self.name = f"file {self.path.name}"
         self.clip = None
         self.duration: float | None = None
@@ -53,23 +67,25 @@ class FileSource:
         self._thread: threading.Thread | None = None
 
     def open(self) -> None:
-        """Decode the file's header and audio now; raises SourceError naming the file."""
+        """Read the file's header (and its first audio); raises SourceError naming the file."""
         from hcl.features.media import MediaError, read_media
 
         if not self.path.exists():
             raise SourceError(f"{self.path}: no such file (give --file an existing audio/video file)")
         try:
-            clip = read_media(self.path)
+            clip = read_media(self.path, load_audio=False)
         except MediaError as exc:
             raise SourceError(f"{self.path}: cannot be read as audio/video ({exc})") from exc
         except Exception as exc:  # corrupt container, unsupported codec, ...
             raise SourceError(f"{self.path}: cannot be read as audio/video ({type(exc).__name__}: {exc})") from exc
-        if len(clip.audio) == 0 and not clip.has_video:
+        if not clip.has_audio and not clip.has_video:
             raise SourceError(f"{self.path}: has neither audio nor video")
         self.clip = clip
         self.duration = float(clip.duration)
         seconds = max(self.duration + 1.0, 30.0)
-        self.audio = AudioRing(sample_rate=clip.sample_rate, capacity_seconds=seconds) if len(clip.audio) else None
+        if self.buffer_seconds is not None:
+            seconds = min(seconds, max(float(self.buffer_seconds), 30.0))
+        self.audio = AudioRing(sample_rate=clip.sample_rate, capacity_seconds=seconds) if clip.has_audio else None
         if clip.has_video:
             self.frames = FrameFeed(latest_only=False, maxsize=max(4, int(2 * self.fps)), block=not self.realtime)
 
@@ -82,20 +98,30 @@ class FileSource:
     def _events(self):
         """(t, kind, payload) in time order: audio chunks stamped by their end, frames by their time."""
         clip = self.clip
-        frames = iter(clip.frames(self.fps)) if self.frames is not None else iter(())
-        audio = clip.audio if self.audio is not None else np.zeros(0, np.float32)
-        step = max(1, int(round(self.chunk_seconds * clip.sample_rate)))
-        a_pos = 0
+        rate = clip.sample_rate
+        frames = iter(clip.frames(self.fps, max_side=self.max_side)) if self.frames is not None else iter(())
+        pieces = clip.audio_chunks() if self.audio is not None else iter(())
+        step = max(1, int(round(self.chunk_seconds * rate)))
+        buf = np.zeros(0, np.float32)  # decoded audio not yet delivered; sample 0 of it is `done`
+        done = 0
         nxt_frame = next(frames, None)
-        while a_pos < len(audio) or nxt_frame is not None:
-            a_end = min(a_pos + step, len(audio))
-            t_audio = a_end / clip.sample_rate if a_pos < len(audio) else float("inf")
+        while True:
+            if len(buf) < step:  # top up from the decoder (about 10 s at a time)
+                more = next(pieces, None)
+                if more is not None:
+                    buf = np.concatenate([buf, more]) if len(buf) else more
+                    continue
+            if not len(buf) and nxt_frame is None:
+                return
+            n = min(step, len(buf))
+            t_audio = (done + n) / rate if n else float("inf")
             if nxt_frame is not None and nxt_frame[0] <= t_audio:
                 yield float(nxt_frame[0]), "frame", nxt_frame[1]
                 nxt_frame = next(frames, None)
             else:
-                yield t_audio, "audio", audio[a_pos:a_end]
-                a_pos = a_end
+                yield t_audio, "audio", buf[:n]
+                buf = buf[n:]
+                done += n
 
     def _run(self, clock: SessionClock) -> None:
         try:

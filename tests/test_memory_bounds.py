@@ -1,0 +1,137 @@
+"""Memory that does not grow with the input: pitch and the other frame statistics in
+blocks (features unchanged), audio streamed from the file, the file source's ring
+bounded, frames scaled down as they are decoded. Long files are measured by
+bench/memory_bench.py, not here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hcl.features import audio as audio_mod
+from hcl.features.audio import AudioFeatureExtractor
+from hcl.features.media import read_media, write_media
+
+SR = 16000
+
+
+def long_wave(mosi_clip, seconds: float = 75.0) -> np.ndarray:
+    """Real speech repeated, then noise and a tone: longer than two blocks of frames."""
+    reps = int(np.ceil(seconds / mosi_clip.duration))
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SR) / SR
+    tail = [rng.normal(0, 0.05, 2 * SR).astype(np.float32), (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)]
+    return np.concatenate([mosi_clip.audio] * reps + tail)[: int(seconds * SR) + 1234]
+
+
+@pytest.mark.parametrize("n_steps", [None, 3, 200])
+def test_blocked_features_equal_one_pass(mosi_clip, monkeypatch, n_steps):
+    """Blocks of 30 s (with 1 s of neighbouring audio) give the features of one pass
+    over the whole input: equal to float rounding (stated tolerance 1e-4; in practice 0)."""
+    wave = long_wave(mosi_clip)
+    ex = AudioFeatureExtractor()
+    blocked, speech_b = ex.steps(wave, 0.5, n_steps=n_steps)
+    if n_steps != 3:
+        assert len(blocked) * 0.5 > 2 * audio_mod.FRAME_BLOCK * ex.hop / SR  # really several blocks
+    monkeypatch.setattr(audio_mod, "FRAME_BLOCK", 10**9)  # one block: the whole input at once
+    whole, speech_w = ex.steps(wave, 0.5, n_steps=n_steps)
+    assert blocked.shape == whole.shape
+    np.testing.assert_allclose(blocked, whole, atol=1e-4, rtol=0)
+    assert (speech_b == speech_w).all() and speech_b.any()
+    if n_steps != 3:
+        assert not speech_b.all()
+
+
+def test_pitch_block_needs_only_a_block_of_memory(monkeypatch):
+    """YIN's FFT buffers are made per block: the largest tensor it builds is the same
+    for 2 minutes as for 20 s of audio."""
+    import torch
+
+    ex = AudioFeatureExtractor()
+    sizes: list[int] = []
+    real_rfft = torch.fft.rfft
+
+    def spy(x, *a, **k):
+        sizes.append(x.numel())
+        return real_rfft(x, *a, **k)
+
+    monkeypatch.setattr(torch.fft, "rfft", spy)
+    for seconds in (20, 120):
+        sizes.clear()
+        ex.steps(np.zeros(seconds * SR, np.float32), 0.5)
+        largest = max(sizes)
+        if seconds == 20:
+            small = largest
+    assert largest <= (audio_mod.FRAME_BLOCK / 2000 + 1) * small  # 30 s block vs 20 s: bounded, not 6x
+
+
+def test_streamed_audio_equals_the_decoded_track(mosi_video_path, monkeypatch):
+    from hcl.features import media
+
+    monkeypatch.setattr(media, "AUDIO_CHUNK_SAMPLES", SR)  # 1 s pieces: the 7 s clip comes in several
+    loaded = read_media(mosi_video_path)
+    lazy = read_media(mosi_video_path, load_audio=False)
+    assert lazy.audio is None and lazy.has_audio and lazy.duration == pytest.approx(loaded.duration, abs=0.1)
+    pieces = list(lazy.audio_chunks())
+    assert len(pieces) >= 5 and max(len(p) for p in pieces) <= 2 * SR
+    np.testing.assert_array_equal(np.concatenate(pieces), loaded.audio)
+    np.testing.assert_array_equal(lazy.audio_span(3.0, 11.5), loaded.audio_span(3.0, 11.5))
+    np.testing.assert_array_equal(lazy.audio_span(loaded.duration - 1, loaded.duration + 2),
+                                  loaded.audio_span(loaded.duration - 1, loaded.duration + 2))
+
+
+def test_file_source_streams_and_bounds_its_ring(tmp_path):
+    """Played as fast as possible with a bound, the ring holds the bound, not the file,
+    and every sample arrives in order (checked against the decoded file)."""
+    import threading
+
+    from realtime.clock import SessionClock
+    from realtime.sources.file import FileSource
+
+    seconds = 75
+    t = np.arange(seconds * SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * (200 + t) * t)).astype(np.float32)  # a sweep: every sample differs
+    path = write_media(tmp_path / "long.mkv", [], tone)
+    expected = read_media(path).audio
+    src = FileSource(path=path, realtime=False, buffer_seconds=30.0)
+    src.open()
+    assert src.clip.audio is None, "the file source must not decode the whole track up front"
+    assert src.audio._cap == 30 * SR
+    got: list[np.ndarray] = []
+    lock = threading.Lock()
+
+    def gate(t_media: float) -> None:  # a consumer that reads everything as it comes
+        with lock:
+            h = src.audio.horizon
+            if h > 0:
+                start = sum(len(g) for g in got) / SR
+                got.append(src.audio.read(start, h))
+
+    src.gate = gate
+    src.start(SessionClock())
+    src.join(60)
+    gate(0.0)
+    audio = np.concatenate(got)
+    assert src.audio.ended and len(audio) == len(expected)
+    np.testing.assert_array_equal(audio, expected)
+
+
+def test_4k_frames_are_scaled_down_as_decoded(tmp_path):
+    from realtime.clock import SessionClock
+    from realtime.sources.file import FileSource
+
+    frames = [np.full((2160, 3840, 3), 90 + 10 * i, np.uint8) for i in range(3)]
+    path = write_media(tmp_path / "uhd.mp4", frames, None, fps=10)
+    clip = read_media(path)
+    (t0, full), *_ = list(clip.frames(10))
+    assert full.shape == (2160, 3840, 3)
+    small = [rgb for _, rgb in clip.frames(10, max_side=1280)]
+    assert [f.shape for f in small] == [(720, 1280, 3)] * 3
+    assert abs(int(small[1].mean()) - 100) <= 3
+    src = FileSource(path=path, realtime=False)  # the live source scales to ANALYSIS_MAX_SIDE
+    src.open()
+    src.start(SessionClock())
+    item = src.frames.get(timeout=10)
+    src.stop()
+    src.join(5)
+    assert item is not None and item[1].shape == (720, 1280, 3)
