@@ -6,29 +6,34 @@
   const MODALITIES = ["text", "audio", "video"];
   const PRESENT_TEXT = { text: "words", audio: "speech", video: "face" };
   const ABSENT_TEXT = { text: "no words", audio: "silence", video: "no face" };
-  const LIVE_SPAN_S = 120;       // seconds of history the live chart shows
+  const LIVE_SPAN_S = 120;       // seconds of history the live chart shows (the export has all)
   const MAX_WINDOWS = 20000;     // kept in memory (about 3 h at 2 windows/s)
   const MAX_WORDS = 20000;
   const TRANSCRIPT_WORDS = 90;   // words shown at once
   const BACKOFF_START_MS = 500;
   const BACKOFF_CAP_MS = 8000;
-  const COLORS = {
-    pos: "#3fd68a", neg: "#ff6b6b", neu: "#c7d0db", grid: "#263040", text: "#8b98a9",
-    line: "#e8eef5", accent: "#6cb6ff", bar: "#6cb6ff", barOff: "#3a4452",
-  };
+  const VIDEO_SYNC_S = 0.3;      // video and chart closer than this are in sync
+  // the same columns as realtime/protocol.py CSV_COLUMNS (GET /recording/scores.csv)
+  const CSV_COLUMNS = ["session", "seq", "start", "end", "text_start", "text_end", "score", "class7", "label",
+    "polarity", "text", "audio", "video", "words"];
 
   const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+  const token = new URLSearchParams(location.search).get("token");
+  const withToken = (url) => (token ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : url);
 
   const state = {
     hello: null,
     mode: "live",
     session: null,
+    status: null,         // {state, detail} from the server
     stepSeconds: 0.5,
     windows: [],          // sorted by seq
     seqs: new Set(),
+    pageCut: 0,           // windows this page dropped past MAX_WINDOWS
     words: [],            // sorted by start
     wordKeys: new Set(),
     current: null,        // the window on show
+    announced: "",        // the last label told to screen readers
     lastWindowAt: 0,      // performance.now() when the newest live window came
     stats: null,
     replayIndex: 0,
@@ -47,15 +52,34 @@
     return `${m}:${s < 10 ? "0" : ""}${s.toFixed(1)}`;
   };
   const wordKey = (w) => `${Number(w.start).toFixed(3)}|${w.w}`;
-  const polarityColor = (p) => (p === "positive" ? COLORS.pos : p === "negative" ? COLORS.neg : COLORS.neu);
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  const colors = () => ({
+    pos: css("--pos"), neg: css("--neg"), neu: css("--neu"), grid: css("--line"), text: css("--muted"),
+    line: css("--text"), accent: css("--accent"), bar: css("--accent"), barOff: css("--bar-off"),
+    card: css("--card"), warn: css("--warn"), none: css("--none"),
+  });
+  const polarityColor = (c, p) => (p === "positive" ? c.pos : p === "negative" ? c.neg : c.neu);
+  const joinWords = (xs) => (xs.length <= 1 ? xs.join("") : `${xs.slice(0, -1).join(", ")} and ${xs[xs.length - 1]}`);
+
+  // the words a window's score read: (first start, last end), or null
+  function textSpan(w) {
+    const ws = (w && w.words) || [];
+    if (!ws.length) return null;
+    let a = Infinity;
+    let b = -Infinity;
+    for (const x of ws) {
+      a = Math.min(a, x.start);
+      b = Math.max(b, x.end);
+    }
+    return [a, b];
+  }
 
   // ------------------------------------------------------------------ connection
   const conn = { ws: null, attempt: 0, timer: null };
 
   function wsUrl() {
-    const token = new URLSearchParams(location.search).get("token");
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${proto}//${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : "");
+    return withToken(`${proto}//${location.host}/ws`);
   }
 
   function setConn(kind, text) {
@@ -78,6 +102,7 @@
     ws.onopen = () => {
       conn.attempt = 0;
       setConn("open", "connected");
+      renderStatus();
     };
     ws.onmessage = (ev) => {
       let msg;
@@ -109,6 +134,7 @@
       case "hello": return onHello(msg);
       case "window": return onWindow(msg);
       case "session": return onSession(msg);
+      case "status": return onStatus(msg);
       case "stats": return onStats(msg);
       case "error": return console.warn("server says:", msg.message);
       default: return undefined;
@@ -118,11 +144,19 @@
   function resetData() {
     state.windows = [];
     state.seqs = new Set();
+    state.pageCut = 0;
     state.words = [];
     state.wordKeys = new Set();
     state.current = null;
     stopPlay();
   }
+
+  // modalities the model scores (hello.model.inputs); others are shown but marked "not scored"
+  function modelInputs() {
+    const inputs = state.hello && state.hello.model && state.hello.model.inputs;
+    return Array.isArray(inputs) ? MODALITIES.filter((m) => inputs.includes(m)) : MODALITIES.slice();
+  }
+  const scored = (m) => modelInputs().includes(m);
 
   function onHello(msg) {
     if (state.session !== msg.session || state.mode !== msg.mode) resetData();
@@ -130,28 +164,111 @@
     state.session = msg.session;
     state.mode = msg.mode === "replay" ? "replay" : "live";
     state.stepSeconds = (msg.settings && msg.settings.step_seconds) || 0.5;
-    $("session-id").textContent = msg.session || "";
-    const badge = $("mode");
-    badge.dataset.mode = state.mode;
-    badge.textContent = state.mode === "replay" ? "REPLAY" : "LIVE";
-    const model = msg.model || {};
-    $("model").textContent = model.name ? `${model.name}${model.version ? " " + model.version : ""}` : "";
-    $("replay-controls").hidden = state.mode !== "replay";
-    $("chart").classList.toggle("scrubbable", state.mode === "replay");
+    $("session-id").textContent = msg.session ? `session ${msg.session}` : "";
+    const replay = state.mode === "replay";
+    $("replay-controls").hidden = !replay;
+    for (const el of document.querySelectorAll("[data-live-only]")) el.hidden = replay;
+    for (const el of document.querySelectorAll("[data-replay-only]")) el.hidden = !replay;
+    $("chart").classList.toggle("scrubbable", replay);
+    renderModel();
+    renderHistoryNote();
+    setupVideo();
+    renderStatus();
     renderAll();
+  }
+
+  function renderModel() {
+    const model = (state.hello && state.hello.model) || {};
+    const inputs = modelInputs();
+    const unscored = MODALITIES.filter((m) => !inputs.includes(m));
+    const el = $("model-text");
+    el.replaceChildren();
+    const b = document.createElement("b");
+    b.textContent = model.name ? `${model.name}${model.version ? " " + model.version : ""}` : "unknown model";
+    el.append("Model ", b, ` scores ${joinWords(inputs)}${unscored.length ? " only" : ""}.`);
+    if (unscored.length) {
+      el.append(` ${joinWords(unscored).replace(/^./, (c) => c.toUpperCase())} ${unscored.length > 1 ? "are" : "is"} shown but not scored: ${unscored.length > 1 ? "they do" : "it does"} not change the score.`);
+    }
+    el.dataset.inputs = inputs.join(",");
+    const card = $("model-card");
+    const url = state.hello && state.hello.model_card;
+    card.hidden = !url;
+    if (url) card.href = withToken(url);
+    for (const m of MODALITIES) $(`weights-figure-${m}`).dataset.scored = String(scored(m));
+    // the map shown is the text guide's attention over the video steps
+    $("attention-card").dataset.scored = String(scored("video") && scored("text"));
+  }
+
+  function renderHistoryNote() {
+    const h = (state.hello && state.hello.history) || {};
+    const note = $("history-note");
+    const cut = (Number(h.cut) || 0) + state.pageCut;
+    if (!cut) {
+      note.hidden = true;
+      return;
+    }
+    const rec = state.hello && state.hello.recording;
+    note.hidden = false;
+    note.dataset.cut = String(cut);
+    note.textContent =
+      `This page shows the last ${state.windows.length} windows; the ${cut} before them were cut ` +
+      `(the server keeps ${h.limit || "a limited number of"} windows for tabs that open late). ` +
+      (rec ? "Export CSV still has the whole session, from the recording." :
+        "Export CSV has only what is shown here; record with hcl-live --record to keep whole sessions.");
+  }
+
+  function onStatus(msg) {
+    state.status = msg;
+    renderStatus();
+    renderAll();
+  }
+
+  function renderStatus() {
+    const badge = $("mode");
+    const st = state.status ? state.status.state : null;
+    const el = $("status");
+    const open = conn.ws && conn.ws.readyState === WebSocket.OPEN;
+    if (state.mode === "replay") {
+      badge.dataset.mode = "replay";
+      badge.textContent = "REPLAY";
+      el.dataset.state = "finished";
+      el.textContent = "recorded session";
+    } else if (st === "finished") {
+      badge.dataset.mode = "finished";
+      badge.textContent = "FINISHED";
+      el.dataset.state = "finished";
+      el.textContent = `finished${state.status.detail ? " · " + state.status.detail : ""}`;
+    } else if (st === "loading") {
+      badge.dataset.mode = "live";
+      badge.textContent = "LIVE";
+      el.dataset.state = "loading";
+      el.textContent = "loading models…";
+    } else if (st === "running") {
+      badge.dataset.mode = "live";
+      badge.textContent = "LIVE";
+      el.dataset.state = "running";
+      el.textContent = "running";
+    } else {
+      el.dataset.state = "connecting";
+      el.textContent = open ? "" : "connecting…";
+    }
+    if (open) setConn("open", st === "finished" && state.mode === "live" ? "connected · the file has ended" : "connected");
   }
 
   function addWords(words) {
     let added = false;
+    let sorted = true;
     for (const w of words || []) {
       const k = wordKey(w);
       if (state.wordKeys.has(k)) continue;
+      const last = state.words[state.words.length - 1];
+      if (last && last.start > w.start) sorted = false;
       state.wordKeys.add(k);
       state.words.push(w);
       added = true;
     }
     if (added) {
-      state.words.sort((a, b) => a.start - b.start);
+      if (!sorted) state.words.sort((a, b) => a.start - b.start);
       if (state.words.length > MAX_WORDS) {
         for (const w of state.words.splice(0, state.words.length - MAX_WORDS)) state.wordKeys.delete(wordKey(w));
       }
@@ -171,11 +288,18 @@
       ws.splice(i, 0, msg);
     }
     if (ws.length > MAX_WINDOWS) {
-      for (const old of ws.splice(0, ws.length - MAX_WINDOWS)) state.seqs.delete(old.seq);
+      const gone = ws.splice(0, ws.length - MAX_WINDOWS);
+      for (const old of gone) state.seqs.delete(old.seq);
+      state.pageCut += gone.length;
+      renderHistoryNote();
     }
     addWords(msg.words);
     if (!state.current || msg.seq >= state.current.seq) state.current = msg;
     state.lastWindowAt = performance.now();
+    if (state.status && state.status.state === "loading") {
+      state.status = { state: "running", detail: "" };
+      renderStatus();
+    }
     renderAll();
   }
 
@@ -187,8 +311,7 @@
     state.seqs = new Set(state.windows.map((w) => w.seq));
     addWords(msg.words);
     for (const w of state.windows) addWords(w.words);
-    const slider = $("timeline");
-    slider.max = String(Math.max(0, state.windows.length - 1));
+    $("timeline").max = String(Math.max(0, state.windows.length - 1));
     setReplayIndex(keep);
   }
 
@@ -197,8 +320,41 @@
     renderHealth();
   }
 
-  // ------------------------------------------------------------------ replay
-  function setReplayIndex(i) {
+  // ------------------------------------------------------------------ replay + video
+  const video = () => $("replay-video");
+  const hasVideo = () => Boolean(state.mode === "replay" && state.hello && state.hello.recording && state.hello.recording.video);
+
+  function setupVideo() {
+    const v = video();
+    const show = hasVideo();
+    $("video-card").hidden = !show;
+    $("grid").classList.toggle("has-video", show);
+    if (!show) {
+      if (v.getAttribute("src")) {
+        v.removeAttribute("src");
+        v.load();
+      }
+      return;
+    }
+    const src = withToken(state.hello.recording.video);
+    if (v.getAttribute("src") !== src) v.src = src;
+  }
+
+  // the window on show for a time on the session clock: the last that ended by then
+  function indexAt(t) {
+    const ws = state.windows;
+    let lo = 0;
+    let hi = ws.length - 1;
+    if (hi < 0 || t <= ws[0].end) return 0;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (ws[mid].end <= t + 1e-6) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  function setReplayIndex(i, { fromVideo = false } = {}) {
     const n = state.windows.length;
     state.replayIndex = Math.max(0, Math.min(n - 1, i | 0));
     state.current = n ? state.windows[state.replayIndex] : null;
@@ -207,7 +363,17 @@
     $("timeline-pos").textContent = state.current
       ? `${fmtTime(state.current.end)} / ${fmtTime(last.end)} · ${state.replayIndex + 1}/${n}`
       : "empty session";
+    const v = video();
+    if (!fromVideo && hasVideo() && state.current && Math.abs(v.currentTime - state.current.end) > VIDEO_SYNC_S) {
+      v.currentTime = state.current.end; // the chart moved: the video follows
+    }
     renderAll();
+  }
+
+  function onVideoTime() {
+    if (!hasVideo() || !state.windows.length) return;
+    const i = indexAt(video().currentTime);
+    if (i !== state.replayIndex) setReplayIndex(i, { fromVideo: true });
   }
 
   function stopPlay() {
@@ -215,9 +381,21 @@
     state.playTimer = null;
     const btn = $("play");
     if (btn) btn.textContent = "▶ play";
+    const v = video();
+    if (v && !v.paused) v.pause();
   }
 
   function togglePlay() {
+    if (hasVideo()) {
+      const v = video();
+      if (v.paused) {
+        if (state.replayIndex >= state.windows.length - 1) setReplayIndex(0);
+        v.play().catch(() => undefined);
+      } else {
+        v.pause();
+      }
+      return undefined;
+    }
     if (state.playTimer) return stopPlay();
     if (state.replayIndex >= state.windows.length - 1) setReplayIndex(0);
     $("play").textContent = "❚❚ pause";
@@ -229,20 +407,21 @@
   }
 
   // ------------------------------------------------------------------ rendering
+  // everything is drawn once per frame, however many messages came (a late tab gets
+  // up to an hour of history at once)
   let frameRequested = false;
   function renderAll() {
-    renderNow();
-    renderTranscript();
-    renderHealth();
-    if (!frameRequested) {
-      frameRequested = true;
-      requestAnimationFrame(() => {
-        frameRequested = false;
-        drawChart();
-        drawWeights();
-        drawAttention();
-      });
-    }
+    if (frameRequested) return;
+    frameRequested = true;
+    requestAnimationFrame(() => {
+      frameRequested = false;
+      renderNow();
+      renderHealth();
+      renderTranscript();
+      drawChart();
+      drawWeights();
+      drawAttention();
+    });
   }
 
   function renderNow() {
@@ -253,8 +432,12 @@
       score.textContent = "–";
       score.dataset.seq = "";
       score.dataset.polarity = "none";
-      label.textContent = state.mode === "replay" ? "no windows in this session" : "waiting for the first window";
+      const st = state.status && state.status.state;
+      label.textContent = state.mode === "replay" ? "no windows in this session"
+        : st === "loading" ? "loading the models: the first score comes in a few seconds"
+          : st === "finished" ? "the file ended before the first window" : "waiting for the first window";
       $("window-time").textContent = "\u00a0";
+      $("text-span").textContent = "";
       for (const m of MODALITIES) setModality(m, null);
       return;
     }
@@ -264,22 +447,29 @@
     score.dataset.polarity = w.polarity;
     label.textContent = w.label;
     $("window-time").textContent = `window ${fmtTime(w.start)}–${fmtTime(w.end)} · #${w.seq}`;
+    const span = textSpan(w);
+    const ts = $("text-span");
+    ts.textContent = span ? `words read ${fmtTime(span[0])}–${fmtTime(span[1])}` : "no words read";
+    ts.dataset.start = span ? String(span[0]) : "";
+    ts.dataset.end = span ? String(span[1]) : "";
     for (const m of MODALITIES) setModality(m, w.presence ? Boolean(w.presence[m]) : null);
+    announce(w.label);
   }
 
-  // modalities the model scores (hello.model.inputs); others are shown but marked "not scored"
-  function scored(m) {
-    const inputs = state.hello && state.hello.model && state.hello.model.inputs;
-    return !Array.isArray(inputs) || inputs.includes(m);
+  // screen readers hear the label when it changes, not every window
+  function announce(text) {
+    if (text === state.announced) return;
+    state.announced = text;
+    $("announce").textContent = `Now ${text}`;
   }
 
   function setModality(m, present) {
     const el = $(`modality-${m}`);
     el.dataset.present = present === null ? "unknown" : String(present);
     el.dataset.scored = String(scored(m));
-    el.title = scored(m) ? "" : "the model was not trained on this modality: it is shown but not scored";
-    const state_ = present === null ? "–" : present ? PRESENT_TEXT[m] : ABSENT_TEXT[m];
-    el.querySelector(".m-state").textContent = scored(m) ? state_ : `${state_} · not scored`;
+    el.title = scored(m) ? "" : "this model does not score this modality: it is shown but does not change the score";
+    const text = present === null ? "–" : present ? PRESENT_TEXT[m] : ABSENT_TEXT[m];
+    el.querySelector(".m-state").textContent = scored(m) ? text : `${text} · not scored`;
   }
 
   function renderTranscript() {
@@ -287,8 +477,10 @@
     const w = state.current;
     const currentKeys = new Set((w && w.words ? w.words : []).map(wordKey));
     const until = w ? w.end : Infinity;
-    let shown = state.words.filter((x) => x.start < until || currentKeys.has(wordKey(x)));
-    shown = shown.slice(-TRANSCRIPT_WORDS);
+    // the last TRANSCRIPT_WORDS words before `until` (words are sorted by start)
+    let hi = state.words.length;
+    while (hi > 0 && !(state.words[hi - 1].start < until || currentKeys.has(wordKey(state.words[hi - 1])))) hi -= 1;
+    const shown = state.words.slice(Math.max(0, hi - TRANSCRIPT_WORDS), hi);
     box.replaceChildren();
     if (!shown.length) {
       const p = document.createElement("span");
@@ -310,7 +502,7 @@
       box.append(span, document.createTextNode(" "));
     }
     if (state.mode === "replay" && firstCurrent) {
-      firstCurrent.scrollIntoView({ block: "nearest" });
+      box.scrollTop = Math.max(0, firstCurrent.offsetTop - box.offsetTop - 8);
     } else {
       box.scrollTop = box.scrollHeight;
     }
@@ -332,9 +524,10 @@
   function checkStale() {
     const now = $("score").closest(".now");
     const stale = $("stale");
+    const finished = state.status && state.status.state === "finished";
     const live = state.mode === "live" && state.current && conn.ws && conn.ws.readyState === WebSocket.OPEN;
     const age = (performance.now() - state.lastWindowAt) / 1000;
-    const isStale = Boolean(live && age > Math.max(3, 4 * state.stepSeconds));
+    const isStale = Boolean(live && !finished && age > Math.max(3, 4 * state.stepSeconds));
     stale.hidden = !isStale;
     if (isStale) stale.textContent = `no new window for ${Math.floor(age)} s`;
     now.classList.toggle("is-stale", isStale || Boolean(state.current && state.mode === "live" && !live));
@@ -359,80 +552,104 @@
     const ws = state.windows;
     if (state.mode === "replay" || !ws.length) return ws;
     const lastEnd = ws[ws.length - 1].end;
-    return ws.filter((w) => w.end >= lastEnd - LIVE_SPAN_S);
+    let i = ws.length;
+    while (i > 0 && ws[i - 1].end >= lastEnd - LIVE_SPAN_S) i -= 1;
+    return ws.slice(i);
   }
 
   function chartGeometry(w, h, vis) {
-    const pad = { l: 44, r: 78, t: 10, b: 26 };
+    const narrow = w < 480;
+    const pad = { l: 34, r: narrow ? 12 : 74, t: 10, b: 24 };
     let x0 = vis.length ? vis[0].end : 0;
     let x1 = vis.length ? vis[vis.length - 1].end : 10;
     if (state.mode === "live") x0 = Math.max(vis.length ? vis[0].end : 0, x1 - LIVE_SPAN_S);
     if (x1 - x0 < 10) x1 = x0 + 10;
     const X = (t) => pad.l + ((t - x0) / (x1 - x0)) * (w - pad.l - pad.r);
     const Y = (s) => pad.t + ((3 - s) / 6) * (h - pad.t - pad.b);
-    return { pad, x0, x1, X, Y };
+    return { pad, x0, x1, X, Y, narrow };
+  }
+
+  function summarize(vis) {
+    if (!vis.length) return state.mode === "replay" ? "The recorded session has no windows." : "No scores yet.";
+    let sum = 0;
+    let lo = vis[0];
+    let hi = vis[0];
+    for (const w of vis) {
+      sum += w.score;
+      if (w.score < lo.score) lo = w;
+      if (w.score > hi.score) hi = w;
+    }
+    const span = `${fmtTime(vis[0].end)} to ${fmtTime(vis[vis.length - 1].end)}`;
+    const cur = state.current;
+    return `${vis.length} windows from ${span}: mean ${fmtScore(sum / vis.length)}, lowest ${fmtScore(lo.score)} at ${fmtTime(lo.end)}, ` +
+      `highest ${fmtScore(hi.score)} at ${fmtTime(hi.end)}` + (cur ? `; on show ${fmtScore(cur.score)} (${cur.label}) at ${fmtTime(cur.end)}.` : ".");
   }
 
   function drawChart() {
     const canvas = $("chart");
     const vis = visibleWindows();
+    const C = colors();
     canvas.dataset.count = String(vis.length);
+    $("chart-summary").textContent = summarize(vis);
     const { ctx, w, h } = fitCanvas(canvas);
     const g = chartGeometry(w, h, vis);
     const { pad, X, Y } = g;
     const right = w - pad.r;
     // bands: negative / neutral / positive (class7 rounding: |score| < 0.5 is neutral)
-    const bands = [
-      [3, 0.5, "rgba(63,214,138,0.10)", "positive", COLORS.pos],
-      [0.5, -0.5, "rgba(199,208,219,0.07)", "neutral", COLORS.neu],
-      [-0.5, -3, "rgba(255,107,107,0.10)", "negative", COLORS.neg],
-    ];
+    const bands = [[3, 0.5, C.pos, "positive"], [0.5, -0.5, C.neu, "neutral"], [-0.5, -3, C.neg, "negative"]];
     ctx.font = "12px system-ui, sans-serif";
-    for (const [top, bottom, fill, name, color] of bands) {
-      ctx.fillStyle = fill;
-      ctx.fillRect(pad.l, Y(top), right - pad.l, Y(bottom) - Y(top));
+    for (const [top, bottom, color, name] of bands) {
+      ctx.globalAlpha = 0.1;
       ctx.fillStyle = color;
-      ctx.textAlign = "left";
-      ctx.textBaseline = "middle";
-      ctx.fillText(name, right + 8, (Y(top) + Y(bottom)) / 2);
+      ctx.fillRect(pad.l, Y(top), right - pad.l, Y(bottom) - Y(top));
+      ctx.globalAlpha = 1;
+      if (!g.narrow) {
+        ctx.textAlign = "left";
+        ctx.textBaseline = "middle";
+        ctx.fillText(name, right + 8, (Y(top) + Y(bottom)) / 2);
+      }
     }
     // horizontal grid at integer scores
     ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
     for (let s = -3; s <= 3; s += 1) {
-      ctx.strokeStyle = s === 0 ? "#3b4658" : COLORS.grid;
+      ctx.strokeStyle = s === 0 ? C.none : C.grid;
       ctx.lineWidth = 1;
       ctx.beginPath();
       ctx.moveTo(pad.l, Math.round(Y(s)) + 0.5);
       ctx.lineTo(right, Math.round(Y(s)) + 0.5);
       ctx.stroke();
-      ctx.fillStyle = COLORS.text;
-      ctx.fillText(s > 0 ? `+${s}` : String(s), pad.l - 8, Y(s));
+      ctx.fillStyle = C.text;
+      ctx.fillText(s > 0 ? `+${s}` : String(s), pad.l - 6, Y(s));
     }
     // time ticks
     const span = g.x1 - g.x0;
     const stepChoices = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800];
-    const tick = stepChoices.find((s) => span / s <= 8) || 3600;
+    const maxTicks = g.narrow ? 4 : 8;
+    const tick = stepChoices.find((s) => span / s <= maxTicks) || 3600;
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     for (let t = Math.ceil(g.x0 / tick) * tick; t <= g.x1 + 1e-9; t += tick) {
-      ctx.strokeStyle = COLORS.grid;
+      ctx.strokeStyle = C.grid;
       ctx.beginPath();
       ctx.moveTo(Math.round(X(t)) + 0.5, pad.t);
       ctx.lineTo(Math.round(X(t)) + 0.5, h - pad.b);
       ctx.stroke();
-      ctx.fillStyle = COLORS.text;
+      ctx.fillStyle = C.text;
       ctx.fillText(fmtTime(t).replace(/\.0$/, ""), X(t), h - pad.b + 6);
     }
     if (!vis.length) {
-      ctx.fillStyle = COLORS.text;
+      ctx.fillStyle = C.text;
       ctx.textBaseline = "middle";
       ctx.font = "16px system-ui, sans-serif";
-      ctx.fillText(state.mode === "replay" ? "empty session" : "waiting for scores…", (pad.l + right) / 2, h / 2);
+      const st = state.status && state.status.state;
+      ctx.fillText(state.mode === "replay" ? "empty session" : st === "loading" ? "loading models…" : "waiting for scores…",
+        (pad.l + right) / 2, h / 2);
       return;
     }
     // score line, broken where windows are missing
     const gap = Math.max(3 * state.stepSeconds, 2);
-    ctx.strokeStyle = COLORS.line;
+    ctx.strokeStyle = C.line;
     ctx.lineWidth = 2.5;
     ctx.lineJoin = "round";
     ctx.beginPath();
@@ -446,7 +663,7 @@
     const dot = vis.length > 200 ? 0 : 3;
     if (dot) {
       for (const win of vis) {
-        ctx.fillStyle = polarityColor(win.polarity);
+        ctx.fillStyle = polarityColor(C, win.polarity);
         ctx.beginPath();
         ctx.arc(X(win.end), Y(Math.max(-3, Math.min(3, win.score))), dot, 0, Math.PI * 2);
         ctx.fill();
@@ -457,15 +674,15 @@
       const x = X(cur.end);
       const y = Y(Math.max(-3, Math.min(3, cur.score)));
       if (state.mode === "replay") {
-        ctx.strokeStyle = COLORS.accent;
+        ctx.strokeStyle = C.accent;
         ctx.lineWidth = 2;
         ctx.beginPath();
         ctx.moveTo(x, pad.t);
         ctx.lineTo(x, h - pad.b);
         ctx.stroke();
       }
-      ctx.fillStyle = polarityColor(cur.polarity);
-      ctx.strokeStyle = "#0b0f14";
+      ctx.fillStyle = polarityColor(C, cur.polarity);
+      ctx.strokeStyle = C.card;
       ctx.lineWidth = 3;
       ctx.beginPath();
       ctx.arc(x, y, 8, 0, Math.PI * 2);
@@ -476,42 +693,60 @@
 
   function drawWeights() {
     const cur = state.current;
+    const C = colors();
     const K = (state.hello && state.hello.clusters) || 8;
+    $("weights-k").textContent = `cluster ${K}`;
     let max = 0;
     for (const m of MODALITIES) {
+      if (!scored(m)) continue;
       for (const v of (cur && cur.weights && cur.weights[m]) || []) max = Math.max(max, v);
     }
+    const parts = [];
     for (const m of MODALITIES) {
       const canvas = $(`weights-${m}`);
       const { ctx, w, h } = fitCanvas(canvas);
       const vals = (cur && cur.weights && cur.weights[m]) || [];
       const present = cur && cur.presence ? Boolean(cur.presence[m]) : false;
+      const counts = present && scored(m);
       const n = vals.length || K;
       const slot = w / n;
       const barW = Math.max(2, slot * 0.72);
-      ctx.fillStyle = COLORS.grid;
+      const localMax = counts ? max : Math.max(0, ...vals);
+      ctx.fillStyle = C.grid;
       ctx.fillRect(0, h - 1, w, 1);
       for (let i = 0; i < n; i += 1) {
         const v = vals[i] || 0;
-        const bh = max > 0 ? Math.max(1, (v / max) * (h - 4)) : 1;
-        ctx.fillStyle = present && scored(m) ? COLORS.bar : COLORS.barOff;
+        const bh = localMax > 0 ? Math.max(1, (v / localMax) * (h - 4)) : 1;
+        ctx.fillStyle = counts ? C.bar : C.barOff;
         ctx.fillRect(i * slot + (slot - barW) / 2, h - 1 - bh, barW, bh);
       }
       const note = !cur ? "" : !scored(m) ? "not scored" : !present ? ABSENT_TEXT[m] : !vals.length ? "no weights" : "";
+      canvas.dataset.note = note;
       if (note) {
         ctx.font = "600 12px system-ui, sans-serif";
         const tw = ctx.measureText(note).width + 12;
-        ctx.fillStyle = "rgba(11,15,20,0.85)";
+        ctx.fillStyle = C.card;
+        ctx.globalAlpha = 0.88;
         ctx.fillRect(w - tw - 2, 2, tw, 18);
-        ctx.fillStyle = "#f2c14e";
+        ctx.globalAlpha = 1;
+        ctx.fillStyle = C.warn;
         ctx.textAlign = "center";
         ctx.textBaseline = "middle";
         ctx.fillText(note, w - 2 - tw / 2, 11);
       }
+      if (!cur) continue;
+      if (!scored(m)) parts.push(`${m}: not scored by this model`);
+      else if (!present || !vals.length) parts.push(`${m}: ${note}`);
+      else {
+        let top = 0;
+        vals.forEach((v, i) => { if (v > vals[top]) top = i; });
+        parts.push(`${m}: cluster ${top + 1} weighs most (${vals[top].toFixed(2)})`);
+      }
     }
+    $("weights-summary").textContent = cur ? `${parts.join("; ")}.` : "No weights yet.";
   }
 
-  // a perceptually ordered dark-blue -> teal -> yellow ramp (viridis-like)
+  // a perceptually ordered dark-blue -> teal -> yellow ramp (viridis-like); style.css .ramp matches
   const RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
   function rampColor(v) {
     const x = Math.max(0, Math.min(1, v)) * (RAMP.length - 1);
@@ -523,15 +758,19 @@
 
   function drawAttention() {
     const canvas = $("attention");
+    const C = colors();
     const { ctx, w, h } = fitCanvas(canvas);
     const att = state.current && state.current.attention;
+    const used = scored("video") && scored("text");
+    const summary = $("attention-summary");
     ctx.font = "11px system-ui, sans-serif";
     if (!att || !att.length) {
-      ctx.fillStyle = COLORS.text;
+      ctx.fillStyle = C.text;
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
       ctx.fillText(state.current ? "no attention map in this window" : "", w / 2, h / 2);
       canvas.dataset.size = "0";
+      summary.textContent = used ? "No attention map yet." : "Not used: this model does not score video, so the map carries no meaning.";
       return;
     }
     const T = att.length;
@@ -542,20 +781,36 @@
     const ox = lab + (w - lab - side) / 2;
     const oy = lab;
     let max = 0;
-    for (const row of att) for (const v of row) max = Math.max(max, v);
+    let best = [0, 0];
+    att.forEach((row, r) => row.forEach((v, c) => {
+      if (v > max) { max = v; best = [r, c]; }
+    }));
     for (let r = 0; r < T; r += 1) {
       for (let c = 0; c < T; c += 1) {
-        ctx.fillStyle = rampColor(max > 0 ? att[r][c] / max : 0);
+        ctx.fillStyle = used ? rampColor(max > 0 ? att[r][c] / max : 0) : C.barOff;
         ctx.fillRect(ox + c * cell, oy + r * cell, Math.ceil(cell), Math.ceil(cell));
       }
     }
-    ctx.fillStyle = COLORS.text;
+    ctx.fillStyle = C.text;
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
     for (let i = 0; i < T; i += 1) {
+      if (T > 12 && i % 2) continue;
       ctx.fillText(String(i + 1), ox + (i + 0.5) * cell, oy - 8);
       ctx.fillText(String(i + 1), ox - 9, oy + (i + 0.5) * cell);
     }
+    if (!used) {
+      const note = "not used: the model does not score video";
+      ctx.font = "600 12px system-ui, sans-serif";
+      const tw = Math.min(w - 4, ctx.measureText(note).width + 12);
+      ctx.fillStyle = C.card;
+      ctx.fillRect((w - tw) / 2, h / 2 - 11, tw, 22);
+      ctx.fillStyle = C.warn;
+      ctx.fillText(note, w / 2, h / 2, w - 8);
+      summary.textContent = "Not used: this model does not score video, so the map carries no meaning.";
+      return;
+    }
+    summary.textContent = `${T}×${T} map; strongest: text step ${best[0] + 1} looks at video step ${best[1] + 1} (${max.toFixed(2)}).`;
   }
 
   // ------------------------------------------------------------------ CSV export
@@ -564,24 +819,38 @@
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }
 
-  function exportCsv() {
-    const rows = [["session", "seq", "start", "end", "score", "class7", "label", "polarity", "text", "audio", "video", "words"]];
-    for (const w of visibleWindows()) {
-      const p = w.presence || {};
-      rows.push([
-        w.session, w.seq, w.start, w.end, w.score, w.class7, w.label, w.polarity,
-        p.text ? 1 : 0, p.audio ? 1 : 0, p.video ? 1 : 0,
-        (w.words || []).map((x) => x.w).join(" "),
-      ]);
-    }
-    const blob = new Blob([rows.map((r) => r.map(csvCell).join(",")).join("\n") + "\n"], { type: "text/csv" });
+  function csvRow(w) {
+    const p = w.presence || {};
+    const span = textSpan(w);
+    return [
+      w.session, w.seq, w.start, w.end, span ? span[0] : "", span ? span[1] : "", w.score, w.class7, w.label, w.polarity,
+      p.text ? 1 : 0, p.audio ? 1 : 0, p.video ? 1 : 0, (w.words || []).map((x) => x.w).join(" "),
+    ];
+  }
+
+  function download(href, name) {
     const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `hcl-${(state.session || "session").replace(/[^\w.-]+/g, "_")}-scores.csv`;
+    a.href = href;
+    a.download = name;
     document.body.append(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+
+  function exportCsv() {
+    const name = `hcl-${(state.session || "session").replace(/[^\w.-]+/g, "_")}-scores.csv`;
+    const rec = state.hello && state.hello.recording;
+    if (rec && rec.csv) {
+      // the whole session, from the recording on disk
+      download(withToken(rec.csv), name);
+      return;
+    }
+    const rows = [CSV_COLUMNS];
+    for (const w of state.windows) rows.push(csvRow(w));
+    const blob = new Blob([rows.map((r) => r.map(csvCell).join(",")).join("\n") + "\n"], { type: "text/csv" });
+    const url = URL.createObjectURL(blob);
+    download(url, name);
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
   // ------------------------------------------------------------------ wiring
@@ -591,28 +860,75 @@
     const rect = canvas.getBoundingClientRect();
     const g = chartGeometry(rect.width, rect.height, visibleWindows());
     const frac = (clientX - rect.left - g.pad.l) / (rect.width - g.pad.l - g.pad.r);
-    const t = g.x0 + frac * (g.x1 - g.x0);
+    const t = g.x0 + Math.max(0, Math.min(1, frac)) * (g.x1 - g.x0);
     let best = 0;
     state.windows.forEach((w, i) => {
       if (Math.abs(w.end - t) < Math.abs(state.windows[best].end - t)) best = i;
     });
-    setReplayIndex(best);
+    if (best !== state.replayIndex) setReplayIndex(best);
+  }
+
+  function wireChartScrub() {
+    const chart = $("chart");
+    let dragging = false;
+    chart.addEventListener("pointerdown", (ev) => {
+      if (state.mode !== "replay") return;
+      dragging = true;
+      stopPlayTimerOnly();
+      try { chart.setPointerCapture(ev.pointerId); } catch (err) { /* synthetic pointers */ }
+      scrubToX(ev.clientX);
+    });
+    chart.addEventListener("pointermove", (ev) => {
+      if (dragging) scrubToX(ev.clientX);
+    });
+    const end = () => { dragging = false; };
+    chart.addEventListener("pointerup", end);
+    chart.addEventListener("pointercancel", end);
+  }
+
+  function stopPlayTimerOnly() {
+    if (state.playTimer) stopPlay();
+  }
+
+  function wireVideo() {
+    const v = video();
+    v.addEventListener("timeupdate", onVideoTime);
+    v.addEventListener("seeked", onVideoTime);
+    v.addEventListener("play", () => { $("play").textContent = "❚❚ pause"; });
+    v.addEventListener("pause", () => { $("play").textContent = "▶ play"; });
+  }
+
+  function wireHelp() {
+    const btn = $("help-toggle");
+    const help = $("help");
+    const set = (open) => {
+      help.hidden = !open;
+      btn.setAttribute("aria-expanded", String(open));
+    };
+    btn.addEventListener("click", () => set(help.hidden));
+    if (location.hash === "#help") set(true);
   }
 
   function init() {
     $("export-csv").addEventListener("click", exportCsv);
     $("timeline").addEventListener("input", (ev) => {
-      stopPlay();
+      stopPlayTimerOnly();
       setReplayIndex(Number(ev.target.value));
     });
     $("play").addEventListener("click", togglePlay);
-    $("chart").addEventListener("click", (ev) => scrubToX(ev.clientX));
+    wireChartScrub();
+    wireVideo();
+    wireHelp();
     const redraw = () => renderAll();
     if (window.ResizeObserver) {
       const ro = new ResizeObserver(redraw);
       for (const id of ["chart", "attention", "weights-text", "weights-audio", "weights-video"]) ro.observe($(id));
     } else {
       window.addEventListener("resize", redraw);
+    }
+    if (window.matchMedia) {
+      const mq = window.matchMedia("(prefers-color-scheme: light)");
+      if (mq.addEventListener) mq.addEventListener("change", redraw);
     }
     setInterval(checkStale, 500);
     renderAll();
