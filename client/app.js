@@ -501,11 +501,12 @@
       if (isCurrent && !firstCurrent) firstCurrent = span;
       box.append(span, document.createTextNode(" "));
     }
-    if (state.mode === "replay" && firstCurrent) {
-      box.scrollTop = Math.max(0, firstCurrent.offsetTop - box.offsetTop - 8);
-    } else {
-      box.scrollTop = box.scrollHeight;
+    // drop the oldest words until the rest fit: no line is cut at the top or bottom
+    while (box.scrollHeight > box.clientHeight + 1 && box.childNodes.length > 2 && box.firstChild !== firstCurrent) {
+      box.firstChild.remove(); // the word
+      box.firstChild.remove(); // the space after it
     }
+    box.scrollTop = 0;
   }
 
   function renderHealth() {
