@@ -1,8 +1,16 @@
 """Checkpoints: weights + model config + feature settings + metrics + format version.
 
 Loaded with `torch.load(weights_only=True)`: a checkpoint holds tensors and
-plain data only, never code. A checkpoint whose tensors do not fit the model
-config fails with a message naming the parameter and the disagreeing dimension.
+plain data only, never code. Everything is validated at load, so a bad file
+fails at once with one clear `CheckpointError` (never a traceback later): a
+file that is not a checkpoint, a newer format, a missing part, settings out of
+range, tensors that do not fit the model config (the message names the
+parameter and the disagreeing dimension).
+
+Format 2 adds `text_top`: the fine-tuned top layers of the text encoder (only
+those; the rest is the packaged encoder), present when
+`FeatureSettings.text.tuned_layers > 0`. Format-1 files load with the fusion
+readout they were trained with (`ModelConfig.fusion_readout = "cls"`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from hcl.features.config import FeatureSettings
 from hcl.model import HCL
 
 CHECKPOINT_FORMAT = "hcl-live-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 DEFAULT_LIVE_MODEL = "hcl-text-minilm"
 
 
@@ -36,6 +44,13 @@ class LoadedCheckpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # state dict of the fine-tuned top text-encoder layers (`hcl.text_top.TextTop`), or None
+    text_top: dict[str, torch.Tensor] | None = None
+
+
+def _tensors(module_or_state, half: bool) -> dict[str, torch.Tensor]:
+    state = module_or_state if isinstance(module_or_state, dict) else module_or_state.state_dict()
+    return {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone() for k, v in state.items()}
 
 
 def save_checkpoint(
@@ -46,14 +61,21 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     half: bool = False,
+    text_top=None,
 ) -> Path:
-    """Write atomically. `half=True` stores floating tensors as float16 (shipped models)."""
+    """Write atomically. `half=True` stores floating tensors as float16 (shipped models).
+
+    `text_top`: the fine-tuned top text-encoder layers (module or state dict); required
+    when `features.text.tuned_layers > 0`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
-        for k, v in model.state_dict().items()
-    }
+    if (text_top is not None) != (features.text.tuned_layers > 0):
+        raise ValueError(
+            f"features.text.tuned_layers={features.text.tuned_layers} but text_top is "
+            f"{'given' if text_top is not None else 'missing'}: pass the fine-tuned layers exactly when tuned_layers > 0"
+        )
+    state = _tensors(model, half)
     import hcl
 
     payload = {
@@ -62,6 +84,7 @@ def save_checkpoint(
         "model_config": model.config.to_dict(),
         "features": features.to_dict(),
         "state_dict": state,
+        **({"text_top": _tensors(text_top, half)} if text_top is not None else {}),
         "metrics": metrics or {},
         "meta": {
             "hcl_live_version": hcl.__version__,
@@ -124,18 +147,35 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable hcl-live checkpoint ({exc.__class__.__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"{path} is not a readable hcl-live checkpoint ({exc.__class__.__name__}: {(str(exc).strip().splitlines() or ['empty file'])[0][:200]})"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an hcl-live checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     version = payload.get("version", 0)
-    if version > CHECKPOINT_VERSION:
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {version}; this hcl-live reads up to {CHECKPOINT_VERSION}: upgrade hcl-live"
+            f"{path} has checkpoint format {version!r}; this hcl-live reads up to {CHECKPOINT_VERSION}: upgrade hcl-live"
         )
-    config = model_config or ModelConfig.from_dict(payload["model_config"])
-    features = FeatureSettings.from_dict(payload["features"])
+    missing = [k for k in ("model_config", "features", "state_dict") if not isinstance(payload.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{path} is damaged: it lacks {', '.join(missing)}; re-save it with hcl-train or use another")
+    try:
+        stored = dict(payload["model_config"])
+        if version < 2:
+            stored.setdefault("fusion_readout", "cls")  # format 1 read a CLS row
+        config = model_config or ModelConfig.from_dict(stored)
+        features = FeatureSettings.from_dict(payload["features"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has invalid settings: {exc}") from exc
     model = HCL(config=config)
     load_state_checked(model, payload["state_dict"], source=f"checkpoint {path}")
+    text_top = payload.get("text_top")
+    if (text_top is not None) != (features.text.tuned_layers > 0):
+        raise CheckpointError(
+            f"{path}: features.text.tuned_layers={features.text.tuned_layers} but the fine-tuned "
+            f"text layers are {'present' if text_top is not None else 'missing'}"
+        )
     model.to(map_location).eval()
     return LoadedCheckpoint(
         model=model,
@@ -144,6 +184,7 @@ def load_checkpoint(
         metrics=payload.get("metrics", {}),
         meta=payload.get("meta", {}),
         path=path,
+        text_top=text_top,
     )
 
 

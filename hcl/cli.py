@@ -24,6 +24,33 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text-layer", type=int, default=None, help="encoder hidden state used as text features")
 
 
+def _fail(exc: BaseException) -> SystemExit:
+    """A clear one-line error for the user instead of a traceback."""
+    return SystemExit(f"error: {exc}")
+
+
+def _load_checkpoint_or_exit(path):
+    """The checkpoint at `path` (None = the shipped live model), or exit with a clear message."""
+    from hcl.checkpoint import CheckpointError, default_live_checkpoint, load_checkpoint
+
+    try:
+        return load_checkpoint(path or default_live_checkpoint())
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+
+
+def base_text_settings(settings, tuned_layers: int):
+    """Settings whose text is the hidden state under the top `tuned_layers` encoder layers."""
+    from hcl.text_top import encoder_depth, replace_tuned
+
+    if tuned_layers <= 0:
+        return settings
+    depth = encoder_depth(settings.text)
+    if tuned_layers > depth:
+        raise SystemExit(f"--tune-text-layers {tuned_layers}: the text encoder has only {depth} layers")
+    return replace(settings, text=replace_tuned(settings.text, 0, layer=depth - tuned_layers))
+
+
 def _source_name(path: str) -> str:
     p = Path(path)
     return p.parent.name if p.is_file() or p.suffix else p.name
@@ -115,6 +142,10 @@ def train_main(argv: list[str] | None = None) -> int:
     g.add_argument("--epochs", type=int, default=100)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--tune-text-layers", type=int, default=0, metavar="K",
+                   help="fine-tune the top K text-encoder layers with HCL (0 = frozen encoder); "
+                        "the layers under them are encoded once and cached")
+    g.add_argument("--text-lr", type=float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
     g.add_argument("--weight-decay", type=float, default=1e-2)
     g.add_argument("--patience", type=int, default=10)
     g.add_argument("--modality-dropout", type=float, default=0.0)
@@ -132,7 +163,15 @@ def train_main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data, settings = load_data(args, FeatureSettings())
+    settings = base_text_settings(FeatureSettings(), args.tune_text_layers)
+    if args.tune_text_layers and args.text_layer is not None:
+        raise SystemExit("--tune-text-layers sets the text layer itself; drop --text-layer")
+    data, settings = load_data(args, settings)
+    text_top = None
+    if args.tune_text_layers:
+        from hcl.text_top import TextTop
+
+        text_top = TextTop.from_encoder(settings.text, args.tune_text_layers)
     model_config = ModelConfig(
         **infer_dims(data.train + data.valid),
         use_cowa=not args.no_cowa,
@@ -145,6 +184,7 @@ def train_main(argv: list[str] | None = None) -> int:
     )
     train_config = TrainConfig(
         lr=args.lr,
+        text_lr=args.text_lr,
         weight_decay=args.weight_decay,
         batch_size=args.batch_size,
         epochs=args.epochs,
@@ -164,6 +204,7 @@ def train_main(argv: list[str] | None = None) -> int:
         out_dir=args.out,
         progress=not args.no_progress,
         meta={"argv": sys.argv[1:] if argv is None else list(argv)},
+        text_top=text_top,
     )
     from hcl.metrics import format_metrics
 
@@ -181,19 +222,26 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     args = p.parse_args(argv)
 
-    from hcl.checkpoint import default_live_checkpoint, load_checkpoint
     from hcl.metrics import format_metrics
     from hcl.train import evaluate
 
-    path = args.checkpoint or default_live_checkpoint()
-    ckpt = load_checkpoint(path)
+    ckpt = _load_checkpoint_or_exit(args.checkpoint)
     if not (args.transcripts or args.mmsa or args.extracted or args.synthetic):
         default = SHARED_DATA / "mosi" / "label.csv"
         if not default.is_file():
             raise SystemExit("give a dataset: --transcripts CSV, --mmsa PKL or --extracted DIR")
         args.transcripts = [str(default)]
-    layer = ckpt.features.text.layer if args.text_layer is None else args.text_layer
-    settings = replace(ckpt.features, text=replace(ckpt.features.text, layer=layer))
+    model = ckpt.model
+    tuned = ckpt.features.text.tuned_layers
+    if tuned:
+        # the training path: cached states under the tuned layers, then the fine-tuned layers
+        from hcl.text_top import TunedTextHCL, text_top_from_state
+
+        settings = base_text_settings(ckpt.features, tuned)
+        model = TunedTextHCL(ckpt.model, text_top_from_state(ckpt.features.text, ckpt.text_top)).eval()
+    else:
+        layer = ckpt.features.text.layer if args.text_layer is None else args.text_layer
+        settings = replace(ckpt.features, text=replace(ckpt.features.text, layer=layer))
     results = {}
     for kind, src in _sources(args):
         splits, _ = load_source(kind, src, settings, trust_pickle=args.trust_pickle)
@@ -201,7 +249,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         if not samples:
             print(f"{src}: no samples in split {args.split!r}")
             continue
-        m = evaluate(ckpt.model, samples)
+        m = evaluate(model, samples)
         results[_source_name(src)] = m
         print(f"{_source_name(src)} {args.split} (n={len(samples)}): {format_metrics(m)}")
     if args.json:
@@ -216,7 +264,6 @@ def info_main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from hcl.checkpoint import default_live_checkpoint, load_checkpoint
     from hcl.config import ModelConfig
     from hcl.model import HCL
     from hcl.profile import model_profile
@@ -225,9 +272,8 @@ def info_main(argv: list[str] | None = None) -> int:
         cfg = ModelConfig(text_dim=768, audio_dim=5, video_dim=20)
         model, features, metrics, source = HCL(config=cfg), None, {}, "fresh model, MOSI dims 768/5/20"
     else:
-        path = args.checkpoint or default_live_checkpoint()
-        ckpt = load_checkpoint(path)
-        model, cfg, features, metrics, source = ckpt.model, ckpt.model_config, ckpt.features, ckpt.metrics, str(path)
+        ckpt = _load_checkpoint_or_exit(args.checkpoint)
+        model, cfg, features, metrics, source = ckpt.model, ckpt.model_config, ckpt.features, ckpt.metrics, str(ckpt.path)
     lengths = {"text": 50, "audio": 8, "video": 8} if not args.paper else {"text": 50, "audio": 50, "video": 50}
     prof = model_profile(model, lengths=lengths)
     info = {"source": source, **prof, "model_config": cfg.to_dict()}

