@@ -252,6 +252,7 @@ def _live(argv: Sequence[str] | None) -> int:
         print(f"recording into {folder}", flush=True)
     server = _start_server(args, hello=pipeline.hello("live"), metrics=pipeline.metrics)
     pipeline.publish = server.publish
+    server.attach_recording(recorder.directory if recorder is not None else None)
     _sigterm_as_interrupt()
     status = 0
     try:
@@ -266,6 +267,7 @@ def _live(argv: Sequence[str] | None) -> int:
             status = 1
         m = pipeline.metrics()
         print(f"{source.name} finished: {m['windows']} windows, {m['dropped_windows']} dropped", flush=True)
+        server.set_status("finished", f"{m['windows']} windows")
         if recorder is not None:
             recorder.close()
         if not args.exit_when_done:
@@ -400,6 +402,7 @@ def _replay(argv: Sequence[str] | None) -> int:
     _setup_logging(args.verbose)
     hello, session = replay_messages(args.directory)
     server = _start_server(args, hello=hello, session=session)
+    server.attach_recording(args.directory)
     print(f"replaying {args.directory}: {len(session['windows'])} windows; Ctrl-C to stop", flush=True)
     _sigterm_as_interrupt()
     try:
