@@ -441,3 +441,43 @@ def test_follows_the_system_light_or_dark_preference(open_page):
 
     assert luminance(backgrounds["dark"][0]) < 60 < 200 < luminance(backgrounds["light"][0])
     assert luminance(backgrounds["light"][1]) < 60  # dark text on the light page
+
+
+def test_hcl_replay_serves_the_folder_video_to_the_page(open_page, tmp_path):
+    """hcl-replay attaches the session folder: the page gets its video and whole CSV."""
+    import os
+    import re
+    import signal
+    import sys
+
+    folder = tmp_path / "recorded"
+    record(folder, 12)
+    make_video(folder / "video.mp4", 10)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from realtime.cli import replay_main; sys.exit(replay_main(sys.argv[1:]))",
+         str(folder), "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=pathlib.Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        line = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "dashboard:" not in line:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        m = re.search(r"(http://127\.0\.0\.1:\d+/\S*)", line)
+        assert m, f"no dashboard URL printed: {line!r}"
+        dash = open_page(m.group(1))
+        dash.page.wait_for_selector('[data-testid="chart"][data-count="12"]')
+        assert dash.page.locator('[data-testid="replay-video"]').is_visible()
+        dash.page.wait_for_function("() => document.querySelector('[data-testid=replay-video]').readyState >= 1", timeout=15000)
+        hello = next(f for f in dash.frames if f["type"] == "hello")
+        assert hello["recording"]["video"] == "/recording/video.mp4"
+        assert [int(r["seq"]) for r in download_csv(dash, tmp_path)] == list(range(12))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
