@@ -19,6 +19,11 @@ with label 0.0 and mode "unlabelled": such a dataset can be scored or
 inspected, but hcl-train needs "train"/"valid" modes, so training sets need
 --labels. Transcripts then come from faster-whisper.
 
+Memory does not grow with a file's length: files longer than
+`LOAD_AUDIO_SECONDS` are never decoded whole (their audio is streamed through
+the feature extractor) and a long span is transcribed `TRANSCRIBE_SECONDS` at
+a time.
+
 The output folder (format: `hcl.data.extracted`) is resumable: run the same
 command again after an interruption and finished samples are skipped. A file
 that cannot be read is reported by name and skipped; the rest goes on. The
@@ -37,6 +42,9 @@ from pathlib import Path
 from typing import Sequence
 
 from hcl.features.media import MEDIA_EXTENSIONS
+
+LOAD_AUDIO_SECONDS = 600.0  # shorter files: decode the audio once and cut every segment from it
+TRANSCRIBE_SECONDS = 300.0  # longer spans go to Whisper in pieces this long (its memory grows with the input)
 
 
 @dataclass(frozen=True)
@@ -235,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             by_file.setdefault(j.path, []).append(j)
         for path, file_jobs in by_file.items():
             try:
-                clip = read_media(path)
+                clip = read_media(path, load_audio=False)
+                if clip.has_audio and clip.duration <= LOAD_AUDIO_SECONDS:
+                    clip = read_media(path)
             except MediaError as exc:
                 failed.append((str(path), str(exc)))
                 writer.record_skipped(str(path), str(exc))
@@ -255,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                     if text is None:
                         if transcriber is None:
                             transcriber = SpeechTranscriber(config=settings.speech, cpu_threads=args.threads)
-                        text = " ".join(w.text for w in transcriber.transcribe(clip.audio_span(job.start, end)))
+                        text = transcribe_span(transcriber, clip, job.start, end)
                         source = "whisper"
                     (text_feats,) = text_encoder.encode([text])
                     sample = build_sample(features, text_feats, id=job.id, label=job.label, mode=job.mode)
@@ -292,6 +302,21 @@ def main(argv: list[str] | None = None) -> int:
     if rows is None and written:
         print("note: no --labels, so samples have mode 'unlabelled' and label 0.0 (not usable by hcl-train)")
     return 0 if total > 0 else 1
+
+
+def transcribe_span(transcriber, clip, start: float, end: float) -> str:
+    """The words of [start, end) of `clip`, the span sent to Whisper in pieces of at most
+    `TRANSCRIBE_SECONDS` (a word across a piece boundary may be cut; pieces of 5 minutes
+    make that rare) so that a long file needs no more memory than a short one."""
+    words = []
+    t = start
+    while t < end - 0.05:
+        t1 = min(end, t + TRANSCRIBE_SECONDS)
+        if end - t1 < 1.0:  # no piece shorter than a second
+            t1 = end
+        words += [w.text for w in transcriber.transcribe(clip.audio_span(t, t1))]
+        t = t1
+    return " ".join(words)
 
 
 def featurizer_face_model(settings) -> Path:

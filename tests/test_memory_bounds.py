@@ -15,7 +15,7 @@ from hcl.features.media import read_media, write_media
 SR = 16000
 
 
-def long_wave(mosi_clip, seconds: float = 75.0) -> np.ndarray:
+def long_wave(mosi_clip, seconds: float = 64.0) -> np.ndarray:
     """Real speech repeated, then noise and a tone: longer than two blocks of frames."""
     reps = int(np.ceil(seconds / mosi_clip.duration))
     rng = np.random.default_rng(0)
@@ -135,3 +135,37 @@ def test_4k_frames_are_scaled_down_as_decoded(tmp_path):
     src.stop()
     src.join(5)
     assert item is not None and item[1].shape == (720, 1280, 3)
+
+
+@pytest.mark.parametrize("n_steps", [40, 140])
+def test_streamed_pieces_give_the_features_of_the_whole(mosi_clip, n_steps):
+    """steps_stream over uneven pieces (a file's decoder output) = steps over the
+    concatenated wave, also when the steps end before or after the audio."""
+    wave = long_wave(mosi_clip)
+    ex = AudioFeatureExtractor()
+    cuts = np.cumsum(np.random.default_rng(3).integers(1, 9 * SR, size=40))
+    pieces = [p for p in np.split(wave, cuts[cuts < len(wave)]) if len(p)]
+    assert len(pieces) > 8
+    whole, sp_whole = ex.steps(wave, 0.5, n_steps=n_steps)
+    streamed, sp_streamed = ex.steps_stream(iter(pieces), 0.5, n_steps=n_steps)
+    np.testing.assert_allclose(streamed, whole, atol=1e-4, rtol=0)
+    assert (sp_streamed == sp_whole).all()
+
+
+def test_featurize_equals_the_array_path_on_a_normal_clip(talking_clip, talking_video, segment_featurizer):
+    """The offline span featurizer (streamed audio, frames one by one) gives what the
+    array path gives for the same span: today's features on a normal clip."""
+    s = segment_featurizer.settings
+    lazy = read_media(talking_video.path, load_audio=False)
+    for clip, (start, end) in ((talking_clip, (0.0, None)), (lazy, (0.7, 3.2))):
+        if True:
+            got = segment_featurizer.featurize(clip, start, end)
+            stop = clip.duration if end is None else end
+            n = segment_featurizer.n_steps(stop - start)
+            frames = ((t - start, rgb) for t, rgb in talking_clip.frames(s.face.frames_per_second, start, stop))
+            ref = segment_featurizer.featurize_arrays(
+                talking_clip.audio_span(start, stop), frames, n_steps=n, t0_ms=int(round(start * 1000))
+            )
+            np.testing.assert_allclose(got.audio, ref.audio, atol=1e-4, rtol=0)
+            assert (got.audio_mask == ref.audio_mask).all() and (got.video_mask == ref.video_mask).all()
+            np.testing.assert_allclose(got.video, ref.video, atol=1e-5, rtol=0)

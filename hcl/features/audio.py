@@ -26,12 +26,14 @@ the frame statistics are computed in blocks of `FRAME_BLOCK` frames, each block
 with `MARGIN_HOPS` hops of the neighbouring audio on both sides (more than any
 analysis window reaches, and long enough for the loudness filter's state to
 settle), so a block's frames equal those of one pass over the whole input to
-float rounding (tests/test_memory_bounds.py checks 1e-4).
+float rounding (tests/test_memory_bounds.py checks 1e-4). `steps_stream` takes
+the audio itself in pieces, so a long file's features never need its whole track.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -109,25 +111,94 @@ class AudioFeatureExtractor:
         feats, speech = self.steps_tensor(torch.as_tensor(np.asarray(wave_16k, dtype=np.float32)), step_seconds, n_steps)
         return feats.cpu().numpy(), speech.cpu().numpy()
 
+    def steps_stream(
+        self, pieces: Iterable[np.ndarray], step_seconds: float, n_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As `steps(np.concatenate(pieces), step_seconds, n_steps)` for audio given as
+        consecutive pieces (e.g. `MediaClip.audio_chunks()`), holding only about a block
+        of it at a time: what a long file's features need."""
+        tensors = (torch.as_tensor(np.asarray(p, dtype=np.float32)) for p in pieces)
+        step_samples, per_step = self._geometry(step_seconds)
+        feats, speech = self._stream_steps(tensors, step_samples, per_step, n_steps)
+        return feats.cpu().numpy(), speech.cpu().numpy()
+
     @torch.no_grad()
     def steps_tensor(
         self, wave: torch.Tensor, step_seconds: float, n_steps: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As `steps`, on tensors that stay on `self.device`."""
-        cfg = self.config
         if wave.ndim != 1:
             raise ValueError(f"expected mono audio of shape (N,), got {tuple(wave.shape)}; average the channels first")
-        step_samples = int(round(step_seconds * cfg.sample_rate))
-        if step_samples % self.hop:
-            raise ValueError(f"step_seconds={step_seconds} must be a multiple of the hop ({cfg.hop_ms} ms)")
-        per_step = step_samples // self.hop
-        n = int(wave.shape[0])
+        step_samples, per_step = self._geometry(step_seconds)
         if n_steps is None:
-            n_steps = max(1, math.ceil(n / step_samples - 0.01))
-        wave = wave.to(self.device, torch.float32)
+            n_steps = max(1, math.ceil(int(wave.shape[0]) / step_samples - 0.01))
+        return self._stream_steps(iter([wave]), step_samples, per_step, n_steps)
+
+    def _geometry(self, step_seconds: float) -> tuple[int, int]:
+        step_samples = int(round(step_seconds * self.config.sample_rate))
+        if step_samples % self.hop:
+            raise ValueError(f"step_seconds={step_seconds} must be a multiple of the hop ({self.config.hop_ms} ms)")
+        return step_samples, step_samples // self.hop
+
+    @torch.no_grad()
+    def _stream_steps(
+        self, pieces: Iterator[torch.Tensor], step_samples: int, per_step: int, n_steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features of `n_steps` steps of the audio that `pieces` hold one after the
+        other (cut or zero-padded to the steps), a block of frames at a time: each block
+        sees `MARGIN_HOPS` hops of audio on both sides, and audio no later block needs
+        is let go."""
+        hop, margin = self.hop, MARGIN_HOPS * self.hop
+        total = n_steps * step_samples
         n_frames = n_steps * per_step
-        valid = (torch.arange(n_frames, device=self.device) * self.hop) < max(n, 1)
-        mfcc, log_energy, loud_db, f0, voiced = self._frame_stats(wave, n_frames, n_steps * step_samples)
+        block = max(1, FRAME_BLOCK // per_step) * per_step  # whole steps per block
+        buf = torch.zeros(0, device=self.device)  # input samples [buf_start, buf_start + len(buf))
+        buf_start = seen = 0
+        exhausted = False
+        feats, speech = [], []
+        for k0 in range(0, n_frames, block):
+            k1 = min(n_frames, k0 + block)
+            a, b = k0 * hop - margin, k1 * hop + margin  # the block's audio with its margins
+            while not exhausted and seen < min(b, total):
+                piece = next(pieces, None)
+                if piece is None:
+                    exhausted = True
+                    break
+                if piece.ndim != 1:
+                    raise ValueError(f"expected mono audio of shape (N,), got {tuple(piece.shape)}; average the channels first")
+                piece = piece.to(self.device, torch.float32)
+                buf = torch.cat([buf, piece]) if len(buf) else piece
+                seen += int(piece.shape[0])
+            lo = max(0, a)
+            hi = max(lo, min(b, total, seen))
+            seg = torch.nan_to_num(buf[lo - buf_start : hi - buf_start]).clamp(-1.0, 1.0)
+            # outside the input (and past the steps) the one-pass computation sees zeros: so does the block
+            seg = F.pad(seg, (lo - a, b - hi))
+            # a frame counts when its centre lies inside the input (known once the input ended)
+            limit = max(seen, 1) if exhausted else float("inf")
+            valid = (torch.arange(k0, k1, device=self.device) * hop) < limit
+            f, sp = self._aggregate(*self._block_stats(seg, k1 - k0), valid, per_step)
+            feats.append(f)
+            speech.append(sp)
+            keep_from = k1 * hop - margin  # where the next block's audio starts
+            if keep_from > buf_start:
+                buf = buf[keep_from - buf_start :]
+                buf_start = keep_from
+        return torch.cat(feats), torch.cat(speech)
+
+    def _aggregate(
+        self,
+        mfcc: torch.Tensor,
+        log_energy: torch.Tensor,
+        loud_db: torch.Tensor,
+        f0: torch.Tensor,
+        voiced: torch.Tensor,
+        valid: torch.Tensor,
+        per_step: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step features (see the module docstring) from the frame statistics of whole steps."""
+        cfg = self.config
+        n_steps = valid.shape[0] // per_step
         voiced = voiced & (loud_db > cfg.speech_min_db) & valid
 
         def grouped(x: torch.Tensor) -> torch.Tensor:
@@ -168,25 +239,6 @@ class AudioFeatureExtractor:
         return (f0 * voiced).cpu().numpy(), voiced.cpu().numpy()
 
     # ------------------------------------------------------------------ parts
-    def _frame_stats(
-        self, wave: torch.Tensor, n_frames: int, total: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per frame k (centred on sample k * hop) of `wave` cut or zero-padded to `total`
-        samples: (MFCC (F, n_mfcc) scaled, log energy (F,), loudness dB (F,), F0 (F,), voiced (F,)),
-        computed block by block so that memory stays flat for long inputs."""
-        hop, margin = self.hop, MARGIN_HOPS * self.hop
-        wave = wave[:total]
-        parts = []
-        for k0 in range(0, n_frames, FRAME_BLOCK):
-            k1 = min(n_frames, k0 + FRAME_BLOCK)
-            a, b = k0 * hop - margin, k1 * hop + margin  # the block's audio with its margins
-            seg = wave[max(0, a) : max(0, min(b, total))]
-            seg = torch.nan_to_num(seg).clamp(-1.0, 1.0)
-            # outside [0, total) the one-pass computation sees zeros: so does the block
-            seg = F.pad(seg, (max(0, -a), b - a - max(0, -a) - seg.shape[0]))
-            parts.append(self._block_stats(seg, k1 - k0))
-        return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
-
     def _block_stats(self, seg: torch.Tensor, count: int):
         """Frame statistics of the `count` frames centred on margin + i * hop of `seg`."""
         first = MARGIN_HOPS

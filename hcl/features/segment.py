@@ -18,7 +18,7 @@ Masked-out video steps are zero rows; masked-out audio steps keep their
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from hcl.data.sample import FeatureSample
 from hcl.features.audio import AudioFeatureExtractor
 from hcl.features.config import FeatureSettings
 from hcl.features.face import FaceFeatureExtractor, aggregate_steps
-from hcl.features.media import MediaClip, n_steps_for
+from hcl.features.media import ANALYSIS_MAX_SIDE, MediaClip, n_steps_for
 
 
 class SegmentFeatures(NamedTuple):
@@ -69,18 +69,33 @@ class SegmentFeaturizer:
         return n_steps_for(duration, self.settings.step_seconds)
 
     def featurize(self, clip: MediaClip, start: float = 0.0, end: float | None = None) -> SegmentFeatures:
-        """Features of [start, end) seconds of `clip` (end None = the end of the clip)."""
+        """Features of [start, end) seconds of `clip` (end None = the end of the clip).
+
+        The audio goes through the extractor in pieces (`MediaClip.audio_chunks`) and the
+        frames one at a time, scaled to `ANALYSIS_MAX_SIDE`: memory does not grow with
+        the span, and a clip read with `load_audio=False` is never decoded whole."""
         end = clip.duration if end is None else end
         if not end > start:
             raise ValueError(f"{clip.path}: empty span [{start}, {end}) s")
         if start >= clip.duration:
             raise ValueError(f"{clip.path}: span starts at {start:.2f} s, after the end of the file ({clip.duration:.2f} s)")
+        s = self.settings
         n = self.n_steps(end - start)
-        wave = clip.audio_span(start, end) if clip.has_audio else None
-        frames = None
+        if clip.has_audio:
+            span = max(0, int(round(end * clip.sample_rate)) - int(round(start * clip.sample_rate)))
+            pieces = _padded(clip.audio_chunks(start, end), span)  # as audio_span: zeros past the track
+            audio, audio_mask = self.audio.steps_stream(pieces, s.step_seconds, n_steps=n)
+        else:
+            audio = np.zeros((n, s.audio.dim), np.float32)
+            audio_mask = np.zeros(n, bool)
         if clip.has_video:
-            frames = ((t - start, rgb) for t, rgb in clip.frames(self.settings.face.frames_per_second, start, end))
-        return self.featurize_arrays(wave, frames, n_steps=n, t0_ms=int(round(start * 1000)))
+            frames = clip.frames(s.face.frames_per_second, start, end, max_side=ANALYSIS_MAX_SIDE)
+            times, feats = self.face_frames(((t - start, rgb) for t, rgb in frames), t0_ms=int(round(start * 1000)))
+            video, video_mask = aggregate_steps(times, feats, n, s.step_seconds, dim=s.face.dim)
+        else:
+            video = np.zeros((n, s.face.dim), np.float32)
+            video_mask = np.zeros(n, bool)
+        return SegmentFeatures(audio, audio_mask, video, video_mask)
 
     def featurize_arrays(
         self,
@@ -126,6 +141,18 @@ class SegmentFeaturizer:
         if self._face is not None:
             self._face.close()
             self._face = None
+
+
+def _padded(pieces: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """The pieces, then zeros up to `n` samples in all (nothing past `n`)."""
+    done = 0
+    for piece in pieces:
+        piece = piece[: max(0, n - done)]
+        if len(piece):
+            done += len(piece)
+            yield piece
+    if done < n:
+        yield np.zeros(n - done, np.float32)
 
 
 def build_sample(
