@@ -2,11 +2,22 @@
 real server on 127.0.0.1, measured from a websocket client.
 
     python bench/live_bench.py [--file PATH] [--checkpoint PATH] [--strict] [--repeat N]
+    python bench/live_bench.py --reaction [--beam N] [--fit-encoder] [--out PATH]
 
-Reports end-to-end latency (window end on the session clock -> message received by
-the client) p50/p95, per-stage latencies, CPU use, dropped windows, transcript lag,
-and the scorer's step time (on CUDA also with CUDA-graph replay). Prints a table and
+Default table: end-to-end latency (window end on the session clock -> message
+received by the client) p50/p95, per-stage latencies, CPU use, dropped windows,
+transcript lag, and the scorer's step time (on CUDA also with CUDA-graph replay);
 writes bench/results/live.json.
+
+`--reaction` table (bench/results/reaction.json): a generated clip of signed and
+neutral espeak-ng sentences over a real face (sentence times known from how the
+clip was made) played at real-time pace through the whole live path, faces on:
+reaction time (end of a signed sentence's last word -> first window message in its
+polarity band, i.e. |score| >= 0.5 with its sign), release time (start of a
+neutral sentence after a signed one -> score back in the neutral band |score| <
+0.5), transcript lag, word error rate of the live transcript on the generated
+speech and on the two real MOSI clips in ../shared/data/mosi/raw, the in-pipeline
+scoring step and the HCL forward at batch 1 on CPU.
 """
 
 from __future__ import annotations
@@ -97,6 +108,319 @@ def scorer_step_times(checkpoint, device: str, graphs: bool, n: int = 200) -> di
             "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None}
 
 
+# ---------------------------------------------------------------- reaction table
+# (sign, sentence): every signed sentence follows a neutral one or one of the other
+# sign, so its flip is its own; five neutral sentences follow a signed one (release).
+REACTION_SENTENCES = (
+    (1, "I absolutely love this, it is wonderful and makes me so happy."),
+    (-1, "This is terrible, I hate it, it is the worst thing ever."),
+    (0, "The train leaves the station early in the morning."),
+    (1, "What a fantastic film, I enjoyed every single minute of it."),
+    (0, "The report has a few pages and a table at the end."),
+    (-1, "The food was awful and the service was rude and disappointing."),
+    (1, "She did a brilliant job and I am really proud of her."),
+    (0, "We moved the chairs into the other room on Monday."),
+    (-1, "I am so angry and sad, this was a horrible waste of time."),
+    (0, "The box is on the shelf next to the window."),
+    (1, "This is the best day, everything went perfectly and I feel great."),
+    (-1, "It was boring and stupid, I really regret buying it."),
+    (0, "The bus stops at the corner of the street."),
+    (1, "Thank you so much, this is amazing and beautiful."),
+)
+# pause after each sentence (0.5 to 2.5 s), the last one is the tail
+REACTION_GAPS = (1.5, 0.5, 2.0, 1.0, 2.5, 0.5, 1.5, 2.0, 1.0, 0.5, 2.5, 1.0, 1.5, 4.0)
+MOSI_CLIPS = (("03bSnISJMiM", 1, "03bSnISJMiM_1.wav"), ("Oz06ZWiO20M", 6, "Oz06ZWiO20M_6.mp4"))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def speech_span(wave, rate: int, *, threshold: float = 0.02) -> tuple[float, float]:
+    """(first, last) second where |wave| exceeds `threshold` (espeak-ng pads a little silence)."""
+    import numpy as np
+
+    loud = np.flatnonzero(np.abs(wave) > threshold)
+    if not len(loud):
+        return 0.0, 0.0
+    return loud[0] / rate, (loud[-1] + 1) / rate
+
+
+def make_reaction_clip(directory: pathlib.Path) -> tuple[pathlib.Path, list[dict]]:
+    """The reaction clip: REACTION_SENTENCES (espeak-ng) over the astronaut's face, with
+    REACTION_GAPS between them; returns the path and each sentence's sign, text and the
+    start of its first / end of its last word (from the samples written)."""
+    import numpy as np
+
+    from hcl.features.media import write_media
+    from realtime.demo import SAMPLE_RATE, face_image, speak
+
+    lead, fps = 0.5, 15
+    parts = [np.zeros(int(lead * SAMPLE_RATE), np.float32)]
+    t = lead
+    sentences = []
+    for (sign, text), gap in zip(REACTION_SENTENCES, REACTION_GAPS):
+        speech = speak(text)
+        a, b = speech_span(speech, SAMPLE_RATE)
+        sentences.append({"sign": sign, "text": text, "start": round(t + a, 3), "end": round(t + b, 3)})
+        parts += [speech, np.zeros(int(gap * SAMPLE_RATE), np.float32)]
+        t += len(speech) / SAMPLE_RATE + gap
+    audio = np.concatenate(parts)
+    path = directory / "reaction.mp4"
+    write_media(path, [face_image(320)] * int(np.ceil(len(audio) / SAMPLE_RATE * fps)), audio, fps=fps, crf=30)
+    return path, sentences
+
+
+def normalise_words(text: str) -> list[str]:
+    """Lower case, letters and digits only (MOSI's transcript style: "don't" -> "dont")."""
+    import re
+
+    return [w for w in (re.sub(r"[^a-z0-9]", "", t) for t in text.lower().split()) if w]
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> int:
+    """Word-level edit distance (substitutions + deletions + insertions)."""
+    row = list(range(len(hypothesis) + 1))
+    for i, r in enumerate(reference, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hypothesis, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def wer(reference: str, hypothesis: str) -> dict:
+    ref, hyp = normalise_words(reference), normalise_words(hypothesis)
+    errors = word_errors(ref, hyp)
+    return {"wer_percent": round(100 * errors / max(1, len(ref)), 1), "errors": errors, "reference_words": len(ref),
+            "hypothesis": " ".join(hyp)}
+
+
+def mosi_text(video_id: str, clip_id: int) -> str:
+    import csv
+
+    with open(SHARED_DATA / "mosi" / "label.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["video_id"] == video_id and int(row["clip_id"]) == clip_id:
+                return row["text"]
+    raise KeyError(f"{video_id}_{clip_id} is not in {SHARED_DATA / 'mosi' / 'label.csv'}")
+
+
+def parse_settings(pairs) -> dict:
+    """--set key=value pairs for PipelineOptions (values parsed as JSON when they parse)."""
+    out = {}
+    for pair in pairs or []:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_live(path: pathlib.Path, scorer, options) -> dict:
+    """Play `path` at real-time pace through the live pipeline and the real server; a
+    websocket client timestamps every window message on the session clock."""
+    from websockets.sync.client import connect
+
+    from realtime.pipeline import LivePipeline
+    from realtime.server import DashboardServer
+    from realtime.sources.file import FileSource
+
+    source = FileSource(path=path, realtime=True, fps=scorer.features.face.frames_per_second)
+    pipeline = LivePipeline(source=source, scorer=scorer, options=options)
+    server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics)
+    server.start()
+    pipeline.publish = server.publish
+    received: list[tuple[float, dict]] = []
+    words: list = []
+    ws = connect(server.ws_url, open_timeout=10)
+
+    def read() -> None:
+        try:
+            for raw in ws:
+                msg = json.loads(raw)
+                if msg.get("type") == "window" and pipeline.clock is not None:
+                    received.append((pipeline.clock.now(), msg))
+        except Exception:
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    pipeline.start()
+    if pipeline.speech is not None:  # every committed word (the transcript itself is pruned)
+        pipeline.speech.transcript.listeners.append(words.extend)
+    pipeline.wait()
+    time.sleep(0.5)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    metrics = pipeline.metrics()
+    ws.close()
+    pipeline.stop()
+    server.stop()
+    return {"received": received, "words": sorted(words, key=lambda w: w.start), "pipeline": pipeline, "metrics": metrics,
+            "cpu": cpu, "wall": wall, "duration": source.duration or 0.0,
+            "dropped_frames": source.frames.dropped if source.frames is not None else 0}
+
+
+def reaction_times(sentences: list[dict], received: list[tuple[float, dict]]) -> tuple[list[dict], list[dict]]:
+    """Per signed sentence: first message (after its start, before the next sentence ends)
+    in its polarity band, minus the end of its last word. Per neutral sentence after a
+    signed one: when the score is back in the neutral band, minus its start (0 when the
+    last message before its start was neutral already)."""
+    reactions, releases = [], []
+    for i, s in enumerate(sentences):
+        deadline = sentences[i + 1]["end"] if i + 1 < len(sentences) else float("inf")
+        after = [(t, m) for t, m in received if s["start"] <= t <= deadline]
+        if s["sign"]:
+            band = "positive" if s["sign"] > 0 else "negative"
+            hit = next((t for t, m in after if m["polarity"] == band), None)
+            reactions.append({"text": s["text"], "sign": s["sign"], "end": s["end"],
+                              "reaction_s": None if hit is None else round(hit - s["end"], 3)})
+        elif i and sentences[i - 1]["sign"]:
+            before = [m for t, m in received if t < s["start"]]
+            if before and before[-1]["polarity"] == "neutral":
+                release = 0.0
+            else:
+                hit = next((t for t, m in after if m["polarity"] == "neutral"), None)
+                release = None if hit is None else round(hit - s["start"], 3)
+            releases.append({"text": s["text"], "after_sign": sentences[i - 1]["sign"], "start": s["start"], "release_s": release})
+    return reactions, releases
+
+
+def forward_times(scorer, n: int = 300) -> dict:
+    """The scorer's forward pass at batch 1 on its input buffers (the path `score` takes)."""
+    import numpy as np
+
+    from realtime.windowing import Window
+
+    rng = np.random.default_rng(0)
+    w = Window(0, 0, 4, rng.normal(size=(8, scorer.config.audio_dim)).astype(np.float32), np.ones(8, bool),
+               rng.uniform(size=(8, scorer.config.video_dim)).astype(np.float32), np.ones(8, bool), [],
+               "i really love this it is great", {})
+    scorer.score(w)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        scorer._forward(1)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "n": n}
+
+
+def summary(values) -> dict:
+    vals = [v for v in values if v is not None]
+    return {"p50": pct(vals, 50), "p95": pct(vals, 95), "max": round(max(vals), 3) if vals else None, "n": len(vals)}
+
+
+def reaction_main(args, checkpoint, model_note) -> int:
+    import dataclasses
+
+    import torch
+
+    from realtime.pipeline import PipelineOptions
+    from realtime.scorer import WindowScorer
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="reaction-bench-"))
+    clip, sentences = make_reaction_clip(tmp)
+    scorer = WindowScorer(checkpoint=checkpoint, device="cpu")
+    scorer.warm_up()
+    options = PipelineOptions(strict=False, realtime=True)
+    changes = parse_settings(args.set)
+    if args.beam:
+        changes["speech_beam_size"] = args.beam
+    options = dataclasses.replace(options, **changes)
+    # the model's own judgement of the clean sentences (an upper bound for the live run)
+    clean = [scorer.score(_text_window(scorer, s["text"])).score for s in sentences]
+    load0 = os.getloadavg()[0]
+    run = run_live(clip, scorer, options)
+    reactions, releases = reaction_times(sentences, run["received"])
+    received = run["received"]
+    lags = run["pipeline"].speech.transcript.lags if run["pipeline"].speech else []
+    scoring = [m["latency_ms"]["scoring"] for _, m in received]
+    generated_wer = wer(" ".join(s["text"] for s in sentences), " ".join(w.text for w in run["words"]))
+    mosi = {}
+    for video_id, clip_id, name in MOSI_CLIPS:
+        path = SHARED_DATA / "mosi" / "raw" / name
+        if not path.exists():
+            mosi[name] = None
+            continue
+        r = run_live(path, scorer, options)
+        mosi[name] = {**wer(mosi_text(video_id, clip_id), " ".join(w.text for w in r["words"])),
+                      "lag_s": summary(r["pipeline"].speech.transcript.lags if r["pipeline"].speech else [])}
+    flips = [r for r in reactions if r["reaction_s"] is not None]
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True), "torch": torch.__version__,
+                    "load_avg_1m_at_start": round(load0, 2), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
+        "model": model_note or str(checkpoint),
+        "options": dataclasses.asdict(options),
+        "whisper_encoder": "fitted to the audio, no temperature fallback (experiment)" if args.fit_encoder else "as configured",
+        "clip": {"seconds": round(run["duration"], 2), "sentences": len(sentences),
+                 "signed": sum(1 for s in sentences if s["sign"]), "gaps_s": list(REACTION_GAPS)},
+        "reaction_s": summary(r["reaction_s"] for r in reactions),
+        "never_flipped": len(reactions) - len(flips),
+        "release_s": summary(r["release_s"] for r in releases),
+        "never_released": sum(1 for r in releases if r["release_s"] is None),
+        "transcript_lag_s": summary(lags),
+        "wer": {"generated": generated_wer, **mosi},
+        "scoring_in_pipeline_ms": summary(scoring),
+        "windows": len(run["pipeline"].messages),
+        "messages_received": len(received),
+        "dropped_windows": run["pipeline"].queue.dropped,
+        "dropped_frames": run["dropped_frames"],
+        "skipped_speech_passes": run["metrics"].get("transcript", {}).get("skipped_passes"),
+        "speech_pass_ms": run["metrics"].get("transcript", {}).get("pass_ms"),
+        "cores_used": round(run["cpu"] / run["wall"], 2),
+        "realtime_factor": round(run["wall"] / run["duration"], 3) if run["duration"] else None,
+        "hcl_forward_b1_cpu_ms": forward_times(scorer),
+        "sentences": [{**s, "clean_text_score": round(c, 3)} for s, c in zip(sentences, clean)],
+        "reactions": reactions,
+        "releases": releases,
+    }
+    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(reaction_table(result))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+def _text_window(scorer, text: str):
+    import numpy as np
+
+    from realtime.windowing import Window
+
+    s = scorer.features
+    return Window(0, 0.0, 4.0, np.zeros((s.window_steps, scorer.config.audio_dim), np.float32), np.zeros(s.window_steps, bool),
+                  np.zeros((s.window_steps, scorer.config.video_dim), np.float32), np.zeros(s.window_steps, bool), [],
+                  " ".join(normalise_words(text)), {})
+
+
+def reaction_table(r: dict) -> str:
+    def f(d, unit=" s"):
+        return f"{d['p50']} / {d['p95']} / {d['max']}{unit} (n={d['n']})"
+
+    w = r["wer"]
+    rows = [
+        ("clip", f"{r['clip']['seconds']} s, {r['clip']['sentences']} sentences ({r['clip']['signed']} signed), pauses 0.5-2.5 s"),
+        ("reaction p50 / p95 / max", f(r["reaction_s"])),
+        ("signed sentences never flipped", r["never_flipped"]),
+        ("release p50 / p95 / max", f(r["release_s"])),
+        ("neutral sentences never released", r["never_released"]),
+        ("transcript lag p50 / p95 / max", f(r["transcript_lag_s"])),
+        ("WER generated speech", f"{w['generated']['wer_percent']} % ({w['generated']['errors']} / {w['generated']['reference_words']})"),
+    ]
+    for _, _, name in MOSI_CLIPS:
+        v = w.get(name)
+        rows.append((f"WER {name}", "-" if v is None else f"{v['wer_percent']} % ({v['errors']} / {v['reference_words']})"))
+    rows += [
+        ("in-pipeline scoring p50 / p95", f(r["scoring_in_pipeline_ms"], " ms")),
+        ("HCL forward batch 1 CPU p50 / p95", f"{r['hcl_forward_b1_cpu_ms']['p50_ms']} / {r['hcl_forward_b1_cpu_ms']['p95_ms']} ms"),
+        ("speech pass p50 / p95", f"{(r['speech_pass_ms'] or {}).get('p50')} / {(r['speech_pass_ms'] or {}).get('p95')} ms"),
+        ("cores used (CPU s / wall s)", r["cores_used"]),
+        ("windows / dropped / frames dropped", f"{r['windows']} / {r['dropped_windows']} / {r['dropped_frames']}"),
+        ("skipped speech passes", r["skipped_speech_passes"]),
+        ("load average (1 min) start / end", f"{r['machine']['load_avg_1m_at_start']} / {r['machine']['load_avg_1m_at_end']} on {r['machine']['cpus']} cores"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", help="media file (default: the demo sentences, --repeat times)")
@@ -110,7 +434,9 @@ def main(argv=None) -> int:
         help="experiment: pad Whisper's encoder input to the pass's audio + 1 s instead of 30 s "
         "(a proposal for hcl.features.speech; patches faster-whisper in this process only)",
     )
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
+    ap.add_argument("--reaction", action="store_true", help="the reaction-time table (see the module docstring)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="--reaction: a PipelineOptions field (repeatable)")
+    ap.add_argument("--out", help="JSON output (default bench/results/live.json, or reaction.json with --reaction)")
     args = ap.parse_args(argv)
 
     import torch
@@ -134,6 +460,8 @@ def main(argv=None) -> int:
         except FileNotFoundError:
             checkpoint = random_checkpoint(tmp)
             model_note = "random-init (the shipped live model was missing; timings are the same)"
+    if args.reaction:
+        return reaction_main(args, checkpoint, model_note)
     path = pathlib.Path(args.file) if args.file else make_clip(tmp, args.repeat)
 
     scorer = WindowScorer(checkpoint=checkpoint, device="cpu")
@@ -201,7 +529,7 @@ def main(argv=None) -> int:
     }
     if torch.cuda.is_available():
         result["scorer_step_cuda"] = {"eager": scorer_step_times(checkpoint, "cuda", False), "graph": scorer_step_times(checkpoint, "cuda", True)}
-    out = pathlib.Path(args.out)
+    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "live.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))

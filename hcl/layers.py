@@ -2,13 +2,18 @@
 
 Masks are boolean with True = present. A query whose keys are all absent gets a
 zero attention output (never NaN), so a missing modality cannot poison a batch.
+
+A live window is scored at batch 1, where the cost is the number of operations,
+not their size: heads are split and merged with plain views (no einops parsing
+per call), the key mask becomes an additive bias in two operations, and the
+attention itself is one fused `F.scaled_dot_product_attention` unless the
+weights are asked for.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 
@@ -55,15 +60,17 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         q_in = self.norm_q(q)
         kv_in = q_in if kv is None else self.norm_kv(kv)
-        k, v = self.to_kv(kv_in).chunk(2, dim=-1)
-        q_h = rearrange(self.to_q(q_in), "b l (h e) -> b h l e", h=self.heads)
-        k_h = rearrange(k, "b l (h e) -> b h l e", h=self.heads)
-        v_h = rearrange(v, "b l (h e) -> b h l e", h=self.heads)
+        b, lq, d = q_in.shape
+        lk = kv_in.shape[1]
+        e = d // self.heads
+        # (B, L, 2d) -> (B, L, 2, h, e) -> (2, B, h, L, e): k and v split by the same view
+        kv_h = self.to_kv(kv_in).view(b, lk, 2, self.heads, e).permute(2, 0, 3, 1, 4)
+        k_h, v_h = kv_h[0], kv_h[1]
+        q_h = self.to_q(q_in).view(b, lq, self.heads, e).transpose(1, 2)  # (B, h, Lq, e)
         bias = None
         if key_mask is not None:
             # additive mask, finite so that an all-absent row stays finite; zeroed below
-            bias = torch.zeros(key_mask.shape, dtype=q_h.dtype, device=q_h.device)
-            bias = bias.masked_fill(~key_mask, -1e9)[:, None, None, :]  # (B, 1, 1, Lk)
+            bias = torch.logical_not(key_mask).to(q_h.dtype).mul_(-1e9)[:, None, None, :]  # (B, 1, 1, Lk)
         p = self.dropout if self.training else 0.0
         weights = None
         if need_weights:
@@ -74,7 +81,7 @@ class Attention(nn.Module):
             out = torch.einsum("bhqk,bhke->bhqe", F.dropout(weights, p, self.training), v_h)
         else:
             out = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=bias, dropout_p=p)
-        out = self.to_out(rearrange(out, "b h l e -> b l (h e)"))
+        out = self.to_out(out.transpose(1, 2).reshape(b, lq, d))
         if key_mask is not None:
             out = out * key_mask.any(dim=-1).to(out.dtype)[:, None, None]
         return out, weights

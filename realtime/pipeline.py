@@ -45,9 +45,20 @@ class PipelineOptions:
     speech_threads: int = 2
     speech_beam_size: int | None = None  # None = the checkpoint's SpeechConfig; 1 = greedy, cheaper
     speech_max_backlog: float = 4.0  # real-time strict runs: skip speech passes past this backlog
-    # seconds of transcript a window's text covers: longer than the 4 s window because
-    # words become available 2-4 s after they are spoken (speech passes + agreement)
+    # Whisper's encoder sees a pass's audio + 1 s instead of 30 s of padding (cheaper passes)
+    speech_fit_encoder: bool = True
+    speech_temperature_fallback: bool = False  # live passes decode once, at temperature 0
+    # a pass as soon as the audio shows a pause after speech, committing its words at once;
+    # None = on in the live policy (strict=False), off for reproducible runs
+    speech_pause_passes: bool | None = None
+    speech_pause: float = 0.25  # s of quiet (below speech_pause_db) that ends a phrase
+    speech_pause_db: float = -45.0
+    # at most this many seconds of transcript form a window's text: longer than the 4 s
+    # window because words arrive after they are spoken (speech passes + agreement)
     text_context: float | None = 7.0
+    # the window's text follows the current utterance: it starts where the latest stretch
+    # of speech after this many seconds of quiet starts (None: the whole text_context)
+    utterance_pause: float | None = 0.45
     max_wait: float = 0.15  # live devices: how long past its end a window waits for audio
     read_ahead: float = 30.0  # as-fast-as-possible files: how far the reader may run ahead
     torch_threads: int | None = 1
@@ -147,7 +158,12 @@ class LivePipeline:
                 config = self.settings.speech
                 if opts.speech_beam_size is not None:
                     config = dataclasses.replace(config, beam_size=opts.speech_beam_size)
-                self._transcriber = SpeechTranscriber(config=config, cpu_threads=opts.speech_threads)
+                self._transcriber = SpeechTranscriber(
+                    config=config,
+                    cpu_threads=opts.speech_threads,
+                    fit_encoder=opts.speech_fit_encoder,
+                    temperature_fallback=opts.speech_temperature_fallback,
+                )
             _ = self._transcriber.model  # load before the clock starts
             self.speech = None  # made below, once the clock exists
         self.clock = SessionClock()
@@ -162,6 +178,9 @@ class LivePipeline:
                 margin=opts.speech_margin,
                 delay=opts.speech_delay,
                 context=opts.speech_context,
+                pause=opts.speech_pause,
+                pause_db=opts.speech_pause_db,
+                pause_passes=(not opts.strict) if opts.speech_pause_passes is None else opts.speech_pause_passes,
                 catch_up=not opts.strict,
                 max_backlog=opts.speech_max_backlog if opts.realtime else None,
             )
@@ -178,6 +197,8 @@ class LivePipeline:
             realtime=opts.realtime,
             max_wait=opts.max_wait,
             text_context=opts.text_context,
+            utterance_pause=opts.utterance_pause,
+            pause_db=opts.speech_pause_db,
         )
         if opts.prefetch_text and self.speech is not None:
             self._prefetch = threading.Event()
@@ -206,6 +227,8 @@ class LivePipeline:
             if not self._prefetch.wait(0.5):
                 continue
             self._prefetch.clear()
+            if self._stop.is_set():
+                break
             try:
                 text = window_text(assembler.words_at(assembler.position + assembler.step))
                 self.scorer.encode_text(text)
@@ -306,6 +329,12 @@ class LivePipeline:
         for part in (self.source, self.faces, self.speech):
             if part is not None:
                 part.join(timeout)
+        if self._prefetch_thread is not None:
+            # a text encoding still running in this thread at interpreter exit aborts the
+            # process ("terminate called without an active exception", rc 134)
+            self._prefetch.set()
+            if self._prefetch_thread.is_alive():
+                self._prefetch_thread.join(timeout)
         if self.recorder is not None:
             self.recorder.close()
         if self._own_featurizer and self._featurizer is not None and (self.faces is None or not self.faces._thread or not self.faces._thread.is_alive()):

@@ -1,8 +1,12 @@
-"""The speech thread: VAD-gated Whisper on the rolling audio, committing words.
+"""Speech to committed words: `SpeechStream`, a synchronous step object driven by
+the audio horizon and a clock, and `SpeechWorker`, the thin thread around it.
 
 Every `period` seconds of audio (pass horizons H = period, 2 period, ...) it
 transcribes the current stretch of speech (at most `context` seconds, from the
-last pause) up to H. Words the previous passes committed are recognised again
+last pause) up to H. With `pause_passes` (live policy) it also runs a pass as soon
+as the audio shows a pause (`pause` seconds quieter than `pause_db`) after speech
+that no pass has seen end, and commits all of that pass's words in one go: the
+phrase is over, so they will not change, and no second pass is needed to agree. Words the previous passes committed are recognised again
 by time and text and skipped; of the rest it commits those on which this pass
 and the previous one agree (LocalAgreement-2: the common prefix of the two
 hypotheses, so a word cut at the buffer end is never committed), and at once the
@@ -25,6 +29,8 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 from realtime.clock import SessionClock
 from realtime.streams import AudioRing, Horizon
@@ -105,7 +111,7 @@ def agreed_prefix(previous, current) -> int:
     return n
 
 
-def drop_committed(words, committed, *, tolerance: float = 0.3, max_ngram: int = 5) -> list:
+def drop_committed(words, committed, *, tolerance: float = 0.3, max_ngram: int = 12) -> list:
     """The words of a pass that are new: those ending after the last committed word
     (minus `tolerance`, Whisper's timing wobbles between passes), less a head that
     repeats the tail of the committed words (up to `max_ngram` words)."""
@@ -137,8 +143,6 @@ def commit_rule(words, *, previous, committed, forced_until: float) -> tuple[lis
 def pause_after(words, wave, *, t0: float, sample_rate: int, pause: float, pause_db: float) -> int:
     """How many leading `words` end before a pause in `wave` (which starts at time t0):
     the index after the last word followed by `pause` seconds quieter than `pause_db`."""
-    import numpy as np
-
     n = 0
     for i, w in enumerate(words):
         a = int(round((w.end + 0.05 - t0) * sample_rate))
@@ -151,8 +155,202 @@ def pause_after(words, wave, *, t0: float, sample_rate: int, pause: float, pause
     return n
 
 
+FRAME_SECONDS = 0.02  # energy frames of the pause / utterance detection
+
+
+def loud_frames(wave: np.ndarray, *, sample_rate: int, threshold_db: float, frame: float = FRAME_SECONDS) -> np.ndarray:
+    """(n_frames,) bool: frames of `frame` seconds whose level is at least `threshold_db` dBFS."""
+    size = max(1, int(round(frame * sample_rate)))
+    n = len(wave) // size
+    if n == 0:
+        return np.zeros(0, bool)
+    power = np.mean(np.square(wave[: n * size].reshape(n, size), dtype=np.float64), axis=1)
+    return 10 * np.log10(power + 1e-12) >= threshold_db
+
+
+def speech_end(wave: np.ndarray, *, t0: float, sample_rate: int, threshold_db: float) -> float | None:
+    """Session time where the last loud frame of `wave` (starting at t0) ends; None if silent."""
+    loud = np.flatnonzero(loud_frames(wave, sample_rate=sample_rate, threshold_db=threshold_db))
+    if not len(loud):
+        return None
+    return t0 + (loud[-1] + 1) * FRAME_SECONDS
+
+
+def utterance_start(
+    wave: np.ndarray, *, t0: float, sample_rate: int, pause: float, threshold_db: float, min_speech: float = 0.06
+) -> float | None:
+    """Session time where the latest utterance in `wave` (starting at t0) begins: the
+    first loud frame of the last run of at least `min_speech` s of speech that follows
+    `pause` s of quiet. `t0` when speech runs from the start without such a pause, None
+    when `wave` holds no speech."""
+    loud = loud_frames(wave, sample_rate=sample_rate, threshold_db=threshold_db)
+    need_quiet = max(1, int(round(pause / FRAME_SECONDS)))
+    need_loud = max(1, int(round(min_speech / FRAME_SECONDS)))
+    start = None  # first frame of the current utterance
+    quiet = need_quiet  # quiet frames before frame i (the stretch before t0 counts as unknown = a pause)
+    run = 0
+    candidate = None
+    for i, is_loud in enumerate(loud):
+        if is_loud:
+            if run == 0 and quiet >= need_quiet:
+                candidate = i
+            run += 1
+            quiet = 0
+            if candidate is not None and run >= need_loud:
+                start, candidate = candidate, None
+        else:
+            run = 0
+            quiet += 1
+    return None if start is None else t0 + start * FRAME_SECONDS
+
+
+class SpeechStream:
+    """The speech algorithm as a synchronous step object (no threads, no sleeping).
+
+    `step(horizon, now)` runs at most one pass (a periodic one on the `period` grid,
+    or a pause pass) when one is due with the audio complete up to `horizon`, and
+    returns the words it committed (None when no pass was due); `finish(end, now)` is
+    the final pass. `read(t0, t1)` gives the audio (`AudioRing.read`); `now` is the
+    session clock, only used to stamp `committed_at`."""
+
+    def __init__(
+        self,
+        *,
+        read: Callable[[float, float], np.ndarray],
+        sample_rate: int,
+        transcribe: Callable,
+        origin: float = 0.0,
+        period: float = 1.0,
+        context: float = 8.0,
+        delay: float = 1.5,
+        pause: float = 0.25,
+        pause_db: float = -45.0,
+        pause_passes: bool = False,
+        catch_up: bool = False,
+        max_backlog: float | None = None,
+    ) -> None:
+        if period <= 0 or context <= period or delay < 0:
+            raise ValueError("need period > 0, context > period, delay >= 0")
+        self.read = read
+        self.sample_rate = int(sample_rate)
+        self.transcribe = transcribe
+        self.origin = origin
+        self.period = period
+        self.context = context
+        self.delay = delay
+        self.pause = pause
+        self.pause_db = pause_db
+        self.pause_passes = pause_passes
+        self.catch_up = catch_up  # live devices: skip missed passes instead of queueing them
+        # real-time files: passes run in order (reproducible windows) unless they fall this
+        # many seconds behind the audio; then missed passes are skipped (and counted)
+        self.max_backlog = max_backlog
+        self.transcript = Transcript()
+        self.skipped = 0
+        self.pause_pass_count = 0
+        self.quiet_passes = 0  # passes over audio without speech (Whisper not asked)
+        self._k = 1  # next periodic pass: origin + k * period
+        self._scan_start = origin
+        self._committed: list = []  # the last few committed words (for de-duplication)
+        self._hypothesis: list = []
+        self._paused_until = origin  # speech up to here ended in a pause a pass has seen
+        self._last_h = origin
+
+    @property
+    def next_periodic(self) -> float:
+        return self.origin + self._k * self.period
+
+    def required_horizon(self, t: float) -> float:
+        """The latest pass horizon whose words a window ending at `t` may use."""
+        return math.floor((t - self.delay) / self.period + 1e-9) * self.period
+
+    def due(self, horizon: float) -> tuple[float, bool] | None:
+        """(pass horizon, is a pause pass) of the pass to run now, or None."""
+        if self.pause_passes:
+            t0 = max(self._scan_start, self._paused_until, horizon - self.context)
+            if horizon - t0 > self.pause:
+                end = speech_end(self.read(t0, horizon), t0=t0, sample_rate=self.sample_rate, threshold_db=self.pause_db)
+                if end is not None and horizon - end >= self.pause:
+                    return horizon, True
+        h = self.next_periodic
+        if h > horizon + 1e-9:
+            return None
+        behind = horizon - h
+        if self.catch_up or (self.max_backlog is not None and behind > self.max_backlog):
+            latest = int((horizon - self.origin) / self.period + 1e-9)
+            if latest > self._k:
+                if not self.catch_up and not self.skipped:
+                    log.warning("speech recognition is %.1f s behind the audio: skipping passes "
+                                "(this run's windows are no longer reproducible)", behind)
+                self.skipped += latest - self._k
+                self._k = latest
+                h = self.next_periodic
+        return h, False
+
+    def step(self, horizon: float, now: float) -> list[TimedWord] | None:
+        """Run the pass due with audio up to `horizon`, if any; the words it committed."""
+        due = self.due(horizon)
+        if due is None:
+            return None
+        h, pause = due
+        return self.process(h, now=now, pause=pause)
+
+    def finish(self, end: float, now: float) -> list[TimedWord]:
+        """The final pass at the end of the stream: commits everything."""
+        words = self.process(end, now=now, final=True) if math.isfinite(end) else []
+        if math.isfinite(end):
+            self.transcript.make_available(end)
+        return words
+
+    def process(self, h: float, *, now: float, final: bool = False, pause: bool = False) -> list[TimedWord]:
+        """One pass over the audio up to `h`; returns the words it committed."""
+        self._k = max(self._k, int(math.floor((h - self.origin) / self.period + 1e-9)) + 1)
+        self._last_h = h
+        t0 = max(self._scan_start, h - self.context)
+        if h - t0 < 0.1:
+            self.transcript.passes.advance(h)
+            return []
+        started = time.perf_counter()
+        wave = self.read(t0, h)
+        if self.pause_passes and speech_end(wave, t0=t0, sample_rate=self.sample_rate, threshold_db=self.pause_db) is None:
+            words = []  # live policy: nothing above the pause level, no need to ask Whisper
+            self.quiet_passes += 1
+        else:
+            words = self.transcribe(wave, offset=t0)
+            self.transcript.pass_ms.append((time.perf_counter() - started) * 1000)
+            if len(self.transcript.pass_ms) > 2000:
+                del self.transcript.pass_ms[:1000]
+        if final or pause:
+            forced = h  # the stream ended, or the audio ends in a pause: nothing is cut
+        else:
+            forced = h + self.period - self.context  # words the next pass no longer sees
+        chosen, self._hypothesis = commit_rule(words, previous=self._hypothesis, committed=self._committed, forced_until=forced)
+        if self._hypothesis and self.pause > 0:
+            n = pause_after(self._hypothesis, wave, t0=t0, sample_rate=self.sample_rate, pause=self.pause, pause_db=self.pause_db)
+            chosen, self._hypothesis = chosen + self._hypothesis[:n], self._hypothesis[n:]
+        available = h if final else h + self.delay
+        committed = [TimedWord(w.text, w.start, w.end, w.probability, available, now) for w in chosen]
+        if committed:
+            self._committed = (self._committed + committed)[-16:]
+            self.transcript.commit(committed)
+        last_end = self._committed[-1].end if self._committed else t0
+        if pause:
+            self.pause_pass_count += 1
+            end = speech_end(wave, t0=t0, sample_rate=self.sample_rate, threshold_db=self.pause_db)
+            self._paused_until = max(self._paused_until, h if end is None else end)
+            if not self._hypothesis:  # the utterance is done: the next pass starts after it
+                self._scan_start = max(self._scan_start, min(self._paused_until, h - 0.1))
+        if not words:  # no speech: keep a little audio before the horizon as context
+            self._scan_start = max(self._scan_start, h - 1.0)
+        elif not self._hypothesis and h - last_end >= 1.0:  # a pause after committed speech
+            self._scan_start = max(self._scan_start, last_end)
+        self.transcript.passes.advance(h)
+        return committed
+
+
 class SpeechWorker:
-    """Runs `transcribe(wave_16k, offset) -> [Word]` on `audio` in a thread."""
+    """Runs a `SpeechStream` over `audio` (an `AudioRing`) in a thread: it waits for the
+    audio, steps the stream on the session clock, and makes the final pass at the end."""
 
     def __init__(
         self,
@@ -166,102 +364,64 @@ class SpeechWorker:
         delay: float = 1.5,
         pause: float = 0.25,
         pause_db: float = -45.0,
+        pause_passes: bool = False,
         catch_up: bool = False,
         max_backlog: float | None = None,
+        poll: float = 0.05,
     ) -> None:
         if period <= 0 or context <= period or margin < 0 or delay < 0:
             raise ValueError("need period > 0, context > period, margin >= 0, delay >= 0")
         self.audio = audio
-        self.transcribe = transcribe
         self.clock = clock
-        self.period = period
-        self.context = context
         self.margin = margin
-        self.delay = delay
-        self.pause = pause
-        self.pause_db = pause_db
-        self.catch_up = catch_up  # live devices: skip missed passes instead of queueing them
-        # real-time files: passes run in order (reproducible windows) unless they fall this
-        # many seconds behind the audio; then missed passes are skipped (and counted)
-        self.max_backlog = max_backlog
-        self.transcript = Transcript()
+        self.poll = poll
+        self.stream = SpeechStream(
+            read=audio.read, sample_rate=audio.sample_rate, transcribe=transcribe, period=period, context=context,
+            delay=delay, pause=pause, pause_db=pause_db, pause_passes=pause_passes, catch_up=catch_up,
+            max_backlog=max_backlog,
+        )
+        self.transcript = self.stream.transcript
         self.error: BaseException | None = None
-        self.skipped = 0
-        self._scan_start = 0.0
-        self._committed: list = []  # the last few committed words (for de-duplication)
-        self._hypothesis: list = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    # the stream's settings and counters, read by the pipeline and the windowing
+    period = property(lambda self: self.stream.period)
+    delay = property(lambda self: self.stream.delay)
+    context = property(lambda self: self.stream.context)
+    skipped = property(lambda self: self.stream.skipped)
+
+    def required_horizon(self, t: float) -> float:
+        return self.stream.required_horizon(t)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="speech", daemon=True)
         self._thread.start()
 
-    def required_horizon(self, t: float) -> float:
-        """The latest pass horizon whose words a window ending at `t` may use."""
-        return math.floor((t - self.delay) / self.period + 1e-9) * self.period
-
     def _run(self) -> None:
         try:
             while self.audio.start_time is None and not self.audio.ended and not self._stop.is_set():
                 self.audio.wait_until(0.0, timeout=0.2)
-            origin = self.audio.start_time or 0.0
-            self._scan_start = origin
-            k = 1
+            stream = self.stream
+            stream.origin = stream._scan_start = stream._paused_until = self.audio.start_time or 0.0
             while not self._stop.is_set():
-                h = origin + k * self.period
-                if not self.audio.wait_until(h, timeout=0.2):
-                    if self.audio.ended:
-                        break
+                horizon = self.audio.horizon
+                if stream.step(horizon, self.clock.now()) is not None:
                     continue
-                self._pass(h, final=False)
-                k += 1
-                behind = self.audio.horizon - (origin + k * self.period)
-                if self.catch_up or (self.max_backlog is not None and behind > self.max_backlog):
-                    latest = int((self.audio.horizon - origin) / self.period + 1e-9)
-                    if latest > k:
-                        if not self.catch_up and not self.skipped:
-                            log.warning("speech recognition is %.1f s behind the audio: skipping passes "
-                                        "(this run's windows are no longer reproducible)", behind)
-                        self.skipped += latest - k
-                        k = latest
+                if self.audio.ended:
+                    break
+                # wake at the next periodic horizon, or sooner to look for a pause
+                until = stream.next_periodic
+                if stream.pause_passes:
+                    until = min(until, horizon + self.poll)
+                self.audio.wait_until(until, timeout=0.2)
             if not self._stop.is_set():
-                end = self.audio.horizon
-                if math.isfinite(end):
-                    self._pass(end, final=True)
-                    self.transcript.make_available(end)
+                self.stream.finish(self.audio.horizon, self.clock.now())
         except BaseException as exc:
             self.error = exc
             log.exception("speech thread stopped")
         finally:
             self.transcript.passes.end()
-
-    def _pass(self, h: float, *, final: bool) -> None:
-        t0 = max(self._scan_start, h - self.context)
-        if h - t0 < 0.1:
-            self.transcript.passes.advance(h)
-            return
-        started = time.perf_counter()
-        wave = self.audio.read(t0, h)
-        words = self.transcribe(wave, offset=t0)
-        self.transcript.pass_ms.append((time.perf_counter() - started) * 1000)
-        forced = h if final else h + self.period - self.context  # words the next pass no longer sees
-        chosen, self._hypothesis = commit_rule(words, previous=self._hypothesis, committed=self._committed, forced_until=forced)
-        if self._hypothesis and self.pause > 0:
-            n = pause_after(self._hypothesis, wave, t0=t0, sample_rate=self.audio.sample_rate, pause=self.pause, pause_db=self.pause_db)
-            chosen, self._hypothesis = chosen + self._hypothesis[:n], self._hypothesis[n:]
-        now = self.clock.now()
-        available = h if final else h + self.delay
-        committed = [TimedWord(w.text, w.start, w.end, w.probability, available, now) for w in chosen]
-        if committed:
-            self._committed = (self._committed + committed)[-8:]
-            self.transcript.commit(committed)
-        last_end = self._committed[-1].end if self._committed else t0
-        if not words:  # no speech: keep a little audio before the horizon as context
-            self._scan_start = max(self._scan_start, h - 1.0)
-        elif not self._hypothesis and h - last_end >= 1.0:  # a pause after committed speech
-            self._scan_start = max(self._scan_start, last_end)
-        self.transcript.passes.advance(h)
 
     def stop(self) -> None:
         self._stop.set()

@@ -29,6 +29,7 @@ from realtime.clock import SessionClock
 
 log = logging.getLogger(__name__)
 MODALITIES = ("text", "audio", "video")
+UTTERANCE_TOLERANCE = 0.15  # s: a word whose midpoint is this much before an utterance's onset still belongs to it
 
 
 # ------------------------------------------------------------------ pure parts
@@ -168,6 +169,8 @@ class WindowAssembler:
         realtime: bool = True,
         max_wait: float = 0.15,
         text_context: float | None = None,
+        utterance_pause: float | None = None,
+        pause_db: float = -45.0,
         duration: float | None = None,
     ) -> None:
         s = featurizer.settings
@@ -185,6 +188,10 @@ class WindowAssembler:
         self.realtime = realtime
         self.max_wait = max_wait
         self.text_context = float(text_context) if text_context else self.step * self.window_steps
+        # the window's text follows the current utterance: words from the start of the latest
+        # stretch of speech after `utterance_pause` s of quiet (None: the whole text context)
+        self.utterance_pause = utterance_pause
+        self.pause_db = pause_db
         self.duration = duration
         self.on_window: Callable[[float], None] | None = None  # called after each window is queued
         self.position = 0.0  # end of the last emitted window (for readers that must not run ahead)
@@ -307,12 +314,25 @@ class WindowAssembler:
             self.faces.track.prune(t0 - self.step * self.window_steps)
         return a_row, a_ok, v_row, v_ok
 
+    def text_start(self, end: float) -> float:
+        """Where the text of the window ending at `end` starts: `end - text_context`, or
+        later, the start of the latest utterance in the audio (see `utterance_start`)."""
+        t0 = end - self.text_context
+        if self.utterance_pause is None or self.audio is None:
+            return t0
+        from realtime.speech import utterance_start
+
+        wave = self.audio.read(t0, end)
+        start = utterance_start(wave, t0=t0, sample_rate=self.audio.sample_rate, pause=self.utterance_pause, threshold_db=self.pause_db)
+        # Whisper's word times wobble by ~0.1 s: a word starting just before the onset belongs to it
+        return t0 if start is None else max(t0, start - UTTERANCE_TOLERANCE)
+
     def words_at(self, end: float) -> list[dict[str, Any]]:
         """The transcript words of the window ending at `end`, as known now."""
         if self.speech is None:
             return []
         available_by = end if self.strict else None
-        timed = self.speech.transcript.words(end - self.text_context, end, available_by=available_by)
+        timed = self.speech.transcript.words(self.text_start(end), end, available_by=available_by)
         return [{"w": w.text, "start": w.start, "end": w.end} for w in timed]
 
     def assemble(self, k: int) -> Window:

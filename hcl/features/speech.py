@@ -9,6 +9,12 @@ package ships; `SpeechConfig.model` may instead name any faster-whisper model
 Silence and noise give no words: Silero VAD (`SpeechConfig.vad`) drops
 non-speech before decoding, and segments that Whisper itself rates as
 probably not speech are dropped too. faster_whisper is imported on first use.
+
+Live passes are short (1-8 s) and frequent, so the live pipeline asks for
+`fit_encoder=True` (faster-whisper pads every pass's mel features to 30 s; the
+encoder then costs a 30 s pass each time: here the padding stops at the audio's
+length + 1 s) and `temperature_fallback=False` (one greedy/beam decode per pass:
+a pass cut mid-word would otherwise be decoded again at up to 5 temperatures).
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ SAMPLE_RATE = 16000
 # Whisper's own "no speech" rule (as in openai-whisper's transcribe)
 NO_SPEECH_PROB = 0.6
 LOW_LOGPROB = -1.0
+# Whisper's repetition rule (a segment whose text compresses this well is a loop such as
+# "What? What? What? ..."); with temperature fallback it triggers a re-decode, without
+# it the segment is dropped (the next live pass sees the audio again)
+MAX_COMPRESSION_RATIO = 2.4
+TOKENS_PER_SECOND = 8  # fast speech is ~3 words (~4 tokens) a second
+MAX_TOKENS = 440  # Whisper's limit is 448 including the prompt
 
 
 @dataclass(frozen=True)
@@ -50,12 +62,46 @@ def resolve_whisper_model(name: str) -> str:
     return name
 
 
-class SpeechTranscriber:
-    """faster-whisper with word timestamps. `cpu_threads` 0 = CTranslate2's default."""
+MEL_FRAMES_PER_SECOND = 100
+FULL_MEL_FRAMES = 3000  # Whisper's 30 s input
 
-    def __init__(self, *, config: SpeechConfig = SpeechConfig(), cpu_threads: int = 0) -> None:
+
+def fitted_frames(content: int) -> int:
+    """Mel frames to give the encoder for `content` frames of audio: the content plus
+    1 s, rounded up to whole seconds, at least 3 s and at most Whisper's 30 s."""
+    s = MEL_FRAMES_PER_SECOND
+    return min(FULL_MEL_FRAMES, max(3 * s, s * -(-(content + s) // s)))
+
+
+def fit_features(features: np.ndarray) -> np.ndarray:
+    """Cut the zero padding faster-whisper adds to 30 s back to `fitted_frames`.
+
+    `features`: (80, 3000) or (B, 80, 3000) log-mel frames, padded with exact zeros
+    after the content (faster_whisper.audio.pad_or_trim); real frames are never all zero."""
+    nonzero = np.flatnonzero(np.any(features.reshape(-1, features.shape[-1]) != 0, axis=0))
+    content = int(nonzero[-1]) + 1 if len(nonzero) else 0
+    n = fitted_frames(content)
+    return features if n >= features.shape[-1] else np.ascontiguousarray(features[..., :n])
+
+
+class SpeechTranscriber:
+    """faster-whisper with word timestamps. `cpu_threads` 0 = CTranslate2's default.
+
+    `fit_encoder`: the encoder sees the pass's audio + 1 s instead of 30 s (see the
+    module docstring); `temperature_fallback=False`: decode once at temperature 0."""
+
+    def __init__(
+        self,
+        *,
+        config: SpeechConfig = SpeechConfig(),
+        cpu_threads: int = 0,
+        fit_encoder: bool = False,
+        temperature_fallback: bool = True,
+    ) -> None:
         self.config = config
         self.cpu_threads = cpu_threads
+        self.fit_encoder = fit_encoder
+        self.temperature_fallback = temperature_fallback
         self.model_path = resolve_whisper_model(config.model)
         self._model = None
 
@@ -79,6 +125,9 @@ class SpeechTranscriber:
                     f"cannot load the speech model {self.config.model!r} ({self.model_path}): {exc}; "
                     "set SpeechConfig.model to a faster-whisper size, hub id or CTranslate2 folder"
                 ) from exc
+            if self.fit_encoder:  # this instance only: WhisperModel.encode gets the fitted frames
+                encode = self._model.encode
+                self._model.encode = lambda features: encode(fit_features(features))
         return self._model
 
     def transcribe(self, wave_16k: np.ndarray, offset: float = 0.0) -> list[Word]:
@@ -96,10 +145,16 @@ class SpeechTranscriber:
             word_timestamps=True,
             vad_filter=cfg.vad,
             condition_on_previous_text=False,
+            **({} if self.temperature_fallback else {"temperature": 0.0}),
+            # speech has at most a few tokens a second: a pass that loops ("what what what ...")
+            # is cut after this many instead of running to Whisper's 448 tokens (seconds of CPU)
+            max_new_tokens=min(MAX_TOKENS, int(TOKENS_PER_SECOND * len(wave) / SAMPLE_RATE) + 10),
         )
         words: list[Word] = []
         for seg in segments:
             if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < LOW_LOGPROB:
+                continue
+            if not self.temperature_fallback and seg.compression_ratio > MAX_COMPRESSION_RATIO:
                 continue
             for w in seg.words or []:
                 text = w.word.strip()
