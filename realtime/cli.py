@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
 import secrets
 import signal
@@ -19,9 +20,25 @@ class CliError(Exception):
 
 
 def _setup_logging(verbose: bool) -> None:
+    """Python logging at INFO (verbose) or WARNING; without --verbose the start-up chatter of
+    the libraries (mediapipe / TFLite native lines, the "Loading weights" bars of the model
+    loaders) is silenced too. Set before those libraries are imported."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("faster_whisper", "httpx", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if verbose:
+        os.environ["HCL_NATIVE_LOGS"] = "1"  # read by hcl.features.face
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers / huggingface_hub bars
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("transformers", "huggingface_hub", "sentence_transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "transformers" in sys.modules:  # imported already: its bar switch was read at import
+        try:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+        except AttributeError:
+            pass
 
 
 def _sigterm_as_interrupt() -> None:
@@ -58,7 +75,10 @@ def _file_source(path: str, *, realtime: bool, fps: float):
     from realtime.sources import SourceError
     from realtime.sources.file import FileSource
 
-    source = FileSource(path=path, realtime=realtime, fps=fps)
+    # as fast as possible, the pipeline gates the reader to PipelineOptions.read_ahead (30 s)
+    # past the windows, so two minutes of audio cover every consumer; in real time nothing
+    # bounds how far a slow consumer lags (--reproducible waits for speech): keep the file
+    source = FileSource(path=path, realtime=realtime, fps=fps, buffer_seconds=None if realtime else 120.0)
     try:
         source.open()
     except SourceError as exc:
@@ -66,7 +86,7 @@ def _file_source(path: str, *, realtime: bool, fps: float):
     return source
 
 
-def _device_source(camera: int | None, mic: str | None, *, need_camera: bool):
+def _device_source(camera: str | None, mic: str | None, *, need_camera: bool):
     from realtime.sources import DeviceSource, SourceError
     from realtime.sources.camera import CameraSource
     from realtime.sources.microphone import MicrophoneSource
@@ -161,9 +181,15 @@ def _start_server(args, *, hello: dict, metrics=None, session: dict | None = Non
 def live_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hcl-live", description="Real-time multimodal sentiment monitor with a browser dashboard.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--camera", type=int, metavar="N", help="camera index (default 0 when no --file / --demo)")
+    src.add_argument(
+        "--camera",
+        metavar="N|PATH|URL",
+        help="camera index, device path (/dev/video2) or stream URL (rtsp://..., http://...); default 0 "
+        "when no --file / --demo / --no-camera",
+    )
     src.add_argument("--file", metavar="PATH", help="play an audio/video file as if it were live")
     src.add_argument("--demo", action="store_true", help="play the built-in demo clip (made with espeak-ng on first use)")
+    src.add_argument("--no-camera", action="store_true", help="microphone only: speech and text, no video")
     p.add_argument("--mic", metavar="N|NAME", help="microphone index or name (default: the default input)")
     p.add_argument("--list-devices", action="store_true", help="list cameras and microphones and exit")
     _serve_options(p)
@@ -210,7 +236,9 @@ def _live(argv: Sequence[str] | None) -> int:
     if args.reproducible and not (args.file or args.demo):
         raise CliError("--reproducible goes with --file or --demo")
     if args.mic is not None and (args.file or args.demo):
-        raise CliError("--mic goes with --camera (a file brings its own audio)")
+        raise CliError("--mic goes with --camera or --no-camera (a file brings its own audio)")
+    if args.camera is not None and not args.camera.strip():
+        raise CliError("--camera needs an index, a device path or a URL")
     _token_for(args.host, args.token)
     from hcl.features.config import FeatureSettings
 
@@ -225,6 +253,8 @@ def _live(argv: Sequence[str] | None) -> int:
         source = _file_source(str(path), realtime=not args.fast, fps=fps)
     elif args.file:
         source = _file_source(args.file, realtime=not args.fast, fps=fps)
+    elif args.no_camera:
+        source = _device_source(None, args.mic, need_camera=False)
     else:
         source = _device_source(args.camera, args.mic, need_camera=True)
     is_file = source.kind == "file"
@@ -245,12 +275,17 @@ def _live(argv: Sequence[str] | None) -> int:
 
         folder = _record_dir(args.record, session_id)
         try:
-            recorder = SessionRecorder(folder, session_info=session_info(pipeline, mode="live", source=source.name))
+            recorder = SessionRecorder(
+                folder,
+                session_info=session_info(pipeline, mode="live", source=source.name),
+                audio=source.audio is not None,
+                on_error=lambda message: _recording_failed(pipeline, message),
+            )
         except (FileExistsError, OSError) as exc:
             raise CliError(f"--record {folder}: {exc}") from None
         pipeline.recorder = recorder
         print(f"recording into {folder}", flush=True)
-    server = _start_server(args, hello=pipeline.hello("live"), metrics=pipeline.metrics)
+    server = _start_server(args, hello=pipeline.hello("live"), metrics=_metrics_with_recording(pipeline, recorder))
     pipeline.publish = server.publish
     server.attach_recording(recorder.directory if recorder is not None else None)
     _sigterm_as_interrupt()
@@ -270,6 +305,9 @@ def _live(argv: Sequence[str] | None) -> int:
         server.set_status("finished", f"{m['windows']} windows")
         if recorder is not None:
             recorder.close()
+            if recorder.error is not None:
+                print(f"{recorder.error}; {recorder.windows} windows were recorded before it", file=sys.stderr)
+                status = 1
         if not args.exit_when_done:
             print("still serving the dashboard; Ctrl-C to quit", flush=True)
             while True:
@@ -280,6 +318,27 @@ def _live(argv: Sequence[str] | None) -> int:
         pipeline.stop()
         server.stop()
     return status
+
+
+def _recording_failed(pipeline, message: str) -> None:
+    """The recorder stopped (e.g. the disk is full): tell the terminal and the dashboard;
+    the monitoring goes on."""
+    from realtime import protocol
+
+    print(f"warning: {message}; monitoring goes on", file=sys.stderr, flush=True)
+    if pipeline.publish is not None:
+        pipeline.publish(protocol.error_message(message))
+
+
+def _metrics_with_recording(pipeline, recorder):
+    """The /metrics body: the pipeline's figures plus the recorder's state (its error, if any)."""
+    if recorder is None:
+        return pipeline.metrics
+
+    def metrics() -> dict[str, Any]:
+        return {**pipeline.metrics(), "recording": recorder.stats()}
+
+    return metrics
 
 
 def live_main(argv: Sequence[str] | None = None) -> int:
@@ -318,7 +377,9 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
     pipeline = LivePipeline(source=source, scorer=scorer, options=PipelineOptions(strict=True, realtime=False), session_id=session_id)
     out = pathlib.Path(output)
     try:
-        recorder = SessionRecorder(out, session_info=session_info(pipeline, mode="annotate", source=str(path)))
+        recorder = SessionRecorder(
+            out, session_info=session_info(pipeline, mode="annotate", source=str(path)), audio=source.audio is not None
+        )
     except (FileExistsError, OSError) as exc:
         raise CliError(f"-o {out}: {exc}") from None
     pipeline.recorder = recorder
@@ -329,6 +390,10 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
         pipeline.start()
         while not pipeline.wait(0.5):
             pass
+        # the total was estimated from the header's duration: at the end, the bar shows
+        # every window there was as 100 % (a file shorter than its header says included)
+        bar.total = bar.n
+        bar.refresh()
     finally:
         pipeline.stop()
         bar.close()
@@ -345,6 +410,8 @@ def _annotate(argv: Sequence[str] | None) -> int:
         print("interrupted; the windows so far are in the session folder", file=sys.stderr)
         return 130
     problems = pipeline.problems()
+    if pipeline.recorder is not None and pipeline.recorder.error is not None:
+        problems.append(pipeline.recorder.error)
     scores = [m["score"] for m in pipeline.messages]
     print(
         f"{args.file}: {len(scores)} windows"

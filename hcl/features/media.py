@@ -210,10 +210,13 @@ def read_media(path: str | Path, *, load_audio: bool = True) -> MediaClip:
                 video_size = (int(v.codec_context.width), int(v.codec_context.height))
             if v.duration is not None and v.time_base is not None:
                 durations.append(float(v.duration * v.time_base))
-        if has_audio and not load_audio:
+        audio_header = None  # the audio track's length as the header states it
+        if has_audio:
             a = container.streams.audio[0]
             if a.duration is not None and a.time_base is not None:
-                durations.append(float(a.duration * a.time_base))
+                audio_header = float(a.duration * a.time_base)
+                if not load_audio:
+                    durations.append(audio_header)
         if container.duration is not None:
             durations.append(container.duration / 1_000_000)
     audio: np.ndarray | None = np.zeros(0, np.float32)
@@ -222,6 +225,15 @@ def read_media(path: str | Path, *, load_audio: bool = True) -> MediaClip:
         audio, cut = _decode_audio(path)
         audio_seconds = len(audio) / SAMPLE_RATE
         durations.append(audio_seconds)
+        if not cut and audio_header is not None and audio_header - audio_seconds > max(1.0, 0.02 * audio_header):
+            # the data ends early without an error: a download or copy cut short (the index
+            # at the front still describes the whole file)
+            log.warning(
+                "%s: the audio ends at %.2f s although the file's header says %.2f s; the file is cut "
+                "short: using the %.2f s that decode (re-download or re-encode it for the rest)",
+                path, audio_seconds, audio_header, audio_seconds,
+            )
+            cut = True
         if cut:
             cut_at = audio_seconds
     elif has_audio:
