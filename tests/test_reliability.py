@@ -223,3 +223,87 @@ def test_full_disk_stops_the_recording_only_and_keeps_what_was_written(tmp_path,
         if video.exists() and video.stat().st_size > 50_000:  # holds at least one whole fragment
             assert decode(video, tolerate_cut=True)["frames"] >= 5
     assert os.strerror(errno.ENOSPC) in rec.error
+
+
+# ---------------------------------------------------------------- a stalled network camera
+class StallingCapture:
+    """A capture that delivers `frames` frames, then blocks in read() like a network
+    camera whose socket stays open with no data (until `release_event` is set)."""
+
+    def __init__(self, frames: int, release_event) -> None:
+        self.left = frames
+        self.release_event = release_event
+        self.released = False
+        self.blocked = False
+
+    def read(self):
+        if self.left <= 0:
+            self.blocked = True
+            self.release_event.wait()  # no timeout, as cv2's read
+            return False, None
+        self.left -= 1
+        import time
+
+        time.sleep(0.01)
+        return True, np.full((48, 64, 3), 100, np.uint8)
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_stalled_camera_is_marked_absent_reconnected_and_stops_promptly():
+    import threading
+    import time
+
+    from realtime.clock import SessionClock
+    from realtime.sources.camera import CameraSource
+
+    unblock = threading.Event()
+    caps: list[StallingCapture] = []
+
+    def opener():
+        # the first connection stalls after 20 frames; the reconnect stalls after 10_000 frames
+        caps.append(StallingCapture(21 if not caps else 10_000, unblock))
+        return caps[-1]
+
+    cam = CameraSource(index="rtsp://camera.invalid/stream", stall_seconds=0.5, retry_max_seconds=0.2, opener=opener)
+    cam.open()  # reads one frame
+    cam.start(SessionClock())
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not caps[0].blocked:
+            time.sleep(0.01)
+        assert caps[0].blocked and cam.frames.present
+        t_block = time.monotonic()
+        while time.monotonic() < deadline and cam.frames.present:
+            time.sleep(0.01)
+        assert not cam.frames.present, "a camera stalled for longer than stall_seconds is absent"
+        assert 0.3 < time.monotonic() - t_block < 2.0
+        assert cam.outages == 1 and cam.stalls == 1
+        while time.monotonic() < deadline and cam.reconnects < 1:
+            time.sleep(0.01)
+        assert cam.reconnects == 1 and len(caps) == 2 and cam.frames.present
+        assert cam.frames.get(timeout=2) is not None
+        cam.frames.task_done()
+        caps[1].left = 0  # the new connection stalls too; stop() must not wait for its read
+        while time.monotonic() < deadline and not caps[1].blocked:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        cam.stop()
+        cam.join(5)
+        assert time.monotonic() - t0 < 0.5, "stop() + join() return promptly although read() is blocked"
+        assert not cam._thread.is_alive() and cam.frames.ended
+    finally:
+        cam.stop()
+        unblock.set()
+    time.sleep(0.1)
+    assert caps[0].released, "an abandoned capture is released once its read returns"
+
+
+def test_camera_path_or_url_that_does_not_open_says_so():
+    from realtime.sources import SourceError
+    from realtime.sources.camera import CameraSource
+
+    cam = CameraSource(index="/dev/no-such-camera", opener=lambda: None)
+    with pytest.raises(SourceError, match="camera /dev/no-such-camera cannot be opened; check the path or URL"):
+        cam.open()

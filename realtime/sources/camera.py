@@ -1,7 +1,14 @@
 """An OpenCV camera as a thread that keeps only the latest frame.
 
 A camera that disappears mid-session marks video absent (`feed.present = False`)
-and is retried with backoff; the session goes on with audio and text.
+and is retried with backoff; the session goes on with audio and text. So does
+a camera that stalls: `cv2.VideoCapture.read()` has no timeout (a network
+camera whose socket stays open but sends nothing blocks it forever), so frames
+are read on a connection thread of their own and a watchdog marks the camera
+absent when no frame came for `stall_seconds`, abandons that connection (its
+capture is released if its read ever returns) and opens a new one. `stop()`
+never waits for a blocked read. Frames larger than `max_side` are scaled down
+as they arrive.
 """
 
 from __future__ import annotations
@@ -11,7 +18,10 @@ import glob
 import logging
 import os
 import threading
-from typing import Iterator
+import time
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from realtime.clock import SessionClock
 from realtime.sources import SourceError
@@ -71,8 +81,57 @@ def describe_cameras(cameras: list[int]) -> str:
     return "cameras that exist: " + ", ".join(f"--camera {i}" for i in cameras)
 
 
+class _Connection:
+    """One opened capture and the thread reading it; abandoned (not joined) when it stalls."""
+
+    def __init__(self, source: "CameraSource", cap: Any, clock: SessionClock) -> None:
+        self.source = source
+        self.cap = cap
+        self.clock = clock
+        self.frames = 0
+        self.last = time.monotonic()  # last sign of life: created, opened, or a frame
+        self.cancelled = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="camera-read", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        cap = self.cap
+        try:
+            if cap is None:
+                cap = self.cap = self.source._opener()  # may block on a stalled network camera
+                if cap is None or self.cancelled.is_set():
+                    return
+                self.last = time.monotonic()
+            while not self.cancelled.is_set():
+                ok, bgr = cap.read()  # no timeout: the watchdog covers a read that never returns
+                if self.cancelled.is_set() or not ok or bgr is None:
+                    return
+                self.last = time.monotonic()
+                self.frames += 1
+                self.source._deliver(self.clock.now(), bgr)
+        except Exception as exc:  # a backend error ends this connection; the watchdog reconnects
+            log.warning("camera %s: reading failed: %s", self.source.index, exc)
+        finally:
+            if cap is not None:
+                try:
+                    cap.release()
+                except Exception:
+                    pass
+
+    def stalled(self, seconds: float) -> bool:
+        return self.thread.is_alive() and time.monotonic() - self.last > seconds
+
+    def abandon(self) -> None:
+        self.cancelled.set()
+
+
 class CameraSource:
-    """Reads camera `index` in a thread into a latest-only `FrameFeed`."""
+    """Reads camera `index` (or a device path / stream URL) into a latest-only `FrameFeed`.
+
+    `stall_seconds`: no frame for this long marks the camera absent and reconnects.
+    `opener`: () -> a capture (`read() -> (ok, bgr)`, `release()`) or None; defaults to
+    OpenCV (tests pass fakes).
+    """
 
     kind = "camera"
     realtime = True
@@ -84,28 +143,44 @@ class CameraSource:
         width: int | None = 640,
         height: int | None = 480,
         retry_max_seconds: float = 5.0,
+        stall_seconds: float = 3.0,
+        max_side: int | None = None,
+        opener: Callable[[], Any] | None = None,
     ) -> None:
+        from hcl.features.media import ANALYSIS_MAX_SIDE
+
         # an index, or a device path / stream URL (anything cv2.VideoCapture opens)
         self.index = int(index) if isinstance(index, int) or str(index).isdigit() else str(index)
         self.width = width
         self.height = height
         self.retry_max_seconds = retry_max_seconds
+        self.stall_seconds = stall_seconds
+        self.max_side = ANALYSIS_MAX_SIDE if max_side is None else max_side
+        self._opener = opener or self._open
         self.frames = FrameFeed(latest_only=True)
         self.audio = None
         self.duration: float | None = None
         self.name = f"camera {self.index}"
         self.reconnects = 0
-        self.outages = 0  # times the camera stopped delivering frames
+        self.outages = 0  # times the camera stopped delivering frames (ended or stalled)
+        self.stalls = 0  # of which: no frame for stall_seconds with the connection still open
         self._cap = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._conn: _Connection | None = None
+        self._absent = False
 
     def _open(self):
         nodes = _linux_nodes()
         if isinstance(self.index, int) and nodes is not None and self.index not in nodes:
             return None
         with _quiet_opencv() as cv2:
-            cap = cv2.VideoCapture(self.index)
+            timeouts = []
+            if isinstance(self.index, str) and hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):
+                # network streams: let FFmpeg give up on a silent server too (the watchdog is the backstop)
+                ms = int(max(1.0, self.stall_seconds) * 1000)
+                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            cap = cv2.VideoCapture(self.index, cv2.CAP_ANY, timeouts) if timeouts else cv2.VideoCapture(self.index)
             if not cap.isOpened():
                 cap.release()
                 return None
@@ -117,12 +192,13 @@ class CameraSource:
 
     def open(self) -> None:
         """Open the device now; raises SourceError listing the cameras that exist."""
-        self._cap = self._open()
+        self._cap = self._opener()
         if self._cap is None or not self._cap.read()[0]:
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
-            raise SourceError(f"camera {self.index} cannot be opened; {describe_cameras(list_cameras())}")
+            hint = describe_cameras(list_cameras()) if isinstance(self.index, int) else "check the path or URL"
+            raise SourceError(f"camera {self.index} cannot be opened; {hint}")
 
     def start(self, clock: SessionClock) -> None:
         if self._cap is None:
@@ -130,41 +206,57 @@ class CameraSource:
         self._thread = threading.Thread(target=self._run, args=(clock,), name="camera", daemon=True)
         self._thread.start()
 
-    def _run(self, clock: SessionClock) -> None:
+    def _deliver(self, t: float, bgr: np.ndarray) -> None:
         import cv2
 
-        cap = self._cap
+        if self._stop.is_set():
+            return
+        h, w = bgr.shape[:2]
+        if self.max_side and max(h, w) > self.max_side:
+            k = self.max_side / max(h, w)
+            bgr = cv2.resize(bgr, (max(2, int(round(w * k))), max(2, int(round(h * k)))), interpolation=cv2.INTER_AREA)
+        if self._absent:
+            self._absent = False
+            self.reconnects += 1
+            log.info("camera %s is back", self.index)
+        self.frames.present = True
+        self.frames.put(t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+    def _run(self, clock: SessionClock) -> None:
+        """The watchdog: start a connection, watch that frames keep coming, reconnect with backoff."""
+        cap, self._cap = self._cap, None
+        conn = self._conn = _Connection(self, cap, clock)
         backoff = 0.25
-        while not self._stop.is_set():
-            if cap is None:
+        try:
+            while not self._stop.wait(0.05):
+                stalled = conn.stalled(self.stall_seconds)
+                if conn.thread.is_alive() and not stalled:
+                    if conn.frames:
+                        backoff = 0.25
+                    continue
+                if conn.frames or stalled:  # it was delivering (or is stuck): an outage
+                    if not self._absent:
+                        why = f"no frame for {self.stall_seconds:g} s" if stalled else "it stopped delivering frames"
+                        log.warning("camera %s: %s; video absent, reconnecting", self.index, why)
+                        self._absent = True
+                        self.outages += 1
+                        self.stalls += bool(stalled)
+                    self.frames.present = False
+                conn.abandon()
                 if self._stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.retry_max_seconds)
-                cap = self._open()
-                if cap is not None:
-                    self.reconnects += 1
-                    log.info("camera %s is back", self.index)
-                continue
-            ok, bgr = cap.read()
-            t = clock.now()
-            if not ok:
-                log.warning("camera %s stopped delivering frames; video absent, retrying", self.index)
-                self.frames.present = False
-                self.outages += 1
-                cap.release()
-                cap = None
-                backoff = 0.25
-                continue
-            self.frames.present = True
-            backoff = 0.25
-            self.frames.put(t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        if cap is not None:
-            cap.release()
-        self.frames.close()
+                conn = self._conn = _Connection(self, None, clock)
+        finally:
+            conn.abandon()
+            self.frames.close()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._conn is not None:
+            self._conn.abandon()
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the watchdog thread (never for a read blocked on a stalled camera)."""
         if self._thread is not None:
             self._thread.join(timeout)
