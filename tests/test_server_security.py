@@ -202,6 +202,10 @@ def test_a_client_that_stops_reading_is_disconnected():
     try:
         stalled = StalledClient(srv.port)
         stalled.sock.settimeout(0.5)
+        registered = time.monotonic() + 5
+        while srv.health()["clients"] == 0 and time.monotonic() < registered:
+            time.sleep(0.01)
+        assert srv.health()["clients"] == 1
         deadline = time.monotonic() + 12
         seq = 0
         while time.monotonic() < deadline and srv.health()["clients"] > 0:
