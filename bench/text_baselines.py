@@ -1,0 +1,151 @@
+"""Text-only baselines for the model card: what HCL must beat on the same data.
+
+    python bench/text_baselines.py --transcripts ../shared/data/mosi/label.csv \
+        --transcripts ../shared/data/mosei/label.csv --tune-layers 1 --seeds 1 \
+        --out bench/results/text_baselines.json
+
+Two baselines, each on the same train split, selected on the same valid split,
+the test splits scored once:
+
+- **ridge**: the frozen encoder's last hidden state, mean-pooled over tokens, then
+  ridge regression; the ridge strength is chosen on valid MAE.
+- **finetuned**: the same encoder with its top `--tune-layers` layers fine-tuned
+  end to end with a mean-pool + linear head (the layers under them frozen and
+  cached, as for HCL), AdamW, L1 loss, early stopping on valid MAE. With
+  `--tune-layers` equal to the encoder's depth this is full fine-tuning.
+
+Prints a table and writes JSON (read by scripts/ship_model.py for the card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hcl.config import ModelConfig, TrainConfig
+from hcl.data.transcripts import load_transcripts
+from hcl.features.config import FeatureSettings
+from hcl.metrics import aggregate_seeds, format_metrics, sentiment_metrics
+from hcl.model import SCORE_RANGE
+from hcl.text_top import TextTop, encoder_depth, replace_tuned
+from hcl.train import TrainingData, evaluate, fit_seed
+
+
+class MeanPoolHead(nn.Module):
+    """Mean over the present tokens, then a linear layer: the classic sentence-regression head."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config  # batching reads the input widths from it
+        self.linear = nn.Linear(config.text_dim, 1)
+
+    def forward(self, text, text_mask, *_, **__) -> torch.Tensor:
+        m = text_mask.unsqueeze(-1).float()  # (B, L, 1)
+        pooled = (text * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
+        raw = self.linear(pooled).squeeze(-1)
+        return raw if self.training else raw.clamp(-SCORE_RANGE, SCORE_RANGE)
+
+
+def pooled(samples) -> np.ndarray:
+    return np.stack([s.text.astype(np.float32).mean(0) if len(s.text) else np.zeros(s.text.shape[1], np.float32)
+                     for s in samples])
+
+
+def ridge_baseline(data: TrainingData, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0)) -> dict:
+    x, y = pooled(data.train), np.array([s.label for s in data.train])
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xs = np.c_[(x - mu) / sd, np.ones(len(x))]
+    best = None
+    for alpha in alphas:
+        reg = alpha * np.eye(xs.shape[1])
+        reg[-1, -1] = 0.0  # no penalty on the intercept
+        w = np.linalg.solve(xs.T @ xs + reg, xs.T @ y)
+
+        def score(samples, w=w):
+            z = np.c_[(pooled(samples) - mu) / sd, np.ones(len(samples))]
+            return sentiment_metrics(np.clip(z @ w, -SCORE_RANGE, SCORE_RANGE), np.array([s.label for s in samples]))
+
+        valid = score(data.valid)
+        if best is None or valid["mae"] < best["valid"]["mae"]:
+            best = {"alpha": alpha, "valid": valid, "test": {n: score(s) for n, s in data.tests.items()}}
+    return best
+
+
+def load(paths: list[str], settings: FeatureSettings) -> TrainingData:
+    train, valid, tests = [], [], {}
+    for path in paths:
+        splits = load_transcripts(path, settings)
+        train += splits["train"]
+        valid += splits["valid"]
+        tests[Path(path).parent.name] = splits["test"]
+    return TrainingData(train=train, valid=valid, tests=tests)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--transcripts", action="append", required=True, metavar="CSV")
+    p.add_argument("--tune-layers", type=int, default=1, help="top encoder layers fine-tuned (encoder depth = all)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3, help="head learning rate")
+    p.add_argument("--text-lr", type=float, default=5e-5, help="encoder-layer learning rate")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-finetuned", action="store_true", help="only the ridge baseline")
+    p.add_argument("--out", default="bench/results/text_baselines.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = FeatureSettings()
+    result: dict = {"argv": sys.argv[1:] if argv is None else list(argv), "encoder": settings.text.encoder}
+
+    t0 = time.perf_counter()
+    ridge = ridge_baseline(load(args.transcripts, settings))
+    result["ridge"] = {**ridge, "seconds": time.perf_counter() - t0}
+
+    if not args.skip_finetuned:
+        depth = encoder_depth(settings.text)
+        lower = replace(settings, text=replace_tuned(settings.text, 0, layer=depth - args.tune_layers))
+        data = load(args.transcripts, lower)
+        top = TextTop.from_encoder(settings.text, args.tune_layers)
+        cfg = ModelConfig(text_dim=settings.text.dim, inputs=("text",))
+        tc = TrainConfig(lr=args.lr, text_lr=args.text_lr, batch_size=args.batch_size, epochs=args.epochs,
+                         patience=args.patience, seeds=tuple(args.seeds), num_threads=args.threads)
+        runs = []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            torch.manual_seed(seed)
+            model, info = fit_seed(data, model_config=cfg, train_config=tc, seed=seed, progress=False,
+                                   text_top=top, model=MeanPoolHead(cfg))
+            runs.append({"seed": seed, "best_epoch": info["best_epoch"], "valid": evaluate(model, data.valid),
+                         "test": {n: evaluate(model, s) for n, s in data.tests.items()},
+                         "seconds": time.perf_counter() - t0})
+        result["finetuned"] = {
+            "tune_layers": args.tune_layers, "encoder_depth": depth, "train_config": tc.to_dict(), "runs": runs,
+            "summary": {n: aggregate_seeds([r["test"][n] for r in runs]) for n in data.tests},
+        }
+
+    print(f"{'baseline':<34} {'test':<6} metrics")
+    for name, m in result["ridge"]["test"].items():
+        print(f"{'ridge (alpha ' + str(result['ridge']['alpha']) + ')':<34} {name:<6} {format_metrics(m)}")
+    for run in result.get("finetuned", {}).get("runs", []):
+        for name, m in run["test"].items():
+            label = f"finetuned top {args.tune_layers} seed {run['seed']}"
+            print(f"{label:<34} {name:<6} {format_metrics(m)}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
