@@ -50,21 +50,25 @@ TARGETS = (
     Target("metrics", "hcl/metrics.py", ("tests/test_metrics.py",)),
     Target("kmeans", "hcl/kmeans.py", ("tests/test_kmeans.py",)),
     Target("cowa", "hcl/cowa.py", ("tests/test_cowa.py",)),
-    Target("ccl", "hcl/ccl.py", ("tests/test_ccl.py",)),
+    Target("ccl", "hcl/ccl.py", ("tests/test_ccl.py", "tests/test_model.py")),
     Target("protocol", "realtime/protocol.py", ("tests/test_protocol_table.py",)),
-    Target("windowing", "realtime/windowing.py", ("tests/test_windowing.py", "tests/test_windowing_assembler.py")),
+    Target("windowing", "realtime/windowing.py", ("tests/test_windowing.py", "tests/test_window_assembler.py")),
     Target(
         "server_access",
         "realtime/server.py",
         ("tests/test_access_tokens.py",),
         functions=(
             "*.x_is_loopback__mutmut_*",
+            "*.x_split_host__mutmut_*",
             "*ǁ_token_of__mutmut_*",
             "*ǁ_check_token__mutmut_*",
             "*ǁ_origin_allowed__mutmut_*",
             "*ǁ_host_allowed__mutmut_*",
+            "*ǁ_host_name_allowed__mutmut_*",
+            "*ǁ_check_headers__mutmut_*",
         ),
-        note="the access checks only: is_loopback, _token_of, _check_token, _origin_allowed, _host_allowed",
+        note="the access checks only: is_loopback, split_host, _token_of, _check_token, _origin_allowed, "
+        "_host_name_allowed (_host_allowed), _check_headers",
     ),
 )
 

@@ -312,3 +312,128 @@ def test_ctrl_c_closes_the_recording_cleanly(demo_media, live_checkpoint, tmp_pa
     assert not session.truncated
     assert [w["seq"] for w in session.windows] == list(range(len(session.windows)))
     assert session.audio_path is not None and session.read_audio()[0].size > 0
+
+
+# ------------------------------------------------------------------ a model that reads all three modalities
+@pytest.fixture(scope="module")
+def trimodal_checkpoint(tmp_path_factory):
+    """A real checkpoint (random weights, seed 0) whose model consumes text, audio and video,
+    so equal scores mean equal audio and video features too, not only equal words."""
+    import torch
+
+    from hcl.checkpoint import save_checkpoint
+    from hcl.config import MODALITIES, ModelConfig
+    from hcl.features.config import FeatureSettings
+    from hcl.model import HCL
+
+    torch.manual_seed(0)
+    settings = FeatureSettings()
+    model = HCL(config=ModelConfig(**settings.model_dims())).eval()
+    assert tuple(model.config.inputs) == MODALITIES
+    return save_checkpoint(tmp_path_factory.mktemp("trimodal") / "model.pt", model, features=settings,
+                           meta={"name": "random-trimodal"})
+
+
+def test_the_trimodal_checkpoint_reads_audio_and_video(trimodal_checkpoint):
+    import numpy as np
+
+    from realtime.scorer import WindowScorer
+    from realtime.windowing import Window
+
+    scorer = WindowScorer(checkpoint=trimodal_checkpoint, device="cpu")
+    rng = np.random.default_rng(0)
+    s = scorer.features
+
+    def window(audio_scale: float, video_scale: float) -> Window:
+        a = rng.normal(size=(s.window_steps, s.audio.dim)).astype(np.float32) * audio_scale
+        v = rng.random(size=(s.window_steps, s.face.dim)).astype(np.float32) * video_scale
+        on = np.ones(s.window_steps, bool)
+        return Window(0, 0.0, 4.0, a, on, v, on, [], "what a lovely day", {})
+
+    base = scorer.score(window(1, 1)).score
+    rng = np.random.default_rng(0)
+    assert scorer.score(window(1, 1)).score == base
+    rng = np.random.default_rng(0)
+    assert scorer.score(window(3, 1)).score != base
+    rng = np.random.default_rng(0)
+    assert scorer.score(window(1, 0.2)).score != base
+
+
+def test_annotate_equals_reproducible_real_time_replay_through_the_cli(demo_media, trimodal_checkpoint, tmp_path):
+    """`hcl-annotate FILE` and `hcl-live --file FILE --reproducible` (real-time pace) give the
+    same windows: words, presence, COWA weights and scores of a model that reads all three."""
+    from realtime.recording import read_session
+
+    path, _ = demo_media
+    fast, live = tmp_path / "annotated", tmp_path / "live"
+    annotate = subprocess.run([str(BIN / "hcl-annotate"), str(path), "-o", str(fast), "--checkpoint",
+                               str(trimodal_checkpoint), "--device", "cpu", "-q"],
+                              env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert annotate.returncode == 0, annotate.stdout + annotate.stderr
+    proc = _spawn([str(BIN / "hcl-live"), "--file", str(path), "--reproducible", "--exit-when-done", "--record",
+                   str(live), "--no-browser", "--port", "0", "--device", "cpu", "--checkpoint", str(trimodal_checkpoint)])
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert re.search(r"finished: \d+ windows, 0 dropped", out), out
+    a, b = read_session(fast), read_session(live)
+    assert a.info["model"]["inputs"] == ["text", "audio", "video"]
+    assert len(a.windows) == len(b.windows) > 10
+    keys = ("seq", "start", "end", "words", "presence", "weights", "score", "class7")
+    for wa, wb in zip(a.windows, b.windows):
+        assert {k: wa[k] for k in keys} == {k: wb[k] for k in keys}, wa["seq"]
+    assert any(w["presence"]["audio"] for w in a.windows) and any(w["presence"]["video"] for w in a.windows)
+    assert any(w["words"] for w in a.windows)
+    assert len({w["score"] for w in a.windows}) > 3  # the scores move with the inputs
+
+
+@pytest.mark.xfail(
+    reason="LivePipeline._handle publishes a window before SessionRecorder.write_window puts it on disk, "
+    "so kill -9 right after a client got window n can leave n out of scores.jsonl (record first, then publish)",
+    strict=False,
+)
+def test_kill_9_loses_no_window_a_client_was_sent(demo_media, trimodal_checkpoint, tmp_path):
+    """What a dashboard showed is on disk: kill -9 hcl-live the moment a websocket client has
+    received its 4th window; every window the client received is in scores.jsonl, unchanged,
+    and the recording is a gap-free prefix of the session."""
+    from realtime.recording import read_session
+
+    path, _ = demo_media
+    folder = tmp_path / "rec"
+    proc = _spawn([str(BIN / "hcl-live"), "--file", str(path), "--fast", "--record", str(folder), "--no-browser",
+                   "--port", "0", "--device", "cpu", "--checkpoint", str(trimodal_checkpoint), "--exit-when-done"])
+    received: list[dict] = []
+    try:
+        port = None
+        deadline = time.time() + 120
+        while time.time() < deadline and port is None:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            m = re.search(r"dashboard: http://127\.0\.0\.1:(\d+)/", line)
+            port = int(m.group(1)) if m else None
+        assert port, "hcl-live printed no dashboard URL"
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=20) as ws:
+            while True:
+                msg = json.loads(ws.recv(120))
+                if msg["type"] == "window":
+                    received.append(msg)
+                    if len(received) >= 4:
+                        os.kill(proc.pid, signal.SIGKILL)  # at once: no time to catch up on disk
+                        break
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    session = read_session(folder)
+    recorded = {w["seq"]: w for w in session.windows}
+    assert [w["seq"] for w in session.windows] == list(range(len(session.windows)))
+    assert [m["seq"] for m in received] == list(range(len(received)))
+    missing = [m["seq"] for m in received if m["seq"] not in recorded]
+    assert not missing, f"windows {missing} reached a client but not the recording"
+    for m in received:
+        assert recorded[m["seq"]] == m

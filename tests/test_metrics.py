@@ -148,3 +148,54 @@ def test_aggregate_and_format() -> None:
     assert line.startswith("MAE 0.667 | Corr ")
     assert "Acc-7 66.67" in line and "F1(non0) 60.00" in line
     assert format_metrics(agg) == "MAE 0.800±0.100 | Acc-7 44.00±4.00"
+
+
+def test_column_vectors_and_lists_are_flattened():
+    """Model outputs often come as (N, 1): they score like (N,)."""
+    col = PRED.reshape(-1, 1)
+    assert sentiment_metrics(col, LABEL) == sentiment_metrics(PRED, LABEL)
+    assert sentiment_metrics(PRED, LABEL.reshape(-1, 1)) == sentiment_metrics(PRED, LABEL)
+    assert mae(col, LABEL.reshape(1, -1)) == pytest.approx(4.0 / 6)
+    assert weighted_f1(np.array([[1], [0]]), np.array([1, 1])) == pytest.approx(1 / 3)
+
+
+def test_corr_is_exactly_within_minus_one_one():
+    # y = 3.5 x + 0.3: the raw quotient is 1.0000000000000002 in float64
+    x = np.array([0.09, -0.74, -0.92])
+    assert pearson_corr(x, 3.5 * x + 0.3) == 1.0
+    assert pearson_corr(x, -(3.5 * x + 0.3)) == -1.0
+    assert pearson_corr(np.array([1.0, 2.0]), np.array([3.0, 5.0])) == 1.0  # two samples are enough
+    assert pearson_corr(np.array([1.0, 2.0]), np.array([5.0, 3.0])) == -1.0
+
+
+def test_acc7_clips_at_three():
+    m = sentiment_metrics(np.array([3.6, -3.7, 2.4]), np.array([3.0, -3.0, 2.0]))
+    assert m["acc7"] == 100.0  # 3.6 and 3 are both "strongly positive"
+    assert m["acc5"] == 100.0
+
+
+def test_weighted_f1_edges():
+    assert weighted_f1(np.array([True]), np.array([True])) == 1.0
+    assert weighted_f1(np.array([True]), np.array([False])) == 0.0
+    assert math.isnan(weighted_f1(np.array([], bool), np.array([], bool)))
+    with pytest.raises(ValueError, match=r"^y_true and y_pred differ in length: 2 vs 3$"):
+        weighted_f1(np.zeros(2), np.zeros(3))
+
+
+def test_error_messages_say_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^metrics need at least one sample, got empty arrays$"):
+        mae(np.zeros(0), np.zeros(0))
+    with pytest.raises(ValueError, match=r"^pred and label must have the same number of elements, got 3 and 4$"):
+        mae(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match=r"^pred/label contain NaN or inf; check the model output and the labels before scoring$"):
+        mae(np.zeros(1), np.array([np.inf]))
+    with pytest.raises(ValueError, match=r"^aggregate_seeds needs at least one run's metrics, got an empty list$"):
+        aggregate_seeds([])
+    with pytest.raises(ValueError, match=r"^run 2 has keys \['corr'\], run 0 has \['mae'\]; aggregate runs scored with the same metric set$"):
+        aggregate_seeds([{"mae": 1.0}, {"mae": 2.0}, {"corr": 1.0}])
+
+
+def test_two_seeds_have_a_std_and_extra_keys_format_by_name():
+    agg = aggregate_seeds([{"mae": 0.7}, {"mae": 0.9}])
+    assert agg["mae"]["std"] == pytest.approx(math.sqrt(0.02))  # ddof=1 over two runs
+    assert format_metrics({"corr": 0.12345, "mae": 0.5, "loss": 1.0}) == "MAE 0.500 | Corr 0.123 | loss 1.00"
