@@ -50,6 +50,7 @@ WORDS = "words.json"
 VTT = "transcript.vtt"
 AUDIO = "audio.wav"
 VIDEO = "video.mp4"
+VIDEO_QUEUE_BYTES = 32 << 20  # frames waiting for the encoder hold at most this much (and at least 4 frames)
 
 
 class SessionError(ValueError):
@@ -650,7 +651,8 @@ class SessionRecorder:
         with self._locks["video"]:
             self._check_open()
             if self._video_thread is None:
-                self._frames = queue.Queue(maxsize=self._video_queue_size)
+                size = max(4, min(self._video_queue_size, VIDEO_QUEUE_BYTES // max(1, item[0].nbytes)))
+                self._frames = queue.Queue(maxsize=size)
                 self._video_thread = threading.Thread(target=self._video_loop, name="session-video", daemon=True)
                 self._video_thread.start()
         try:

@@ -22,6 +22,7 @@ from realtime.sources import SourceError
 from realtime.streams import AudioRing, FrameFeed
 
 log = logging.getLogger(__name__)
+FRAME_QUEUE_BYTES = 24 << 20
 
 
 class FileSource:
@@ -68,7 +69,7 @@ class FileSource:
 
     def open(self) -> None:
         """Read the file's header (and its first audio); raises SourceError naming the file."""
-        from hcl.features.media import MediaError, read_media
+        from hcl.features.media import MediaError, read_media, scaled_size
 
         if not self.path.exists():
             raise SourceError(f"{self.path}: no such file (give --file an existing audio/video file)")
@@ -87,7 +88,10 @@ class FileSource:
             seconds = min(seconds, max(float(self.buffer_seconds), 30.0))
         self.audio = AudioRing(sample_rate=clip.sample_rate, capacity_seconds=seconds) if clip.has_audio else None
         if clip.has_video:
-            self.frames = FrameFeed(latest_only=False, maxsize=max(4, int(2 * self.fps)), block=not self.realtime)
+            # two seconds of frames, but no more than FRAME_QUEUE_BYTES of them (large videos)
+            w, h = scaled_size(*(clip.video_size or (640, 480)), self.max_side)
+            size = max(4, min(int(2 * self.fps), FRAME_QUEUE_BYTES // (w * h * 3)))
+            self.frames = FrameFeed(latest_only=False, maxsize=size, block=not self.realtime)
 
     def start(self, clock: SessionClock) -> None:
         if self.clip is None:
