@@ -307,3 +307,25 @@ def test_camera_path_or_url_that_does_not_open_says_so():
     cam = CameraSource(index="/dev/no-such-camera", opener=lambda: None)
     with pytest.raises(SourceError, match="camera /dev/no-such-camera cannot be opened; check the path or URL"):
         cam.open()
+
+
+def test_full_disk_during_hcl_annotate_keeps_scoring_every_window(tmp_path, live_scorer):
+    """The live path end to end on a real full disk: the recording stops (reported as a
+    problem), every window is still scored, and the folder holds what was written."""
+    from hcl.features.media import write_media
+    from realtime.cli import annotate
+    from realtime.windowing import last_step
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, size=(240, 320, 3), dtype=np.uint8) for _ in range(80)]  # 8 s of noise
+    clip = write_media(tmp_path / "noise.mp4", frames, tone(8.0), fps=10, crf=18)
+    with tiny_disk(tmp_path, "160k") as disk:
+        pipeline = annotate(str(clip), str(disk / "session"), scorer=live_scorer, progress=False)
+        rec = pipeline.recorder
+        assert rec.error is not None and "No space left on device" in rec.error
+        assert pipeline.problems() == [] and pipeline.error is None  # monitoring went on
+        assert len(pipeline.messages) == last_step(8.0, live_scorer.features.step_seconds)
+        assert rec.windows < len(pipeline.messages)
+        s = read_session(disk / "session")
+        assert [w["seq"] for w in s.windows] == [m["seq"] for m in pipeline.messages[: len(s.windows)]]
+        assert not [p.name for p in (disk / "session").iterdir() if p.name.endswith(".tmp")]
