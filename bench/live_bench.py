@@ -371,6 +371,8 @@ def reaction_main(args, checkpoint, model_note) -> int:
         "sentences": [{**s, "clean_text_score": round(c, 3)} for s, c in zip(sentences, clean)],
         "reactions": reactions,
         "releases": releases,
+        # every window message as the client saw it: [received (session s), seq, end, score, text]
+        "timeline": [[round(t, 3), m["seq"], m["end"], m["score"], " ".join(w["w"] for w in m["words"])] for t, m in received],
     }
     out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """HCL model benchmark: parameters, FLOPs per sample, latency per window at batch 1,
-throughput at batch 64 and 512; CPU always, CUDA (plain and CUDA-graph replay) when present.
+throughput at batch 64 and 512; CPU always (eager, and traced into a frozen TorchScript
+graph as the live scorer runs it), CUDA (plain and CUDA-graph replay) when present.
 
     python bench/model_bench.py [--repeats 30] [--threads 2] [--out bench/results/model.json]
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -30,26 +32,43 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_calls(fn, device, repeats: int, warmup: int = 3) -> list[float]:
+def time_calls(fn, device, repeats: int, warmup: int = 3, cpu: list | None = None) -> list[float]:
+    """Wall seconds per call; with `cpu`, also this thread's CPU seconds per call (on a
+    shared machine the CPU time is what the call costs, the wall time adds waiting for a core)."""
     for _ in range(warmup):
         fn()
     _sync(device)
     out = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
         _sync(device)
         out.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.thread_time() - c0)
     return out
 
 
-def bench_device(model: HCL, device: torch.device, lengths, batches, repeats: int, graph: bool) -> list[dict]:
+def traced(model: HCL, x: dict) -> torch.jit.ScriptModule:
+    """The model traced on inputs x and frozen (what realtime.scorer does on CPU)."""
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.freeze(torch.jit.trace(model, tuple(x.values()), check_trace=False).eval())
+
+
+def bench_device(model: HCL, device: torch.device, lengths, batches, repeats: int, graph: bool, trace: bool = False) -> list[dict]:
     rows = []
     model = model.to(device).eval()
     for b in batches:
         x = dummy_inputs(model, lengths, batch=b, device=device)
+        if trace:
+            script = traced(model, x)
         with torch.inference_mode():
-            if graph:
+            if trace:
+                fn = lambda: script(*x.values())  # noqa: E731
+            elif graph:
                 # static inputs, warm-up on a side stream, capture once, replay
                 s = torch.cuda.Stream()
                 s.wait_stream(torch.cuda.current_stream())
@@ -63,15 +82,17 @@ def bench_device(model: HCL, device: torch.device, lengths, batches, repeats: in
                 fn = g.replay
             else:
                 fn = lambda: model(**x)  # noqa: E731
-            times = time_calls(fn, device, repeats if b < 512 else max(5, repeats // 3))
+            cpu: list[float] = []
+            times = time_calls(fn, device, repeats if b < 512 else max(5, repeats // 3), cpu=cpu)
         med = statistics.median(times)
         rows.append(
             {
-                "device": device.type + (" +graph" if graph else ""),
+                "device": device.type + (" +graph" if graph else "") + (" +trace" if trace else ""),
                 "batch": b,
                 "median_ms": med * 1e3,
                 "p95_ms": sorted(times)[int(0.95 * (len(times) - 1))] * 1e3,
                 "samples_per_s": b / med,
+                "cpu_median_ms": statistics.median(cpu) * 1e3 if device.type == "cpu" else None,
             }
         )
     return rows
@@ -102,6 +123,7 @@ def main(argv=None) -> int:
     profiles = {name: model_profile(HCL(config=cfg), lens) for name, (cfg, lens) in configs.items()}
     model = HCL(config=configs["live (MiniLM 384 / audio 48 / face 58)"][0])
     rows = bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False)
+    rows += bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False, trace=True)
     if torch.cuda.is_available():
         rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=False)
         rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=True)
@@ -112,15 +134,18 @@ def main(argv=None) -> int:
     print(f"{'paper HCL (reported)':42s} {PAPER['parameters'] / 1e6:9.2f}M {PAPER['gflops']:14.3f}")
     print(f"{'paper ALMT (reported)':42s} {PAPER['almt_parameters'] / 1e6:9.2f}M {PAPER['almt_gflops']:14.3f}")
     print()
-    print(f"{'device':12s} {'batch':>6s} {'median ms':>10s} {'p95 ms':>9s} {'samples/s':>11s}")
+    print(f"{'device':12s} {'batch':>6s} {'median ms':>10s} {'p95 ms':>9s} {'CPU ms':>8s} {'samples/s':>11s}")
     for r in rows:
-        print(f"{r['device']:12s} {r['batch']:6d} {r['median_ms']:10.2f} {r['p95_ms']:9.2f} {r['samples_per_s']:11.0f}")
+        cpu = "-" if r["cpu_median_ms"] is None else f"{r['cpu_median_ms']:.2f}"
+        print(f"{r['device']:12s} {r['batch']:6d} {r['median_ms']:10.2f} {r['p95_ms']:9.2f} {cpu:>8s} {r['samples_per_s']:11.0f}")
+    print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     result = {
         "lengths": lengths,
         "profiles": profiles,
         "paper": PAPER,
         "rows": rows,
         "threads": torch.get_num_threads(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

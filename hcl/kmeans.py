@@ -48,7 +48,9 @@ class KMeansWorkspace:
 
     def _ensure(self, n: int, d: int, t: int, dtype: torch.dtype, device: torch.device) -> None:
         key = (n, d, t, dtype, device)
-        if key == self.key:
+        # buffers made under torch.inference_mode() cannot be written outside it (e.g. when a
+        # model scored under inference_mode is then traced or trained): make new ones then
+        if key == self.key and (torch.is_inference_mode_enabled() or not self.centroids.is_inference()):
             return
         k = self.clusters
         self.key = key

@@ -60,13 +60,11 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         q_in = self.norm_q(q)
         kv_in = q_in if kv is None else self.norm_kv(kv)
-        b, lq, d = q_in.shape
-        lk = kv_in.shape[1]
-        e = d // self.heads
+        e = q_in.shape[-1] // self.heads  # a Python int: no shape arithmetic in a traced graph
         # (B, L, 2d) -> (B, L, 2, h, e) -> (2, B, h, L, e): k and v split by the same view
-        kv_h = self.to_kv(kv_in).view(b, lk, 2, self.heads, e).permute(2, 0, 3, 1, 4)
+        kv_h = self.to_kv(kv_in).unflatten(-1, (2, self.heads, e)).permute(2, 0, 3, 1, 4)
         k_h, v_h = kv_h[0], kv_h[1]
-        q_h = self.to_q(q_in).view(b, lq, self.heads, e).transpose(1, 2)  # (B, h, Lq, e)
+        q_h = self.to_q(q_in).unflatten(-1, (self.heads, e)).transpose(1, 2)  # (B, h, Lq, e)
         bias = None
         if key_mask is not None:
             # additive mask, finite so that an all-absent row stays finite; zeroed below
@@ -81,7 +79,7 @@ class Attention(nn.Module):
             out = torch.einsum("bhqk,bhke->bhqe", F.dropout(weights, p, self.training), v_h)
         else:
             out = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=bias, dropout_p=p)
-        out = self.to_out(out.transpose(1, 2).reshape(b, lq, d))
+        out = self.to_out(out.transpose(1, 2).flatten(2))
         if key_mask is not None:
             out = out * key_mask.any(dim=-1).to(out.dtype)[:, None, None]
         return out, weights

@@ -144,28 +144,52 @@ def pause_after(words, wave, *, t0: float, sample_rate: int, pause: float, pause
     """How many leading `words` end before a pause in `wave` (which starts at time t0):
     the index after the last word followed by `pause` seconds quieter than `pause_db`."""
     n = 0
+    threshold = speech_threshold(wave, sample_rate=sample_rate, pause_db=pause_db)
     for i, w in enumerate(words):
         a = int(round((w.end + 0.05 - t0) * sample_rate))
         b = int(round((w.end + 0.05 + pause - t0) * sample_rate))
         if a < 0 or b > len(wave):
             break
         seg = wave[a:b]
-        if len(seg) and 10 * np.log10(float(np.mean(seg.astype(np.float64) ** 2)) + 1e-12) < pause_db:
+        if len(seg) and 10 * np.log10(float(np.mean(seg.astype(np.float64) ** 2)) + 1e-12) < threshold:
             n = i + 1
     return n
 
 
 FRAME_SECONDS = 0.02  # energy frames of the pause / utterance detection
+# A quiet recording (speech at -35 to -50 dBFS) would be all "pause" at a fixed level, so
+# the level that counts as quiet is also at most this far below the loudest frame...
+SPEECH_RANGE_DB = 30.0
+# ...but never below this (else a stretch of pure room noise would count as speech)
+QUIET_FLOOR_DB = -65.0
 
 
-def loud_frames(wave: np.ndarray, *, sample_rate: int, threshold_db: float, frame: float = FRAME_SECONDS) -> np.ndarray:
-    """(n_frames,) bool: frames of `frame` seconds whose level is at least `threshold_db` dBFS."""
+def frame_levels(wave: np.ndarray, *, sample_rate: int, frame: float = FRAME_SECONDS) -> np.ndarray:
+    """(n_frames,) dBFS level of each whole frame of `frame` seconds."""
     size = max(1, int(round(frame * sample_rate)))
     n = len(wave) // size
     if n == 0:
-        return np.zeros(0, bool)
+        return np.zeros(0)
     power = np.mean(np.square(wave[: n * size].reshape(n, size), dtype=np.float64), axis=1)
-    return 10 * np.log10(power + 1e-12) >= threshold_db
+    return 10 * np.log10(power + 1e-12)
+
+
+def speech_threshold(wave: np.ndarray, *, sample_rate: int, pause_db: float) -> float:
+    """The level (dBFS) below which `wave` counts as a pause: `pause_db`, lowered for a quiet
+    recording to SPEECH_RANGE_DB below its loudest frame, but not below QUIET_FLOOR_DB."""
+    levels = frame_levels(wave, sample_rate=sample_rate)
+    if not len(levels):
+        return pause_db
+    return min(pause_db, max(float(levels.max()) - SPEECH_RANGE_DB, QUIET_FLOOR_DB))
+
+
+def loud_frames(wave: np.ndarray, *, sample_rate: int, threshold_db: float, frame: float = FRAME_SECONDS) -> np.ndarray:
+    """(n_frames,) bool: frames of `frame` seconds at or above the pause level of `wave`
+    (`speech_threshold` with `threshold_db` as the pause level)."""
+    levels = frame_levels(wave, sample_rate=sample_rate, frame=frame)
+    if not len(levels):
+        return np.zeros(0, bool)
+    return levels >= min(threshold_db, max(float(levels.max()) - SPEECH_RANGE_DB, QUIET_FLOOR_DB))
 
 
 def speech_end(wave: np.ndarray, *, t0: float, sample_rate: int, threshold_db: float) -> float | None:
@@ -176,6 +200,53 @@ def speech_end(wave: np.ndarray, *, t0: float, sample_rate: int, threshold_db: f
     return t0 + (loud[-1] + 1) * FRAME_SECONDS
 
 
+def first_pause(wave: np.ndarray, *, t0: float, sample_rate: int, pause: float, threshold_db: float) -> float | None:
+    """Session time where the first stretch of speech in `wave` (starting at t0) that is
+    followed by `pause` s of quiet ends; None if no speech in it is followed by a pause yet."""
+    loud = loud_frames(wave, sample_rate=sample_rate, threshold_db=threshold_db)
+    need_quiet = max(1, int(round(pause / FRAME_SECONDS)))
+    quiet = 0
+    seen_speech = False
+    for i, is_loud in enumerate(loud):
+        if is_loud:
+            seen_speech, quiet = True, 0
+        elif seen_speech:
+            quiet += 1
+            if quiet >= need_quiet:
+                return t0 + (i + 1 - quiet) * FRAME_SECONDS
+    return None
+
+
+def utterance_onsets(
+    wave: np.ndarray, *, t0: float, sample_rate: int, pause: float, threshold_db: float, min_speech: float = 0.06
+) -> list[tuple[float, float]]:
+    """The utterances that begin in `wave` (starting at t0): (onset, end of the speech
+    before it) for every run of at least `min_speech` s of speech that follows `pause` s
+    of quiet, in time order. Speech running from t0 without such a pause gives no onset."""
+    loud = loud_frames(wave, sample_rate=sample_rate, threshold_db=threshold_db)
+    need_quiet = max(1, int(round(pause / FRAME_SECONDS)))
+    need_loud = max(1, int(round(min_speech / FRAME_SECONDS)))
+    onsets = []
+    quiet = 0 if len(loud) and loud[0] else need_quiet  # quiet frames before frame i
+    run = 0
+    candidate = None  # (frame, end of the speech before it)
+    last_loud_end = t0  # end of the last loud frame
+    for i, is_loud in enumerate(loud):
+        if is_loud:
+            if run == 0 and quiet >= need_quiet:
+                candidate = (i, last_loud_end)
+            run += 1
+            quiet = 0
+            if candidate is not None and run >= need_loud:
+                onsets.append((t0 + candidate[0] * FRAME_SECONDS, candidate[1]))
+                candidate = None
+            last_loud_end = t0 + (i + 1) * FRAME_SECONDS
+        else:
+            run = 0
+            quiet += 1
+    return onsets
+
+
 def utterance_start(
     wave: np.ndarray, *, t0: float, sample_rate: int, pause: float, threshold_db: float, min_speech: float = 0.06
 ) -> float | None:
@@ -183,25 +254,10 @@ def utterance_start(
     first loud frame of the last run of at least `min_speech` s of speech that follows
     `pause` s of quiet. `t0` when speech runs from the start without such a pause, None
     when `wave` holds no speech."""
-    loud = loud_frames(wave, sample_rate=sample_rate, threshold_db=threshold_db)
-    need_quiet = max(1, int(round(pause / FRAME_SECONDS)))
-    need_loud = max(1, int(round(min_speech / FRAME_SECONDS)))
-    start = None  # first frame of the current utterance
-    quiet = need_quiet  # quiet frames before frame i (the stretch before t0 counts as unknown = a pause)
-    run = 0
-    candidate = None
-    for i, is_loud in enumerate(loud):
-        if is_loud:
-            if run == 0 and quiet >= need_quiet:
-                candidate = i
-            run += 1
-            quiet = 0
-            if candidate is not None and run >= need_loud:
-                start, candidate = candidate, None
-        else:
-            run = 0
-            quiet += 1
-    return None if start is None else t0 + start * FRAME_SECONDS
+    onsets = utterance_onsets(wave, t0=t0, sample_rate=sample_rate, pause=pause, threshold_db=threshold_db, min_speech=min_speech)
+    if onsets:
+        return onsets[-1][0]
+    return t0 if speech_end(wave, t0=t0, sample_rate=sample_rate, threshold_db=threshold_db) is not None else None
 
 
 class SpeechStream:
@@ -257,6 +313,12 @@ class SpeechStream:
         self._last_h = origin
 
     @property
+    def settled_until(self) -> float:
+        """Speech up to here is transcribed for good (a pause pass committed it); inf when
+        there are no pause passes (the reproducible policy: windows wait for their passes)."""
+        return self._paused_until if self.pause_passes else math.inf
+
+    @property
     def next_periodic(self) -> float:
         return self.origin + self._k * self.period
 
@@ -264,17 +326,25 @@ class SpeechStream:
         """The latest pass horizon whose words a window ending at `t` may use."""
         return math.floor((t - self.delay) / self.period + 1e-9) * self.period
 
+    def _next_pause(self, horizon: float) -> float | None:
+        """Horizon of the next pause pass (the end of the first speech after the last pause
+        pass that the audio up to `horizon` shows followed by a pause, plus the pause)."""
+        t0 = max(self._scan_start, self._paused_until, horizon - self.context)
+        if horizon - t0 <= self.pause:
+            return None
+        end = first_pause(self.read(t0, horizon), t0=t0, sample_rate=self.sample_rate, pause=self.pause, threshold_db=self.pause_db)
+        return None if end is None else min(horizon, end + self.pause)
+
     def due(self, horizon: float) -> tuple[float, bool] | None:
-        """(pass horizon, is a pause pass) of the pass to run now, or None."""
-        if self.pause_passes:
-            t0 = max(self._scan_start, self._paused_until, horizon - self.context)
-            if horizon - t0 > self.pause:
-                end = speech_end(self.read(t0, horizon), t0=t0, sample_rate=self.sample_rate, threshold_db=self.pause_db)
-                if end is not None and horizon - end >= self.pause:
-                    return horizon, True
+        """(pass horizon, is a pause pass) of the pass to run now, or None. Pause passes sit
+        at fixed places in media time (each phrase's end + `pause`), so a stream that falls
+        behind still gives every phrase its pause pass, in order."""
+        paused = self._next_pause(horizon) if self.pause_passes else None
         h = self.next_periodic
         if h > horizon + 1e-9:
-            return None
+            return None if paused is None else (paused, True)
+        if paused is not None and paused <= h:
+            return paused, True
         behind = horizon - h
         if self.catch_up or (self.max_backlog is not None and behind > self.max_backlog):
             latest = int((horizon - self.origin) / self.period + 1e-9)
@@ -285,6 +355,8 @@ class SpeechStream:
                 self.skipped += latest - self._k
                 self._k = latest
                 h = self.next_periodic
+        if paused is not None and paused <= h:
+            return paused, True
         return h, False
 
     def step(self, horizon: float, now: float) -> list[TimedWord] | None:
@@ -390,6 +462,7 @@ class SpeechWorker:
     delay = property(lambda self: self.stream.delay)
     context = property(lambda self: self.stream.context)
     skipped = property(lambda self: self.stream.skipped)
+    settled_until = property(lambda self: self.stream.settled_until)
 
     def required_horizon(self, t: float) -> float:
         return self.stream.required_horizon(t)

@@ -316,16 +316,21 @@ class WindowAssembler:
 
     def text_start(self, end: float) -> float:
         """Where the text of the window ending at `end` starts: `end - text_context`, or
-        later, the start of the latest utterance in the audio (see `utterance_start`)."""
+        later, where the current utterance starts in the audio (`utterance_onsets`). An
+        utterance becomes the current one once the speech before it is transcribed for
+        good (`speech.settled_until`), so the last words of a sentence are not cut from
+        the text before they arrive because the next sentence has begun."""
         t0 = end - self.text_context
         if self.utterance_pause is None or self.audio is None:
             return t0
-        from realtime.speech import utterance_start
+        from realtime.speech import utterance_onsets
 
+        settled = getattr(self.speech, "settled_until", math.inf)
         wave = self.audio.read(t0, end)
-        start = utterance_start(wave, t0=t0, sample_rate=self.audio.sample_rate, pause=self.utterance_pause, threshold_db=self.pause_db)
+        onsets = utterance_onsets(wave, t0=t0, sample_rate=self.audio.sample_rate, pause=self.utterance_pause, threshold_db=self.pause_db)
+        current = [onset for onset, before in onsets if before <= settled + UTTERANCE_TOLERANCE]
         # Whisper's word times wobble by ~0.1 s: a word starting just before the onset belongs to it
-        return t0 if start is None else max(t0, start - UTTERANCE_TOLERANCE)
+        return max(t0, current[-1] - UTTERANCE_TOLERANCE) if current else t0
 
     def words_at(self, end: float) -> list[dict[str, Any]]:
         """The transcript words of the window ending at `end`, as known now."""

@@ -146,3 +146,30 @@ def test_energy_helpers():
     click[int(2.55 * SR) : int(2.57 * SR)] = 0.3
     assert utterance_start(click, t0=10.0, sample_rate=SR, pause=0.45, threshold_db=-45) == pytest.approx(12.0)
     assert utterance_start(np.zeros(1000, np.float32), t0=0.0, sample_rate=SR, pause=0.45, threshold_db=-45) is None
+
+
+def test_a_quiet_recording_still_has_pauses_and_room_noise_is_no_speech():
+    """Speech at about -45 dBFS over -75 dBFS room noise (a real MOSI clip is like this):
+    a fixed -45 dB pause level would call most of it a pause."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 10 ** (-75 / 20), int(3.0 * SR)).astype(np.float32)
+    t = np.arange(len(noise)) / SR
+    speech = ((t >= 0.5) & (t < 1.2)) | ((t >= 1.8) & (t < 2.6))
+    wave = noise + np.where(speech, 0.008 * np.sin(2 * np.pi * 180 * t), 0).astype(np.float32)  # ~ -45 dBFS
+    assert speech_end(wave, t0=0.0, sample_rate=SR, threshold_db=-45) == pytest.approx(2.6, abs=0.03)
+    assert utterance_start(wave, t0=0.0, sample_rate=SR, pause=0.45, threshold_db=-45) == pytest.approx(1.8, abs=0.03)
+    assert speech_end(noise, t0=0.0, sample_rate=SR, threshold_db=-45) is None
+
+
+def test_a_stream_that_fell_behind_still_gives_each_phrase_its_pause_pass_in_order():
+    first = phrase(["good", "morning"], 0.2)  # ends 1.05
+    second = phrase(["see", "you", "soon"], 2.0)  # ends 3.3
+    stream, _ = make(first + second, 8.0, pause_passes=True, catch_up=True)
+    horizons = []
+    for _ in range(6):  # the thread wakes late: the audio is already at 8 s
+        stream.step(8.0, now=8.0)
+        horizons.append(stream._last_h)
+    assert stream.pause_pass_count == 2
+    assert horizons[:2] == pytest.approx([1.05 + 0.25, 3.3 + 0.25], abs=0.03)  # at the pauses, not at 8 s
+    assert stream.settled_until == pytest.approx(3.3, abs=0.03)
+    assert [w.text for w in stream.transcript.all_words()] == ["good", "morning", "see", "you", "soon"]

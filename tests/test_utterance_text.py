@@ -78,3 +78,16 @@ def test_text_context_still_bounds_a_long_utterance():
     got = a.words_at(12.0)
     assert got and all(0.5 * (w["start"] + w["end"]) >= 8.0 for w in got)
     assert a.text_start(12.0) == 8.0  # speech all along: the context bound applies
+
+
+def test_the_next_utterance_takes_over_only_once_the_last_one_is_transcribed():
+    """Under load the last words of a sentence may arrive after the next sentence began:
+    until a pause pass has settled the first sentence, the text still starts with it."""
+    ring = ring_with_speech([(0.5, 1.5), (2.3, 3.4)], 6.0)
+    tr = committed(POSITIVE[:2])  # "this" (ends 1.5) not committed yet
+    a = assembler(ring, tr)
+    a.speech.settled_until = 0.0  # no pause pass has run over the first sentence
+    assert [w["w"] for w in a.words_at(2.5)] == ["i", "love"]
+    tr.commit([TimedWord("this", 1.1, 1.5, 0.9, 0.0, 0.0)])
+    a.speech.settled_until = 1.5  # the pause pass committed it
+    assert a.words_at(2.5) == []  # now the text follows the sentence being spoken
