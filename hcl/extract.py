@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-seconds", type=float, default=None, help="step length (default 0.5; new datasets only)")
     p.add_argument("--face-fps", type=float, default=None, help="video frames analysed per second (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show the libraries' start-up output (model loading bars, mediapipe/TFLite lines)")
     return p
 
 
@@ -209,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hcl-extract: {exc}", file=sys.stderr)
         return 2
     jobs, missing, unused = plan_jobs(files, rows, text_from=args.text)
+    if args.verbose:
+        os.environ["HCL_NATIVE_LOGS"] = "1"  # read by hcl.features.face
+    else:  # set before transformers is imported: it reads the switch then
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
     import torch
     from tqdm.auto import tqdm
