@@ -1,8 +1,9 @@
 """Step clock and 8-step windows.
 
 Pure functions (step times, window stacking, words in a window, presence) plus
-`WindowAssembler`, a thread that, at every step boundary T = k * step_seconds,
-makes the step's audio features (the features engineer's `SegmentFeaturizer`,
+`WindowAssembler`, whose readiness rule (`missing`) and text span (`text_start`,
+`words_at`) are synchronous steps on a clock, and whose thread, at every step
+boundary T = k * step_seconds, makes the step's audio features (the features engineer's `SegmentFeaturizer`,
 the same path as training data) and face features (frames of the step through
 `aggregate_steps`), and emits a `Window` of the last `window_steps` steps and the
 transcript words in it to a bounded `WindowQueue`.
@@ -255,37 +256,69 @@ class WindowAssembler:
             self.done.set()
             self.out.close()
 
+    def missing(self, t: float, now: float) -> str | None:
+        """What the window ending at `t` still waits for at session time `now`: "clock",
+        "audio", "faces" or "speech"; None when it can be assembled. Never blocks: the
+        readiness rule as a step, testable with a fake clock (the thread waits on the input
+        named, then asks again).
+
+        strict: the window's audio, every frame before `t` and the speech passes whose
+        words it may use are done. Otherwise (live devices): audio up to `t`, or
+        `max_wait` past `t` at the latest; the transcript as it stands."""
+        if self.realtime and now < t - 1e-9:
+            return "clock"
+        audio = self.audio
+        if not self.strict:
+            if audio is not None and audio.horizon < t and not audio.ended:
+                if not self.realtime or now < t + self.max_wait:
+                    return "audio"
+            return None
+        if audio is not None and audio.horizon < t and not audio.ended:
+            return "audio"
+        if self.faces is not None:
+            feed = self.faces.feed
+            if audio is None and not (feed.horizon >= t or feed.ended):
+                return "faces"
+            if not self.faces.done.is_set() and feed.pending_before(t):
+                return "faces"
+        if self.speech is not None:
+            passes = self.speech.transcript.passes
+            end = audio.horizon if (audio is not None and audio.ended) else None
+            if end is not None and t >= end - 1e-9:
+                if not passes.ended:  # the last windows wait for the final pass
+                    return "speech"
+            else:
+                need = self.speech.required_horizon(t)
+                if need > 0 and passes.value < need - 1e-9 and not passes.ended:
+                    return "speech"
+        return None
+
     def _wait_inputs(self, t: float) -> bool:
         """Wait until the inputs of the window ending at t are there; False to re-check."""
         poll = 0.2
         if self.realtime and not self.clock.sleep_until(t, self._stop):
             return False
-        if self.strict:
-            if self.audio is not None and not self.audio.wait_until(t, timeout=poll):
-                if not self.audio.ended:
-                    return False
-            if self.faces is not None:
-                feed = self.faces.feed
-                if self.audio is None and not (feed.horizon >= t or feed.ended):
-                    time.sleep(0.01)
-                    return False
-                if not self.faces.done.is_set() and not feed.wait_idle_before(t, timeout=poll):
-                    return False
-            if self.speech is not None:
-                end = self.audio.horizon if (self.audio is not None and self.audio.ended) else None
-                passes = self.speech.transcript.passes
-                if end is not None and t >= end - 1e-9:
-                    if not passes.ended:
-                        passes.wait_until(math.inf, timeout=poll)
-                        return passes.ended and self._mark_ready(t)
-                else:
-                    need = self.speech.required_horizon(t)
-                    if need > 0 and not passes.wait_until(need - 1e-9, timeout=poll):
-                        return passes.ended and self._mark_ready(t)
+        missing = self.missing(t, self.clock.now())
+        if missing is None:
             return self._mark_ready(t)
-        if self.audio is not None:
-            self.audio.wait_until(t, timeout=max(0.0, t + self.max_wait - self.clock.now()) if self.realtime else poll)
-        return self._mark_ready(t)
+        if missing == "clock":
+            self.clock.sleep_until(t, self._stop)
+        elif missing == "audio":
+            timeout = poll
+            if not self.strict and self.realtime:
+                timeout = min(poll, max(0.0, t + self.max_wait - self.clock.now()))
+            self.audio.wait_until(t, timeout=timeout)
+        elif missing == "faces":
+            feed = self.faces.feed
+            if self.audio is None and feed.horizon < t:
+                time.sleep(0.01)
+            else:
+                feed.wait_idle_before(t, timeout=poll)
+        else:  # speech
+            need = self.speech.required_horizon(t)
+            ended = self.audio is not None and self.audio.ended and t >= self.audio.horizon - 1e-9
+            self.speech.transcript.passes.wait_until(math.inf if ended else need - 1e-9, timeout=poll)
+        return False
 
     def _mark_ready(self, t: float) -> bool:
         self._ready = time.perf_counter()
