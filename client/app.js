@@ -501,7 +501,20 @@
       if (isCurrent && !firstCurrent) firstCurrent = span;
       box.append(span, document.createTextNode(" "));
     }
-    // drop the oldest words until the rest fit: no line is cut at the top or bottom
+    // drop the oldest lines until the rest fit: no line is cut at the top or bottom.
+    // Whole lines go at once (one layout), so the lines after them wrap as before.
+    const excess = box.scrollHeight - box.clientHeight;
+    if (excess > 1) {
+      const spans = box.querySelectorAll(".word");
+      const top0 = spans[0].offsetTop;
+      let keep = spans.length - 1;
+      for (let i = 0; i < spans.length; i += 1) {
+        if (spans[i].offsetTop - top0 >= excess - 1) { keep = i; break; }
+      }
+      if (firstCurrent) keep = Math.min(keep, [...spans].indexOf(firstCurrent));
+      while (box.firstChild && box.firstChild !== spans[keep]) box.firstChild.remove();
+    }
+    // in case a line re-wrapped: the few remaining words, one at a time
     while (box.scrollHeight > box.clientHeight + 1 && box.childNodes.length > 2 && box.firstChild !== firstCurrent) {
       box.firstChild.remove(); // the word
       box.firstChild.remove(); // the space after it
