@@ -329,3 +329,44 @@ def test_full_disk_during_hcl_annotate_keeps_scoring_every_window(tmp_path, live
         s = read_session(disk / "session")
         assert [w["seq"] for w in s.windows] == [m["seq"] for m in pipeline.messages[: len(s.windows)]]
         assert not [p.name for p in (disk / "session").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_chromium_plays_and_seeks_the_recorded_video(tmp_path):
+    """The fragmented MP4 is what the replay page plays: Chromium reads its duration
+    (from the fragment index written at close) and seeks in it, via the dashboard
+    server's Range answers."""
+    import time
+
+    pytest.importorskip("playwright.sync_api")
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("no /usr/bin/chromium")
+    import cv2  # noqa: F401  (imported before the frames, so the encoder thread keeps up)
+    from playwright.sync_api import sync_playwright
+
+    from realtime.server import DashboardServer
+
+    folder = tmp_path / "s"
+    rgb = np.random.default_rng(0).integers(0, 255, size=(180, 320, 3), dtype=np.uint8)
+    with SessionRecorder(folder, session_info=INFO) as rec:
+        for i in range(120):  # 12 s
+            rec.write_frame(rgb, t=i / 10)
+            if i % 5 == 4:
+                rec.write_audio(tone(0.5))
+            time.sleep(0.005)
+    hello = protocol.hello_message(session="rel-test", mode="replay", model={"name": "m", "version": "1"},
+                                   step_seconds=0.5, window_steps=8, clusters=8)
+    session = protocol.session_message(session="rel-test", windows=[], words=[])
+    with DashboardServer(hello=hello, session=session, recording=folder) as srv, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            page = browser.new_page()
+            page.goto(srv.url)
+            page.set_content(f'<video id="v" src="{srv.url.rstrip("/")}/recording/video.mp4" preload="auto" muted></video>')
+            page.wait_for_function("() => document.getElementById('v').readyState >= 1", timeout=15000)
+            assert page.evaluate("document.getElementById('v').duration") == pytest.approx(12.0, abs=0.3)
+            page.evaluate("document.getElementById('v').currentTime = 7.3")
+            page.wait_for_function("() => !document.getElementById('v').seeking", timeout=10000)
+            assert page.evaluate("document.getElementById('v').currentTime") == pytest.approx(7.3, abs=0.05)
+            assert page.evaluate("document.getElementById('v').error") is None
+        finally:
+            browser.close()
