@@ -51,14 +51,29 @@ def health_ms(port: int) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def many_windows(n: int, session: str = "test-session") -> list[dict]:
+    """n windows as large as real ones, made fast (make_window is quadratic in n)."""
+    from test_server import make_window
+
+    templates = [make_window(s, session=session) for s in range(24)]
+    out = []
+    for seq in range(n):
+        w = dict(templates[seq % 24])
+        shift = (seq - seq % 24) * 0.5
+        w.update(seq=seq, start=w["start"] + shift, end=w["end"] + shift,
+                 words=[{**x, "start": x["start"] + shift, "end": x["end"] + shift} for x in w["words"]])
+        out.append(w)
+    return out
+
+
 def replay_flood(n_windows: int, n_requests: int) -> dict:
     from websockets.sync.client import connect
 
     from realtime import protocol
     from realtime.server import DashboardServer
-    from test_server import make_hello, make_window
+    from test_server import make_hello
 
-    session = protocol.session_message(session="long", windows=[make_window(s, session="long") for s in range(n_windows)])
+    session = protocol.session_message(session="long", windows=many_windows(n_windows, "long"))
     rss0 = rss_mb()
     with DashboardServer(hello=make_hello(session="long", mode="replay"), session=session, stats_interval=60) as srv:
         size = len(srv._session_text)
@@ -101,12 +116,12 @@ def late_tab(n_windows: int, repeat: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     from realtime.server import DashboardServer
-    from test_server import make_hello, make_window
+    from test_server import make_hello
 
     times: list[float] = []
     with DashboardServer(hello=make_hello(), history=n_windows, stats_interval=60) as srv:
-        for seq in range(n_windows):
-            srv.publish(make_window(seq))
+        for win in many_windows(n_windows):
+            srv.publish(win)
         time.sleep(0.5)
         kept = sum(len(t) for t in srv._history)
         with sync_playwright() as pw:

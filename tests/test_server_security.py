@@ -90,7 +90,16 @@ def test_rebinding_page_cannot_open_the_websocket(server):
 
 # ---------------------------------------------------------------- 3. replay flood
 def big_session(n: int) -> dict:
-    windows = [make_window(s, session="long") for s in range(n)]
+    """n windows as large as real ones (weights, attention, words), made fast: make_window
+    rebuilds the transcript from 0 each call, which is quadratic in n."""
+    templates = [make_window(s, session="long") for s in range(24)]
+    windows = []
+    for seq in range(n):
+        w = dict(templates[seq % 24])
+        shift = (seq - seq % 24) * 0.5
+        w.update(seq=seq, start=w["start"] + shift, end=w["end"] + shift,
+                 words=[{**x, "start": x["start"] + shift, "end": x["end"] + shift} for x in w["words"]])
+        windows.append(w)
     return protocol.session_message(session="long", windows=windows, words=[])
 
 
