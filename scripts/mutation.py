@@ -3,6 +3,7 @@
     python scripts/mutation.py                      # every module below
     python scripts/mutation.py metrics kmeans       # some of them
     python scripts/mutation.py --list               # the modules, their tests and function filters
+    python scripts/mutation.py --issue-survivors    # re-apply issue 14's six survivors by hand
 
 Slow (minutes per module) and CPU-heavy, so it is not part of CI. Each module is
 mutated in its own throw-away copy of the repository (mutmut rewrites files in a
@@ -73,6 +74,72 @@ TARGETS = (
 )
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+@dataclass(frozen=True)
+class HandMutation:
+    """A breakage written by hand: replace `old` by `new` in `path`, then run `tests`."""
+
+    claim: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+# The six mutations that survived the suite when issue 14 was filed.
+ISSUE_SURVIVORS = (
+    HandMutation("training returns the last epoch instead of the best valid epoch", "hcl/train.py",
+                 "    if best_state is not None:\n        model.load_state_dict(best_state)",
+                 "    if False:\n        model.load_state_dict(best_state)", ("tests/test_train.py",)),
+    HandMutation("class7 truncates instead of rounding", "realtime/protocol.py",
+                 "return int(max(-3, min(3, round(score))))", "return int(max(-3, min(3, int(score))))",
+                 ("tests/test_protocol_table.py",)),
+    HandMutation("the token check accepts any prefix of the token", "realtime/server.py",
+                 "if not hmac.compare_digest(given.encode(), self.token.encode()):",
+                 "if not self.token.startswith(given):", ("tests/test_access_tokens.py",)),
+    HandMutation("the missing-camera error lists no camera indices", "realtime/sources/camera.py",
+                 "describe_cameras(list_cameras())", "describe_cameras([])",
+                 ("tests/test_cli.py::test_missing_camera_error_lists_the_cameras_that_exist",)),
+    HandMutation("COWA without its x K factor (uniform weights no longer the identity)", "hcl/cowa.py",
+                 "onehot, weights) * self.clusters", "onehot, weights)", ("tests/test_cowa.py",)),
+    HandMutation("an empty K-means cluster's centroid set to zero", "hcl/kmeans.py",
+                 "torch.where(self.nonempty, self.sums, self.centroids, out=self.centroids)",
+                 "torch.where(self.nonempty, self.sums, torch.zeros_like(self.centroids), out=self.centroids)",
+                 ("tests/test_kmeans.py",)),
+)
+
+
+def run_hand_mutations(base: Path) -> list[dict]:
+    """Each mutation in its own copy of the repository; caught = its tests fail."""
+    out = []
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for i, m in enumerate(ISSUE_SURVIVORS):
+        work = base / f"hand{i}"
+        if work.exists():
+            shutil.rmtree(work)
+        for folder in ("hcl", "realtime", "client", "tests", "models"):
+            shutil.copytree(ROOT / folder, work / folder, ignore=ignore)
+        shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+        target = work / m.path
+        text = target.read_text()
+        row = {"claim": m.claim, "file": m.path, "tests": list(m.tests)}
+        if text.count(m.old) != 1:
+            row.update(caught=None, detail=f"the original text was not found once in {m.path}: update the mutation")
+            out.append(row)
+            continue
+        target.write_text(text.replace(m.old, m.new))
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(work), PYTHONDONTWRITEBYTECODE="1")
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *m.tests],
+                              cwd=work, env=env, capture_output=True, text=True)
+        failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        row.update(caught=proc.returncode == 1, returncode=proc.returncode, seconds=round(time.perf_counter() - t0, 1),
+                   detail=failed[0] if failed else proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
+        out.append(row)
+        print(f"  {'CAUGHT ' if row['caught'] else 'MISSED '} {m.claim}: {row['detail']}", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def _copy_tree(dst: Path, target: Target) -> None:
@@ -187,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("modules", nargs="*", help=f"some of {[t.name for t in TARGETS]} (default: all)")
     p.add_argument("--list", action="store_true", help="list the modules and exit")
+    p.add_argument("--issue-survivors", action="store_true",
+                   help="re-apply the six survivors of issue 14 by hand and check the suite catches each")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per module (default 3600)")
     p.add_argument("--workdir", default=None, help="where the throw-away copies go (default: a temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the copies (to inspect with `mutmut show` there)")
@@ -197,6 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         for t in TARGETS:
             print(f"{t.name:14s} {t.path:24s} tests: {', '.join(t.tests)}" + (f"  [{t.note}]" if t.note else ""))
         return 0
+    if args.issue_survivors:
+        base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="hcl-mutation-"))
+        rows = run_hand_mutations(base)
+        out = Path(args.out).with_name("mutation_issue_survivors.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2))
+        print(f"wrote {out}")
+        return 0 if all(r["caught"] for r in rows) else 1
     unknown = [m for m in args.modules if m not in by_name]
     if unknown:
         p.error(f"unknown module(s) {unknown}; choose from {sorted(by_name)}")

@@ -104,3 +104,46 @@ def test_an_empty_cluster_stays_empty_in_a_reused_workspace():
     assert res.counts.tolist() == [[2.0, 2.0, 2.0]]
     assert res.centroids[0, :, 0].tolist() == [0.5, 10.5, 20.5]
     assert ws.allocations == 1
+
+
+def test_buffers_follow_the_input_not_torch_defaults():
+    """Every working tensor takes the input's dtype and device, whatever torch's defaults are
+    (a float16 default would overflow the squared distances; a meta default has no data)."""
+    x = torch.randn(2, 16, 8, dtype=torch.float64) * 100
+    expected = kmeans(x, clusters=4, iters=5)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)
+    try:
+        with torch.device("meta"):
+            ws = KMeansWorkspace(clusters=4, iters=5)
+            got = ws.run(x)
+    finally:
+        torch.set_default_dtype(previous)
+    assert torch.equal(got.assignment, expected.assignment)
+    assert torch.equal(got.centroids, expected.centroids)
+    for name, t in ws.buffers().items():
+        assert t.device == x.device, name
+        assert t.dtype == (torch.int64 if name == "assignment" else torch.float64), name
+
+
+def test_a_run_resizes_no_working_tensor():
+    """The buffers are made at their final shapes: no `out=` tensor is resized (which
+    would allocate on every call and break the fixed memory a CUDA graph replays on)."""
+    import warnings
+
+    n, d, t, k = 3, 16, 5, 4
+    ws = KMeansWorkspace(clusters=k, iters=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it resizes an out= tensor
+        ws.run(torch.randn(n, d, t))
+    shapes = {name: tuple(tensor.shape) for name, tensor in ws.buffers().items()}
+    assert shapes == {
+        "centroids": (n, k, t), "sums": (n, k, t), "dist": (n, d, k), "x_sq": (n, d, 1),
+        "c_sq": (n, 1, k), "assignment": (n, d), "onehot": (n, d, k), "counts": (n, k),
+    }
+
+
+def test_block_assignment_needs_equal_blocks():
+    assert block_assignment(6, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match=r"^10 channels cannot be split into 4 equal blocks$"):
+        block_assignment(10, 4)
