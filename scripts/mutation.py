@@ -53,7 +53,8 @@ TARGETS = (
     Target("cowa", "hcl/cowa.py", ("tests/test_cowa.py",)),
     Target("ccl", "hcl/ccl.py", ("tests/test_ccl.py", "tests/test_model.py")),
     Target("protocol", "realtime/protocol.py", ("tests/test_protocol_table.py",)),
-    Target("windowing", "realtime/windowing.py", ("tests/test_windowing.py", "tests/test_window_assembler.py")),
+    Target("windowing", "realtime/windowing.py",
+           ("tests/test_windowing.py", "tests/test_window_readiness.py", "tests/test_window_assembler.py")),
     Target(
         "server_access",
         "realtime/server.py",

@@ -141,3 +141,38 @@ def test_other_messages_literal():
     assert protocol.session_message(session="s1", windows=[])["words"] == []
     assert protocol.pong_message(12.34567) == {"type": "pong", "v": 1, "t": 12.346}
     assert protocol.PROTOCOL_VERSION == 1 and protocol.MAX_CLIENT_MESSAGE == 4096
+
+
+def test_status_messages():
+    assert protocol.STATUSES == ("loading", "running", "finished")
+    assert protocol.status_message("running") == {"type": "status", "v": 1, "state": "running", "detail": ""}
+    assert protocol.status_message("loading", 3) == {"type": "status", "v": 1, "state": "loading", "detail": "3"}
+    with pytest.raises(ValueError, match=r"^status must be one of \('loading', 'running', 'finished'\), not 'paused'$"):
+        protocol.status_message("paused")
+
+
+def test_csv_export_by_hand():
+    assert protocol.CSV_COLUMNS == (
+        "session", "seq", "start", "end", "text_start", "text_end", "score", "class7", "label", "polarity",
+        "text", "audio", "video", "words",
+    )
+    words = [{"w": "not", "start": 0.8, "end": 1.1}, {"w": "bad", "start": 0.2, "end": 0.5},
+             {"w": "at all", "start": 1.2, "end": 1.9}]
+    w1 = protocol.window_message(session="s1", seq=3, start=1.5, end=5.5, score=0.7,
+                                 presence={"text": True, "video": True}, words=words)
+    w2 = protocol.window_message(session="s1", seq=4, start=2.0, end=6.0, score=-2.6, presence={})
+    assert protocol.text_span(w1) == (0.2, 1.9)  # earliest start, latest end, whatever the order
+    assert protocol.text_span(w2) is None and protocol.text_span({}) is None
+    assert protocol.csv_row(w1) == ["s1", 3, 1.5, 5.5, 0.2, 1.9, 0.7, 1, "weakly positive", "positive", 1, 0, 1,
+                                    "not bad at all"]
+    assert protocol.csv_row(w2)[4:6] == ["", ""] and protocol.csv_row(w2)[10:] == [0, 0, 0, ""]
+    assert protocol.csv_row({}) == ["", "", "", "", "", "", "", "", "", "", 0, 0, 0, ""]
+    assert protocol.csv_text([w1, w2]) == (
+        "session,seq,start,end,text_start,text_end,score,class7,label,polarity,text,audio,video,words\n"
+        "s1,3,1.5,5.5,0.2,1.9,0.7,1,weakly positive,positive,1,0,1,not bad at all\n"
+        "s1,4,2.0,6.0,,,-2.6,-3,strongly negative,negative,0,0,0,\n"
+    )
+    assert protocol.csv_text([]) == ",".join(protocol.CSV_COLUMNS) + "\n"
+    quoted = protocol.window_message(session="a,b", seq=0, start=0, end=4, score=0, presence={},
+                                     words=[{"w": 'say "hi"', "start": 0, "end": 1}])
+    assert protocol.csv_text([quoted]).splitlines()[1] == '"a,b",0,0.0,4.0,0.0,1.0,0.0,0,neutral,neutral,0,0,0,"say ""hi"""'
