@@ -136,7 +136,7 @@
       case "session": return onSession(msg);
       case "status": return onStatus(msg);
       case "stats": return onStats(msg);
-      case "error": return console.warn("server says:", msg.message);
+      case "error": return onError(msg);
       default: return undefined;
     }
   }
@@ -215,6 +215,13 @@
       `(the server keeps ${h.limit || "a limited number of"} windows for tabs that open late). ` +
       (rec ? "Export CSV still has the whole session, from the recording." :
         "Export CSV has only what is shown here; record with hcl-live --record to keep whole sessions.");
+  }
+
+  // a problem the server reports (e.g. the recording stopped: the disk is full)
+  function onError(msg) {
+    const el = $("server-error");
+    el.hidden = false;
+    el.textContent = `Server: ${msg.message}`;
   }
 
   function onStatus(msg) {

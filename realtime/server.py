@@ -334,6 +334,7 @@ class DashboardServer:
             "recorded session" if session is not None else "loading the models; the first score follows",
         )
         self._history_cut = 0
+        self._last_error: str | None = None
         self._metrics = metrics
         self.queue_size = queue_size
         self.stats_interval = stats_interval
@@ -420,6 +421,8 @@ class DashboardServer:
         a message published before start() or after stop() goes only to history."""
         text = json.dumps(msg, separators=(",", ":"), allow_nan=False)
         is_window = msg.get("type") == "window"
+        if msg.get("type") == "error":
+            self._last_error = text  # a page that opens later is told too (e.g. the recording stopped)
         if is_window and self._status.get("state") == protocol.STATUS_LOADING:
             # the first window means the models are loaded: say so before it arrives
             self.set_status(protocol.STATUS_RUNNING)
@@ -853,6 +856,8 @@ class DashboardServer:
         else:
             initial.extend(self._history)
         initial.append(json.dumps(self._status))
+        if self._last_error is not None:
+            initial.append(self._last_error)
         self._clients[client.id] = client
         with self._lock:
             self._counters.connections += 1

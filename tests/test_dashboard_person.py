@@ -481,3 +481,20 @@ def test_hcl_replay_serves_the_folder_video_to_the_page(open_page, tmp_path):
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_a_server_error_is_shown_on_the_page_and_to_late_tabs(open_page):
+    """hcl-live publishes an "error" when the recording stops (a full disk): the page
+    must say so, and a tab opened afterwards too."""
+    with DashboardServer(hello=make_hello()) as srv:
+        srv.publish(make_window(0))
+        dash = open_page(srv.url)
+        dash.wait_for_seq(0)
+        assert dash.page.locator('[data-testid="server-error"]').is_hidden()
+        srv.publish(protocol.error_message("recording stopped: No space left on device"))
+        dash.page.wait_for_selector('[data-testid="server-error"]:not([hidden])')
+        assert "No space left on device" in text_of(dash, "server-error")
+        assert attr(dash, "server-error", "role") == "alert"
+        late = open_page(srv.url)
+        late.page.wait_for_selector('[data-testid="server-error"]:not([hidden])')
+        assert "No space left on device" in text_of(late, "server-error")
