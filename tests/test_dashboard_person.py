@@ -498,3 +498,21 @@ def test_a_server_error_is_shown_on_the_page_and_to_late_tabs(open_page):
         late = open_page(srv.url)
         late.page.wait_for_selector('[data-testid="server-error"]:not([hidden])')
         assert "No space left on device" in text_of(late, "server-error")
+
+
+def test_with_a_token_the_page_reaches_card_video_and_csv_without_a_cookie(open_page, tmp_path):
+    """No cookie carries the token any more: the page passes it on to every URL it uses."""
+    folder = tmp_path / "recorded"
+    record(folder, 12)
+    make_video(folder / "video.mp4", 10)
+    recorded = read_session(folder)
+    with DashboardServer(hello=hello_with(TEXT_ONLY, session="rec-1", mode="replay"), session=recorded.session_message(),
+                         recording=folder, token="tok-456") as srv:
+        dash = open_page(srv.url)
+        dash.page.wait_for_selector('[data-testid="chart"][data-count="12"]')
+        dash.page.wait_for_function("() => document.querySelector('[data-testid=replay-video]').readyState >= 1", timeout=15000)
+        card = dash.page.get_attribute('[data-testid="model-card"]', "href")
+        assert dash.page.evaluate("(h) => fetch(h).then((r) => r.status)", card) == 200
+        assert [int(r["seq"]) for r in download_csv(dash, tmp_path)] == list(range(12))
+        assert dash.page.context.cookies() == []
+        assert dash.console_errors == []
