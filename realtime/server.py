@@ -744,6 +744,9 @@ class DashboardServer:
             return _json_response(200, await self._metrics_async())
         if path == "/model-card":
             return self._model_card()
+        if path == "/help":  # the dashboard with its help panel open
+            query = request.path.partition("?")[2]
+            return _response(302, b"", "text/plain; charset=utf-8", [("Location", "/" + (f"?{query}" if query else "") + "#help")])
         if path == "/recording/video.mp4":
             return await asyncio.to_thread(self._video, request)
         if path == "/recording/scores.csv":

@@ -158,6 +158,10 @@ def test_each_panel_has_a_caption_scale_and_the_help_explains(open_page):
             assert term in terms
         assert "strongly negative" in help_box.inner_text()
         assert attr(dash, "help-toggle", "aria-expanded") == "true"
+        # /help is the same page with the panel open
+        direct = open_page(srv.url.rstrip("/") + "/help")
+        direct.wait_for_seq(0)
+        assert direct.page.locator('[data-testid="help"]').is_visible()
 
 
 # ---------------------------------------------------------------- 13.3 window vs words
