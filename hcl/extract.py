@@ -21,8 +21,8 @@ inspected, but hcl-train needs "train"/"valid" modes, so training sets need
 
 Memory does not grow with a file's length: files longer than
 `LOAD_AUDIO_SECONDS` are never decoded whole (their audio is streamed through
-the feature extractor) and a long span is transcribed `TRANSCRIBE_SECONDS` at
-a time.
+the feature extractor) and a span longer than `TRANSCRIBE_SECONDS` is transcribed
+that much at a time.
 
 The output folder (format: `hcl.data.extracted`) is resumable: run the same
 command again after an interruption and finished samples are skipped. A file
@@ -45,7 +45,10 @@ from typing import Sequence
 from hcl.features.media import MEDIA_EXTENSIONS
 
 LOAD_AUDIO_SECONDS = 600.0  # shorter files: decode the audio once and cut every segment from it
-TRANSCRIBE_SECONDS = 300.0  # longer spans go to Whisper in pieces this long (its memory grows with the input)
+# longer spans go to Whisper in pieces this long (its memory grows with the input); spans up
+# to this length are transcribed in one call, exactly as before (Whisper's 30 s windows are
+# laid from the start of its input, so another cut can change a word or two)
+TRANSCRIBE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def transcribe_span(transcriber, clip, start: float, end: float) -> str:
     """The words of [start, end) of `clip`, the span sent to Whisper in pieces of at most
-    `TRANSCRIBE_SECONDS` (a word across a piece boundary may be cut; pieces of 5 minutes
+    `TRANSCRIBE_SECONDS` (a word across a piece boundary may be cut; pieces of 10 minutes
     make that rare) so that a long file needs no more memory than a short one."""
     words = []
     t = start
