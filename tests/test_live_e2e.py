@@ -184,35 +184,6 @@ def _spawn(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw)
 
 
-def test_kill_9_while_recording_leaves_every_finished_window(demo_media, live_checkpoint, tmp_path):
-    from realtime.recording import read_session
-
-    path, _ = demo_media
-    folder = tmp_path / "rec"
-    proc = _spawn([str(BIN / "hcl-live"), "--file", str(path), "--fast", "--record", str(folder), "--no-browser",
-                   "--port", "0", "--checkpoint", str(live_checkpoint), "--exit-when-done"])
-    scores = folder / "scores.jsonl"
-    try:
-        deadline = time.time() + 150
-        while time.time() < deadline and proc.poll() is None:
-            if scores.is_file() and scores.read_text().count("\n") >= 4:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stdout.read()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    raw = scores.read_text()
-    complete = raw[: raw.rfind("\n") + 1].splitlines()
-    assert len(complete) >= 4
-    for line in complete:
-        assert_window_schema(json.loads(line))
-    session = read_session(folder)
-    assert [w["seq"] for w in session.windows] == list(range(len(complete)))
-
-
 def test_non_loopback_host_refuses_clients_without_the_token(annotated):
     folder, pipeline = annotated
     proc = _spawn([str(BIN / "hcl-replay"), str(folder), "--host", "0.0.0.0", "--port", "0", "--no-browser"])
@@ -436,4 +407,5 @@ def test_kill_9_loses_no_window_a_client_was_sent(demo_media, trimodal_checkpoin
     missing = [m["seq"] for m in received if m["seq"] not in recorded]
     assert not missing, f"windows {missing} reached a client but not the recording"
     for m in received:
+        assert_window_schema(m)
         assert recorded[m["seq"]] == m
