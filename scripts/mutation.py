@@ -213,9 +213,10 @@ def run_target(target: Target, *, base: Path, timeout: float, keep: bool) -> dic
     no_tests = sorted(n for n, s in statuses.items() if s == "no tests")
     ran = killed + len(survived_names)
     survivors = []
-    for name in survived_names + no_tests:
+    for name in survived_names:
         diff = _mutmut(workdir, ["show", name], timeout=120).stdout
         survivors.append({"name": name, "status": statuses[name], "diff": diff.strip()})
+    survivors += [{"name": name, "status": "no tests", "diff": ""} for name in no_tests]
     result = {
         "module": target.path,
         "tests": list(target.tests),
@@ -293,9 +294,16 @@ def main(argv: list[str] | None = None) -> int:
               f"score {r['score']} % in {r['seconds']:.0f} s", flush=True)
         results.append(r)
         merged[r["module"] + ("#" + ",".join(r["functions"]) if r["functions"] else "")] = r
+        write_results(Path(args.out), list(merged.values()))
     print()
     print(table(results))
-    all_results = list(merged.values())
+    out = Path(args.out)
+    print(f"\nwrote {out} and {out.with_suffix('.md')}")
+    missed = [r["module"] for r in results if r["score"] is None or r["score"] < AIM]
+    return 1 if missed else 0
+
+
+def write_results(out: Path, all_results: list[dict]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     import mutmut
 
@@ -313,9 +321,6 @@ def main(argv: list[str] | None = None) -> int:
             for s in r["survivors"]:
                 md += [f"### {s['name']} ({s['status']})", "", "```diff", s["diff"], "```", ""]
     out.with_suffix(".md").write_text("\n".join(md))
-    print(f"\nwrote {out} and {out.with_suffix('.md')}")
-    missed = [r["module"] for r in results if r["score"] is None or r["score"] < AIM]
-    return 1 if missed else 0
 
 
 if __name__ == "__main__":

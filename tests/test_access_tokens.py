@@ -167,3 +167,39 @@ def test_the_token_and_the_origin_are_both_checked(token_server):
     s = token_server
     assert ws_status(s.ws_url, origin="http://evil.example") == 403  # right token, foreign page
     assert ws_status(s.ws_url, origin=f"http://127.0.0.1:{s.port}") == 101
+
+
+def raw(server: DashboardServer, method: str, path: str, headers: list[tuple[str, str]]) -> int:
+    """A request with exactly these headers (none added: duplicates and omissions allowed)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_ambiguous_or_missing_host_and_origin_headers_are_refused(open_server, token_server):
+    s = open_server
+    host = f"127.0.0.1:{s.port}"
+    assert raw(s, "GET", "/health", [("Host", host)]) == 200
+    assert raw(s, "GET", "/health", [("Host", host), ("Host", f"evil.example:{s.port}")]) == 400
+    assert raw(s, "GET", "/health", [("Host", host), ("Origin", f"http://{host}"), ("Origin", "http://evil.example")]) == 400
+    assert raw(s, "GET", "/health", []) == 400  # HTTP/1.1 needs a Host
+    assert raw(s, "GET", "/health", [("Host", "user@127.0.0.1")]) == 400
+    assert raw(s, "GET", "/health", [("Host", "127.0.0.1/x")]) == 400
+    t = token_server
+    assert raw(t, "GET", "/health" + q(TOKEN), [("Host", "a.lan"), ("Host", "b.lan")]) == 400  # with a token too
+
+
+def test_only_get_and_head_are_served(open_server):
+    s = open_server
+    host = [("Host", f"127.0.0.1:{s.port}")]
+    assert raw(s, "HEAD", "/health", host) == 200
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        assert raw(s, method, "/health", host + [("Content-Length", "0")]) == 405, method
