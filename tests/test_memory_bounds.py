@@ -158,14 +158,41 @@ def test_featurize_equals_the_array_path_on_a_normal_clip(talking_clip, talking_
     s = segment_featurizer.settings
     lazy = read_media(talking_video.path, load_audio=False)
     for clip, (start, end) in ((talking_clip, (0.0, None)), (lazy, (0.7, 3.2))):
-        if True:
-            got = segment_featurizer.featurize(clip, start, end)
-            stop = clip.duration if end is None else end
-            n = segment_featurizer.n_steps(stop - start)
-            frames = ((t - start, rgb) for t, rgb in talking_clip.frames(s.face.frames_per_second, start, stop))
-            ref = segment_featurizer.featurize_arrays(
-                talking_clip.audio_span(start, stop), frames, n_steps=n, t0_ms=int(round(start * 1000))
-            )
-            np.testing.assert_allclose(got.audio, ref.audio, atol=1e-4, rtol=0)
-            assert (got.audio_mask == ref.audio_mask).all() and (got.video_mask == ref.video_mask).all()
-            np.testing.assert_allclose(got.video, ref.video, atol=1e-5, rtol=0)
+        got = segment_featurizer.featurize(clip, start, end)
+        stop = clip.duration if end is None else end
+        n = segment_featurizer.n_steps(stop - start)
+        frames = ((t - start, rgb) for t, rgb in talking_clip.frames(s.face.frames_per_second, start, stop))
+        ref = segment_featurizer.featurize_arrays(
+            talking_clip.audio_span(start, stop), frames, n_steps=n, t0_ms=int(round(start * 1000))
+        )
+        np.testing.assert_allclose(got.audio, ref.audio, atol=1e-4, rtol=0)
+        assert (got.audio_mask == ref.audio_mask).all() and (got.video_mask == ref.video_mask).all()
+        np.testing.assert_allclose(got.video, ref.video, atol=1e-5, rtol=0)
+
+
+def test_long_spans_go_to_whisper_in_pieces(tmp_path, monkeypatch):
+    """hcl-extract hands Whisper at most TRANSCRIBE_SECONDS at a time, in order, every
+    sample once (no piece under a second), and joins the words."""
+    from hcl import extract
+
+    t = np.arange(20 * SR + 8000) / SR  # 20.5 s
+    sweep = (0.3 * np.sin(2 * np.pi * (200 + 5 * t) * t)).astype(np.float32)
+    path = write_media(tmp_path / "long.mkv", [], sweep)
+    clip = read_media(path, load_audio=False)
+    monkeypatch.setattr(extract, "TRANSCRIBE_SECONDS", 10.0)
+    calls = []
+
+    class FakeWhisper:
+        def transcribe(self, wave):
+            calls.append(wave)
+
+            class W:
+                text = f"piece{len(calls)}"
+
+            return [W()]
+
+    text = extract.transcribe_span(FakeWhisper(), clip, 0.0, clip.duration)
+    lengths = [len(c) / SR for c in calls]
+    assert len(lengths) == 2 and lengths[0] == 10.0 and 10.4 < lengths[1] < 10.7  # the 0.5 s rest joins the last piece
+    assert text == "piece1 piece2"
+    np.testing.assert_array_equal(np.concatenate(calls)[: len(sweep)], read_media(path).audio[: len(sweep)])
