@@ -92,7 +92,7 @@ def test_window_message_keys_and_values_literal():
         presence={"text": 1, "audio": 0, "extra": True},
         weights={"text": [0.123456, 0.5], "audio": np.array([0.25, 0.75])},
         attention=[[0.111111, 0.888889], [0.5, 0.5]],
-        words=[{"w": "good", "start": 1.00049, "end": 1.5, "probability": 0.9}],
+        words=[{"w": "good", "start": 1.00049, "end": 1.50049, "probability": 0.9}],
         latency_ms={"capture": 1.23456, "scoring": 7},
         dropped=np.int32(2),
     )
@@ -166,6 +166,7 @@ def test_csv_export_by_hand():
     assert protocol.csv_row(w1) == ["s1", 3, 1.5, 5.5, 0.2, 1.9, 0.7, 1, "weakly positive", "positive", 1, 0, 1,
                                     "not bad at all"]
     assert protocol.csv_row(w2)[4:6] == ["", ""] and protocol.csv_row(w2)[10:] == [0, 0, 0, ""]
+    assert protocol.csv_row({"presence": {"audio": True}})[10:13] == [0, 1, 0]
     assert protocol.csv_row({}) == ["", "", "", "", "", "", "", "", "", "", 0, 0, 0, ""]
     assert protocol.csv_text([w1, w2]) == (
         "session,seq,start,end,text_start,text_end,score,class7,label,polarity,text,audio,video,words\n"
