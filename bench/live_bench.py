@@ -349,7 +349,7 @@ def reaction_main(args, checkpoint, model_note) -> int:
                     "load_avg_1m_at_start": round(load0, 2), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
         "model": model_note or str(checkpoint),
         "options": dataclasses.asdict(options),
-        "whisper_encoder": "fitted to the audio, no temperature fallback (experiment)" if args.fit_encoder else "as configured",
+        "whisper": _whisper_settings(run["pipeline"]),
         "clip": {"seconds": round(run["duration"], 2), "sentences": len(sentences),
                  "signed": sum(1 for s in sentences if s["sign"]), "gaps_s": list(REACTION_GAPS)},
         "reaction_s": summary(r["reaction_s"] for r in reactions),
@@ -382,6 +382,14 @@ def reaction_main(args, checkpoint, model_note) -> int:
     return 0
 
 
+def _whisper_settings(pipeline) -> dict | None:
+    t = getattr(pipeline, "_transcriber", None)
+    if t is None:
+        return None
+    return {"beam_size": t.config.beam_size, "fit_encoder": getattr(t, "fit_encoder", False),
+            "temperature_fallback": getattr(t, "temperature_fallback", True)}
+
+
 def _text_window(scorer, text: str):
     import numpy as np
 
@@ -400,6 +408,7 @@ def reaction_table(r: dict) -> str:
     w = r["wer"]
     rows = [
         ("clip", f"{r['clip']['seconds']} s, {r['clip']['sentences']} sentences ({r['clip']['signed']} signed), pauses 0.5-2.5 s"),
+        ("Whisper (live passes)", r["whisper"]),
         ("reaction p50 / p95 / max", f(r["reaction_s"])),
         ("signed sentences never flipped", r["never_flipped"]),
         ("release p50 / p95 / max", f(r["release_s"])),

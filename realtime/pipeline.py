@@ -43,7 +43,9 @@ class PipelineOptions:
     speech_delay: float = 1.5
     speech_context: float = 8.0
     speech_threads: int = 2
-    speech_beam_size: int | None = None  # None = the checkpoint's SpeechConfig; 1 = greedy, cheaper
+    # Whisper beam: None = greedy (1) in the live policy (strict=False: cheaper passes, lower
+    # transcript lag), the checkpoint's SpeechConfig for reproducible runs and hcl-annotate
+    speech_beam_size: int | None = None
     speech_max_backlog: float = 4.0  # real-time strict runs: skip speech passes past this backlog
     # Whisper's encoder sees a pass's audio + 1 s instead of 30 s of padding (cheaper passes)
     speech_fit_encoder: bool = True
@@ -156,8 +158,9 @@ class LivePipeline:
                 from hcl.features.speech import SpeechTranscriber
 
                 config = self.settings.speech
-                if opts.speech_beam_size is not None:
-                    config = dataclasses.replace(config, beam_size=opts.speech_beam_size)
+                beam = opts.speech_beam_size if opts.speech_beam_size is not None else (None if opts.strict else 1)
+                if beam is not None:
+                    config = dataclasses.replace(config, beam_size=beam)
                 self._transcriber = SpeechTranscriber(
                     config=config,
                     cpu_threads=opts.speech_threads,
