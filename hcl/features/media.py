@@ -134,6 +134,9 @@ class MediaClip:
         with container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if max_side and self.video_size and max(self.video_size) > 2 * max_side:
+                # each decoder thread holds whole frames (12 MB at 4K): a few threads suffice
+                stream.codec_context.thread_count = min(4, os.cpu_count() or 1)
             half_frame = 0.5 / (self.video_fps or 30.0)
             if start > 1.0 and stream.time_base is not None:
                 container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream, backward=True)
