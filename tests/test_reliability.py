@@ -121,7 +121,7 @@ CHILD = textwrap.dedent(
         rec.write_audio(tone)
         # words 0.3 s apart: one growing cue (a new cue every 10 words)
         rec.add_words([{{"w": "w%d" % seq, "start": seq * 0.5, "end": seq * 0.5 + 0.2}}])
-        time.sleep(0.1)  # 5x real time
+        time.sleep(0.15)  # about 3x real time
         print("wrote", seq, rec.stats()["video_frames"], flush=True)
         seq += 1
     """
