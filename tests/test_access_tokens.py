@@ -141,13 +141,14 @@ def test_empty_token_setting_and_open_non_loopback_are_refused():
 def test_without_a_token_only_ip_addresses_and_localhost_are_answered(open_server, host, ok):
     """DNS rebinding: a page whose domain was re-pointed at 127.0.0.1 must not read the scores."""
     status = get(open_server, "/health", {"Host": f"{host}:{open_server.port}"})
-    assert (status == 200) == ok, (host, status)
+    assert status == (200 if ok else 403), (host, status)
 
 
 def test_is_loopback():
-    for yes in ("127.0.0.1", "127.255.0.9", "::1", "localhost"):
+    for yes in ("127.0.0.1", "127.255.0.9", "::1", "localhost", "[::1]", "[127.0.0.1]", " LocalHost "):
         assert is_loopback(yes), yes
-    for no in ("0.0.0.0", "192.168.1.1", "10.0.0.1", "::", "example.com", "localhost.example", "127.0.0.1.evil.example"):
+    for no in ("0.0.0.0", "192.168.1.1", "10.0.0.1", "::", "example.com", "localhost.example", "127.0.0.1.evil.example",
+               "x127.0.0.1]", "[127.0.0.1", "[::2]"):
         assert not is_loopback(no), no
 
 
@@ -203,3 +204,71 @@ def test_only_get_and_head_are_served(open_server):
     assert raw(s, "HEAD", "/health", host) == 200
     for method in ("POST", "PUT", "DELETE", "OPTIONS"):
         assert raw(s, method, "/health", host + [("Content-Length", "0")]) == 405, method
+
+
+def body(server: DashboardServer, method: str, path: str, headers: list[tuple[str, str]]):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_refusals_say_what_to_do(open_server, token_server):
+    t, o = token_server, open_server
+    status, headers, text = body(t, "GET", "/health", [("Host", f"127.0.0.1:{t.port}")])
+    assert status == 401 and headers["www-authenticate"] == 'Bearer realm="hcl-live"'
+    assert text == ("This dashboard needs its token: open the URL hcl-live printed (…/?token=…) "
+                    "or send 'Authorization: Bearer <token>'.\n")
+    assert body(t, "GET", "/health?token=x", [("Host", f"127.0.0.1:{t.port}")])[2] == "Wrong token.\n"
+    assert body(o, "GET", "/health", [("Host", "evil.example")])[2] == (
+        "Use the server by its IP address or localhost (or start it with a token).\n")
+    assert body(o, "GET", "/health", [])[2] == "No Host header; send one (HTTP/1.1 requires it).\n"
+    assert body(o, "GET", "/health", [("Host", ":8765")])[:3:2] == (400, "The Host header is not a host[:port].\n")
+    assert body(o, "GET", "/health", [("Host", "[::1")])[0] == 400
+    status, headers, text = body(o, "POST", "/health", [("Host", "127.0.0.1"), ("Content-Length", "0")])
+    assert status == 405 and headers["allow"] == "GET, HEAD" and text == "POST is not supported here; use GET.\n"
+
+
+def ws_handshake(server: DashboardServer, host: str, origin: str | None, path: str = "/ws") -> int:
+    """The status of a websocket handshake with this Host and Origin (101 = accepted)."""
+    headers = [("Host", host), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+    if origin is not None:
+        headers.append(("Origin", origin))
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_origin_ports_default_by_scheme(open_server):
+    s = open_server
+    assert ws_handshake(s, "127.0.0.1", "http://127.0.0.1") == 101  # both on port 80
+    assert ws_handshake(s, "127.0.0.1:80", "http://127.0.0.1") == 101
+    assert ws_handshake(s, "127.0.0.1:443", "https://127.0.0.1") == 101
+    assert ws_handshake(s, "127.0.0.1", "https://127.0.0.1") == 403  # 443 is not 80
+    assert ws_handshake(s, "127.0.0.1:443", "http://127.0.0.1") == 403
+    assert ws_handshake(s, f"127.0.0.1:{s.port}", f"ftp://127.0.0.1:{s.port}") == 403  # not a web page
+    assert ws_handshake(s, f"127.0.0.1:{s.port}", "http://127.0.0.1:99999") == 403  # no such port
+    assert ws_handshake(s, f"127.0.0.1:{s.port}", f"http://:{s.port}") == 403
+
+
+def test_a_token_server_accepts_its_own_pages_under_any_name(token_server):
+    """hcl-live --host 0.0.0.0: the page at http://my-laptop.lan:PORT opens the websocket;
+    a page of another name does not, even with the token."""
+    t = token_server
+    path = "/ws" + q(TOKEN)
+    assert ws_handshake(t, f"My-Laptop.lan:{t.port}", f"http://my-laptop.lan:{t.port}", path) == 101
+    assert ws_handshake(t, f"my-laptop.lan:{t.port}", f"http://other.lan:{t.port}", path) == 403
+    assert ws_handshake(t, f"my-laptop.lan:{t.port}", f"http://my-laptop.lan:{t.port}", "/ws") == 401
