@@ -370,3 +370,75 @@ def test_chromium_plays_and_seeks_the_recorded_video(tmp_path):
             assert page.evaluate("document.getElementById('v').error") is None
         finally:
             browser.close()
+
+
+def test_real_network_camera_that_goes_silent_is_detected_and_reconnected():
+    """An MJPEG-over-HTTP camera on 127.0.0.1 whose socket stays open but stops sending:
+    through OpenCV's FFmpeg backend the camera is marked absent within about
+    stall_seconds, reconnected when the server sends again, and stop() is immediate."""
+    import socket
+    import threading
+    import time
+
+    cv2 = pytest.importorskip("cv2")
+    from realtime.clock import SessionClock
+    from realtime.sources.camera import CameraSource
+
+    jpg = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))[1].tobytes()
+    silent = threading.Event()
+    closing = threading.Event()
+
+    def handle(conn):
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n")
+            try:
+                while not closing.is_set():
+                    if silent.is_set():
+                        closing.wait(0.1)  # connection open, nothing sent
+                        continue
+                    conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg) + jpg + b"\r\n")
+                    time.sleep(0.05)
+            except OSError:
+                pass
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+
+    def accept_loop():
+        while not closing.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg"
+    cam = CameraSource(index=url, stall_seconds=1.0, retry_max_seconds=0.3)
+    try:
+        cam.open()
+        cam.start(SessionClock())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and cam.frames.horizon < 0.3:
+            time.sleep(0.05)
+        assert cam.frames.present and cam.frames.horizon >= 0.3
+        silent.set()
+        t0 = time.monotonic()
+        while time.monotonic() < deadline and cam.frames.present:
+            time.sleep(0.05)
+        assert not cam.frames.present and time.monotonic() - t0 < 4.0 and cam.outages == 1
+        silent.clear()
+        while time.monotonic() < deadline and cam.reconnects < 1:
+            time.sleep(0.05)
+        assert cam.reconnects == 1 and cam.frames.present
+        silent.set()
+        time.sleep(0.3)  # a read is now blocked on the silent socket
+        t1 = time.monotonic()
+        cam.stop()
+        cam.join(5)
+        assert time.monotonic() - t1 < 0.5
+    finally:
+        cam.stop()
+        closing.set()
+        server.close()
