@@ -272,3 +272,11 @@ def test_a_token_server_accepts_its_own_pages_under_any_name(token_server):
     assert ws_handshake(t, f"My-Laptop.lan:{t.port}", f"http://my-laptop.lan:{t.port}", path) == 101
     assert ws_handshake(t, f"my-laptop.lan:{t.port}", f"http://other.lan:{t.port}", path) == 403
     assert ws_handshake(t, f"my-laptop.lan:{t.port}", f"http://my-laptop.lan:{t.port}", "/ws") == 401
+
+
+def test_the_token_is_read_from_the_query_as_urls_define_it(token_server):
+    """The query is everything after the first "?": in "?x=1?token=T" the parameter x is
+    "1?token=T" and there is no token."""
+    t = token_server
+    assert get(t, "/health?x=1&token=" + urllib.parse.quote(TOKEN)) == 200
+    assert get(t, "/health?x=1?token=" + urllib.parse.quote(TOKEN)) == 401
