@@ -50,6 +50,7 @@ WORDS = "words.json"
 VTT = "transcript.vtt"
 AUDIO = "audio.wav"
 VIDEO = "video.mp4"
+INFO_SLACK = 2048  # spare bytes at the end of session.json (see SessionRecorder._write_info)
 VIDEO_QUEUE_BYTES = 32 << 20  # frames waiting for the encoder hold at most this much (and at least 4 frames)
 
 
@@ -494,7 +495,23 @@ class SessionRecorder:
         self.close()
 
     def _write_info(self) -> None:
-        _atomic_write_text(self.directory / INFO, json.dumps(self._info, indent=2, default=str) + "\n")
+        # trailing spaces (valid JSON) keep room in the file's blocks for the end-of-session
+        # fields, so that they can still be written in place when the disk is full
+        text = json.dumps(self._info, indent=2, default=str) + "\n"
+        _atomic_write_text(self.directory / INFO, text + " " * INFO_SLACK)
+
+    def _write_info_in_place(self) -> None:
+        """session.json rewritten inside the bytes it already has (no new disk space):
+        the fallback when the disk is full. Refuses (OSError) when the text does not fit."""
+        text = (json.dumps(self._info, indent=2, default=str) + "\n").encode("utf-8")
+        path = self.directory / INFO
+        size = path.stat().st_size
+        if len(text) > size:
+            raise OSError(f"{path}: the end-of-session fields do not fit in its {size} bytes")
+        with open(path, "r+b") as f:
+            f.write(text + b" " * (size - len(text)))
+            f.flush()
+            os.fsync(f.fileno())
 
     def _check_open(self) -> None:
         if self._closed:
@@ -755,8 +772,12 @@ class SessionRecorder:
             rec["errors"] = errors
         try:
             self._write_info()
-        except OSError as exc:  # the old session.json stays (without the end time)
+        except OSError as exc:
             self._fail(INFO, exc)
+            try:  # a full disk: overwrite the bytes session.json already holds
+                self._write_info_in_place()
+            except OSError as exc2:  # the old session.json stays (without the end time)
+                log.error("%s: the end time could not be written (%s)", self.directory / INFO, exc2)
         if errors:
             raise RuntimeError(f"closing session {self.directory}: " + "; ".join(errors))
 

@@ -215,6 +215,9 @@ def test_full_disk_stops_the_recording_only_and_keeps_what_was_written(tmp_path,
         assert [w["seq"] for w in s.windows] == list(range(len(s.windows)))
         assert len(s.windows) >= rec.windows
         assert s.info["session"] == "rel-test"
+        # the end of the session is on record although the disk was full
+        assert s.info["recording"]["ended_at"] and s.info["recording"]["windows"] == rec.windows
+        assert "No space left on device" in s.info["recording"]["stopped_early"]
         assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")], "no temporary files are left"
         if (folder / "audio.wav").exists():
             audio, rate = read_wav(folder / "audio.wav")
