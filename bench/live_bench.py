@@ -2,7 +2,7 @@
 real server on 127.0.0.1, measured from a websocket client.
 
     python bench/live_bench.py [--file PATH] [--checkpoint PATH] [--strict] [--repeat N]
-    python bench/live_bench.py --reaction [--beam N] [--fit-encoder] [--out PATH]
+    python bench/live_bench.py --reaction [--beam N] [--set KEY=VALUE ...] [--out PATH]
 
 Default table: end-to-end latency (window end on the session clock -> message
 received by the client) p50/p95, per-stage latencies, CPU use, dropped windows,
@@ -62,29 +62,6 @@ def random_checkpoint(directory: pathlib.Path) -> pathlib.Path:
     torch.manual_seed(0)
     s = FeatureSettings()
     return save_checkpoint(directory / "random.pt", HCL(config=ModelConfig(**s.model_dims())).eval(), features=s, meta={"name": "random-init"})
-
-
-def fit_whisper_encoder() -> None:
-    """Experiment: faster-whisper pads every pass to 30 s of mel frames, so a 2-8 s pass
-    costs the encoder a full 30 s; pad to the audio's length + 1 s instead."""
-    import math
-
-    import faster_whisper.transcribe as fwt
-    from faster_whisper.audio import pad_or_trim
-
-    def fitted(array, length: int = 3000, *, axis: int = -1):
-        frames = array.shape[axis]
-        return pad_or_trim(array, min(length, max(300, 100 * math.ceil((frames + 100) / 100))), axis=axis)
-
-    fwt.pad_or_trim = fitted
-    # and no temperature fallback: a pass cut mid-word would otherwise decode up to 6 times
-    original = fwt.WhisperModel.transcribe
-
-    def transcribe(self, audio, *args, **kwargs):
-        kwargs.setdefault("temperature", 0.0)
-        return original(self, audio, *args, **kwargs)
-
-    fwt.WhisperModel.transcribe = transcribe
 
 
 def scorer_step_times(checkpoint, device: str, graphs: bool, n: int = 200) -> dict:
@@ -438,13 +415,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="positive+negative sentence pairs in the generated clip")
     ap.add_argument("--checkpoint", help="default: the shipped live model (random-init if it is missing)")
     ap.add_argument("--strict", action="store_true", help="file policy (windows wait for the transcript) instead of the live-device policy")
-    ap.add_argument("--beam", type=int, help="Whisper beam size for the live passes (default: the checkpoint's)")
-    ap.add_argument(
-        "--fit-encoder",
-        action="store_true",
-        help="experiment: pad Whisper's encoder input to the pass's audio + 1 s instead of 30 s "
-        "(a proposal for hcl.features.speech; patches faster-whisper in this process only)",
-    )
+    ap.add_argument("--beam", type=int, help="Whisper beam size for the live passes (default: greedy in the live policy, the checkpoint's with --strict)")
     ap.add_argument("--reaction", action="store_true", help="the reaction-time table (see the module docstring)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="--reaction: a PipelineOptions field (repeatable)")
     ap.add_argument("--out", help="JSON output (default bench/results/live.json, or reaction.json with --reaction)")
@@ -458,8 +429,6 @@ def main(argv=None) -> int:
     from realtime.server import DashboardServer
     from realtime.sources.file import FileSource
 
-    if args.fit_encoder:
-        fit_whisper_encoder()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="live-bench-"))
     model_note = None
     checkpoint = args.checkpoint
@@ -518,8 +487,7 @@ def main(argv=None) -> int:
                     "torch": torch.__version__, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
         "input": {"file": str(path) if args.file else f"generated demo ({args.repeat} x positive+negative)", "seconds": round(duration, 2)},
         "model": model_note or str(checkpoint),
-        "speech_beam_size": args.beam or scorer.features.speech.beam_size,
-        "whisper_encoder": "fitted to the audio, no temperature fallback (experiment)" if args.fit_encoder else "30 s (faster-whisper default)",
+        "whisper": _whisper_settings(pipeline),
         "policy": "strict (file: windows wait for transcript passes)" if args.strict else "live (devices: windows never wait for the transcript)",
         "windows": len(pipeline.messages),
         "windows_received": len(received),
@@ -555,7 +523,7 @@ def table(r: dict) -> str:
     rows = [
         ("input", f"{r['input']['file']}, {r['input']['seconds']} s"),
         ("policy", r["policy"]),
-        ("Whisper encoder input", r.get("whisper_encoder", "-")),
+        ("Whisper (live passes)", r.get("whisper", "-")),
         ("windows (received / dropped)", f"{r['windows']} ({r['windows_received']} / {r['dropped_windows']})"),
         ("dropped video frames", r["dropped_frames"]),
         ("wall / media time", f(r["realtime_factor"])),
