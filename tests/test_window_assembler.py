@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -169,3 +170,105 @@ def test_stop_ends_a_waiting_assembler():
     assert not a.done.wait(0.3)
     a.stop()
     assert a.done.wait(5) and out.closed and a.error is None and a.windows == 0
+
+
+def test_arrays_are_float32_and_bool_and_missing_audio_is_zero():
+    faces = faces_at({0.1: np.ones(2), 0.7: np.ones(2), 1.1: np.ones(2)})
+    ring = AudioRing(sample_rate=SR, capacity_seconds=60)
+    ring.append(np.full(int(0.5 * SR), 0.5, np.float32), start_time=0.0)  # audio ends before the faces
+    ring.close()
+    featurizer = StepFeaturizer()
+    _, windows, _ = run(audio=ring, faces=faces, featurizer=featurizer)
+    assert [w.end for w in windows] == [0.5, 1.0, 1.5]
+    last = windows[-1]
+    assert last.audio.dtype == np.float32 and last.video.dtype == np.float32
+    assert last.audio_mask.dtype == bool and last.video_mask.dtype == bool
+    assert featurizer.calls == 1  # steps without audio are not featurized ...
+    assert (last.audio[1:] == 0).all() and last.audio_mask.tolist() == [True, False, False, False]  # ... but zero
+    _, windows, _ = run(faces=faces_at({0.1: np.ones(2)}))
+    assert (windows[0].audio == 0).all() and windows[0].audio.dtype == np.float32
+
+
+def test_strict_windows_use_only_words_available_by_their_end():
+    tr = Transcript()
+    tr.commit([TimedWord("early", 0.1, 0.3, 1.0, available_at=0.5, committed_at=0.5),
+               TimedWord("late", 0.6, 0.8, 1.0, available_at=1.6, committed_at=1.6)])
+    tr.passes.end()
+    speech = SimpleNamespace(transcript=tr, required_horizon=lambda t: 0.0, settled_until=math.inf)
+    _, windows, _ = run(audio=step_audio([0.5] * 5), speech=speech, text_context=4.0)
+    texts = {w.end: w.text for w in windows}
+    assert texts == {0.5: "early", 1.0: "early", 1.5: "early", 2.0: "early late", 2.5: "early late"}
+    live = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), speech=speech,
+                           strict=False, text_context=4.0)
+    assert [w["w"] for w in live.words_at(1.0)] == ["early", "late"]  # live: the transcript as it stands
+
+
+def test_old_words_are_pruned_but_not_the_text_context():
+    tr = Transcript()
+    tr.commit([TimedWord("old", 0.1, 0.3, 1.0, 0.0, 0.0), TimedWord("keep", 8.0, 8.5, 1.0, 0.0, 0.0),
+               TimedWord("recent", 38.0, 38.5, 1.0, 0.0, 0.0)])
+    speech = SimpleNamespace(transcript=tr, required_horizon=lambda t: 0.0, settled_until=math.inf)
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), speech=speech,
+                        text_context=1.0)
+    a.assemble(80)  # the window ending at 40 s: words ending before 40 - max(1, 0.5 x 4) - 30 = 8 s go
+    assert [w.text for w in tr.words(0, 100)] == ["keep", "recent"]
+
+
+def test_ready_and_assembly_times_are_measured():
+    _, windows, _ = run(audio=step_audio([0.5] * 3))
+    a, _, _ = run(audio=step_audio([0.5] * 3))
+    assert all(isinstance(x, float) and 0 <= x < 5000 for x in a.assemble_ms)
+    for w in windows:
+        assert 0 < w.t_ready <= w.t_assembled and w.capture_ms == 0.0  # not real time: no capture delay
+
+
+def test_real_time_windows_report_their_capture_delay():
+    ring = step_audio([0.5, 0.5])  # 1 s, already there: each window is ready when the clock reaches its end
+    out = WindowQueue(maxsize=10)
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=SessionClock(), audio=ring, strict=True, realtime=True)
+    a.start()
+    assert a.done.wait(10)
+    windows = [out.get(0), out.get(0)]
+    assert [w.end for w in windows] == [0.5, 1.0]
+    for w in windows:
+        assert isinstance(w.capture_ms, float) and 0.0 <= w.capture_ms < 400, w.capture_ms
+
+
+def test_join_waits_at_most_its_timeout():
+    ring = AudioRing(sample_rate=SR, capacity_seconds=60)
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), audio=ring, realtime=False)
+    a.join(0.1)  # not started: returns at once
+    a.start()
+    t0 = time.monotonic()
+    a.join(0.2)
+    assert 0.15 < time.monotonic() - t0 < 2 and not a.done.is_set()
+    a.stop()
+    a.join(5)
+    assert a.done.is_set() and not a._thread.is_alive()
+
+
+def test_text_follows_the_current_utterance():
+    """Speech 1-2 s and 3-4 s with quiet between: the text of the window ending at 4 s starts
+    at the second utterance (less 0.15 s for Whisper's wobbly word times), once the speech
+    before it is settled; before that, at the first one."""
+    t = np.arange(int(4.0 * SR)) / SR
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    wave[(t < 1.0) | ((t >= 2.0) & (t < 3.0))] = 0.0
+    ring = AudioRing(sample_rate=SR, capacity_seconds=60)
+    ring.append(wave, start_time=0.0)
+    speech = SimpleNamespace(transcript=Transcript(), required_horizon=lambda t: 0.0, settled_until=math.inf)
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), audio=ring, speech=speech,
+                        text_context=7.0, utterance_pause=0.45)
+    assert a.text_start(4.0) == pytest.approx(2.85, abs=0.03)
+    speech.settled_until = 1.5  # the first utterance is not transcribed for good yet
+    assert a.text_start(4.0) == pytest.approx(0.85, abs=0.03)
+    speech.settled_until = -5.0
+    assert a.text_start(4.0) == -3.0  # no utterance is current: the whole text context
+    del speech.settled_until  # a speech object without the notion: every utterance counts
+    assert a.text_start(4.0) == pytest.approx(2.85, abs=0.03)
+    assert a.text_start(1.5) == pytest.approx(0.85, abs=0.03)
+    a.utterance_pause = None
+    assert a.text_start(4.0) == -3.0
+    no_audio = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), speech=speech,
+                               text_context=7.0, utterance_pause=0.45)
+    assert no_audio.text_start(4.0) == -3.0
