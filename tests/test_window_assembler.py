@@ -272,3 +272,33 @@ def test_text_follows_the_current_utterance():
     no_audio = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), speech=speech,
                                text_context=7.0, utterance_pause=0.45)
     assert no_audio.text_start(4.0) == -3.0
+
+
+def test_pure_helpers_at_their_edges():
+    from realtime.windowing import last_step, percentile, stack_steps, steps_until, window_text, words_in
+
+    words = [{"w": "a", "start": 0.8, "end": 1.2}, {"w": "b", "start": 1.8, "end": 2.2}]  # midpoints 1.0 and 2.0
+    assert [w["w"] for w in words_in(words, 1.0, 2.0)] == ["a"]  # [start, end): the start counts, the end does not
+    assert window_text([{"w": " "}, {"w": " a "}, {"w": ""}, {"w": "b"}]) == "a b"
+    assert percentile(list(range(101)), 100) == 100 and percentile([5.0], 100) == 5.0
+    assert percentile([1, 2, 3, 4], 100) == 4 and percentile([1, 2, 3, 4], 1) == 1
+    assert steps_until(1.0, 0.5, origin=0.5) == 1 and steps_until(0.2, 0.5, origin=0.5) == 0
+    assert last_step(0.0, 0.5) == 1 and last_step(0.3, 0.5) == 1 and last_step(0.5, 0.5) == 1
+    x, m = stack_steps([np.ones(2)], [True], 3, 2)
+    assert x.dtype == np.float32 and m.dtype == bool and m.tolist() == [True, False, False]
+
+
+def test_window_queue_get_waits_for_a_window():
+    from realtime.windowing import Window
+
+    def later(q, delay):
+        w = Window(0, 0, 1, np.zeros((1, 1)), np.zeros(1, bool), np.zeros((1, 1)), np.zeros(1, bool), [], "", {})
+        threading.Timer(delay, q.put, args=(w,)).start()
+
+    q = WindowQueue(maxsize=2)
+    later(q, 0.1)
+    assert q.get(timeout=5) is not None  # arrives within the timeout
+    later(q, 0.1)
+    assert q.get() is not None  # no timeout: waits as long as it takes
+    t0 = time.monotonic()
+    assert q.get(timeout=0.2) is None and time.monotonic() - t0 >= 0.19
