@@ -8,7 +8,9 @@ Two baselines, each on the same train split, selected on the same valid split,
 the test splits scored once:
 
 - **ridge**: the frozen encoder's last hidden state, mean-pooled over tokens, then
-  ridge regression; the ridge strength is chosen on valid MAE.
+  ridge regression; the ridge strength is chosen on valid MAE. (The last hidden
+  state is computed as the pretrained top layers over the same cached lower-layer
+  states the fine-tuned runs use, so the encoder runs over the data once.)
 - **finetuned**: the same encoder with its top `--tune-layers` layers fine-tuned
   end to end with a mean-pool + linear head (the layers under them frozen and
   cached, as for HCL), AdamW, L1 loss, early stopping on valid MAE. With
@@ -54,13 +56,25 @@ class MeanPoolHead(nn.Module):
         return raw if self.training else raw.clamp(-SCORE_RANGE, SCORE_RANGE)
 
 
-def pooled(samples) -> np.ndarray:
-    return np.stack([s.text.astype(np.float32).mean(0) if len(s.text) else np.zeros(s.text.shape[1], np.float32)
-                     for s in samples])
+@torch.no_grad()
+def pooled(samples, top: TextTop, batch_size: int = 128) -> np.ndarray:
+    """Mean over tokens of the frozen encoder's last hidden state, (N, D)."""
+    from hcl.data.sample import collate
+
+    out = []
+    dims = (samples[0].text.shape[1], samples[0].audio.shape[1], samples[0].video.shape[1])
+    for i in range(0, len(samples), batch_size):
+        batch = collate(samples[i : i + batch_size], dims, max_len=64)
+        h = top(batch.text, batch.text_mask)  # (B, L, D)
+        m = batch.text_mask.unsqueeze(-1).float()
+        out.append(((h * m).sum(1) / m.sum(1).clamp(min=1.0)).numpy())
+    return np.concatenate(out)
 
 
-def ridge_baseline(data: TrainingData, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0)) -> dict:
-    x, y = pooled(data.train), np.array([s.label for s in data.train])
+def ridge_baseline(data: TrainingData, top: TextTop, alphas=tuple(10.0**e for e in range(-1, 6))) -> dict:
+    feats = {id(data.train): pooled(data.train, top), id(data.valid): pooled(data.valid, top),
+             **{id(s): pooled(s, top) for s in data.tests.values()}}
+    x, y = feats[id(data.train)], np.array([s.label for s in data.train])
     mu, sd = x.mean(0), x.std(0) + 1e-6
     xs = np.c_[(x - mu) / sd, np.ones(len(x))]
     best = None
@@ -70,7 +84,7 @@ def ridge_baseline(data: TrainingData, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0)) -
         w = np.linalg.solve(xs.T @ xs + reg, xs.T @ y)
 
         def score(samples, w=w):
-            z = np.c_[(pooled(samples) - mu) / sd, np.ones(len(samples))]
+            z = np.c_[(feats[id(samples)] - mu) / sd, np.ones(len(samples))]
             return sentiment_metrics(np.clip(z @ w, -SCORE_RANGE, SCORE_RANGE), np.array([s.label for s in samples]))
 
         valid = score(data.valid)
@@ -101,21 +115,23 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-finetuned", action="store_true", help="only the ridge baseline")
+    p.add_argument("--append", action="store_true",
+                   help="keep the fine-tuned runs of other seeds already in --out (seeds run as separate processes)")
     p.add_argument("--out", default="bench/results/text_baselines.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = FeatureSettings()
     result: dict = {"argv": sys.argv[1:] if argv is None else list(argv), "encoder": settings.text.encoder}
 
+    depth = encoder_depth(settings.text)
+    lower = replace(settings, text=replace_tuned(settings.text, 0, layer=depth - args.tune_layers))
+    data = load(args.transcripts, lower)  # hidden states under the top layers, cached
+    top = TextTop.from_encoder(settings.text, args.tune_layers).eval()
     t0 = time.perf_counter()
-    ridge = ridge_baseline(load(args.transcripts, settings))
+    ridge = ridge_baseline(data, top)
     result["ridge"] = {**ridge, "seconds": time.perf_counter() - t0}
 
     if not args.skip_finetuned:
-        depth = encoder_depth(settings.text)
-        lower = replace(settings, text=replace_tuned(settings.text, 0, layer=depth - args.tune_layers))
-        data = load(args.transcripts, lower)
-        top = TextTop.from_encoder(settings.text, args.tune_layers)
         cfg = ModelConfig(text_dim=settings.text.dim, inputs=("text",))
         tc = TrainConfig(lr=args.lr, text_lr=args.text_lr, batch_size=args.batch_size, epochs=args.epochs,
                          patience=args.patience, seeds=tuple(args.seeds), num_threads=args.threads)
@@ -128,6 +144,11 @@ def main(argv=None) -> int:
             runs.append({"seed": seed, "best_epoch": info["best_epoch"], "valid": evaluate(model, data.valid),
                          "test": {n: evaluate(model, s) for n, s in data.tests.items()},
                          "seconds": time.perf_counter() - t0})
+        previous = json.loads(Path(args.out).read_text()) if args.append and Path(args.out).is_file() else {}
+        kept = [r for r in previous.get("finetuned", {}).get("runs", []) if r["seed"] not in args.seeds]
+        if kept and previous["finetuned"]["tune_layers"] != args.tune_layers:
+            raise SystemExit(f"--append: {args.out} holds runs with another --tune-layers")
+        runs = sorted(kept + runs, key=lambda r: r["seed"])
         result["finetuned"] = {
             "tune_layers": args.tune_layers, "encoder_depth": depth, "train_config": tc.to_dict(), "runs": runs,
             "summary": {n: aggregate_seeds([r["test"][n] for r in runs]) for n in data.tests},
