@@ -282,6 +282,10 @@ class LivePipeline:
         )
         send_ms = (time.perf_counter() - t_scored) * 1000
         msg["latency_ms"]["send"] = round(send_ms, 2)
+        # on disk before any client sees it: after a crash the recording holds every
+        # window a dashboard showed
+        if self.recorder is not None:
+            self.recorder.write_window(msg)
         if self.publish is not None:
             self.publish(msg)
         latency["send"] = send_ms
@@ -290,7 +294,6 @@ class LivePipeline:
             self.latencies[k].append(v)
         self.messages.append(msg)
         if self.recorder is not None:
-            self.recorder.write_window(msg)
             self._record_audio(window.end)
         if self.on_window is not None:
             self.on_window(msg)
