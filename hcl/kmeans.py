@@ -34,41 +34,57 @@ class KMeansResult:
 
 
 class KMeansWorkspace:
-    """Working tensors for K-means on (N, d, T) points, allocated once and reused.
+    """Working tensors for K-means on (N, d, T) points, allocated once per shape and reused.
 
     `run(x)` overwrites the buffers in place; its outputs are views of them (the
     caller clones when it must keep them across calls, e.g. for autograd).
-    Shapes are re-allocated only when the problem shape, dtype or device changes.
+    Each problem shape (N, d, T, dtype, device) keeps its own buffers for the
+    workspace's life, so a CUDA graph captured at one batch size still points at
+    live memory after another batch size ran (a few shapes in practice: the
+    batch sizes a trainer or scorer uses).
     """
+
+    _NAMES = ("block", "block_onehot", "centroids", "sums", "dist", "x_sq", "c_sq", "assignment", "onehot",
+              "counts", "safe_counts", "nonempty")
 
     def __init__(self, *, clusters: int, iters: int) -> None:
         self.clusters, self.iters = clusters, iters
         self.key: tuple | None = None
         self.allocations = 0
+        self._sets: dict[tuple, dict[str, torch.Tensor]] = {}
 
     def _ensure(self, n: int, d: int, t: int, dtype: torch.dtype, device: torch.device) -> None:
         key = (n, d, t, dtype, device)
+        found = self._sets.get(key)
         # buffers made under torch.inference_mode() cannot be written outside it (e.g. when a
         # model scored under inference_mode is then traced or trained): make new ones then
-        if key == self.key and (torch.is_inference_mode_enabled() or not self.centroids.is_inference()):
-            return
+        if found is None or not (torch.is_inference_mode_enabled() or not found["centroids"].is_inference()):
+            found = self._sets[key] = self._allocate(n, d, t, dtype, device)
+        if key != self.key or found["centroids"] is not getattr(self, "centroids", None):
+            self.key = key
+            for name in self._NAMES:
+                setattr(self, name, found[name])
+
+    def _allocate(self, n: int, d: int, t: int, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         k = self.clusters
-        self.key = key
         self.allocations += 1
-        self.block = block_assignment(d, k, device=device)  # (d,)
-        block_onehot = torch.zeros(d, k, dtype=dtype, device=device)
-        block_onehot[torch.arange(d, device=device), self.block] = 1.0
-        self.block_onehot = block_onehot  # (d, K)
-        self.centroids = torch.empty(n, k, t, dtype=dtype, device=device)
-        self.sums = torch.empty(n, k, t, dtype=dtype, device=device)
-        self.dist = torch.empty(n, d, k, dtype=dtype, device=device)
-        self.x_sq = torch.empty(n, d, 1, dtype=dtype, device=device)
-        self.c_sq = torch.empty(n, 1, k, dtype=dtype, device=device)
-        self.assignment = torch.empty(n, d, dtype=torch.int64, device=device)
-        self.onehot = torch.empty(n, d, k, dtype=dtype, device=device)
-        self.counts = torch.empty(n, k, dtype=dtype, device=device)
-        self.safe_counts = torch.empty(n, k, 1, dtype=dtype, device=device)
-        self.nonempty = torch.empty(n, k, 1, dtype=torch.bool, device=device)
+        block = block_assignment(d, k, device=device)  # (d,)
+        block_onehot = torch.zeros(d, k, dtype=dtype, device=device)  # (d, K)
+        block_onehot[torch.arange(d, device=device), block] = 1.0
+        return {
+            "block": block,
+            "block_onehot": block_onehot,
+            "centroids": torch.empty(n, k, t, dtype=dtype, device=device),
+            "sums": torch.empty(n, k, t, dtype=dtype, device=device),
+            "dist": torch.empty(n, d, k, dtype=dtype, device=device),
+            "x_sq": torch.empty(n, d, 1, dtype=dtype, device=device),
+            "c_sq": torch.empty(n, 1, k, dtype=dtype, device=device),
+            "assignment": torch.empty(n, d, dtype=torch.int64, device=device),
+            "onehot": torch.empty(n, d, k, dtype=dtype, device=device),
+            "counts": torch.empty(n, k, dtype=dtype, device=device),
+            "safe_counts": torch.empty(n, k, 1, dtype=dtype, device=device),
+            "nonempty": torch.empty(n, k, 1, dtype=torch.bool, device=device),
+        }
 
     def buffers(self) -> dict[str, torch.Tensor]:
         names = ("centroids", "sums", "dist", "x_sq", "c_sq", "assignment", "onehot", "counts")

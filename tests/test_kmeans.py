@@ -63,8 +63,11 @@ def test_workspace_reuses_its_storage():
     assert {name: t.data_ptr() for name, t in ws.buffers().items()} == ptrs
     assert out.assignment.data_ptr() == ptrs["assignment"]
     assert ws.allocations == 1
-    ws.run(torch.randn(3, 128, 8))  # a new shape re-allocates once
+    ws.run(torch.randn(3, 128, 8))  # a new shape allocates its own buffers once
     assert ws.allocations == 2
+    ws.run(torch.randn(6, 128, 8))  # the first shape's buffers were kept: same memory, no allocation
+    assert ws.allocations == 2
+    assert {name: t.data_ptr() for name, t in ws.buffers().items()} == ptrs
 
 
 def test_each_problem_independent_of_batch():

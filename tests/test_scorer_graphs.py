@@ -188,12 +188,6 @@ def test_a_capture_that_fails_falls_back_to_eager(checkpoint, reference, monkeyp
     assert not scorer.use_graphs and "capture failed" in caplog.text
 
 
-@pytest.mark.xfail(
-    reason="one KMeansWorkspace serves every batch size: capturing batch size 2 re-allocates its buffers, "
-    "so the CUDA graph captured at batch size 1 keeps pointers into freed memory (keep one workspace per "
-    "shape, or let the graph own its buffers)",
-    strict=False,
-)
 def test_buffers_of_a_captured_graph_stay_allocated(checkpoint, monkeypatch):
     scorer, fakes = graph_scorer(checkpoint, monkeypatch)
     scorer.score_many(make_windows(scorer.features, 1, 50))
