@@ -108,3 +108,24 @@ def test_the_guide_steers_the_hyper_features():
         with torch.no_grad():
             a, b = ccl(f).hyper, ccl(g).hyper
         assert (not torch.allclose(a, b)) == changes
+
+
+def test_g_hyper_starts_from_a_small_learned_token_block():
+    ccl = CCL(config=ModelConfig())
+    assert isinstance(ccl.hyper0, torch.nn.Parameter) and ccl.hyper0.shape == (1, 8, 128)
+    assert 0.015 < ccl.hyper0.std().item() < 0.025  # initialised like the other token parameters (std 0.02)
+
+
+def test_dropout_acts_in_training_only():
+    torch.manual_seed(3)
+    config = dataclasses.replace(CFG, dropout=0.5)
+    ccl = CCL(config=config)
+    f = torch.randn(2, 3, CFG.tokens, CFG.d_model)
+    with torch.no_grad():
+        ccl.train()
+        assert not torch.allclose(ccl(f).hyper, ccl(f).hyper)
+        ccl.eval()
+        torch.testing.assert_close(ccl(f).hyper, ccl(f).hyper)
+    for name, module in ccl.named_modules():  # every attention block got the setting
+        if hasattr(module, "dropout") and isinstance(module.dropout, float):
+            assert module.dropout == 0.5, name

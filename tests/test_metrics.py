@@ -199,3 +199,10 @@ def test_two_seeds_have_a_std_and_extra_keys_format_by_name():
     agg = aggregate_seeds([{"mae": 0.7}, {"mae": 0.9}])
     assert agg["mae"]["std"] == pytest.approx(math.sqrt(0.02))  # ddof=1 over two runs
     assert format_metrics({"corr": 0.12345, "mae": 0.5, "loss": 1.0}) == "MAE 0.500 | Corr 0.123 | loss 1.00"
+
+
+def test_integer_inputs_do_not_overflow():
+    pred, label = np.array([100, -100], np.int8), np.array([-100, 100], np.int8)
+    assert mae(pred, label) == 200.0  # int8 arithmetic would wrap around to 56
+    assert mae(label, pred) == 200.0
+    assert weighted_f1(np.array([1, 0]), np.array([[1], [1]])) == pytest.approx(1 / 3)
