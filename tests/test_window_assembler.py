@@ -302,3 +302,26 @@ def test_window_queue_get_waits_for_a_window():
     assert q.get() is not None  # no timeout: waits as long as it takes
     t0 = time.monotonic()
     assert q.get(timeout=0.2) is None and time.monotonic() - t0 >= 0.19
+
+
+def test_live_windows_never_wait_past_max_wait_for_audio():
+    """Live policy (a device that went quiet): windows still come, max_wait after their end."""
+    ring = AudioRing(sample_rate=SR, capacity_seconds=60)  # no audio ever arrives
+    out = WindowQueue(maxsize=10)
+    clock = SessionClock()
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=clock, audio=ring, strict=False, realtime=True,
+                        max_wait=0.15)
+    a.start()
+    try:
+        got = []
+        for _ in range(2):
+            w = out.get(timeout=3)
+            assert w is not None, "a live window waited for audio that never came"
+            got.append((w, clock.now()))
+    finally:
+        a.stop()
+        a.join(5)
+    assert [w.end for w, _ in got] == [0.5, 1.0]
+    for w, t in got:
+        assert w.end + 0.15 - 0.02 <= t < w.end + 0.6, (w.end, t)
+        assert not w.audio_mask.any() and a.error is None
