@@ -22,6 +22,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--extracted", action="append", default=[], metavar="DIR", help="dataset written by hcl-extract")
     g.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic trimodal task with N train samples")
     g.add_argument("--text-layer", type=int, default=None, help="encoder hidden state used as text features")
+    g.add_argument("--eval-transcripts", action="append", default=[], metavar="CSV",
+                   help="label CSV whose test split is scored at the end; none of it is trained or selected on")
 
 
 def _fail(exc: BaseException) -> SystemExit:
@@ -103,6 +105,9 @@ def load_data(args, settings):
         valid.extend(splits.get("valid", []))
         if splits.get("test"):
             tests[name] = splits["test"]
+    for path in getattr(args, "eval_transcripts", []):
+        splits, _ = load_source("transcripts", path, settings)
+        tests[_source_name(path)] = splits.get("test", [])
     if not train:
         raise SystemExit("no training samples: give --transcripts, --mmsa, --extracted or --synthetic")
     if not valid:
@@ -146,6 +151,9 @@ def train_main(argv: list[str] | None = None) -> int:
                    help="fine-tune the top K text-encoder layers with HCL (0 = frozen encoder); "
                         "the layers under them are encoded once and cached")
     g.add_argument("--text-lr", type=float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
+    g.add_argument("--init", metavar="CKPT", default=None,
+                   help="start from this checkpoint's weights (staged training, e.g. MOSEI+MOSI then MOSI); "
+                        "its model config and text layers are kept")
     g.add_argument("--weight-decay", type=float, default=1e-2)
     g.add_argument("--patience", type=int, default=10)
     g.add_argument("--modality-dropout", type=float, default=0.0)
@@ -167,12 +175,18 @@ def train_main(argv: list[str] | None = None) -> int:
     if args.tune_text_layers and args.text_layer is not None:
         raise SystemExit("--tune-text-layers sets the text layer itself; drop --text-layer")
     data, settings = load_data(args, settings)
-    text_top = None
+    text_top = init = None
+    if args.init:
+        init = _load_checkpoint_or_exit(args.init)
+        if init.features.text.tuned_layers != args.tune_text_layers:
+            raise SystemExit(f"--init {args.init} fine-tuned {init.features.text.tuned_layers} text layers: "
+                             f"pass --tune-text-layers {init.features.text.tuned_layers}")
     if args.tune_text_layers:
-        from hcl.text_top import TextTop
+        from hcl.text_top import TextTop, text_top_from_state
 
-        text_top = TextTop.from_encoder(settings.text, args.tune_text_layers)
-    model_config = ModelConfig(
+        text_top = (text_top_from_state(init.features.text, init.text_top) if init is not None
+                    else TextTop.from_encoder(settings.text, args.tune_text_layers))
+    model_config = init.model_config if init is not None else ModelConfig(
         **infer_dims(data.train + data.valid),
         use_cowa=not args.no_cowa,
         kmeans_iters=args.kmeans_iters,
@@ -205,6 +219,7 @@ def train_main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         meta={"argv": sys.argv[1:] if argv is None else list(argv)},
         text_top=text_top,
+        init=init.model if init is not None else None,
     )
     from hcl.metrics import format_metrics
 

@@ -226,17 +226,20 @@ def train(
     meta: dict | None = None,
     log: Callable[[str], None] = print,
     text_top: TextTop | None = None,
+    init: HCL | None = None,
 ) -> dict:
     """Train every seed, score each test set once with the selected model, write results.
 
     `features`: the settings the samples were made with. With `text_top` those are
     the hidden states under the tuned layers; checkpoints then record the live
     settings (last layer, `tuned_layers = k`) and carry the fine-tuned layers.
+    `init`: every seed starts from a copy of these weights (and `text_top`'s) instead
+    of a fresh HCL (staged training).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     present = present_modalities(data.train)
-    if present != model_config.inputs:
+    if init is None and present != model_config.inputs:
         log(f"training data has {list(present)} only: the model consumes just those")
         model_config = replace(model_config, inputs=present)
     if train_config.num_threads:
@@ -250,7 +253,7 @@ def train(
         t0 = time.perf_counter()
         model, info = fit_seed(
             data, model_config=model_config, train_config=train_config, seed=seed, progress=progress, log=log,
-            text_top=text_top,
+            text_top=text_top, model=copy.deepcopy(init).train() if init is not None else None,
         )
         valid = evaluate(model, data.valid, device=device)
         tests = {name: evaluate(model, samples, device=device) for name, samples in data.tests.items()}

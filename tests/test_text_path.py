@@ -218,3 +218,19 @@ def test_eval_and_info_print_a_message_not_a_traceback(tmp_path, command, capsys
         main([str(bad), "--synthetic", "64"] if command == "eval" else [str(bad)])
     assert "not a readable hcl-live checkpoint" in str(exc.value.code)
     assert CHECKPOINT_FORMAT  # the header name stays part of the format
+
+
+def test_init_starts_every_seed_from_the_given_checkpoint(tmp_path):
+    """Staged training: with a learning rate of 0 the result is the --init checkpoint itself."""
+    from hcl.cli import train_main
+
+    common = ["--synthetic", "96", "--epochs", "1", "--no-progress", "--threads", "1", "--seeds", "1"]
+    assert train_main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert train_main([*common, "--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "seed1.pt"),
+                       "--lr", "0"]) == 0
+    # parameters, not BatchNorm's running statistics (those follow the data whatever the rate)
+    a = dict(load_checkpoint(tmp_path / "a" / "seed1.pt").model.named_parameters())
+    b = dict(load_checkpoint(tmp_path / "b" / "seed1.pt").model.named_parameters())
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
