@@ -381,7 +381,7 @@ class LivePipeline:
         if self.speech is not None:
             tr = self.speech.transcript
             out["transcript"] = {
-                "words": len(tr.all_words()),
+                "words": tr.committed,
                 "lag_s": _pct(tr.lags, 3),
                 "pass_ms": _pct(tr.pass_ms),
                 "skipped_passes": self.speech.skipped,

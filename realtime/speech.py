@@ -61,10 +61,12 @@ class Transcript:
         self.lags: list[float] = []  # committed_at - end, seconds (meaningful at real-time pace)
         self.pass_ms: list[float] = []
         self.listeners: list[Callable[[list[TimedWord]], None]] = []
+        self.committed = 0  # words committed in the whole session (pruning keeps only recent ones)
 
     def commit(self, words: list[TimedWord]) -> None:
         with self._lock:
             self._words.extend(words)
+            self.committed += len(words)
             self.lags.extend(w.committed_at - w.end for w in words)
         for listener in self.listeners:
             listener(words)

@@ -78,3 +78,13 @@ def test_model_given_by_path(tmp_path, talking_clip):
     not_a_model.mkdir()
     with pytest.raises(RuntimeError, match="cannot load the speech model"):
         SpeechTranscriber(config=SpeechConfig(model=str(not_a_model))).model
+
+
+def test_transcript_counts_every_committed_word_after_pruning():
+    from realtime.speech import TimedWord, Transcript
+
+    tr = Transcript()
+    tr.commit([TimedWord(f"w{i}", i, i + 0.4, 0.9, i + 1, i + 1) for i in range(10)])
+    tr.prune(before=8.0)
+    assert len(tr.all_words()) == 2  # the recent words the windows still need
+    assert tr.committed == 10  # what /metrics reports: the whole session
