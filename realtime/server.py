@@ -7,18 +7,17 @@ The asyncio loop runs in its own thread; `publish()` may be called from any thre
 and never blocks: every client has its own bounded queue, and when a client falls
 behind its oldest queued message is dropped and counted, so a stalled browser never
 slows the pipeline or the other clients.
+
+The HTTP side (who may ask, static files, content types, ranges, the responses) is
+`realtime.web`, plain functions of a request; this module keeps the routes that need
+the server's state and the websocket sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
-import email.utils
-import hmac
-import http
 import importlib.util
-import ipaddress
 import itertools
 import json
 import logging
@@ -30,40 +29,21 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
-from realtime import protocol
+from realtime import protocol, web
+from realtime.component import percentiles
+
+# re-exported: callers and tests import these from here
+from realtime.web import RANGE_CHUNK, is_loopback, parse_range, resolve_static, split_host  # noqa: F401
+
+if TYPE_CHECKING:  # websockets is imported where it is used: importing this module needs only the stdlib
+    from websockets.http11 import Request, Response
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = frozenset({"localhost"})
-ALLOWED_METHODS = ("GET", "HEAD")
-RANGE_CHUNK = 4 * 1024 * 1024  # most bytes one Range answer carries (the browser asks again)
 SESSION_RESEND_SECONDS = 2.0  # one client may ask for the whole session at most this often
 DEFAULT_HISTORY = 7200  # windows a late tab gets: 1 h at the default 0.5 s step
-
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".ico": "image/x-icon",
-    ".txt": "text/plain; charset=utf-8",
-    ".vtt": "text/vtt; charset=utf-8",
-    ".woff2": "font/woff2",
-    ".mp4": "video/mp4",
-    ".md": "text/plain; charset=utf-8",
-}
-
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; "
-    "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-
 LATENCY_WINDOW = 256  # how many recent windows the latency percentiles cover
 
 
@@ -110,128 +90,6 @@ def default_model_card(hello: dict[str, Any], *, models: str | pathlib.Path | No
         if card.is_file():
             return card
     return None
-
-
-def is_loopback(host: str) -> bool:
-    """True only for a loopback IP address (127.0.0.0/8, ::1, brackets allowed) or the
-    name `localhost`. A name that merely starts with "127." (127.0.0.1.evil.example) is
-    a domain an attacker controls, not loopback."""
-    name = host.strip().lower()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def split_host(value: str) -> tuple[str, str]:
-    """("host", "port") of a Host header or URL netloc: "[::1]:8765" -> ("::1", "8765");
-    ("", "") when it cannot be parsed."""
-    value = value.strip()
-    try:
-        parts = urllib.parse.urlsplit("//" + value)
-        name = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "", ""
-    if not name or "@" in value or "/" in value:
-        return "", ""
-    return name.lower(), "" if port is None else str(port)
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """(first, last) byte of a single `bytes=` range within a file of `size` bytes
-    (inclusive, last capped to RANGE_CHUNK past first); None when unsatisfiable or not
-    one simple range."""
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec or size <= 0:
-        return None
-    first_s, dash, last_s = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first_s == "":  # suffix range: the last N bytes
-            n = int(last_s)
-            if n <= 0:
-                return None
-            first, last = max(0, size - n), size - 1
-        else:
-            first = int(first_s)
-            last = int(last_s) if last_s else size - 1
-    except ValueError:
-        return None
-    if first < 0 or first >= size or last < first:
-        return None
-    last = min(last, size - 1, first + RANGE_CHUNK - 1)
-    return first, last
-
-
-def percentiles(values: Iterable[float], qs: Iterable[float] = (50, 95)) -> dict[str, float | None]:
-    """Nearest-rank percentiles, e.g. {"p50": ..., "p95": ...}; None when empty."""
-    data = sorted(v for v in values if v is not None and math.isfinite(v))
-    out: dict[str, float | None] = {}
-    for q in qs:
-        if not data:
-            out[f"p{int(q)}"] = None
-            continue
-        rank = max(1, math.ceil(q / 100 * len(data)))
-        out[f"p{int(q)}"] = round(data[rank - 1], 2)
-    return out
-
-
-def resolve_static(root: pathlib.Path, url_path: str) -> pathlib.Path | None:
-    """The file under `root` that `url_path` (already percent-decoded) names, or None
-    when it does not exist or would leave `root` (.., absolute paths, backslashes,
-    NUL, symlinks pointing out)."""
-    if "\x00" in url_path or "\\" in url_path:
-        return None
-    parts = [p for p in url_path.split("/") if p not in ("", ".")]
-    if any(p == ".." or ":" in p for p in parts):
-        return None
-    root = root.resolve()
-    candidate = root.joinpath(*parts) if parts else root
-    try:
-        candidate = candidate.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    if not candidate.is_relative_to(root):
-        return None
-    if candidate.is_dir():
-        candidate = candidate / "index.html"
-        if not candidate.is_file():
-            return None
-    return candidate if candidate.is_file() else None
-
-
-def _response(status: int, body: bytes, content_type: str, extra: Iterable[tuple[str, str]] = ()):
-    from websockets.datastructures import Headers
-    from websockets.http11 import Response
-
-    code = http.HTTPStatus(status)
-    headers = Headers(
-        [
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Length", str(len(body))),
-            ("Content-Type", content_type),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
-            *extra,
-        ]
-    )
-    return Response(code.value, code.phrase, headers, body)
-
-
-def _json_response(status: int, obj: Any):
-    return _response(status, json.dumps(obj).encode(), "application/json")
-
-
-def _text_response(status: int, text: str, extra: Iterable[tuple[str, str]] = ()):
-    return _response(status, text.encode(), "text/plain; charset=utf-8", extra)
 
 
 @dataclass
@@ -320,6 +178,7 @@ class DashboardServer:
         self._requested_port = port
         self.port: int | None = None
         self.token = token
+        self._access = web.Access(host=host, token=token)  # who may ask (Host, token, Origin)
         self.client_dir = pathlib.Path(client_dir) if client_dir is not None else default_client_dir()
         self.hello = dict(hello)
         self.session = session
@@ -624,149 +483,51 @@ class DashboardServer:
                 self._enqueue(client, item)
 
     # ---------------------------------------------------------------- HTTP side
-    def _token_of(self, request: Any) -> str | None:
-        """The token from ?token=... or 'Authorization: Bearer ...'. There is no cookie:
-        browsers send a cookie for 127.0.0.1 to every port there, so one would hand the
-        token to any other local server the page's browser visits."""
-        query = urllib.parse.parse_qs(request.path.partition("?")[2])
-        if "token" in query:
-            return query["token"][0]
-        for auth in request.headers.get_all("Authorization"):
-            if auth.lower().startswith("bearer "):
-                return auth[7:].strip()
-        return None
-
-    def _check_token(self, request: Any):
-        """None when allowed, else the 401/403 response."""
-        if self.token is None:
-            return None
-        given = self._token_of(request)
-        if given is None:
-            return _text_response(
-                401,
-                "This dashboard needs its token: open the URL hcl-live printed (…/?token=…) "
-                "or send 'Authorization: Bearer <token>'.\n",
-                [("WWW-Authenticate", 'Bearer realm="hcl-live"')],
-            )
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            return _text_response(403, "Wrong token.\n")
-        return None
-
-    def _origin_allowed(self, request: Any) -> bool:
-        """Refuse websocket connections started by pages of other sites: the page's
-        origin must be this server as addressed (same host and port), or both must be
-        real loopback addresses (localhost vs 127.0.0.1) with the same port."""
-        origins = request.headers.get_all("Origin")
-        if not origins:  # not a browser
-            return True
-        origin = urllib.parse.urlsplit(origins[0])
-        if origin.scheme not in ("http", "https"):
-            return False
-        try:
-            o_port = str(origin.port or (443 if origin.scheme == "https" else 80))
-        except ValueError:
-            return False
-        o_host = (origin.hostname or "").lower()
-        h_host, h_port = split_host(request.headers.get_all("Host")[0])
-        h_port = h_port or "80"
-        if not o_host or not h_host or o_port != h_port:
-            return False
-        if o_host == h_host and self._host_name_allowed(h_host):
-            return True
-        return is_loopback(o_host) and is_loopback(h_host)
-
-    def _host_name_allowed(self, name: str) -> bool:
-        """Without a token, answer only requests addressed to an IP address or localhost:
-        a web page whose domain was re-pointed at 127.0.0.1 (DNS rebinding), e.g.
-        127.0.0.1.evil.example, cannot read the scores."""
-        if self.token is not None:
-            return True
-        if is_loopback(name) or name == self.host.lower():
-            return True
-        try:
-            ipaddress.ip_address(name)
-            return True
-        except ValueError:
-            return False
-
-    def _check_headers(self, request: Any):
-        """None when the request line and the headers are usable, else the 4xx response."""
-        method = getattr(request, "method", "GET")
-        if method not in ALLOWED_METHODS:
-            return _text_response(
-                405, f"{method} is not supported here; use GET.\n", [("Allow", ", ".join(ALLOWED_METHODS))]
-            )
-        for name in ("Host", "Origin"):
-            if len(request.headers.get_all(name)) > 1:
-                return _text_response(400, f"More than one {name} header; send one.\n")
-        hosts = request.headers.get_all("Host")
-        if not hosts:
-            return _text_response(400, "No Host header; send one (HTTP/1.1 requires it).\n")
-        name, _ = split_host(hosts[0])
-        if not name:
-            return _text_response(400, "The Host header is not a host[:port].\n")
-        if not self._host_name_allowed(name):
-            return _text_response(403, "Use the server by its IP address or localhost (or start it with a token).\n")
-        return None
-
-    async def _process_request(self, connection: Any, request: Any):
-        bad = self._check_headers(request)
-        if bad is not None:
-            return bad
-        raw_path = request.path.split("?", 1)[0].split("#", 1)[0]
-        path = urllib.parse.unquote(raw_path)
-        head = getattr(request, "method", "GET") == "HEAD"
+    async def _process_request(self, connection: Any, request: Request) -> Response | None:
+        """The answer to a plain HTTP request, or None to go on with the websocket
+        handshake at /ws (see realtime.web for the checks)."""
+        refused = self._access.check_request(request)
+        if refused is not None:
+            return refused
+        path = web.request_path(request.path)
         if path == "/ws":
-            if head:
-                return _text_response(405, "The websocket handshake is a GET.\n", [("Allow", "GET")])
-            denied = self._check_token(request)
-            if denied is not None:
-                return denied
-            if not self._origin_allowed(request):
-                return _text_response(403, "Cross-origin websocket connections are refused.\n")
-            return None  # go on with the websocket handshake
-        if any(v.lower() == "websocket" for v in request.headers.get_all("Upgrade")):
-            return _text_response(404, "The websocket is at /ws.\n")
+            return self._access.check_websocket(request)
+        if web.asks_upgrade(request.headers):
+            return web.text_response(404, "The websocket is at /ws.\n")
         response = await self._route(request, path)
-        if head:
-            response = dataclasses.replace(response, body=b"")
-        return response
+        return web.without_body(response) if request.method == "HEAD" else response
 
-    async def _route(self, request: Any, path: str):
-        if self._is_public_asset(path):
-            return self._static(path)  # the dashboard's code and styles hold no scores
-        denied = self._check_token(request)
+    async def _route(self, request: Request, path: str) -> Response:
+        if web.is_public_asset(path):
+            return web.static_response(self.client_dir, path)
+        denied = self._access.check_token(request)
         if denied is not None:
             return denied
         if path == "/health":
-            return _json_response(200, self.health())
+            return web.json_response(200, self.health())
         if path == "/metrics":
-            return _json_response(200, await self._metrics_async())
+            return web.json_response(200, await self._metrics_async())
         if path == "/model-card":
             return self._model_card()
         if path == "/help":  # the dashboard with its help panel open
-            query = request.path.partition("?")[2]
-            return _response(302, b"", "text/plain; charset=utf-8", [("Location", "/" + (f"?{query}" if query else "") + "#help")])
+            query = web.query_of(request.path)
+            return web.redirect("/" + (f"?{query}" if query else "") + "#help")
         if path == "/recording/video.mp4":
             return await asyncio.to_thread(self._video, request)
         if path == "/recording/scores.csv":
             return await asyncio.to_thread(self._session_csv)
-        return self._static(path)
+        return web.static_response(self.client_dir, path)
 
-    def _is_public_asset(self, path: str) -> bool:
-        suffix = pathlib.PurePosixPath(path).suffix.lower()
-        return suffix in (".js", ".mjs", ".css", ".svg", ".png", ".ico", ".woff2")
-
-    def _model_card(self):
+    def _model_card(self) -> Response:
         card = self.model_card
         if card is None or not card.is_file():
-            return _text_response(
+            return web.text_response(
                 404, f"No model card for {((self.hello.get('model') or {}).get('name'))!r} (models/<name>/README.md).\n"
             )
         try:
-            return _response(200, card.read_bytes(), "text/plain; charset=utf-8")
+            return web.response(200, card.read_bytes(), "text/plain; charset=utf-8")
         except OSError as exc:
-            return _text_response(404, f"The model card cannot be read: {exc}\n")
+            return web.text_response(404, f"The model card cannot be read: {exc}\n")
 
     def _recording_file(self, name: str) -> pathlib.Path | None:
         if self.recording is None:
@@ -774,71 +535,33 @@ class DashboardServer:
         path = self.recording / name
         return path if path.is_file() else None
 
-    def _video(self, request: Any):
-        """The recording's video.mp4, in Range pieces of at most RANGE_CHUNK bytes."""
+    def _video(self, request: Request) -> Response:
+        """The recording's video.mp4, in Range pieces (web.range_response)."""
         path = self._recording_file("video.mp4")
         if path is None:
-            return _text_response(404, "This session has no recorded video (record with hcl-live --record).\n")
+            return web.text_response(404, "This session has no recorded video (record with hcl-live --record).\n")
         try:
-            size = path.stat().st_size
-            ranges = request.headers.get_all("Range")
-            common = [("Accept-Ranges", "bytes")]
-            if not ranges:
-                if size > RANGE_CHUNK:
-                    # a whole large file in one answer would sit in memory: ask for ranges
-                    first, last = 0, RANGE_CHUNK - 1
-                else:
-                    return _response(200, path.read_bytes(), "video/mp4", common)
-            else:
-                span = parse_range(ranges[0], size) if len(ranges) == 1 else None
-                if span is None:
-                    return _text_response(416, "Range not satisfiable.\n", [("Content-Range", f"bytes */{size}"), *common])
-                first, last = span
-            with path.open("rb") as f:
-                f.seek(first)
-                body = f.read(last - first + 1)
+            return web.range_response(path, request.headers.get_all("Range"), "video/mp4")
         except OSError as exc:
-            return _text_response(404, f"The video cannot be read: {exc}\n")
-        last = first + len(body) - 1
-        return _response(206, body, "video/mp4", [("Content-Range", f"bytes {first}-{last}/{size}"), *common])
+            return web.text_response(404, f"The video cannot be read: {exc}\n")
 
-    def _session_csv(self):
+    def _session_csv(self) -> Response:
         """The whole recorded session as CSV (protocol.CSV_COLUMNS), read from the folder."""
         if self.recording is None:
-            return _text_response(404, "No recording is attached: start hcl-live with --record to export whole sessions.\n")
+            return web.text_response(
+                404, "No recording is attached: start hcl-live with --record to export whole sessions.\n"
+            )
         from realtime.recording import SessionError, read_session
 
         try:
             rec = read_session(self.recording)
         except (SessionError, OSError) as exc:
-            return _text_response(404, f"The recording cannot be read: {exc}\n")
+            return web.text_response(404, f"The recording cannot be read: {exc}\n")
         body = protocol.csv_text(rec.windows).encode()
         name = re.sub(r"[^\w.-]+", "_", rec.session_id or "session")
-        return _response(
+        return web.response(
             200, body, "text/csv; charset=utf-8", [("Content-Disposition", f'attachment; filename="hcl-{name}-scores.csv"')]
         )
-
-    def _static(self, path: str):
-        if self.client_dir is None:
-            return _text_response(
-                404,
-                "No dashboard files found: run from a source checkout or install the package "
-                "with its client (pip install .), or pass client_dir.\n",
-            )
-        if path.startswith("//") or "\x00" in path:
-            return _text_response(403, "Forbidden.\n")
-        parts = path.split("/")
-        if ".." in parts or "\\" in path:
-            return _text_response(403, "Forbidden.\n")
-        target = resolve_static(self.client_dir, path)
-        if target is None:
-            return _text_response(404, "Not found.\n")
-        try:
-            body = target.read_bytes()
-        except OSError:
-            return _text_response(404, "Not found.\n")
-        ctype = CONTENT_TYPES.get(target.suffix.lower(), "application/octet-stream")
-        return _response(200, body, ctype, [("Content-Security-Policy", CONTENT_SECURITY_POLICY)])
 
     # ---------------------------------------------------------------- websocket side
     async def _handle(self, ws: Any) -> None:
