@@ -16,13 +16,13 @@ readout they were trained with (`ModelConfig.fusion_readout = "cls"`).
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hcl.atomic_file import atomic_write
 from hcl.config import ModelConfig
 from hcl.features.config import FeatureSettings
 from hcl.model import HCL
@@ -93,9 +93,8 @@ def save_checkpoint(
             **(meta or {}),
         },
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:  # a crash mid-save leaves the previous checkpoint
+        torch.save(payload, f)
     return path
 
 
