@@ -21,8 +21,8 @@ from realtime.recording import (
     read_session,
     read_wav,
     vtt_timestamp,
-    wav_header,
 )
+from realtime.recording.wav import WavWriter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFO = {"session": "rec-test", "model": {"name": "hcl-test", "version": "0"}, "settings": {"step_seconds": 0.5}}
@@ -161,7 +161,9 @@ def test_kill_9_leaves_every_finished_window_readable(tmp_path):
     assert seqs[: finished + 1] == list(range(finished + 1)), "every window the child finished must be there"
     assert seqs == list(range(len(seqs)))
     assert s.info["session"] == "killed" and s.info["recording"]["ended_at"] is None
-    # words: words.json lags (rewritten every few seconds), the windows fill in the rest
+    # words.jsonl is appended with every batch: it alone holds every finished word
+    on_file = [json.loads(line)["w"] for line in (folder / "words.jsonl").read_text().splitlines()[:finished + 1]]
+    assert on_file == [f"w{i}" for i in range(finished + 1)]
     assert [w["w"] for w in s.words][: finished + 1] == [f"w{i}" for i in range(finished + 1)]
     audio, rate = read_wav(folder / "audio.wav")
     assert rate == 16000 and len(audio) >= (finished + 1) * 1600
@@ -215,12 +217,18 @@ def test_recorder_refuses_to_overwrite_a_session(tmp_path):
 
 
 def test_wav_with_unpatched_header_is_recovered(tmp_path):
-    pcm = (np.linspace(-0.5, 0.5, 3200) * 32767).astype("<i2").tobytes()
     path = tmp_path / "a.wav"
-    path.write_bytes(wav_header(0) + pcm)  # sizes never patched
+    w = WavWriter(path)
+    w.write(np.linspace(-0.5, 0.5, 3200, dtype=np.float32))
+    w.close()
+    good = path.read_bytes()
+    assert len(good) == 44 + 6400
+    # a recorder killed after writing the data but before patching the sizes
+    path.write_bytes(good[:4] + b"\0\0\0\0" + good[8:40] + b"\0\0\0\0" + good[44:])
     audio, rate = read_wav(path)
     assert rate == 16000 and len(audio) == 3200 and audio[0] == pytest.approx(-0.5, abs=1e-3)
-    path.write_bytes(wav_header(10**6) + pcm[:-1])  # header claims more; odd byte cut
+    # a header that claims more than the file holds, the last sample cut in half
+    path.write_bytes(good[:40] + (10**6).to_bytes(4, "little") + good[44:-1])
     assert len(read_wav(path)[0]) == 3199
 
 
