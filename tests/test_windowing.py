@@ -165,24 +165,6 @@ def test_drop_committed_by_time_and_repeated_words():
     assert [w.text for w in drop_committed(words, [])] == ["It", "is", "wonderful"]
 
 
-def test_stream_resampler_matches_whole_signal_resampling():
-    from realtime.sources.microphone import StreamResampler
-
-    rate = 48000
-    t = np.arange(rate) / rate
-    x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    rs = StreamResampler(rate_in=rate)
-    out = np.concatenate([rs(x[i : i + 960]) for i in range(0, len(x), 960)])
-    assert abs(len(out) - 16000) <= 2
-    delay = 31  # the low-pass delay in input samples (63 taps)
-    ref = 0.5 * np.sin(2 * np.pi * 440 * (np.arange(len(out)) * 3 - delay) / rate)
-    assert np.abs(out[200:-200] - ref[200:-200]).max() < 0.01
-    # an aliasing tone above the new Nyquist frequency is suppressed
-    rs2 = StreamResampler(rate_in=rate)
-    hi = np.concatenate([rs2(b) for b in np.split(np.sin(2 * np.pi * 12000 * t).astype(np.float32), 50)])
-    assert np.abs(hi[200:-200]).max() < 0.1
-
-
 def test_words_before_a_pause_are_final():
     from realtime.speech import pause_after
 

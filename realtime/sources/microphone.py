@@ -79,43 +79,41 @@ def find_microphone(device: int | str | None) -> Microphone:
 
 
 class StreamResampler:
-    """Streaming band-limited resampling: windowed-sinc low-pass with carried
-    history, then linear interpolation with a carried fractional position."""
+    """Streaming resampling to `rate_out` mono float32 by FFmpeg's libswresample
+    (`av.AudioResampler`), which carries its filter state from call to call: the
+    pieces it returns join up to what resampling the whole signal at once gives.
+    `flush()` returns the samples still held in the filter at the end."""
 
-    def __init__(self, *, rate_in: float, rate_out: float = TARGET_RATE, taps: int = 63) -> None:
-        self.ratio = rate_in / rate_out
-        self._pos = 0.0  # next output position, in input samples from the start of `_tail`
-        self._tail = np.zeros(0, np.float32)
-        if self.ratio > 1:
-            cutoff = 0.45 / self.ratio
-            n = np.arange(taps) - (taps - 1) / 2
-            h = np.sinc(2 * cutoff * n) * np.hamming(taps)
-            self._taps = (h / h.sum()).astype(np.float32)
-            self._hist = np.zeros(taps - 1, np.float32)
-        else:
-            self._taps = None
+    def __init__(self, *, rate_in: float, rate_out: int = TARGET_RATE) -> None:
+        import av
+
+        self.rate_in = int(round(rate_in))
+        self.rate_out = int(rate_out)
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate_out)
+        self._pts = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        if self.ratio == 1:
+        import av
+
+        x = np.ascontiguousarray(x, np.float32).reshape(-1)
+        if self.rate_in == self.rate_out:
             return x
-        if self._taps is not None:
-            buf = np.concatenate([self._hist, x])
-            x = np.convolve(buf, self._taps, mode="valid").astype(np.float32)
-            self._hist = buf[len(buf) - (len(self._taps) - 1) :]
-        sig = np.concatenate([self._tail, x])
-        if len(sig) < 2:
-            self._tail = sig
+        if not len(x):
             return np.zeros(0, np.float32)
-        last = len(sig) - 1
-        n = int(np.floor((last - self._pos) / self.ratio)) + 1 if self._pos <= last else 0
-        positions = self._pos + np.arange(n) * self.ratio
-        out = np.interp(positions, np.arange(len(sig)), sig).astype(np.float32)
-        nxt = self._pos + n * self.ratio
-        keep = int(np.floor(nxt))
-        self._tail = sig[keep:]
-        self._pos = nxt - keep
-        return out
+        frame = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
+        frame.sample_rate = self.rate_in
+        frame.pts = self._pts
+        self._pts += len(x)
+        return self._samples(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        return self._samples(self._resampler.resample(None))
+
+    @staticmethod
+    def _samples(frames) -> np.ndarray:
+        if not frames:
+            return np.zeros(0, np.float32)
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
 
 
 class MicrophoneSource:
