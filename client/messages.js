@@ -1,0 +1,110 @@
+// The protocol's messages (realtime/protocol.py) into the page's state: hello,
+// window, session, status, stats, error.
+
+import { $ } from "./page.js";
+import { renderHealth, renderHistoryNote, renderModel, renderStatus } from "./panels.js";
+import { renderAll } from "./render.js";
+import { setReplayIndex, setupVideo, stopPlay } from "./replay.js";
+import { state } from "./state.js";
+import { addWords } from "./transcript.js";
+
+const MAX_WINDOWS = 20000;     // kept in memory (about 3 h at 2 windows/s)
+
+export function handle(msg) {
+  switch (msg.type) {
+    case "hello": return onHello(msg);
+    case "window": return onWindow(msg);
+    case "session": return onSession(msg);
+    case "status": return onStatus(msg);
+    case "stats": return onStats(msg);
+    case "error": return onError(msg);
+    default: return undefined;
+  }
+}
+
+function resetData() {
+  state.windows = [];
+  state.seqs = new Set();
+  state.pageCut = 0;
+  state.words = [];
+  state.wordKeys = new Set();
+  state.current = null;
+  stopPlay();
+}
+
+function onHello(msg) {
+  if (state.session !== msg.session || state.mode !== msg.mode) resetData();
+  state.hello = msg;
+  state.session = msg.session;
+  state.mode = msg.mode === "replay" ? "replay" : "live";
+  state.stepSeconds = (msg.settings && msg.settings.step_seconds) || 0.5;
+  $("session-id").textContent = msg.session ? `session ${msg.session}` : "";
+  const replay = state.mode === "replay";
+  $("replay-controls").hidden = !replay;
+  for (const el of document.querySelectorAll("[data-live-only]")) el.hidden = replay;
+  for (const el of document.querySelectorAll("[data-replay-only]")) el.hidden = !replay;
+  $("chart").classList.toggle("scrubbable", replay);
+  renderModel();
+  renderHistoryNote();
+  setupVideo();
+  renderStatus();
+  renderAll();
+}
+
+// a problem the server reports (e.g. the recording stopped: the disk is full)
+function onError(msg) {
+  const el = $("server-error");
+  el.hidden = false;
+  el.textContent = `Server: ${msg.message}`;
+}
+
+function onStatus(msg) {
+  state.status = msg;
+  renderStatus();
+  renderAll();
+}
+
+function onWindow(msg) {
+  if (state.mode === "replay") return;
+  if (state.seqs.has(msg.seq)) return;
+  state.seqs.add(msg.seq);
+  const ws = state.windows;
+  if (!ws.length || ws[ws.length - 1].seq < msg.seq) {
+    ws.push(msg);
+  } else {
+    let i = ws.length;
+    while (i > 0 && ws[i - 1].seq > msg.seq) i -= 1;
+    ws.splice(i, 0, msg);
+  }
+  if (ws.length > MAX_WINDOWS) {
+    const gone = ws.splice(0, ws.length - MAX_WINDOWS);
+    for (const old of gone) state.seqs.delete(old.seq);
+    state.pageCut += gone.length;
+    renderHistoryNote();
+  }
+  addWords(msg.words);
+  if (!state.current || msg.seq >= state.current.seq) state.current = msg;
+  state.lastWindowAt = performance.now();
+  if (state.status && state.status.state === "loading") {
+    state.status = { state: "running", detail: "" };
+    renderStatus();
+  }
+  renderAll();
+}
+
+function onSession(msg) {
+  // the same session again (a reconnect): stay where the person was scrubbing
+  const keep = state.windows.length && state.windows[0].session === msg.session ? state.replayIndex : 0;
+  resetData();
+  state.windows = (msg.windows || []).slice().sort((a, b) => a.seq - b.seq);
+  state.seqs = new Set(state.windows.map((w) => w.seq));
+  addWords(msg.words);
+  for (const w of state.windows) addWords(w.words);
+  $("timeline").max = String(Math.max(0, state.windows.length - 1));
+  setReplayIndex(keep);
+}
+
+function onStats(msg) {
+  state.stats = msg;
+  renderHealth();
+}
