@@ -278,3 +278,16 @@ def test_full_disk_in_the_sink_stops_the_recording_only(tmp_path):
         s = read_session(folder)
         assert [w["seq"] for w in s.windows] == list(range(len(s.windows))) and len(s.windows) >= rec.windows > 0
         assert "No space left on device" in s.info["recording"]["stopped_early"]
+
+
+def test_hcl_replay_gets_the_words_of_words_jsonl(tmp_path):
+    """hcl-replay's session message takes its words from read_session: here the windows
+    carry none, so every word must come from words.jsonl."""
+    from realtime.cli import replay_messages
+
+    folder = tmp_path / "s"
+    with SessionRecorder(folder, session_info={**INFO, "settings": {"step_seconds": STEP}}) as rec:
+        feed(rec, 12)
+    hello, session = replay_messages(str(folder))
+    assert hello["mode"] == "replay" and len(session["windows"]) == 12
+    assert [w["w"] for w in session["words"]] == [w["w"] for seq in range(12) for w in step_words(seq)]
