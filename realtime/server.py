@@ -35,7 +35,7 @@ from realtime import protocol, web
 from realtime.component import percentiles
 
 # re-exported: callers and tests import these from here
-from realtime.web import RANGE_CHUNK, is_loopback, parse_range, resolve_static, split_host  # noqa: F401
+from realtime.web import is_loopback, parse_range, resolve_static  # noqa: F401
 
 if TYPE_CHECKING:  # websockets is imported where it is used: importing this module needs only the stdlib
     from websockets.http11 import Request, Response
