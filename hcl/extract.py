@@ -224,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from hcl.data.extracted import ExtractedDatasetWriter
+    from hcl.data.sample import build_sample
     from hcl.features.media import MediaError, read_media
-    from hcl.features.segment import SegmentFeaturizer, build_sample
+    from hcl.features.segment import SegmentFeaturizer
     from hcl.features.speech import SpeechTranscriber
     from hcl.features.text import TextEncoder
 

@@ -7,10 +7,13 @@ batch that becomes an all-False mask row, which the model handles.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from hcl.features.segment import SegmentFeatures
 
 
 @dataclass
@@ -24,6 +27,30 @@ class FeatureSample:
     audio_mask: np.ndarray | None = None  # (L_a,) bool; None = all rows present
     video_mask: np.ndarray | None = None  # (L_v,) bool
     meta: dict = field(default_factory=dict)
+
+
+def build_sample(
+    features: "SegmentFeatures",
+    text_features: np.ndarray,
+    *,
+    id: str,
+    label: float = 0.0,
+    mode: str = "unlabelled",
+    meta: dict | None = None,
+) -> FeatureSample:
+    """A `FeatureSample` from the step features of a span (`SegmentFeaturizer.featurize`)
+    and the text token features (L_t, D_t) of its transcript (`TextEncoder.encode`)."""
+    return FeatureSample(
+        id=id,
+        label=float(label),
+        mode=mode,
+        text=np.asarray(text_features, np.float32),
+        audio=features.audio,
+        video=features.video,
+        audio_mask=features.audio_mask,
+        video_mask=features.video_mask,
+        meta=dict(meta or {}),
+    )
 
 
 @dataclass

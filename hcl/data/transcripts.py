@@ -124,7 +124,3 @@ def load_transcripts(
             )
         )
     return out
-
-
-def text_settings_for_layer(settings: FeatureSettings, layer: int) -> FeatureSettings:
-    return replace(settings, text=replace(settings.text, layer=layer))

@@ -6,7 +6,9 @@
     featurizer = SegmentFeaturizer(settings=FeatureSettings())
     seg = featurizer.featurize(read_media("clip.mp4"), start=2.0, end=6.0)   # a span of a file
     seg = featurizer.featurize_arrays(wave_16k, frames, n_steps=1)          # live: one step
-    sample = extract_segment(featurizer, clip, start, end, text=..., text_encoder=..., id=...)
+
+A training sample is these features plus the transcript's text features
+(`hcl.data.sample.build_sample`, used by `hcl-extract`).
 
 A span of D seconds has S = `n_steps_for(D, step_seconds)` steps (a final
 partial step counts). Per step:
@@ -22,7 +24,6 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from hcl.data.sample import FeatureSample
 from hcl.features.audio import AudioFeatureExtractor
 from hcl.features.config import FeatureSettings
 from hcl.features.face import FaceFeatureExtractor, aggregate_steps
@@ -153,50 +154,3 @@ def _padded(pieces: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
             yield piece
     if done < n:
         yield np.zeros(n - done, np.float32)
-
-
-def build_sample(
-    features: SegmentFeatures,
-    text_features: np.ndarray,
-    *,
-    id: str,
-    label: float = 0.0,
-    mode: str = "unlabelled",
-    meta: dict | None = None,
-) -> FeatureSample:
-    """A `FeatureSample` from step features and the text token features (L_t, D_t) of its transcript."""
-    return FeatureSample(
-        id=id,
-        label=float(label),
-        mode=mode,
-        text=np.asarray(text_features, np.float32),
-        audio=features.audio,
-        video=features.video,
-        audio_mask=features.audio_mask,
-        video_mask=features.video_mask,
-        meta=dict(meta or {}),
-    )
-
-
-def extract_segment(
-    featurizer: SegmentFeaturizer,
-    clip: MediaClip,
-    start: float,
-    end: float | None,
-    *,
-    text: str,
-    text_encoder,
-    id: str,
-    label: float = 0.0,
-    mode: str = "unlabelled",
-    meta: dict | None = None,
-) -> FeatureSample:
-    """One trimodal `FeatureSample` for [start, end) of `clip` with transcript `text`.
-
-    text_encoder: `hcl.features.text.TextEncoder` (`.encode(list[str]) -> [(L, D_t)]`);
-    an empty transcript gives zero text rows (text absent).
-    """
-    features = featurizer.featurize(clip, start, end)
-    (text_features,) = text_encoder.encode([text])
-    return build_sample(features, text_features, id=id, label=label, mode=mode, meta=meta)
-
