@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from hcl.config import MODALITIES, ModelConfig
+from hcl.config import ModelConfig
+from hcl.features.config import MODALITIES
 from hcl.layers import Attention, TransformerLayer
 
 

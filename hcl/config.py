@@ -6,24 +6,12 @@ both (see `hcl.checkpoint`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Modality = Literal["text", "audio", "video"]
-MODALITIES: tuple[Modality, ...] = ("text", "audio", "video")
+from hcl.features.config import MODALITIES, Modality, _from_dict
 
-
-def _from_dict(cls, data: dict[str, Any]):
-    """Build a dataclass from a dict, refusing unknown keys with a clear message."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(names)}")
-    kwargs = dict(data)
-    for key, value in kwargs.items():
-        if isinstance(value, list):
-            kwargs[key] = tuple(value)
-    return cls(**kwargs)
+__all__ = ["MODALITIES", "Modality", "ModelConfig", "TrainConfig"]
 
 
 @dataclass(frozen=True)

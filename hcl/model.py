@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from hcl.ccl import CCL
-from hcl.config import MODALITIES, ModelConfig
+from hcl.config import ModelConfig
+from hcl.features.config import MODALITIES
 from hcl.cowa import COWA
 from hcl.embedding import ModalityEmbedding
 from hcl.layers import CrossTransformerLayer

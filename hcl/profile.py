@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from hcl.features.config import MODALITIES
 from hcl.model import HCL, count_parameters
 
 
 def dummy_inputs(model: HCL, lengths: dict[str, int], batch: int = 1, device="cpu") -> dict[str, torch.Tensor]:
     cfg = model.config
     out = {}
-    for m in ("text", "audio", "video"):
+    for m in MODALITIES:
         out[m] = torch.randn(batch, lengths[m], cfg.input_dim(m), device=device)
         out[f"{m}_mask"] = torch.ones(batch, lengths[m], dtype=torch.bool, device=device)
     return out

@@ -22,9 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from hcl.checkpoint import save_checkpoint
-from hcl.config import MODALITIES, ModelConfig, TrainConfig
+from hcl.config import ModelConfig, TrainConfig
 from hcl.data.sample import Batch, FeatureSample, collate
-from hcl.features.config import FeatureSettings
+from hcl.features.config import MODALITIES, FeatureSettings
 from hcl.metrics import aggregate_seeds, format_metrics, sentiment_metrics
 from hcl.model import HCL
 from hcl.text_top import TextTop, TunedTextHCL

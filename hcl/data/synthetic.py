@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from hcl.config import MODALITIES
+from hcl.features.config import MODALITIES
 from hcl.data.sample import FeatureSample
 
 DEFAULT_DIMS: tuple[int, int, int] = (32, 16, 16)

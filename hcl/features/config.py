@@ -1,18 +1,41 @@
 """Settings of the feature extractors; a checkpoint records them so that live
-inputs are made exactly as the training inputs were."""
+inputs are made exactly as the training inputs were.
+
+This module is also the one place for what every part of the project shares
+about its inputs: the modality names (`MODALITIES`, the order of the model's
+inputs) and the audio sample rate (`SAMPLE_RATE`: media files are decoded,
+microphones captured, audio features and Whisper fed at this rate). It imports
+nothing of the project, so anything may import it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from hcl.config import _from_dict
+Modality = Literal["text", "audio", "video"]
+MODALITIES: tuple[Modality, ...] = ("text", "audio", "video")
+SAMPLE_RATE = 16000  # Hz, mono
 
 
 def _check(ok: bool, message: str) -> None:
     """Settings are validated when built (also from a checkpoint or dataset manifest)."""
     if not ok:
         raise ValueError(message)
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    """Build a dataclass from a dict, refusing unknown keys with a clear message."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(names)}")
+    kwargs = dict(data)
+    for key, value in kwargs.items():
+        if isinstance(value, list):
+            kwargs[key] = tuple(value)
+    return cls(**kwargs)
+
 
 FEATURES_FORMAT_VERSION = 1
 
@@ -52,9 +75,9 @@ class TextFeatureConfig:
 
 @dataclass(frozen=True)
 class AudioFeatureConfig:
-    """Per-step statistics of 16 kHz mono audio (torchaudio)."""
+    """Per-step statistics of `SAMPLE_RATE` (16 kHz) mono audio (torchaudio)."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     n_mfcc: int = 20
     n_mels: int = 40
     frame_ms: float = 25.0
@@ -69,7 +92,10 @@ class AudioFeatureConfig:
     speech_min_voiced: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate >= 8000, f"audio sample_rate must be >= 8000 Hz, got {self.sample_rate}")
+        # media, microphones and Whisper all work at SAMPLE_RATE: another rate here would
+        # describe features of audio this project never produces
+        _check(self.sample_rate == SAMPLE_RATE,
+               f"audio sample_rate must be {SAMPLE_RATE} Hz (the rate all audio is decoded and captured at), got {self.sample_rate}")
         _check(self.n_mfcc >= 1 and self.n_mels >= self.n_mfcc, f"audio needs 1 <= n_mfcc <= n_mels, got {self.n_mfcc}/{self.n_mels}")
         _check(0 < self.hop_ms <= self.frame_ms, f"audio needs 0 < hop_ms <= frame_ms, got {self.hop_ms}/{self.frame_ms}")
         _check(0 < self.f0_min < self.f0_max, f"audio needs 0 < f0_min < f0_max, got {self.f0_min}/{self.f0_max}")

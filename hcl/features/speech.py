@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hcl.features.config import PACKAGED_WHISPER_TINY_EN, SpeechConfig
+from hcl.features.config import PACKAGED_WHISPER_TINY_EN, SAMPLE_RATE, SpeechConfig
 
-SAMPLE_RATE = 16000
 # Whisper's own "no speech" rule (as in openai-whisper's transcribe)
 NO_SPEECH_PROB = 0.6
 LOW_LOGPROB = -1.0
@@ -161,7 +160,3 @@ class SpeechTranscriber:
                 if text:
                     words.append(Word(text, float(w.start) + offset, float(w.end) + offset, float(w.probability)))
         return words
-
-    def transcript(self, wave_16k: np.ndarray) -> str:
-        """The words of `wave_16k` joined by spaces."""
-        return " ".join(w.text for w in self.transcribe(wave_16k))
