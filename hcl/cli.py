@@ -8,7 +8,26 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from hcl.features.config import MODALITIES
+
+# the folder holding the datasets (mosi/label.csv, ...): `--data DIR`, else this variable
+DATA_ENV = "HCL_DATA"
+
+
+def data_folder(explicit: str | None = None) -> Path:
+    """The data folder: `explicit` (a --data option), else $HCL_DATA; a clear error when
+    neither is given or the folder does not exist."""
+    import os
+
+    value = explicit or os.environ.get(DATA_ENV)
+    if not value:
+        raise SystemExit(f"error: no data folder: pass --data DIR or set {DATA_ENV}=DIR "
+                         "(the folder holding mosi/label.csv), or name a dataset with --transcripts CSV")
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        origin = "--data" if explicit else DATA_ENV
+        raise SystemExit(f"error: {origin}={value}: no such folder (pass the folder holding mosi/label.csv)")
+    return path
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -132,7 +151,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kmeans-iters", type=int, default=10, help="0 = fixed channel groups (w/o K-Means)")
     g.add_argument("--no-collaborative", action="store_true", help="ablation: w/o audio-video collaboration")
     g.add_argument("--no-text-guidance", action="store_true", help="ablation: w/o text guidance")
-    g.add_argument("--guide", choices=["text", "audio", "video"], default="text")
+    g.add_argument("--guide", choices=list(MODALITIES), default="text")
     g.add_argument("--layers", type=int, default=3, help="guidance layers N")
     g.add_argument("--dropout", type=float, default=0.1)
 
@@ -233,6 +252,8 @@ def eval_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hcl-eval", description="Score a checkpoint on a split of a dataset.")
     p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (default: the shipped live model)")
     _add_data_args(p)
+    p.add_argument("--data", metavar="DIR", default=None,
+                   help=f"data folder whose mosi/label.csv is scored when no dataset is named (default: ${DATA_ENV})")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     args = p.parse_args(argv)
@@ -240,12 +261,13 @@ def eval_main(argv: list[str] | None = None) -> int:
     from hcl.metrics import format_metrics
     from hcl.train import evaluate
 
-    ckpt = _load_checkpoint_or_exit(args.checkpoint)
     if not (args.transcripts or args.mmsa or args.extracted or args.synthetic):
-        default = SHARED_DATA / "mosi" / "label.csv"
+        default = data_folder(args.data) / "mosi" / "label.csv"
         if not default.is_file():
-            raise SystemExit("give a dataset: --transcripts CSV, --mmsa PKL or --extracted DIR")
+            raise SystemExit(f"error: {default} not found: give a dataset (--transcripts CSV, --mmsa PKL or "
+                             f"--extracted DIR) or a data folder holding mosi/label.csv (--data DIR / {DATA_ENV})")
         args.transcripts = [str(default)]
+    ckpt = _load_checkpoint_or_exit(args.checkpoint)
     model = ckpt.model
     tuned = ckpt.features.text.tuned_layers
     if tuned:
