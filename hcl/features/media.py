@@ -28,14 +28,18 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from hcl.features.config import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 MEDIA_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".wav", ".flac", ".mp3", ".ogg", ".m4a")
 # frames wider or taller than this are scaled down for face analysis (mediapipe works on
 # a 192-256 px face crop, so 1280 px loses nothing; a 4K frame costs 25 MB, this one 2.7 MB)
 ANALYSIS_MAX_SIDE = 1280
-AUDIO_CHUNK_SAMPLES = 16000 * 10  # streamed audio comes in pieces of about 10 s
+# a frame time within this many seconds of a target counts as on it: a 15 fps frame at
+# 3/15 s and the 10 fps target 2/10 s differ only by float rounding of the stream's pts
+FRAME_TIME_EPS = 1e-6
+AUDIO_CHUNK_SAMPLES = SAMPLE_RATE * 10  # streamed audio comes in pieces of about 10 s
 
 
 class MediaError(RuntimeError):
@@ -116,9 +120,12 @@ class MediaClip:
         """Video frames of [start, end) at about `fps` per second.
 
         Yields (t_seconds from the start of the file, rgb uint8 (H, W, 3)),
-        start <= t < end. A frame is yielded when it is on screen at the next
-        target time (start, start + 1/fps, ...), so a source slower than `fps`
-        yields each of its frames once. Nothing is yielded without video.
+        start <= t < end: for each target time k / fps (a grid anchored at the start
+        of the file, computed, not accumulated) the first frame at or after it. So the
+        frames of a span are exactly those a pass over the whole file yields in that
+        span (live playback decodes from the start, training data cuts spans), and a
+        source slower than `fps` yields each of its frames once. Nothing is yielded
+        without video.
         Frames larger than `max_side` are scaled down as they are converted.
         A stream damaged or cut short part-way ends there, with a warning.
         """
@@ -137,11 +144,9 @@ class MediaClip:
             if max_side and self.video_size and max(self.video_size) > 2 * max_side:
                 # each decoder thread holds whole frames (12 MB at 4K): a few threads suffice
                 stream.codec_context.thread_count = min(4, os.cpu_count() or 1)
-            half_frame = 0.5 / (self.video_fps or 30.0)
             if start > 1.0 and stream.time_base is not None:
                 container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream, backward=True)
-            step = 1.0 / fps
-            target = start
+            k = math.ceil((start - FRAME_TIME_EPS) * fps)  # the first target at or after `start`
             yielded = 0
             decoded = container.decode(stream)
             while True:
@@ -151,16 +156,16 @@ class MediaClip:
                     break
                 except av.FFmpegError as exc:
                     if yielded == 0:
-                        raise MediaError(f"{self.path}: the video stream is damaged near {target:.2f} s ({exc}); "
+                        raise MediaError(f"{self.path}: the video stream is damaged near {k / fps:.2f} s ({exc}); "
                                          "re-encode it (e.g. ffmpeg -i in.mp4 out.mp4) or remove it") from exc
-                    _warn_cut(self.path, "video", target, exc)
+                    _warn_cut(self.path, "video", k / fps, exc)
                     break
                 if frame.pts is None:
                     continue
                 t = float(frame.pts * stream.time_base)
                 if end is not None and t >= end:
                     break
-                if t < start - 1e-6 or t + half_frame < target:
+                if t < start - FRAME_TIME_EPS or t < k / fps - FRAME_TIME_EPS:
                     continue
                 w, h = scaled_size(frame.width, frame.height, max_side)
                 if (w, h) != (frame.width, frame.height):
@@ -169,8 +174,7 @@ class MediaClip:
                     rgb = frame.to_ndarray(format="rgb24")
                 yield t, rgb
                 yielded += 1
-                while target <= t + half_frame:
-                    target += step
+                k = math.floor((t + FRAME_TIME_EPS) * fps) + 1  # the next target after this frame
 
 
 def _import_av():
