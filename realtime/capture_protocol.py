@@ -29,7 +29,8 @@ All fields little-endian (`struct` layout HEADER below). Payloads:
 
 A malformed message raises `CaptureFormatError`, whose `close_code` and reason are
 what the server closes the connection with; `CaptureGuard` bounds the bytes and
-messages a client may send per second and answers a `Violation` when exceeded.
+messages a client may send per second and answers a `Violation` when exceeded;
+`CaptureReceiver` is all of it for one connection (the server's receiving step).
 The format is documented for client writers in docs/capture-protocol.md.
 """
 
@@ -373,4 +374,63 @@ class CaptureGuard:
     def stats(self) -> dict[str, Any]:
         messages, nbytes = self.rate()
         return {"messages": self.messages, "bytes": self.bytes, "window_messages": messages, "window_bytes": nbytes,
+                "violation": None if self.violation is None else self.violation.reason}
+
+
+# ------------------------------------------------------------------ one connection
+class CaptureReceiver:
+    """The server's per-connection step: received bytes in, a checked `CaptureMessage`
+    or the `Violation` to close the connection with out.
+
+        receiver = CaptureReceiver(limits)
+        for data in websocket:                      # the server's receiving loop
+            got = receiver.receive(time.monotonic(), data)
+            if isinstance(got, Violation):
+                close(got.code, got.reason); break
+            if got.kind is CaptureKind.HELLO:       # receiver.hello: what the client sends
+                source = BrowserSource.from_hello(receiver.hello); ...start the session
+            else:
+                source.feed(got)                    # audio, video, end
+
+    It applies the rate guard (to every message, before parsing), the format, the
+    hello-first rule (exactly one hello, first), the JPEG size limits, and refuses
+    anything after "end". Once it answered a Violation it answers the same forever.
+    """
+
+    def __init__(self, limits: CaptureLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.guard = CaptureGuard(limits)
+        self.hello: CaptureHello | None = None
+        self.ended = False
+        self.violation: Violation | None = None
+        self.counts = {kind.name.lower(): 0 for kind in CaptureKind}
+
+    def receive(self, now: float, data: bytes | bytearray | memoryview | str) -> CaptureMessage | Violation:
+        if self.violation is not None:
+            return self.violation
+        size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+        refused = self.guard.admit(now, size)
+        if refused is not None:
+            self.violation = refused
+            return refused
+        try:
+            msg = unpack(data, self.limits)
+            if self.ended:
+                raise CaptureFormatError(f"{msg.kind.name.lower()} message after the end message")
+            if self.hello is None:
+                self.hello = parse_hello(msg)
+            elif msg.kind is CaptureKind.HELLO:
+                raise CaptureFormatError("a second hello on the same connection")
+            elif msg.kind is CaptureKind.VIDEO:
+                check_jpeg_size(msg.payload, self.limits)
+            elif msg.kind is CaptureKind.END:
+                self.ended = True
+        except CaptureFormatError as exc:
+            self.violation = Violation(exc.close_code, exc.reason)
+            return self.violation
+        self.counts[msg.kind.name.lower()] += 1
+        return msg
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.guard.stats(), "received": dict(self.counts),
                 "violation": None if self.violation is None else self.violation.reason}

@@ -290,3 +290,57 @@ def test_guard_memory_is_bounded_by_the_message_limit():
     assert len(guard._recent) == 21
     guard.admit(t + 5, 10)
     assert len(guard._recent) == 21  # refused clients are not counted further
+
+
+# ------------------------------------------------------------------ receiver
+from realtime.capture_protocol import CaptureReceiver, Violation  # noqa: E402
+
+
+def test_receiver_takes_a_normal_connection():
+    rx = CaptureReceiver()
+    got = rx.receive(0.0, pack_hello(CaptureHello(video=False)))
+    assert isinstance(got, CaptureMessage) and got.kind is CaptureKind.HELLO
+    assert rx.hello == CaptureHello(video=False)
+    for i in range(1, 30):
+        got = rx.receive(i * 0.1, pack_audio(i, (i - 1) * 100.0, np.zeros(1600, np.int16)))
+        assert isinstance(got, CaptureMessage) and got.samples == 1600
+    frame = rx.receive(3.0, pack(CaptureKind.VIDEO, 30, 2900.0, jpeg(320, 240)))
+    assert frame.kind is CaptureKind.VIDEO  # video not announced: passed on, the source ignores it
+    assert rx.receive(3.1, pack(CaptureKind.END, 31, 3000.0)).kind is CaptureKind.END
+    assert rx.stats()["received"] == {"hello": 1, "audio": 29, "video": 1, "end": 1}
+    assert rx.stats()["violation"] is None
+
+
+@pytest.mark.parametrize("first, words", [
+    (pack_audio(0, 0.0, np.zeros(16, np.int16)), "must be a hello, got audio"),
+    (pack(CaptureKind.HELLO, 0, 0.0, b"not json"), "not UTF-8 JSON"),
+    (b"\x00" * 30, "bad magic"),
+    ("a text frame", "binary"),
+])
+def test_receiver_refuses_a_bad_start(first, words):
+    rx = CaptureReceiver()
+    v = rx.receive(0.0, first)
+    assert isinstance(v, Violation) and words in v.reason
+    assert rx.receive(1.0, pack_hello(CaptureHello())) == v  # refused for good
+
+
+def test_receiver_refuses_a_second_hello_messages_after_end_and_oversize_frames():
+    for tail, words, code in (
+        ([pack_hello(CaptureHello(), seq=1)], "second hello", CLOSE_INVALID),
+        ([pack(CaptureKind.END, 1, 0.0), pack_audio(2, 0.0, np.zeros(16, np.int16))], "audio message after the end", CLOSE_INVALID),
+        ([pack(CaptureKind.VIDEO, 1, 0.0, jpeg(2000, 40))], "2000x40 is over the limit of 1920 px", CLOSE_TOO_BIG),
+    ):
+        rx = CaptureReceiver()
+        assert isinstance(rx.receive(0.0, pack_hello(CaptureHello())), CaptureMessage)
+        results = [rx.receive(0.1 * (i + 1), data) for i, data in enumerate(tail)]
+        v = results[-1]
+        assert isinstance(v, Violation) and words in v.reason and v.code == code, v
+
+
+def test_receiver_counts_every_message_against_the_rate_even_garbage():
+    rx = CaptureReceiver(CaptureLimits(max_messages_per_second=10))
+    rx.receive(0.0, pack_hello(CaptureHello()))
+    for i in range(9):
+        assert isinstance(rx.receive(0.01 * (i + 1), pack_audio(i + 1, i * 10.0, np.zeros(160, np.int16))), CaptureMessage)
+    v = rx.receive(0.2, b"garbage" * 10)
+    assert isinstance(v, Violation) and v.code == CLOSE_POLICY and "too many messages" in v.reason
