@@ -19,6 +19,7 @@ from realtime.capture_protocol import (
     CaptureMessage,
     pack,
     pack_audio,
+    parse_hello,
     unpack,
 )
 from realtime.sources import Source
@@ -412,6 +413,7 @@ def test_a_simulated_browser_client_drives_the_live_pipeline(live_scorer):
     windows come out with audio and video present and the transcript has the words."""
     import threading
 
+    from capture_clients import clip_messages, send_paced
     from media_fixtures import espeak_available, face_image, faint_noise, speak
     from realtime.component import Policy
     from realtime.pipeline import LivePipeline, PipelineOptions
@@ -421,13 +423,11 @@ def test_a_simulated_browser_client_drives_the_live_pipeline(live_scorer):
     audio = np.concatenate([faint_noise(0.3, seed=4), speak("I really love this wonderful movie."), faint_noise(1.5, seed=5)])
     audio = audio[: len(audio) // CHUNK * CHUNK]
     duration = len(audio) / SR
-    frame = jpeg_of(face_image(256))
-    events = [(i * 0.1, "audio", audio[i * CHUNK : (i + 1) * CHUNK]) for i in range(len(audio) // CHUNK)]
-    events += [(k * 0.1 + 0.05, "video", frame) for k in range(int(duration * 10))]
-    events.sort(key=lambda e: e[0] + (0.1 if e[1] == "audio" else 0.0))  # audio leaves when its chunk is full
+    events = clip_messages(audio, [jpeg_of(face_image(256))], fps=10, chunk_seconds=0.1)
+    hello = parse_hello(unpack(events[0][1]))
 
     windows: list[dict] = []
-    source = BrowserSource.from_hello(CaptureHello(agent="simulated"))
+    source = BrowserSource.from_hello(hello)
     pipeline = LivePipeline(source=source, scorer=live_scorer, options=PipelineOptions(policy=Policy.LIVE),
                             on_window=windows.append)
     pipeline.start()  # models load here; the session clock starts at its end
@@ -435,15 +435,7 @@ def test_a_simulated_browser_client_drives_the_live_pipeline(live_scorer):
 
     def client() -> None:
         try:
-            seq = 0
-            start = time.monotonic() + 0.2
-            for t, kind, payload in events:
-                send_at = start + t + (0.1 if kind == "audio" else 0.0)
-                time.sleep(max(0.0, send_at - time.monotonic()))
-                seq += 1
-                data = pack_audio(seq, t * 1000, payload) if kind == "audio" else pack(CaptureKind.VIDEO, seq, t * 1000, payload)
-                source.feed(unpack(data))
-            source.feed(unpack(pack(CaptureKind.END, seq + 1, duration * 1000)))
+            send_paced(lambda data: source.feed(unpack(data)), events[1:])
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -452,16 +444,17 @@ def test_a_simulated_browser_client_drives_the_live_pipeline(live_scorer):
     try:
         sender.join(duration + 10)
         assert not errors, errors
+        assert source.ended
         assert pipeline.wait(timeout=90), "the session did not finish after the client ended"
     finally:
         pipeline.stop()
     assert not pipeline.problems()
     st = source.stats()
-    assert st["audio"]["seconds"] == pytest.approx(duration, abs=0.01)
+    assert st["audio"]["seconds"] == pytest.approx(duration, abs=0.01) and st["seq_gaps"] == 0
     assert st["audio"]["gap_seconds"] < 0.1 and st["audio"]["late_seconds"] < 0.1
     assert st["video"]["decoded"] >= 0.5 * duration * 10 and st["video"]["decode_errors"] == 0
     assert len(windows) >= int(duration / live_scorer.features.step_seconds) - 2
-    speech_from = source.audio.start_time + 0.3  # the client's 0.3 s of faint noise come first
+    speech_from = source.audio.start_time + 0.3  # the clip's 0.3 s of faint noise come first
     step = live_scorer.features.step_seconds
     assert all(w["presence"]["audio"] for w in windows if w["end"] >= speech_from + step)
     assert all(w["presence"]["video"] for w in windows)  # the face is in every frame
