@@ -38,7 +38,9 @@ class CaptureServer:
         self.received: list = []
         self.closed: list[Violation] = []
         self.done = threading.Event()
-        self.server = serve(self.handle, "127.0.0.1", 0, max_size=limits.max_message_bytes)
+        # close_timeout: a flooding client's unread messages hold up the closing handshake;
+        # do not wait the default 10 s for it
+        self.server = serve(self.handle, "127.0.0.1", 0, max_size=limits.max_message_bytes, close_timeout=1)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/capture"
 
