@@ -112,3 +112,44 @@ def test_a_message_over_the_size_limit_is_refused_by_the_socket():
         code, _ = closed_with(ws)
     assert code == CLOSE_TOO_BIG
     assert [m.kind for m in server.received] == [CaptureKind.HELLO]
+
+
+def test_a_server_with_a_small_max_size_can_raise_it_for_the_capture_connection():
+    """The dashboard server's sockets take 4 KiB JSON; its capture route raises the bound
+    for that connection only (websockets reads `protocol.max_message_size` per frame)."""
+    import cv2
+
+    from media_fixtures import face_image
+
+    limits = CaptureLimits()
+    got: list = []
+
+    def handle(ws) -> None:
+        if ws.request.path == "/capture":
+            ws.protocol.max_message_size = limits.max_message_bytes
+        rx = CaptureReceiver(limits)
+        for data in ws:
+            got.append((ws.request.path, rx.receive(time.monotonic(), data)))
+
+    ok, buf = cv2.imencode(".jpg", face_image(512), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    jpeg = buf.tobytes()
+    assert 4096 < len(jpeg) < limits.max_jpeg_bytes
+    server = serve(handle, "127.0.0.1", 0, max_size=4096, close_timeout=1)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.socket.getsockname()[1]
+    try:
+        with connect(f"ws://127.0.0.1:{port}/capture") as ws:
+            ws.send(pack_hello(CaptureHello(audio=False)))
+            ws.send(pack(CaptureKind.VIDEO, 1, 0.0, jpeg))
+            ws.send(pack(CaptureKind.END, 2, 100.0))
+            time.sleep(0.3)
+        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            ws.send(pack_hello(CaptureHello(audio=False)))
+            ws.send(pack(CaptureKind.VIDEO, 1, 0.0, jpeg))
+            code, _ = closed_with(ws)
+    finally:
+        server.shutdown()
+    capture = [m for path, m in got if path == "/capture"]
+    assert [m.kind for m in capture] == [CaptureKind.HELLO, CaptureKind.VIDEO, CaptureKind.END]
+    assert capture[1].payload == jpeg
+    assert code == CLOSE_TOO_BIG  # the other route kept the small bound
