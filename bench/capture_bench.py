@@ -2,14 +2,20 @@
 receiving its messages (unpack + rate guard + BrowserSource.feed on the server's
 thread, JPEG decoding on the source's thread).
 
-    python bench/capture_bench.py [--seconds 60] [--fps 10] [--width 320] [--quality 70] [--repeat 5]
+    python bench/capture_bench.py [--seconds 60] [--fps 10] [--width 320] [--quality 70] [--repeat 5] [--live]
 
 The client is simulated with the format's own packing: 100 ms chunks of generated
 speech-like audio (16 kHz int16) and JPEGs of a real face (skimage's astronaut, as
 in the tests) at `--width` px and `--fps`, encoded by OpenCV at `--quality` (about
 the size a browser's canvas.toBlob gives at 0.7). Times come from a fake session
-clock, so the figures are CPU cost, not pacing. Prints a table and writes
-bench/results/capture.json.
+clock, so the figures are CPU cost, not pacing.
+
+`--live` adds one real-time session: a simulated client (espeak-ng sentences over
+the face, 100 ms chunks, 10 fps JPEGs, sent at real-time pace through pack/unpack)
+feeding a BrowserSource in LivePipeline (live policy, the shipped scorer, Whisper,
+the face model): windows, drops, per-stage latency and transcript lag.
+
+Prints a table and writes bench/results/capture.json.
 """
 
 from __future__ import annotations
@@ -106,6 +112,52 @@ def run_once(msgs: list[tuple[float, bytes]]) -> dict:
     }
 
 
+def live_session(fps: float) -> dict:
+    """One real-time session through the live pipeline (see the module docstring)."""
+    import threading
+
+    import torch
+
+    from capture_clients import clip_messages, jpeg_of, send_paced
+    from media_fixtures import face_image, faint_noise, speak
+    from realtime.capture_protocol import parse_hello, unpack
+    from realtime.component import Policy
+    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.scorer import WindowScorer
+    from realtime.sources.browser import BrowserSource
+
+    torch.set_num_threads(1)
+    audio = np.concatenate([
+        faint_noise(0.5, seed=1),
+        speak("I really love this wonderful movie. The music is beautiful."),
+        faint_noise(1.0, seed=2),
+        speak("But the ending was terrible. I hated it, it was the worst."),
+        faint_noise(2.0, seed=3),
+    ])
+    audio = audio[: len(audio) // 1600 * 1600]
+    events = clip_messages(audio, [jpeg_of(face_image(256))], fps=fps)
+    scorer = WindowScorer(device="cpu")
+    source = BrowserSource.from_hello(parse_hello(unpack(events[0][1])))
+    windows: list[dict] = []
+    pipeline = LivePipeline(source=source, scorer=scorer, options=PipelineOptions(policy=Policy.LIVE), on_window=windows.append)
+    pipeline.start()
+    sender = threading.Thread(target=send_paced, args=(lambda d: source.feed(unpack(d)), events[1:]), daemon=True)
+    sender.start()
+    sender.join(len(audio) / 16000 + 30)
+    pipeline.wait(120)
+    metrics = pipeline.metrics()
+    pipeline.stop()
+    return {
+        "seconds": len(audio) / 16000,
+        "windows": len(windows),
+        "dropped_windows": metrics["dropped_windows"],
+        "latency_ms": metrics["latency_ms"],
+        "transcript": metrics.get("transcript"),
+        "source": source.stats(),
+        "problems": metrics["problems"],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -113,6 +165,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--quality", type=int, default=70)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--live", action="store_true", help="also run one real-time session through the live pipeline")
     args = ap.parse_args()
 
     msgs, jpeg_sizes = messages(args.seconds, args.fps, args.width, args.quality)
@@ -147,6 +200,24 @@ def main() -> None:
     print(f"capture client cost, {args.seconds:g} s, {args.fps:g} fps, median of {args.repeat} runs")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
+    if args.live:
+        live = result["live"] = live_session(args.fps)
+        lat = live["latency_ms"]
+        src = live["source"]
+        tr = live["transcript"] or {}
+        print(f"live session, {live['seconds']:.1f} s of speech over a face, one client at real-time pace")
+        rows = [
+            ("windows / dropped", f"{live['windows']} / {live['dropped_windows']}"),
+            *[(f"latency {k} p50 / p95", f"{lat[k]['p50']} / {lat[k]['p95']} ms") for k in ("capture", "features", "scoring", "total")],
+            ("transcript lag p50 / p95", f"{tr.get('lag_s', {}).get('p50')} / {tr.get('lag_s', {}).get('p95')} s"),
+            ("message delay p50 / p95", f"{src['delay_ms']['p50']} / {src['delay_ms']['p95']} ms"),
+            ("audio gap / late", f"{src['audio']['gap_seconds']} / {src['audio']['late_seconds']} s"),
+            ("frames decoded / received", f"{src['video']['decoded']} / {src['video']['frames']}"),
+            ("problems", "; ".join(live["problems"]) or "none"),
+        ]
+        width = max(len(r[0]) for r in rows)
+        for name, value in rows:
+            print(f"  {name:<{width}}  {value}")
     out = ROOT / "bench" / "results" / "capture.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
