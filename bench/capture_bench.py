@@ -118,11 +118,10 @@ def live_session(fps: float) -> dict:
 
     import torch
 
-    from capture_clients import clip_messages, jpeg_of, send_paced
+    from capture_clients import clip_messages, jpeg_of, live_options, send_paced
     from media_fixtures import face_image, faint_noise, speak
     from realtime.capture_protocol import parse_hello, unpack
-    from realtime.component import Policy
-    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.pipeline import LivePipeline
     from realtime.scorer import WindowScorer
     from realtime.sources.browser import BrowserSource
 
@@ -139,7 +138,7 @@ def live_session(fps: float) -> dict:
     scorer = WindowScorer(device="cpu")
     source = BrowserSource.from_hello(parse_hello(unpack(events[0][1])))
     windows: list[dict] = []
-    pipeline = LivePipeline(source=source, scorer=scorer, options=PipelineOptions(policy=Policy.LIVE), on_window=windows.append)
+    pipeline = LivePipeline(source=source, scorer=scorer, options=live_options(), on_window=windows.append)
     pipeline.start()
     sender = threading.Thread(target=send_paced, args=(lambda d: source.feed(unpack(d)), events[1:]), daemon=True)
     sender.start()

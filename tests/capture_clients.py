@@ -78,3 +78,15 @@ def send_paced(
             time.sleep(delay)
         send(data)
     return len(events)
+
+
+def live_options():
+    """PipelineOptions of the live policy (`policy=`, or the older `strict`/`realtime` pair)."""
+    import dataclasses
+
+    from realtime.component import Policy
+    from realtime.pipeline import PipelineOptions
+
+    if "policy" in {f.name for f in dataclasses.fields(PipelineOptions)}:
+        return PipelineOptions(policy=Policy.LIVE)
+    return PipelineOptions(strict=False, realtime=True)
