@@ -348,6 +348,44 @@ def test_frames_out_of_order_or_corrupt_are_skipped_and_counted(face_jpeg):
     source.stop()
 
 
+def test_video_is_marked_absent_while_audio_comes_without_frames(face_jpeg):
+    clock = FakeClock()
+    source, client = started(clock, timing=BrowserTiming(video_absent_after=1.0))
+    chunk = signal(0.1)
+    t = 0.0
+
+    def audio_for(seconds: float, frames_too: bool) -> None:
+        nonlocal t
+        for _ in range(int(round(seconds * 10))):
+            clock.t = t + 0.1 + 0.01
+            client.audio(t, chunk)
+            if frames_too:
+                client.frame(t + 0.05, face_jpeg)
+            t += 0.1
+
+    audio_for(2.0, frames_too=True)
+    assert source.frames.present
+    audio_for(0.9, frames_too=False)
+    assert source.frames.present  # under a second without frames: still there
+    audio_for(0.3, frames_too=False)
+    assert not source.frames.present and source.stats()["video"]["outages"] == 1
+    audio_for(0.3, frames_too=True)
+    assert source.frames.present
+    audio_for(3.0, frames_too=False)
+    assert not source.frames.present and source.stats()["video"]["outages"] == 2
+    source.stop()
+
+
+def test_video_that_never_starts_is_marked_absent():
+    clock = FakeClock()
+    source, client = started(clock, timing=BrowserTiming(video_absent_after=1.0))
+    for i in range(15):
+        clock.t = (i + 1) * 0.1
+        client.audio(i * 0.1, signal(0.1))
+    assert not source.frames.present
+    source.stop()
+
+
 def test_a_frame_declaring_too_large_a_size_is_refused(face):
     import cv2
 

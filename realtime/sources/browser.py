@@ -32,7 +32,9 @@ earlier (late, or overlapping after the offset was lowered) has its overlapping
 head dropped, counted in `late_audio_seconds`.
 
 Video: frames keep their mapped time; a frame not later than the previous one is
-dropped (counted). A JPEG whose header declares a size outside `CaptureLimits` makes
+dropped (counted). While audio comes with no frame for `video_absent_after` s the
+feed is marked absent (`frames.present = False`, as a camera that stopped), until
+the next frame. A JPEG whose header declares a size outside `CaptureLimits` makes
 `feed` raise `CaptureFormatError` (the server disconnects the client with its
 reason); one that fails to decode is counted in `decode_errors` and skipped.
 
@@ -74,10 +76,11 @@ class BrowserTiming:
     tolerance: float = 0.03  # s: an audio chunk this close to the ring's end is appended as is
     max_lag: float = 1.0  # s: resync when every message of the last lag_window came later than this
     lag_window: float = 5.0  # s
+    video_absent_after: float = 3.0  # s of audio without a frame: the camera counts as absent
 
     def __post_init__(self) -> None:
-        if self.tolerance < 0 or self.max_lag <= 0 or self.lag_window <= 0:
-            raise ValueError(f"BrowserTiming needs tolerance >= 0, max_lag > 0, lag_window > 0: {self}")
+        if self.tolerance < 0 or self.max_lag <= 0 or self.lag_window <= 0 or self.video_absent_after <= 0:
+            raise ValueError(f"BrowserTiming needs tolerance >= 0 and max_lag, lag_window, video_absent_after > 0: {self}")
 
 
 class BrowserSource(Worker):
@@ -118,6 +121,7 @@ class BrowserSource(Worker):
         self._lag: collections.deque[tuple[float, float]] = collections.deque()  # (arrival, delay), increasing delays
         self._last_seq: int | None = None
         self._last_frame_t = float("-inf")
+        self._video_since: float | None = None
         self._zeros = np.zeros(0, np.float32)
         # figures
         self.audio_seconds = 0.0  # real audio appended
@@ -135,6 +139,7 @@ class BrowserSource(Worker):
         self.after_end = 0
         self.resyncs = 0
         self.clamped = 0  # messages that would have been ahead of the session clock
+        self.video_outages = 0  # times frames stopped coming while audio went on
         self.delay_ms = RecentStats()  # arrival - mapped capture end
         self.decode_ms = RecentStats()
 
@@ -206,6 +211,7 @@ class BrowserSource(Worker):
         t_session = self._map(msg.t, msg.duration, self._clock.now())
         if msg.kind is CaptureKind.AUDIO:
             self._add_audio(t_session, msg.payload)
+            self._watch_video(t_session + msg.duration)
         else:
             self._add_frame(t_session, msg.payload)
 
@@ -264,8 +270,22 @@ class BrowserSource(Worker):
             self.audio.append(self._zeros[:piece])
             n -= piece
 
+    def _watch_video(self, t: float) -> None:
+        """Mark the camera absent when audio goes on `video_absent_after` s past the last
+        frame (a camera turned off or taken by another program); the next frame marks it back."""
+        if self.frames is None or not self.frames.present:
+            return
+        if self._video_since is None:
+            self._video_since = t  # frames are expected from the first message on
+        last = max(self._last_frame_t, self._video_since)
+        if t - last > self.timing.video_absent_after:
+            self.frames.present = False
+            self.video_outages += 1
+            log.info("%s: no frame for %.1f s; video absent", self.name, t - last)
+
     def _add_frame(self, t: float, jpeg: bytes) -> None:
         self.frames_received += 1
+        self.frames.present = True
         if t <= self._last_frame_t:
             self.frames_out_of_order += 1
             return
@@ -336,6 +356,7 @@ class BrowserSource(Worker):
                 "frames": self.frames_received,
                 "decoded": self.frames_decoded,
                 "present": bool(self.frames.present),
+                "outages": self.video_outages,
                 "replaced": self.frames_replaced + self.frames.replaced,
                 "out_of_order": self.frames_out_of_order,
                 "decode_errors": self.decode_errors,
