@@ -17,7 +17,7 @@ a. Features. Every step row of every window (audio, video and both masks) is
    design, not an error; it is bounded below (AUDIO_MAX, AUDIO_MEAN) for steps inside
    the clip. The last step reaches past the clip's end (both sides see zeros there):
    its few real frames next to digital silence make its MFCC spread swing with one
-   boundary frame (1.9 in MFCC0 std here), so against the whole span only its masks and
+   boundary frame (0.6 in MFCC0 std here), so against the whole span only its masks and
    video are compared; its audio row is bitwise `featurize` of the step itself.
 b. Scores. `WindowScorer.score(window)` (input buffers, padding to fixed shapes, the
    traced CPU graph or eager, the checkpoint's fine-tuned text encoder) equals the eager
