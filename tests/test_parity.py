@@ -302,6 +302,8 @@ def test_scorer_equals_the_eager_model_on_collated_samples(live, trimodal_checkp
             ours.append(result.score)
             theirs.append(score)
     # the comparison has teeth: the scores spread far more widely than the tolerance
+    print(f"{kind}: {len(ours)} (window, text) pairs, |scorer - eager| max {np.max(np.abs(np.subtract(ours, theirs))):.2e}, "
+          f"scores spread {np.ptp(theirs):.3f}")
     assert np.ptp(theirs) > 100 * SCORE_TOL
     assert np.max(np.abs(np.subtract(ours, theirs))) <= SCORE_TOL
 
