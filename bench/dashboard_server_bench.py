@@ -38,8 +38,9 @@ def rss_mb() -> float:
 
 
 def pct(values: list[float], q: float) -> float:
-    data = sorted(values)
-    return data[max(0, min(len(data) - 1, int(round(q / 100 * (len(data) - 1)))))]
+    from realtime.component import percentile
+
+    return percentile(values, q)
 
 
 def health_ms(port: int) -> float:

@@ -23,6 +23,7 @@ scoring step and the HCL forward at batch 1 on CPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -37,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def pct(values, q):
-    from realtime.windowing import percentile
+    from realtime.component import percentile
 
-    v = percentile(list(values), q)
+    v = percentile(values, q)
     return None if v is None else round(v, 3)
 
 
@@ -180,15 +181,24 @@ def mosi_text(video_id: str, clip_id: int) -> str:
 
 
 def parse_settings(pairs) -> dict:
-    """--set key=value pairs for PipelineOptions (values parsed as JSON when they parse)."""
-    out = {}
+    """--set key=value pairs for PipelineOptions, `speech.key=value` for its SpeechOptions
+    (values parsed as JSON when they parse)."""
+    out: dict = {}
     for pair in pairs or []:
         key, _, value = pair.partition("=")
         try:
-            out[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
+            parsed = value
+        group, _, name = key.rpartition(".")
+        (out.setdefault(group, {}) if group else out)[name] = parsed
     return out
+
+
+def with_settings(options, changes: dict):
+    """`options` with the parsed --set changes (nested dataclasses replaced field by field)."""
+    nested = {k: dataclasses.replace(getattr(options, k), **v) for k, v in changes.items() if isinstance(v, dict)}
+    return dataclasses.replace(options, **{k: v for k, v in changes.items() if not isinstance(v, dict)}, **nested)
 
 
 def run_live(path: pathlib.Path, scorer, options) -> dict:
@@ -196,17 +206,20 @@ def run_live(path: pathlib.Path, scorer, options) -> dict:
     websocket client timestamps every window message on the session clock."""
     from websockets.sync.client import connect
 
-    from realtime.pipeline import LivePipeline
+    from realtime.pipeline import LivePipeline, new_session_id, session_hello
     from realtime.server import DashboardServer
     from realtime.sources.file import FileSource
 
-    source = FileSource(path=path, realtime=True, fps=scorer.features.face.frames_per_second)
-    pipeline = LivePipeline(source=source, scorer=scorer, options=options)
-    server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics)
+    source = FileSource(path=path, policy=options.policy, fps=scorer.features.face.frames_per_second)
+    session_id = new_session_id()
+    pipeline = None  # made after the server it publishes to
+    server = DashboardServer(host="127.0.0.1", port=0, hello=session_hello(session_id=session_id, scorer=scorer),
+                             metrics=lambda: pipeline.metrics() if pipeline is not None else {})
     server.start()
-    pipeline.publish = server.publish
+    words: list = []  # every committed word (the transcript itself keeps only recent ones)
+    pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id,
+                            publish=server.publish, on_words=words.extend)
     received: list[tuple[float, dict]] = []
-    words: list = []
     ws = connect(server.ws_url, open_timeout=10)
 
     def read() -> None:
@@ -222,8 +235,6 @@ def run_live(path: pathlib.Path, scorer, options) -> dict:
     reader.start()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     pipeline.start()
-    if pipeline.speech is not None:  # every committed word (the transcript itself is pruned)
-        pipeline.speech.transcript.listeners.append(words.extend)
     pipeline.wait()
     time.sleep(0.5)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -286,10 +297,10 @@ def summary(values) -> dict:
 
 
 def reaction_main(args, checkpoint, model_note) -> int:
-    import dataclasses
 
     import torch
 
+    from realtime.component import Policy
     from realtime.pipeline import PipelineOptions
     from realtime.scorer import WindowScorer
 
@@ -297,18 +308,17 @@ def reaction_main(args, checkpoint, model_note) -> int:
     clip, sentences = make_reaction_clip(tmp)
     scorer = WindowScorer(checkpoint=checkpoint, device="cpu")
     scorer.warm_up()
-    options = PipelineOptions(strict=False, realtime=True)
     changes = parse_settings(args.set)
     if args.beam:
-        changes["speech_beam_size"] = args.beam
-    options = dataclasses.replace(options, **changes)
+        changes.setdefault("speech", {})["beam_size"] = args.beam
+    options = with_settings(PipelineOptions(policy=Policy.LIVE), changes)
     # the model's own judgement of the clean sentences (an upper bound for the live run)
     clean = [scorer.score(_text_window(scorer, s["text"])).score for s in sentences]
     load0 = os.getloadavg()[0]
     run = run_live(clip, scorer, options)
     reactions, releases = reaction_times(sentences, run["received"])
     received = run["received"]
-    lags = run["pipeline"].speech.transcript.lags if run["pipeline"].speech else []
+    lags = [w.committed_at - w.end for w in run["words"]]
     scoring = [m["latency_ms"]["scoring"] for _, m in received]
     generated_wer = wer(" ".join(s["text"] for s in sentences), " ".join(w.text for w in run["words"]))
     mosi = {}
@@ -319,7 +329,7 @@ def reaction_main(args, checkpoint, model_note) -> int:
             continue
         r = run_live(path, scorer, options)
         mosi[name] = {**wer(mosi_text(video_id, clip_id), " ".join(w.text for w in r["words"])),
-                      "lag_s": summary(r["pipeline"].speech.transcript.lags if r["pipeline"].speech else [])}
+                      "lag_s": summary([w.committed_at - w.end for w in r["words"]])}
     flips = [r for r in reactions if r["reaction_s"] is not None]
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True), "torch": torch.__version__,
@@ -336,7 +346,7 @@ def reaction_main(args, checkpoint, model_note) -> int:
         "transcript_lag_s": summary(lags),
         "wer": {"generated": generated_wer, **mosi},
         "scoring_in_pipeline_ms": summary(scoring),
-        "windows": len(run["pipeline"].messages),
+        "windows": run["pipeline"].scores.count,
         "messages_received": len(received),
         "dropped_windows": run["pipeline"].queue.dropped,
         "dropped_frames": run["dropped_frames"],
@@ -417,17 +427,17 @@ def main(argv=None) -> int:
     ap.add_argument("--strict", action="store_true", help="file policy (windows wait for the transcript) instead of the live-device policy")
     ap.add_argument("--beam", type=int, help="Whisper beam size for the live passes (default: greedy in the live policy, the checkpoint's with --strict)")
     ap.add_argument("--reaction", action="store_true", help="the reaction-time table (see the module docstring)")
-    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="--reaction: a PipelineOptions field (repeatable)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="--reaction: a PipelineOptions field, or speech.FIELD for its SpeechOptions (repeatable)")
     ap.add_argument("--out", help="JSON output (default bench/results/live.json, or reaction.json with --reaction)")
     args = ap.parse_args(argv)
 
     import torch
-    from websockets.sync.client import connect
 
-    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.component import Policy
+    from realtime.pipeline import PipelineOptions
     from realtime.scorer import WindowScorer
-    from realtime.server import DashboardServer
-    from realtime.sources.file import FileSource
+    from realtime.speech import SpeechOptions
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="live-bench-"))
     model_note = None
@@ -446,42 +456,15 @@ def main(argv=None) -> int:
 
     scorer = WindowScorer(checkpoint=checkpoint, device="cpu")
     scorer.warm_up()
-    source = FileSource(path=path, realtime=True, fps=scorer.features.face.frames_per_second)
-    options = PipelineOptions(strict=args.strict, realtime=True, speech_beam_size=args.beam)
-    pipeline = LivePipeline(source=source, scorer=scorer, options=options)
-    server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics)
-    server.start()
-    pipeline.publish = server.publish
-    received: list[tuple[float, dict]] = []
-
-    ws = connect(server.ws_url, open_timeout=10)
-
-    def read() -> None:
-        try:
-            for raw in ws:
-                msg = json.loads(raw)
-                if msg.get("type") == "window" and pipeline.clock is not None:
-                    received.append((pipeline.clock.now(), msg))
-        except Exception:
-            pass
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    pipeline.start()
-    pipeline.wait()
-    time.sleep(0.5)
-    cpu = time.process_time() - cpu0
-    wall = time.perf_counter() - wall0
-    metrics = pipeline.metrics()
-    ws.close()
-    pipeline.stop()
-    server.stop()
+    policy = Policy.REPRODUCIBLE if args.strict else Policy.LIVE
+    options = PipelineOptions(policy=policy, speech=SpeechOptions(beam_size=args.beam))
+    run = run_live(path, scorer, options)
+    received, pipeline, metrics = run["received"], run["pipeline"], run["metrics"]
+    cpu, wall, duration = run["cpu"], run["wall"], run["duration"]
 
     e2e = [(t - m["end"]) * 1000 for t, m in received]
     stages = {k: [m["latency_ms"][k] for _, m in received] for k in ("capture", "features", "scoring", "send")}
-    lags = pipeline.speech.transcript.lags if pipeline.speech else []
-    duration = source.duration or 0.0
+    lags = [w.committed_at - w.end for w in run["words"]]
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True), "python": platform.python_version(),
                     "torch": torch.__version__, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
@@ -489,10 +472,10 @@ def main(argv=None) -> int:
         "model": model_note or str(checkpoint),
         "whisper": _whisper_settings(pipeline),
         "policy": "strict (file: windows wait for transcript passes)" if args.strict else "live (devices: windows never wait for the transcript)",
-        "windows": len(pipeline.messages),
+        "windows": pipeline.scores.count,
         "windows_received": len(received),
         "dropped_windows": pipeline.queue.dropped,
-        "dropped_frames": source.frames.dropped if source.frames is not None else 0,
+        "dropped_frames": run["dropped_frames"],
         "realtime_factor": round(wall / duration, 3) if duration else None,
         "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
         "end_to_end_ms": {"p50": pct(e2e, 50), "p95": pct(e2e, 95), "max": round(max(e2e), 1) if e2e else None},

@@ -51,7 +51,10 @@ def rss_mb() -> float:
 
 
 def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+    from realtime.component import percentile
+
+    p = percentile(values, q)
+    return float("nan") if p is None else p
 
 
 class Session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import pathlib
@@ -71,14 +72,15 @@ def _load_scorer(checkpoint: str | None, device: str = "auto"):
         raise CliError(str(exc)) from None
 
 
-def _file_source(path: str, *, realtime: bool, fps: float):
+def _file_source(path: str, *, policy, fps: float):
     from realtime.sources import SourceError
     from realtime.sources.file import FileSource
 
-    # as fast as possible, the pipeline gates the reader to PipelineOptions.read_ahead (30 s)
-    # past the windows, so two minutes of audio cover every consumer; in real time nothing
-    # bounds how far a slow consumer lags (--reproducible waits for speech): keep the file
-    source = FileSource(path=path, realtime=realtime, fps=fps, buffer_seconds=None if realtime else 120.0)
+    # as fast as possible, the reader stays within its read_ahead (30 s) of the windows,
+    # so two minutes of audio cover every consumer; in real time nothing bounds how far a
+    # slow consumer lags (--reproducible waits for speech): keep the file
+    fast = not policy.follows_clock
+    source = FileSource(path=path, policy=policy, fps=fps, buffer_seconds=120.0 if fast else None)
     try:
         source.open()
     except SourceError as exc:
@@ -119,18 +121,21 @@ def _record_dir(target: str, session_id: str) -> pathlib.Path:
     return path
 
 
-def session_info(pipeline, *, mode: str, source: str) -> dict[str, Any]:
-    settings = pipeline.settings
+def session_info(*, session_id: str, scorer, options, mode: str, source: str) -> dict[str, Any]:
+    """What session.json says about a recorded session (its model, settings and options)."""
+    settings = scorer.features
+    pipeline = dataclasses.asdict(options)
+    pipeline["policy"] = options.policy.value
     return {
-        "session": pipeline.session_id,
+        "session": session_id,
         "mode": mode,
         "source": source,
-        "model": pipeline.scorer.model_info,
-        "checkpoint": str(pipeline.scorer.path) if pipeline.scorer.path else None,
+        "model": scorer.model_info,
+        "checkpoint": str(scorer.path) if scorer.path else None,
         "settings": {"step_seconds": settings.step_seconds, "window_steps": settings.window_steps},
-        "clusters": pipeline.scorer.config.clusters,
+        "clusters": scorer.config.clusters,
         "features": settings.to_dict(),
-        "pipeline": {k: getattr(pipeline.options, k) for k in pipeline.options.__dataclass_fields__},
+        "pipeline": pipeline,
     }
 
 
@@ -240,6 +245,12 @@ def _live(argv: Sequence[str] | None) -> int:
     if args.camera is not None and not args.camera.strip():
         raise CliError("--camera needs an index, a device path or a URL")
     _token_for(args.host, args.token)
+    from realtime.component import Policy
+    from realtime.pipeline import LivePipeline, PipelineOptions, new_session_id, session_hello
+    from realtime.speech import SpeechOptions
+
+    # --fast and --reproducible name the two policies a file can have besides LIVE
+    policy = Policy.FAST if args.fast else Policy.REPRODUCIBLE if args.reproducible else Policy.LIVE
     from hcl.features.config import FeatureSettings
 
     fps = FeatureSettings().face.frames_per_second
@@ -250,26 +261,24 @@ def _live(argv: Sequence[str] | None) -> int:
             path = demo_clip()
         except DemoError as exc:
             raise CliError(str(exc)) from None
-        source = _file_source(str(path), realtime=not args.fast, fps=fps)
+        source = _file_source(str(path), policy=policy, fps=fps)
     elif args.file:
-        source = _file_source(args.file, realtime=not args.fast, fps=fps)
+        source = _file_source(args.file, policy=policy, fps=fps)
     elif args.no_camera:
         source = _device_source(None, args.mic, need_camera=False)
     else:
         source = _device_source(args.camera, args.mic, need_camera=True)
-    is_file = source.kind == "file"
     scorer = _load_scorer(args.checkpoint, args.device)
-    if is_file and scorer.features.face.frames_per_second != fps:
+    if source.kind == "file" and scorer.features.face.frames_per_second != fps:
         source.fps = scorer.features.face.frames_per_second
-    from realtime.pipeline import LivePipeline, PipelineOptions, new_session_id
-
-    strict = is_file and (args.fast or args.reproducible)
-    options = PipelineOptions(
-        strict=strict, realtime=not args.fast, speech_max_backlog=float("inf") if args.reproducible else 4.0
-    )
+    options = PipelineOptions(policy=policy, speech=SpeechOptions(max_backlog=None if args.reproducible else 4.0))
     session_id = new_session_id()
     recorder = None
-    pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id)
+    server = None
+
+    def recording_failed(message: str) -> None:
+        _recording_failed(server, message)
+
     if args.record:
         from realtime.recording import SessionRecorder
 
@@ -277,16 +286,18 @@ def _live(argv: Sequence[str] | None) -> int:
         try:
             recorder = SessionRecorder(
                 folder,
-                session_info=session_info(pipeline, mode="live", source=source.name),
+                session_info=session_info(session_id=session_id, scorer=scorer, options=options, mode="live", source=source.name),
                 audio=source.audio is not None,
-                on_error=lambda message: _recording_failed(pipeline, message),
+                on_error=recording_failed,
             )
         except (FileExistsError, OSError) as exc:
             raise CliError(f"--record {folder}: {exc}") from None
-        pipeline.recorder = recorder
         print(f"recording into {folder}", flush=True)
-    server = _start_server(args, hello=pipeline.hello("live"), metrics=_metrics_with_recording(pipeline, recorder))
-    pipeline.publish = server.publish
+    pipeline = None  # the server starts first (the pipeline publishes to it); /metrics reads the pipeline once made
+    server = _start_server(args, hello=session_hello(session_id=session_id, scorer=scorer, mode="live"),
+                           metrics=lambda: _live_metrics(pipeline, recorder))
+    pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id,
+                            publish=server.publish, recorder=recorder)
     server.attach_recording(recorder.directory if recorder is not None else None)
     _sigterm_as_interrupt()
     status = 0
@@ -320,25 +331,22 @@ def _live(argv: Sequence[str] | None) -> int:
     return status
 
 
-def _recording_failed(pipeline, message: str) -> None:
+def _recording_failed(server, message: str) -> None:
     """The recorder stopped (e.g. the disk is full): tell the terminal and the dashboard;
     the monitoring goes on."""
     from realtime import protocol
 
     print(f"warning: {message}; monitoring goes on", file=sys.stderr, flush=True)
-    if pipeline.publish is not None:
-        pipeline.publish(protocol.error_message(message))
+    if server is not None:
+        server.publish(protocol.error_message(message))
 
 
-def _metrics_with_recording(pipeline, recorder):
+def _live_metrics(pipeline, recorder) -> dict[str, Any]:
     """The /metrics body: the pipeline's figures plus the recorder's state (its error, if any)."""
-    if recorder is None:
-        return pipeline.metrics
-
-    def metrics() -> dict[str, Any]:
-        return {**pipeline.metrics(), "recording": recorder.stats()}
-
-    return metrics
+    out = pipeline.metrics() if pipeline is not None else {}
+    if recorder is not None:
+        out["recording"] = recorder.stats()
+    return out
 
 
 def live_main(argv: Sequence[str] | None = None) -> int:
@@ -364,28 +372,31 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
     """Run the live path on `path` as fast as possible into session folder `output`; returns the pipeline."""
     from tqdm import tqdm
 
+    from realtime.component import Policy
     from realtime.pipeline import LivePipeline, PipelineOptions, new_session_id
     from realtime.recording import SessionRecorder
     from realtime.windowing import last_step
 
     from hcl.features.config import FeatureSettings
 
-    source = _file_source(path, realtime=False, fps=FeatureSettings().face.frames_per_second)  # fail fast on the file
+    source = _file_source(path, policy=Policy.FAST, fps=FeatureSettings().face.frames_per_second)  # fail fast on the file
     scorer = scorer or _load_scorer(checkpoint, device)
     source.fps = scorer.features.face.frames_per_second
     session_id = new_session_id()
-    pipeline = LivePipeline(source=source, scorer=scorer, options=PipelineOptions(strict=True, realtime=False), session_id=session_id)
+    options = PipelineOptions(policy=Policy.FAST)
     out = pathlib.Path(output)
     try:
         recorder = SessionRecorder(
-            out, session_info=session_info(pipeline, mode="annotate", source=str(path)), audio=source.audio is not None
+            out,
+            session_info=session_info(session_id=session_id, scorer=scorer, options=options, mode="annotate", source=str(path)),
+            audio=source.audio is not None,
         )
     except (FileExistsError, OSError) as exc:
         raise CliError(f"-o {out}: {exc}") from None
-    pipeline.recorder = recorder
     total = last_step(source.duration or 0.0, scorer.features.step_seconds)
     bar = tqdm(total=total, unit="win", desc=pathlib.Path(path).name, disable=not progress)
-    pipeline.on_window = lambda msg: bar.update(1)
+    pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id, recorder=recorder,
+                            on_window=lambda msg: bar.update(1))
     try:
         pipeline.start()
         while not pipeline.wait(0.5):
@@ -412,10 +423,10 @@ def _annotate(argv: Sequence[str] | None) -> int:
     problems = pipeline.problems()
     if pipeline.recorder is not None and pipeline.recorder.error is not None:
         problems.append(pipeline.recorder.error)
-    scores = [m["score"] for m in pipeline.messages]
+    s = pipeline.scores
     print(
-        f"{args.file}: {len(scores)} windows"
-        + (f", mean score {sum(scores) / len(scores):+.2f}, min {min(scores):+.2f}, max {max(scores):+.2f}" if scores else "")
+        f"{args.file}: {s.count} windows"
+        + (f", mean score {s.mean:+.2f}, min {s.min:+.2f}, max {s.max:+.2f}" if s.count else "")
         + f"; written to {args.output}"
     )
     if problems:

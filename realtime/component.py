@@ -124,6 +124,11 @@ class RecentStats:
                 self.total += value
                 self.max = value if self.max is None else max(self.max, value)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._recent.clear()
+            self.count, self.total, self.max = 0, 0.0, None
+
     def recent(self) -> list[float]:
         with self._lock:
             return list(self._recent)
@@ -150,6 +155,7 @@ class Worker:
     """
 
     name = "worker"
+    thread_name: str | None = None  # the thread's name when `name` is for people ("file clip.mp4")
 
     def __init__(self) -> None:
         self.error: BaseException | None = None
@@ -160,7 +166,7 @@ class Worker:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError(f"{self.name} was started already")
-        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._main, name=self.thread_name or self.name, daemon=True)
         self._thread.start()
 
     def _main(self) -> None:

@@ -19,8 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
+from hcl.features.config import SAMPLE_RATE
+
 DEMO_VERSION = 3
-SAMPLE_RATE = 16000
 POSITIVE = "I absolutely love this, it is wonderful and makes me so happy."
 NEGATIVE = "This is terrible, I hate it, it is the worst thing ever."
 DEFAULT_SENTENCES = (POSITIVE, NEGATIVE)

@@ -24,8 +24,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hcl.features.config import MODALITIES
+from realtime.component import RecentStats
+
 log = logging.getLogger(__name__)
-MODALITIES = ("text", "audio", "video")
 
 
 @dataclass
@@ -102,7 +104,7 @@ class WindowScorer:
         self._text_lock = threading.RLock()
         self.text_hits = 0
         self.text_misses = 0
-        self.step_ms: list[float] = []
+        self.step_ms = RecentStats()
         self._warm = False
 
     # ------------------------------------------------------------------ info
@@ -264,7 +266,7 @@ class WindowScorer:
         text_ms = []
         for i, w in enumerate(windows):
             t0 = time.perf_counter()
-            feats = self.encode_text(w.text)
+            feats = w.text_features if getattr(w, "text_features", None) is not None else self.encode_text(w.text)
             text_ms.append((time.perf_counter() - t0) * 1000)
             self._fill(i, w, feats)
         t0 = time.perf_counter()
@@ -276,9 +278,7 @@ class WindowScorer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         model_ms = (time.perf_counter() - t0) * 1000
-        self.step_ms.append(model_ms)
-        if len(self.step_ms) > 2000:
-            del self.step_ms[:1000]
+        self.step_ms.add(model_ms)
         return [
             ScoreResult(
                 score=float(scores[i]),
@@ -289,6 +289,9 @@ class WindowScorer:
             )
             for i in range(n)
         ]
+
+    def stats(self) -> dict[str, Any]:
+        return {"step_ms": self.step_ms.summary(), "text_cache": {"hits": self.text_hits, "misses": self.text_misses}}
 
     def buffer_pointers(self) -> dict[str, int]:
         """data_ptr of every input buffer (tests: they never change)."""

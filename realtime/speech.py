@@ -19,20 +19,25 @@ H + `delay` (H for the final pass): a fixed rule in media time, so a file gives
 the same windows played in real time or as fast as possible (`strict` windowing
 waits for the passes it needs). `Transcript.lags` measures the real lag: session
 clock when a word was committed minus the word's end.
+
+`SpeechOptions` holds every setting of live speech (the pass timing and the
+transcriber's), read by the stream, the worker and the pipeline alike.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from realtime.clock import SessionClock
+from realtime.component import Policy, RecentStats, Worker
 from realtime.streams import AudioRing, Horizon
 
 log = logging.getLogger(__name__)
@@ -51,30 +56,73 @@ class TimedWord:
         return {"w": self.text, "start": round(self.start, 3), "end": round(self.end, 3), "p": round(self.probability, 3)}
 
 
-class Transcript:
-    """Committed words in time order, and the horizon of the finished passes."""
+@dataclass(frozen=True)
+class SpeechOptions:
+    """Live speech: when passes run, how words are committed, and how Whisper decodes."""
 
-    def __init__(self) -> None:
-        self._words: list[TimedWord] = []
+    period: float = 1.0  # a periodic pass every `period` s of audio
+    context: float = 8.0  # s of audio a pass sees at most
+    delay: float = 1.5  # a word of the pass at H is available to windows from H + delay
+    pause: float = 0.25  # s of quiet (below pause_db) that ends a phrase
+    pause_db: float = -45.0
+    # a pass as soon as the audio shows a pause after speech, committing its words at once;
+    # None = on in the live policy, off for reproducible runs
+    pause_passes: bool | None = None
+    # real-time runs that wait for their passes: skip passes past this backlog (s); None: never
+    max_backlog: float | None = 4.0
+    beam_size: int | None = None  # None: greedy (1) in the live policy, the checkpoint's otherwise
+    threads: int = 2  # Whisper's CPU threads
+    fit_encoder: bool = True  # the encoder sees a pass's audio + 1 s instead of 30 s of padding
+    temperature_fallback: bool = False  # live passes decode once, at temperature 0
+
+    def __post_init__(self) -> None:
+        if self.period <= 0 or self.context <= self.period or self.delay < 0:
+            raise ValueError("speech options need period > 0, context > period, delay >= 0")
+
+
+class Transcript:
+    """Committed words in time order, and the horizon of the finished passes.
+
+    It keeps the words that end within `keep_seconds` of the newest one (the windows'
+    text reaches back a few seconds; a reader that runs behind, the recording sink,
+    takes new words by sequence number with `since`), so memory does not grow with
+    the session; `committed` counts every word."""
+
+    def __init__(self, *, keep_seconds: float = 120.0, on_commit: Callable[[list[TimedWord]], None] | None = None) -> None:
+        self.keep_seconds = float(keep_seconds)
+        self._words: collections.deque[TimedWord] = collections.deque()
         self._lock = threading.Lock()
         self.passes = Horizon()  # horizon H of the last finished pass; ended after the final one
-        self.lags: list[float] = []  # committed_at - end, seconds (meaningful at real-time pace)
-        self.pass_ms: list[float] = []
-        self.listeners: list[Callable[[list[TimedWord]], None]] = []
-        self.committed = 0  # words committed in the whole session (pruning keeps only recent ones)
+        self.lags = RecentStats()  # committed_at - end, seconds (meaningful at real-time pace)
+        self.pass_ms = RecentStats()
+        self.on_commit = on_commit
+        self.committed = 0  # words committed in the whole session; word i has sequence number i
 
     def commit(self, words: list[TimedWord]) -> None:
         with self._lock:
             self._words.extend(words)
             self.committed += len(words)
-            self.lags.extend(w.committed_at - w.end for w in words)
-        for listener in self.listeners:
-            listener(words)
+            for w in words:
+                self.lags.add(w.committed_at - w.end)
+            if self._words:
+                horizon = self._words[-1].end - self.keep_seconds
+                while self._words and self._words[0].end < horizon:
+                    self._words.popleft()
+        if self.on_commit is not None and words:
+            self.on_commit(words)
+
+    def since(self, seq: int) -> tuple[list[TimedWord], int]:
+        """The words committed with sequence number >= `seq` that are still kept, and the
+        sequence number to ask from next time."""
+        with self._lock:
+            first = self.committed - len(self._words)
+            skip = max(0, seq - first)
+            return list(self._words)[skip:], self.committed
 
     def make_available(self, t: float) -> None:
         """Make every committed word available from `t` at the latest (end of stream)."""
         with self._lock:
-            self._words = [w if w.available_at <= t else _replace_available(w, t) for w in self._words]
+            self._words = collections.deque(w if w.available_at <= t else _replace_available(w, t) for w in self._words)
 
     def words(self, t0: float, t1: float, *, available_by: float | None = None) -> list[TimedWord]:
         """Words whose midpoint lies in [t0, t1), optionally only those available by a time."""
@@ -91,8 +139,17 @@ class Transcript:
             return list(self._words)
 
     def prune(self, before: float) -> None:
+        """Forget the words that end before `before`."""
         with self._lock:
-            self._words = [w for w in self._words if w.end >= before]
+            while self._words and self._words[0].end < before:
+                self._words.popleft()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._words)
+
+    def stats(self) -> dict[str, Any]:
+        return {"words": self.committed, "lag_s": self.lags.summary(3), "pass_ms": self.pass_ms.summary()}
 
 
 def _replace_available(w: TimedWord, t: float) -> TimedWord:
@@ -277,33 +334,27 @@ class SpeechStream:
         read: Callable[[float, float], np.ndarray],
         sample_rate: int,
         transcribe: Callable,
+        options: SpeechOptions = SpeechOptions(),
+        policy: Policy = Policy.REPRODUCIBLE,
         origin: float = 0.0,
-        period: float = 1.0,
-        context: float = 8.0,
-        delay: float = 1.5,
-        pause: float = 0.25,
-        pause_db: float = -45.0,
-        pause_passes: bool = False,
-        catch_up: bool = False,
-        max_backlog: float | None = None,
+        on_commit: Callable[[list[TimedWord]], None] | None = None,
     ) -> None:
-        if period <= 0 or context <= period or delay < 0:
-            raise ValueError("need period > 0, context > period, delay >= 0")
+        o = options
         self.read = read
         self.sample_rate = int(sample_rate)
         self.transcribe = transcribe
         self.origin = origin
-        self.period = period
-        self.context = context
-        self.delay = delay
-        self.pause = pause
-        self.pause_db = pause_db
-        self.pause_passes = pause_passes
-        self.catch_up = catch_up  # live devices: skip missed passes instead of queueing them
-        # real-time files: passes run in order (reproducible windows) unless they fall this
-        # many seconds behind the audio; then missed passes are skipped (and counted)
-        self.max_backlog = max_backlog
-        self.transcript = Transcript()
+        self.period = o.period
+        self.context = o.context
+        self.delay = o.delay
+        self.pause = o.pause
+        self.pause_db = o.pause_db
+        self.pause_passes = (policy is Policy.LIVE) if o.pause_passes is None else o.pause_passes
+        self.catch_up = policy is Policy.LIVE  # live: skip missed passes instead of queueing them
+        # real-time runs that wait for their passes: passes run in order (reproducible windows)
+        # unless they fall this many seconds behind the audio; then missed passes are skipped
+        self.max_backlog = o.max_backlog if policy.follows_clock else None
+        self.transcript = Transcript(keep_seconds=max(120.0, 4 * o.context), on_commit=on_commit)
         self.skipped = 0
         self.pause_pass_count = 0
         self.quiet_passes = 0  # passes over audio without speech (Whisper not asked)
@@ -391,9 +442,7 @@ class SpeechStream:
             self.quiet_passes += 1
         else:
             words = self.transcribe(wave, offset=t0)
-            self.transcript.pass_ms.append((time.perf_counter() - started) * 1000)
-            if len(self.transcript.pass_ms) > 2000:
-                del self.transcript.pass_ms[:1000]
+            self.transcript.pass_ms.add((time.perf_counter() - started) * 1000)
         if final or pause:
             forced = h  # the stream ended, or the audio ends in a pause: nothing is cut
         else:
@@ -422,9 +471,12 @@ class SpeechStream:
         return committed
 
 
-class SpeechWorker:
+class SpeechWorker(Worker):
     """Runs a `SpeechStream` over `audio` (an `AudioRing`) in a thread: it waits for the
-    audio, steps the stream on the session clock, and makes the final pass at the end."""
+    audio, steps the stream on the session clock, and makes the final pass at the end.
+    `on_commit(words)` is called on this thread with each pass's committed words."""
+
+    name = "speech"
 
     def __init__(
         self,
@@ -432,34 +484,22 @@ class SpeechWorker:
         audio: AudioRing,
         transcribe: Callable,
         clock: SessionClock,
-        period: float = 1.0,
-        context: float = 8.0,
-        margin: float = 0.5,
-        delay: float = 1.5,
-        pause: float = 0.25,
-        pause_db: float = -45.0,
-        pause_passes: bool = False,
-        catch_up: bool = False,
-        max_backlog: float | None = None,
+        options: SpeechOptions = SpeechOptions(),
+        policy: Policy = Policy.REPRODUCIBLE,
+        on_commit: Callable[[list[TimedWord]], None] | None = None,
         poll: float = 0.05,
     ) -> None:
-        if period <= 0 or context <= period or margin < 0 or delay < 0:
-            raise ValueError("need period > 0, context > period, margin >= 0, delay >= 0")
+        super().__init__()
         self.audio = audio
         self.clock = clock
-        self.margin = margin
         self.poll = poll
         self.stream = SpeechStream(
-            read=audio.read, sample_rate=audio.sample_rate, transcribe=transcribe, period=period, context=context,
-            delay=delay, pause=pause, pause_db=pause_db, pause_passes=pause_passes, catch_up=catch_up,
-            max_backlog=max_backlog,
+            read=audio.read, sample_rate=audio.sample_rate, transcribe=transcribe, options=options, policy=policy,
+            on_commit=on_commit,
         )
         self.transcript = self.stream.transcript
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    # the stream's settings and counters, read by the pipeline and the windowing
+    # the stream's settings and counters, read by the windowing
     period = property(lambda self: self.stream.period)
     delay = property(lambda self: self.stream.delay)
     context = property(lambda self: self.stream.context)
@@ -469,38 +509,27 @@ class SpeechWorker:
     def required_horizon(self, t: float) -> float:
         return self.stream.required_horizon(t)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="speech", daemon=True)
-        self._thread.start()
+    def run(self) -> None:
+        while self.audio.start_time is None and not self.audio.ended and not self.stopping:
+            self.audio.wait_until(0.0, timeout=0.2)
+        stream = self.stream
+        stream.origin = stream._scan_start = stream._paused_until = self.audio.start_time or 0.0
+        while not self.stopping:
+            horizon = self.audio.horizon
+            if stream.step(horizon, self.clock.now()) is not None:
+                continue
+            if self.audio.ended:
+                break
+            # wake at the next periodic horizon, or sooner to look for a pause
+            until = stream.next_periodic
+            if stream.pause_passes:
+                until = min(until, horizon + self.poll)
+            self.audio.wait_until(until, timeout=0.2)
+        if not self.stopping:
+            self.stream.finish(self.audio.horizon, self.clock.now())
 
-    def _run(self) -> None:
-        try:
-            while self.audio.start_time is None and not self.audio.ended and not self._stop.is_set():
-                self.audio.wait_until(0.0, timeout=0.2)
-            stream = self.stream
-            stream.origin = stream._scan_start = stream._paused_until = self.audio.start_time or 0.0
-            while not self._stop.is_set():
-                horizon = self.audio.horizon
-                if stream.step(horizon, self.clock.now()) is not None:
-                    continue
-                if self.audio.ended:
-                    break
-                # wake at the next periodic horizon, or sooner to look for a pause
-                until = stream.next_periodic
-                if stream.pause_passes:
-                    until = min(until, horizon + self.poll)
-                self.audio.wait_until(until, timeout=0.2)
-            if not self._stop.is_set():
-                self.stream.finish(self.audio.horizon, self.clock.now())
-        except BaseException as exc:
-            self.error = exc
-            log.exception("speech thread stopped")
-        finally:
-            self.transcript.passes.end()
+    def finish(self) -> None:
+        self.transcript.passes.end()
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), **self.transcript.stats(), "skipped_passes": self.stream.skipped}

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
-
 
 import numpy as np
+
+from hcl.features.config import SAMPLE_RATE
+from realtime.component import Policy
 
 
 class AudioRing:
@@ -21,7 +22,7 @@ class AudioRing:
     returns exactly round((t1 - t0) * rate) samples, zeros where nothing was captured.
     """
 
-    def __init__(self, *, sample_rate: int = 16000, capacity_seconds: float = 120.0) -> None:
+    def __init__(self, *, sample_rate: int = SAMPLE_RATE, capacity_seconds: float = 120.0) -> None:
         self.sample_rate = int(sample_rate)
         self._cap = int(capacity_seconds * sample_rate)
         self._buf = np.zeros(self._cap, np.float32)
@@ -64,13 +65,8 @@ class AudioRing:
 
     def wait_until(self, t: float, timeout: float | None = None) -> bool:
         """Wait until the horizon reaches `t` or the stream ended; True if reached."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._horizon() < t and not self.ended:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._cond.wait(remaining if remaining is not None else 0.5)
+            self._cond.wait_for(lambda: self._horizon() >= t or self.ended, timeout)
             return self._horizon() >= t
 
     def read(self, t0: float, t1: float) -> np.ndarray:
@@ -103,14 +99,14 @@ class FrameFeed:
 
     `latest_only=True` (a camera): one slot, a new frame replaces an unread one, so
     the consumer never works on stale frames. Otherwise (a file) a bounded FIFO;
-    when full, `put` either blocks (`block=True`, as-fast-as-possible playback) or
-    drops the oldest frame (counted in `dropped`).
+    when full, `put` either waits (the FAST policy: nothing is lost) or drops the
+    oldest frame (counted in `dropped`).
     """
 
-    def __init__(self, *, latest_only: bool, maxsize: int = 32, block: bool = False) -> None:
+    def __init__(self, *, latest_only: bool, maxsize: int = 32, policy: Policy = Policy.LIVE) -> None:
         self.latest_only = latest_only
         self.maxsize = 1 if latest_only else max(1, maxsize)
-        self.block = block and not latest_only
+        self.block = not policy.drops_when_full and not latest_only
         self._q: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._cond = threading.Condition()
         self.dropped = 0
@@ -123,8 +119,7 @@ class FrameFeed:
     def put(self, t: float, rgb: np.ndarray) -> None:
         with self._cond:
             if self.block:
-                while len(self._q) >= self.maxsize and not self.ended:
-                    self._cond.wait(0.5)
+                self._cond.wait_for(lambda: len(self._q) < self.maxsize or self.ended)
             if len(self._q) >= self.maxsize:
                 self._q.popleft()
                 if self.latest_only:
@@ -137,15 +132,9 @@ class FrameFeed:
 
     def get(self, timeout: float | None = None) -> tuple[float, np.ndarray] | None:
         """The next frame, or None on timeout / when ended and empty."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._q:
-                if self.ended:
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining if remaining is not None else 0.5)
+            if not self._cond.wait_for(lambda: self._q or self.ended, timeout) or not self._q:
+                return None
             item = self._q.popleft()
             self._inflight = item[0]
             self._cond.notify_all()
@@ -160,19 +149,21 @@ class FrameFeed:
     def pending_before(self, t: float) -> bool:
         """Whether a frame earlier than `t` is queued or being worked on."""
         with self._cond:
-            if self._inflight is not None and self._inflight < t:
-                return True
-            return bool(self._q) and self._q[0][0] < t
+            return self._pending_before(t)
+
+    def _pending_before(self, t: float) -> bool:
+        if self._inflight is not None and self._inflight < t:
+            return True
+        return bool(self._q) and self._q[0][0] < t
 
     def wait_idle_before(self, t: float, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until no frame earlier than `t` is queued or being worked on; True if so."""
         with self._cond:
-            while (self._inflight is not None and self._inflight < t) or (self._q and self._q[0][0] < t):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining if remaining is not None else 0.5)
-            return True
+            return self._cond.wait_for(lambda: not self._pending_before(t), timeout)
+
+    def stats(self) -> dict:
+        with self._cond:
+            return {"present": bool(self.present), "dropped_frames": self.dropped, "replaced_frames": self.replaced}
 
     def close(self) -> None:
         with self._cond:
@@ -204,13 +195,9 @@ class Horizon:
             self._cond.notify_all()
 
     def wait_until(self, t: float, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until the value reaches `t` or it ended; True if reached."""
         with self._cond:
-            while self._t < t and not self.ended:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._cond.wait(remaining if remaining is not None else 0.5)
+            self._cond.wait_for(lambda: self._t >= t or self.ended, timeout)
             return self._t >= t
 
 

@@ -3,15 +3,19 @@
 Pure functions (step times, window stacking, words in a window, presence) plus
 `WindowAssembler`, whose readiness rule (`missing`) and text span (`text_start`,
 `words_at`) are synchronous steps on a clock, and whose thread, at every step
-boundary T = k * step_seconds, makes the step's audio features (the features engineer's `SegmentFeaturizer`,
+boundary T = k * step_seconds, makes the step's audio features (`SegmentFeaturizer`,
 the same path as training data) and face features (frames of the step through
 `aggregate_steps`), and emits a `Window` of the last `window_steps` steps and the
 transcript words in it to a bounded `WindowQueue`.
 
-strict=True (files): a window waits until its audio, its frames and the speech
-passes it may use are done, so the same file gives the same windows at any pace.
-strict=False (live devices): a window waits at most `max_wait` past its end for
-audio and then takes what is there.
+`Policy.waits_for_inputs` (reproducible and as-fast-as-possible runs): a window
+waits until its audio, its frames and the speech passes it may use are done, so
+the same file gives the same windows at any pace. The live policy (devices): a
+window waits at most `max_wait` past its end for audio and then takes what is there.
+
+The window carries everything the scorer needs, its text features included
+(`encode_text`, the checkpoint's text encoder), so each modality becomes features
+in this one stage and the scorer only runs the model.
 """
 
 from __future__ import annotations
@@ -21,15 +25,16 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hcl.features.media import n_steps_for
 from realtime.clock import SessionClock
+from realtime.component import Policy, RecentStats, Worker, percentile  # noqa: F401  (percentile: re-exported)
 
 log = logging.getLogger(__name__)
-MODALITIES = ("text", "audio", "video")
 UTTERANCE_TOLERANCE = 0.15  # s: a word whose midpoint is this much before an utterance's onset still belongs to it
 
 
@@ -39,14 +44,10 @@ def step_end(k: int, step_seconds: float, origin: float = 0.0) -> float:
     return origin + k * step_seconds
 
 
-def steps_until(t: float, step_seconds: float, origin: float = 0.0) -> int:
-    """How many whole steps have ended by time t."""
-    return max(0, int(math.floor((t - origin) / step_seconds + 1e-9)))
-
-
 def last_step(duration: float, step_seconds: float) -> int:
-    """Index of the last step of a stream of `duration` seconds (a final partial step counts)."""
-    return max(1, math.ceil(duration / step_seconds - 0.01))
+    """Index of the last step of a stream of `duration` seconds: the offline step count
+    (`n_steps_for`, a final partial step counts), so live and offline windows agree."""
+    return n_steps_for(duration, step_seconds)
 
 
 def stack_steps(rows: Sequence[np.ndarray], masks: Sequence[bool], window_steps: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,26 +62,12 @@ def stack_steps(rows: Sequence[np.ndarray], masks: Sequence[bool], window_steps:
     return out, mask
 
 
-def words_in(words: Sequence[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
-    """Words {w, start, end} whose midpoint lies in [start, end)."""
-    return [w for w in words if start <= 0.5 * (w["start"] + w["end"]) < end]
-
-
 def window_text(words: Sequence[dict[str, Any]]) -> str:
     return " ".join(str(w["w"]).strip() for w in words if str(w["w"]).strip())
 
 
 def presence(*, text: str, audio_mask: np.ndarray, video_mask: np.ndarray) -> dict[str, bool]:
     return {"text": bool(text.strip()), "audio": bool(np.any(audio_mask)), "video": bool(np.any(video_mask))}
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile; None when empty."""
-    data = sorted(v for v in values if v is not None and math.isfinite(v))
-    if not data:
-        return None
-    k = max(0, min(len(data) - 1, int(math.ceil(q / 100 * len(data))) - 1))
-    return data[k]
 
 
 # ------------------------------------------------------------------ windows
@@ -96,19 +83,19 @@ class Window:
     words: list[dict[str, Any]]
     text: str
     presence: dict[str, bool]
+    text_features: np.ndarray | None = None  # (L, D_t) from the text encoder; None: the scorer encodes `text`
     t_ready: float = 0.0  # perf_counter when its inputs were complete
-    t_assembled: float = 0.0  # perf_counter when assembled
+    t_assembled: float = 0.0  # perf_counter when assembled (its features made, text included)
     capture_ms: float = 0.0  # session clock at readiness minus the window end (real-time pace)
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class WindowQueue:
-    """Bounded queue to the scorer. `block=False`: a full queue drops its oldest
-    window (counted in `dropped`); `block=True` (as-fast-as-possible runs): waits."""
+    """Bounded queue to the scorer. A full queue drops its oldest window (counted in
+    `dropped`), or, under the FAST policy, `put` waits: nothing is lost."""
 
-    def __init__(self, *, maxsize: int = 4, block: bool = False) -> None:
+    def __init__(self, *, maxsize: int = 4, policy: Policy = Policy.LIVE) -> None:
         self.maxsize = max(1, maxsize)
-        self.block = block
+        self.block = not policy.drops_when_full
         self.dropped = 0
         self.closed = False
         self._q: collections.deque[Window] = collections.deque()
@@ -117,8 +104,7 @@ class WindowQueue:
     def put(self, window: Window) -> None:
         with self._cond:
             if self.block:
-                while len(self._q) >= self.maxsize and not self.closed:
-                    self._cond.wait(0.5)
+                self._cond.wait_for(lambda: len(self._q) < self.maxsize or self.closed)
             while len(self._q) >= self.maxsize:
                 self._q.popleft()
                 self.dropped += 1
@@ -126,15 +112,10 @@ class WindowQueue:
             self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> Window | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """The oldest window; None on timeout, or when closed and empty."""
         with self._cond:
-            while not self._q:
-                if self.closed:
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining if remaining is not None else 0.5)
+            if not self._cond.wait_for(lambda: self._q or self.closed, timeout) or not self._q:
+                return None
             w = self._q.popleft()
             self._cond.notify_all()
             return w
@@ -149,13 +130,18 @@ class WindowQueue:
             return len(self._q)
 
 
-class WindowAssembler:
+class WindowAssembler(Worker):
     """Emits one `Window` per step to `out` (see the module docstring).
 
     audio: AudioRing or None; faces: FaceWorker or None; speech: SpeechWorker or None;
     featurizer: `hcl.features.segment.SegmentFeaturizer` (its settings give
-    step_seconds, window_steps and the feature widths).
+    step_seconds, window_steps and the feature widths); encode_text: text -> (L, D_t)
+    features, or None to leave the encoding to the scorer; on_window(t): called after
+    the window ending at `t` is queued (the pipeline releases the source's read-ahead
+    and starts encoding the next window's text there).
     """
+
+    name = "windowing"
 
     def __init__(
         self,
@@ -166,14 +152,16 @@ class WindowAssembler:
         audio=None,
         faces=None,
         speech=None,
-        strict: bool = True,
-        realtime: bool = True,
+        policy: Policy = Policy.REPRODUCIBLE,
         max_wait: float = 0.15,
         text_context: float | None = None,
         utterance_pause: float | None = None,
         pause_db: float = -45.0,
         duration: float | None = None,
+        encode_text: Callable[[str], np.ndarray] | None = None,
+        on_window: Callable[[float], None] | None = None,
     ) -> None:
+        super().__init__()
         s = featurizer.settings
         self.featurizer = featurizer
         self.step = float(s.step_seconds)
@@ -185,8 +173,9 @@ class WindowAssembler:
         self.audio = audio
         self.faces = faces
         self.speech = speech
-        self.strict = strict
-        self.realtime = realtime
+        self.policy = policy
+        self.strict = policy.waits_for_inputs
+        self.realtime = policy.follows_clock
         self.max_wait = max_wait
         self.text_context = float(text_context) if text_context else self.step * self.window_steps
         # the window's text follows the current utterance: words from the start of the latest
@@ -194,27 +183,18 @@ class WindowAssembler:
         self.utterance_pause = utterance_pause
         self.pause_db = pause_db
         self.duration = duration
-        self.on_window: Callable[[float], None] | None = None  # called after each window is queued
+        self.encode_text = encode_text
+        self.on_window = on_window
         self.position = 0.0  # end of the last emitted window (for readers that must not run ahead)
         self.windows = 0
-        self.assemble_ms: list[float] = []
-        self.error: BaseException | None = None
+        self.assemble_ms = RecentStats()
         self._rows: collections.deque = collections.deque(maxlen=self.window_steps)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.done = threading.Event()
+        self._ready = 0.0
+        self._capture_ms = 0.0
 
     # ---------------------------------------------------------------- thread
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="windowing", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "windows": self.windows, "assemble_ms": self.assemble_ms.summary()}
 
     def _ended(self) -> float | None:
         """The stream's end time once known (all inputs ended), else None."""
@@ -234,27 +214,23 @@ class WindowAssembler:
         finite = [e for e in ended if math.isfinite(e)]
         return max(finite) if finite else 0.0
 
-    def _run(self) -> None:
-        try:
-            k = 1
-            while not self._stop.is_set():
-                t = step_end(k, self.step)
-                end = self._ended()
-                if end is not None and k > last_step(end, self.step):
-                    break
-                if not self._wait_inputs(t):
-                    continue  # stopped, or re-check the end of stream
-                self.out.put(self.assemble(k))
-                self.position = t
-                k += 1
-                if self.on_window is not None:
-                    self.on_window(t)
-        except BaseException as exc:
-            self.error = exc
-            log.exception("windowing stopped")
-        finally:
-            self.done.set()
-            self.out.close()
+    def run(self) -> None:
+        k = 1
+        while not self.stopping:
+            t = step_end(k, self.step)
+            end = self._ended()
+            if end is not None and k > last_step(end, self.step):
+                break
+            if not self._wait_inputs(t):
+                continue  # stopped, or re-check the end of stream
+            self.out.put(self.assemble(k))
+            self.position = t
+            k += 1
+            if self.on_window is not None:
+                self.on_window(t)
+
+    def finish(self) -> None:
+        self.out.close()
 
     def missing(self, t: float, now: float) -> str | None:
         """What the window ending at `t` still waits for at session time `now`: "clock",
@@ -311,7 +287,7 @@ class WindowAssembler:
         elif missing == "faces":
             feed = self.faces.feed
             if self.audio is None and feed.horizon < t:
-                time.sleep(0.01)
+                self._stop.wait(0.01)
             else:
                 feed.wait_idle_before(t, timeout=poll)
         else:  # speech
@@ -344,7 +320,6 @@ class WindowAssembler:
             if times:
                 rows, mask = aggregate_steps([t - t0 for t in times], feats, 1, self.step, dim=self.video_dim)
                 v_row, v_ok = rows[0], bool(mask[0])
-            self.faces.track.prune(t0 - self.step * self.window_steps)
         return a_row, a_ok, v_row, v_ok
 
     def text_start(self, end: float) -> float:
@@ -358,7 +333,7 @@ class WindowAssembler:
             return t0
         from realtime.speech import utterance_onsets
 
-        settled = getattr(self.speech, "settled_until", math.inf)
+        settled = self.speech.settled_until if self.speech is not None else math.inf
         wave = self.audio.read(t0, end)
         onsets = utterance_onsets(wave, t0=t0, sample_rate=self.audio.sample_rate, pause=self.utterance_pause, threshold_db=self.pause_db)
         current = [onset for onset, before in onsets if before <= settled + UTTERANCE_TOLERANCE]
@@ -374,20 +349,17 @@ class WindowAssembler:
         return [{"w": w.text, "start": w.start, "end": w.end} for w in timed]
 
     def assemble(self, k: int) -> Window:
-        t_ready = getattr(self, "_ready", time.perf_counter())
+        t_ready = self._ready or time.perf_counter()
         self._rows.append(self.step_features(k))
         end = step_end(k, self.step)
         start = max(0.0, end - self.step * self.window_steps)
         audio, audio_mask = stack_steps([r[0] for r in self._rows], [r[1] for r in self._rows], self.window_steps, self.audio_dim)
         video, video_mask = stack_steps([r[2] for r in self._rows], [r[3] for r in self._rows], self.window_steps, self.video_dim)
         words = self.words_at(end)
-        if self.speech is not None:
-            self.speech.transcript.prune(end - max(self.text_context, self.step * self.window_steps) - 30.0)
         text = window_text(words)
+        text_features = self.encode_text(text) if self.encode_text is not None else None
         now = time.perf_counter()
-        self.assemble_ms.append((now - t_ready) * 1000)
-        if len(self.assemble_ms) > 2000:
-            del self.assemble_ms[:1000]
+        self.assemble_ms.add((now - t_ready) * 1000)
         self.windows += 1
         return Window(
             seq=k - 1,
@@ -400,7 +372,8 @@ class WindowAssembler:
             words=words,
             text=text,
             presence=presence(text=text, audio_mask=audio_mask, video_mask=video_mask),
+            text_features=text_features,
             t_ready=t_ready,
             t_assembled=now,
-            capture_ms=getattr(self, "_capture_ms", 0.0),
+            capture_ms=self._capture_ms,
         )

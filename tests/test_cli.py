@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from realtime.component import Policy
 from realtime.cli import annotate_main, live_main, replay_main
 
 
@@ -117,7 +118,7 @@ def test_file_source_plays_audio_only_files_fast(tmp_path):
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(pcm.tobytes())
-    src = FileSource(path=path, realtime=False)
+    src = FileSource(path=path, policy=Policy.FAST)
     src.open()
     assert src.frames is None and src.duration == pytest.approx(1.0, abs=0.01)
     src.start(SessionClock())
@@ -131,7 +132,7 @@ def test_file_source_real_time_pace(demo_media):
     from realtime.sources.file import FileSource
 
     path, _ = demo_media
-    src = FileSource(path=path, realtime=True)
+    src = FileSource(path=path, policy=Policy.LIVE)
     src.open()
     clock = SessionClock()
     src.start(clock)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from realtime.component import Policy
+
 pytestmark = pytest.mark.slow
 
 AUDIO_MAX = 0.05
@@ -45,9 +47,9 @@ def live_windows(mosi_video_path, live_scorer):
 
     featurizer = SegmentFeaturizer(settings=live_scorer.features)
     scorer = RecordingScorer(live_scorer)
-    source = FileSource(path=mosi_video_path, realtime=False, fps=live_scorer.features.face.frames_per_second)
+    source = FileSource(path=mosi_video_path, policy=Policy.FAST, fps=live_scorer.features.face.frames_per_second)
     pipeline = LivePipeline(source=source, scorer=scorer, featurizer=featurizer,
-                            options=PipelineOptions(strict=True, realtime=False, speech=False))
+                            options=PipelineOptions(policy=Policy.FAST, transcribe=False))
     try:
         pipeline.start()
         assert pipeline.wait(300), "the pipeline did not finish a 7.5 s clip in 5 minutes"

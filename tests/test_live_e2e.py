@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from realtime.component import Policy
+from realtime.speech import SpeechOptions
 from realtime import protocol
 
 pytestmark = pytest.mark.slow
@@ -111,18 +113,17 @@ def test_realtime_replay_through_the_server(annotated, demo_media, live_scorer):
     from realtime.sources.file import FileSource
 
     path, _ = demo_media
-    source = FileSource(path=path, realtime=True, fps=live_scorer.features.face.frames_per_second)
+    source = FileSource(path=path, policy=Policy.REPRODUCIBLE, fps=live_scorer.features.face.frames_per_second)
     # reproducible policy: speech passes run in order however far behind (the default skips past 4 s)
-    options = PipelineOptions(strict=True, realtime=True, speech_max_backlog=float("inf"))
-    pipeline = LivePipeline(source=source, scorer=live_scorer, options=options)
-    server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics, queue_size=8)
+    options = PipelineOptions(policy=Policy.REPRODUCIBLE, speech=SpeechOptions(max_backlog=None))
     published: dict[int, float] = {}
 
-    def publish(msg: dict) -> None:
+    def publish(msg: dict) -> None:  # the server below exists before the pipeline starts
         published[msg["seq"]] = time.perf_counter()
         server.publish(msg)
 
-    pipeline.publish = publish
+    pipeline = LivePipeline(source=source, scorer=live_scorer, options=options, publish=publish)
+    server = DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics, queue_size=8)
     server.start()
     try:
         with connect(server.ws_url, open_timeout=10, max_queue=1), connect(server.ws_url, open_timeout=10) as ws:
@@ -226,10 +227,10 @@ def test_dashboard_shows_the_real_pipeline(demo_media, live_scorer, request):
 
     open_page = request.getfixturevalue("dashboard_page")
     path, _ = demo_media
-    source = FileSource(path=path, realtime=False, fps=live_scorer.features.face.frames_per_second)
-    pipeline = LivePipeline(source=source, scorer=live_scorer, options=PipelineOptions(strict=True, realtime=False))
+    source = FileSource(path=path, policy=Policy.FAST, fps=live_scorer.features.face.frames_per_second)
+    pipeline = LivePipeline(source=source, scorer=live_scorer, options=PipelineOptions(policy=Policy.FAST),
+                            publish=lambda msg: server.publish(msg))  # the server below exists before the start
     with DashboardServer(host="127.0.0.1", port=0, hello=pipeline.hello(), metrics=pipeline.metrics, stats_interval=0.5) as server:
-        pipeline.publish = server.publish
         dash = open_page(server.url)
         dash.page.wait_for_selector('[data-testid="connection"][data-state="open"]', timeout=20000)
         try:

@@ -11,6 +11,7 @@ import pytest
 from hcl.features import audio as audio_mod
 from hcl.features.audio import AudioFeatureExtractor
 from hcl.features.media import read_media, write_media
+from realtime.component import Policy
 
 SR = 16000
 
@@ -93,27 +94,37 @@ def test_file_source_streams_and_bounds_its_ring(tmp_path):
     tone = (0.3 * np.sin(2 * np.pi * (200 + t) * t)).astype(np.float32)  # a sweep: every sample differs
     path = write_media(tmp_path / "long.mkv", [], tone)
     expected = read_media(path).audio
-    src = FileSource(path=path, realtime=False, buffer_seconds=30.0)
+    src = FileSource(path=path, policy=Policy.FAST, read_ahead=5.0, buffer_seconds=30.0)
     src.open()
     assert src.clip.audio is None, "the file source must not decode the whole track up front"
     assert src.audio._cap == 30 * SR
     got: list[np.ndarray] = []
-    lock = threading.Lock()
+    ahead: list[float] = []
 
-    def gate(t_media: float) -> None:  # a consumer that reads everything as it comes
-        with lock:
+    def consume() -> None:  # reads everything as it comes, then releases it
+        done = 0
+        while True:
+            ended = src.audio.ended
             h = src.audio.horizon
-            if h > 0:
-                start = sum(len(g) for g in got) / SR
-                got.append(src.audio.read(start, h))
+            if h > done / SR:
+                ahead.append(h - done / SR)
+                got.append(src.audio.read(done / SR, h))
+                done += len(got[-1])
+                src.release(h)
+            if ended:
+                return
+            src.audio.wait_until(h + 0.5, timeout=0.2)
 
-    src.gate = gate
+    consumer = threading.Thread(target=consume)
     src.start(SessionClock())
+    consumer.start()
     src.join(60)
-    gate(0.0)
+    consumer.join(60)
     audio = np.concatenate(got)
     assert src.audio.ended and len(audio) == len(expected)
     np.testing.assert_array_equal(audio, expected)
+    # the reader never ran further than read_ahead past what the consumer released
+    assert max(ahead) <= 5.0 + 0.05, max(ahead)
 
 
 def test_4k_frames_are_scaled_down_as_decoded(tmp_path):
@@ -128,7 +139,7 @@ def test_4k_frames_are_scaled_down_as_decoded(tmp_path):
     small = [rgb for _, rgb in clip.frames(10, max_side=1280)]
     assert [f.shape for f in small] == [(720, 1280, 3)] * 3
     assert abs(int(small[1].mean()) - 100) <= 3
-    src = FileSource(path=path, realtime=False)  # the live source scales to ANALYSIS_MAX_SIDE
+    src = FileSource(path=path, policy=Policy.FAST)  # the live source scales to ANALYSIS_MAX_SIDE
     src.open()
     src.start(SessionClock())
     item = src.frames.get(timeout=10)

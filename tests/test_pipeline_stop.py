@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from realtime.component import Policy
 from hcl.features.speech import Word
 from media_fixtures import tone, write_wav
 
@@ -37,9 +38,9 @@ def test_stop_joins_the_text_prefetch_thread(tmp_path, live_scorer, monkeypatch)
 
     monkeypatch.setattr(live_scorer, "encode_text", slow_encode)
     pipeline = LivePipeline(
-        source=FileSource(path=path, realtime=True),
+        source=FileSource(path=path, policy=Policy.LIVE),
         scorer=live_scorer,
-        options=PipelineOptions(strict=False, realtime=True),
+        options=PipelineOptions(policy=Policy.LIVE),
         transcriber=Transcriber(),
     )
     pipeline.start()
@@ -48,7 +49,7 @@ def test_stop_joins_the_text_prefetch_thread(tmp_path, live_scorer, monkeypatch)
         assert encoding.wait(10), "the prefetch thread never encoded a text"
     finally:
         pipeline.stop()
-    prefetch = pipeline._prefetch_thread
-    assert prefetch is not None and not prefetch.is_alive()
+    prefetch = pipeline.prefetch
+    assert prefetch is not None and prefetch.done.is_set() and not prefetch.running
     alive = [t.name for t in threading.enumerate() if t.name in ("text-prefetch", "speech", "windowing", "scorer", "file-source")]
     assert alive == []

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hcl.features.speech import Word
-from realtime.speech import SpeechStream, speech_end, utterance_start
+from realtime.component import Policy
+from realtime.speech import SpeechOptions, SpeechStream, speech_end, utterance_start
 
 SR = 16000
 
@@ -72,9 +73,12 @@ def drive(stream, duration, *, tick=0.01):
     return stream.transcript.all_words()
 
 
-def make(script, duration, **kw):
+def make(script, duration, *, catch_up=False, **kw):
+    """A stream over the script's audio; catch_up=True: the live policy (missed passes skipped)."""
     transcriber = Scripted(script)
-    stream = SpeechStream(read=reader(audio_for(script, duration)), sample_rate=SR, transcribe=transcriber, **kw)
+    policy = Policy.LIVE if catch_up else Policy.REPRODUCIBLE
+    stream = SpeechStream(read=reader(audio_for(script, duration)), sample_rate=SR, transcribe=transcriber,
+                          options=SpeechOptions(**{"pause_passes": False, "max_backlog": None, **kw}), policy=policy)
     return stream, transcriber
 
 

@@ -4,10 +4,12 @@ real AudioRing and WindowAssembler, no threads)."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
 
+from realtime.component import Policy
 from realtime.clock import SessionClock
 from realtime.speech import TimedWord, Transcript
 from realtime.streams import AudioRing
@@ -33,10 +35,10 @@ def ring_with_speech(spans, duration):
 
 
 def assembler(ring, transcript, *, utterance_pause=0.45, text_context=7.0):
-    speech = SimpleNamespace(transcript=transcript)
+    speech = SimpleNamespace(transcript=transcript, settled_until=math.inf)
     return WindowAssembler(
         featurizer=SimpleNamespace(settings=settings()), out=WindowQueue(), clock=SessionClock(start=0.0),
-        audio=ring, speech=speech, strict=False, text_context=text_context, utterance_pause=utterance_pause,
+        audio=ring, speech=speech, policy=Policy.LIVE, text_context=text_context, utterance_pause=utterance_pause,
     )
 
 

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from realtime.component import Policy
 from realtime.clock import SessionClock
 from realtime.faces import FaceTrack
 from realtime.speech import TimedWord, Transcript
@@ -66,9 +67,9 @@ def transcript_of(words):
 
 
 def run(**kw):
-    out = WindowQueue(maxsize=100, block=True)
+    out = WindowQueue(maxsize=100, policy=Policy.FAST)
     featurizer = kw.pop("featurizer", StepFeaturizer())
-    a = WindowAssembler(featurizer=featurizer, out=out, clock=SessionClock(), strict=True, realtime=False, **kw)
+    a = WindowAssembler(featurizer=featurizer, out=out, clock=SessionClock(), policy=Policy.FAST, **kw)
     seen = []
     a.on_window = seen.append
     a.start()
@@ -165,7 +166,7 @@ def test_an_error_stops_the_thread_and_closes_the_queue():
 def test_stop_ends_a_waiting_assembler():
     ring = AudioRing(sample_rate=SR, capacity_seconds=60)  # never gets audio, never ends
     out = WindowQueue(maxsize=4)
-    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=SessionClock(), audio=ring, strict=True, realtime=False)
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=SessionClock(), audio=ring, policy=Policy.FAST)
     a.start()
     assert not a.done.wait(0.3)
     a.stop()
@@ -199,19 +200,28 @@ def test_strict_windows_use_only_words_available_by_their_end():
     texts = {w.end: w.text for w in windows}
     assert texts == {0.5: "early", 1.0: "early", 1.5: "early", 2.0: "early late", 2.5: "early late"}
     live = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), speech=speech,
-                           strict=False, text_context=4.0)
+                           policy=Policy.LIVE, text_context=4.0)
     assert [w["w"] for w in live.words_at(1.0)] == ["early", "late"]  # live: the transcript as it stands
 
 
-def test_old_words_are_pruned_but_not_the_text_context():
-    tr = Transcript()
-    tr.commit([TimedWord("old", 0.1, 0.3, 1.0, 0.0, 0.0), TimedWord("keep", 8.0, 8.5, 1.0, 0.0, 0.0),
-               TimedWord("recent", 38.0, 38.5, 1.0, 0.0, 0.0)])
+def test_the_transcript_bounds_its_own_memory_and_hands_out_new_words_by_sequence():
+    tr = Transcript(keep_seconds=30.0)
+    tr.commit([TimedWord("old", 0.1, 0.3, 1.0, 0.0, 0.0), TimedWord("keep", 8.0, 8.5, 1.0, 0.0, 0.0)])
+    first, seq = tr.since(0)
+    assert [w.text for w in first] == ["old", "keep"] and seq == 2
+    tr.commit([TimedWord("recent", 38.0, 38.5, 1.0, 0.0, 0.0)])  # words ending before 38.5 - 30 = 8.5 s... go
+    assert [w.text for w in tr.words(0, 100)] == ["keep", "recent"] and len(tr) == 2
+    assert tr.committed == 3  # the count covers the whole session
+    new, seq = tr.since(seq)
+    assert [w.text for w in new] == ["recent"] and seq == 3
+    assert tr.since(3) == ([], 3)
+    # a reader far behind gets what is still kept, never a word twice
+    assert [w.text for w in tr.since(0)[0]] == ["keep", "recent"]
     speech = SimpleNamespace(transcript=tr, required_horizon=lambda t: 0.0, settled_until=math.inf)
     a = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), speech=speech,
                         text_context=1.0)
-    a.assemble(80)  # the window ending at 40 s: words ending before 40 - max(1, 0.5 x 4) - 30 = 8 s go
-    assert [w.text for w in tr.words(0, 100)] == ["keep", "recent"]
+    a.assemble(80)  # the assembler reads the transcript, it no longer prunes it
+    assert len(tr) == 2
 
 
 def test_ready_and_assembly_times_are_measured():
@@ -225,7 +235,7 @@ def test_ready_and_assembly_times_are_measured():
 def test_real_time_windows_report_their_capture_delay():
     ring = step_audio([0.5, 0.5])  # 1 s, already there: each window is ready when the clock reaches its end
     out = WindowQueue(maxsize=10)
-    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=SessionClock(), audio=ring, strict=True, realtime=True)
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=SessionClock(), audio=ring, policy=Policy.REPRODUCIBLE)
     a.start()
     assert a.done.wait(10)
     windows = [out.get(0), out.get(0)]
@@ -236,7 +246,7 @@ def test_real_time_windows_report_their_capture_delay():
 
 def test_join_waits_at_most_its_timeout():
     ring = AudioRing(sample_rate=SR, capacity_seconds=60)
-    a = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), audio=ring, realtime=False)
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=WindowQueue(), clock=SessionClock(), audio=ring, policy=Policy.FAST)
     a.join(0.1)  # not started: returns at once
     a.start()
     t0 = time.monotonic()
@@ -264,7 +274,7 @@ def test_text_follows_the_current_utterance():
     assert a.text_start(4.0) == pytest.approx(0.85, abs=0.03)
     speech.settled_until = -5.0
     assert a.text_start(4.0) == -3.0  # no utterance is current: the whole text context
-    del speech.settled_until  # a speech object without the notion: every utterance counts
+    speech.settled_until = math.inf  # no pause passes (reproducible policy): every utterance counts
     assert a.text_start(4.0) == pytest.approx(2.85, abs=0.03)
     assert a.text_start(1.5) == pytest.approx(0.85, abs=0.03)
     a.utterance_pause = None
@@ -275,14 +285,11 @@ def test_text_follows_the_current_utterance():
 
 
 def test_pure_helpers_at_their_edges():
-    from realtime.windowing import last_step, percentile, stack_steps, steps_until, window_text, words_in
+    from realtime.windowing import last_step, percentile, stack_steps, window_text
 
-    words = [{"w": "a", "start": 0.8, "end": 1.2}, {"w": "b", "start": 1.8, "end": 2.2}]  # midpoints 1.0 and 2.0
-    assert [w["w"] for w in words_in(words, 1.0, 2.0)] == ["a"]  # [start, end): the start counts, the end does not
     assert window_text([{"w": " "}, {"w": " a "}, {"w": ""}, {"w": "b"}]) == "a b"
     assert percentile(list(range(101)), 100) == 100 and percentile([5.0], 100) == 5.0
     assert percentile([1, 2, 3, 4], 100) == 4 and percentile([1, 2, 3, 4], 1) == 1
-    assert steps_until(1.0, 0.5, origin=0.5) == 1 and steps_until(0.2, 0.5, origin=0.5) == 0
     assert last_step(0.0, 0.5) == 1 and last_step(0.3, 0.5) == 1 and last_step(0.5, 0.5) == 1
     x, m = stack_steps([np.ones(2)], [True], 3, 2)
     assert x.dtype == np.float32 and m.dtype == bool and m.tolist() == [True, False, False]
@@ -309,7 +316,7 @@ def test_live_windows_never_wait_past_max_wait_for_audio():
     ring = AudioRing(sample_rate=SR, capacity_seconds=60)  # no audio ever arrives
     out = WindowQueue(maxsize=10)
     clock = SessionClock()
-    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=clock, audio=ring, strict=False, realtime=True,
+    a = WindowAssembler(featurizer=StepFeaturizer(), out=out, clock=clock, audio=ring, policy=Policy.LIVE,
                         max_wait=0.15)
     a.start()
     try:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from realtime.component import Policy
 from realtime.streams import AudioRing, Horizon
 from realtime.windowing import WindowAssembler, WindowQueue
 
@@ -37,7 +38,7 @@ def make(*, strict, realtime=True, with_speech=True, max_wait=0.15):
     ring = AudioRing(sample_rate=16000)
     a = WindowAssembler(
         featurizer=SimpleNamespace(settings=settings()), out=WindowQueue(), clock=clock, audio=ring,
-        speech=speech() if with_speech else None, strict=strict, realtime=realtime, max_wait=max_wait,
+        speech=speech() if with_speech else None, policy=Policy.of(strict=strict, realtime=realtime), max_wait=max_wait,
     )
     return a, clock, ring
 

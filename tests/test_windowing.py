@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from realtime.component import Policy
 from realtime.speech import agreed_prefix, commit_rule, drop_committed
 from realtime.streams import AudioRing, FrameFeed, Horizon
 from realtime.windowing import (
@@ -18,9 +19,7 @@ from realtime.windowing import (
     presence,
     stack_steps,
     step_end,
-    steps_until,
     window_text,
-    words_in,
 )
 
 
@@ -31,9 +30,6 @@ def W(text, start, end):
 def test_step_clock():
     assert step_end(1, 0.5) == 0.5
     assert step_end(8, 0.5) == 4.0
-    assert steps_until(1.99, 0.5) == 3
-    assert steps_until(2.0, 0.5) == 4
-    assert steps_until(-1.0, 0.5) == 0
     assert last_step(13.0, 0.5) == 26
     assert last_step(13.1, 0.5) == 27  # a final partial step counts
     assert last_step(13.003, 0.5) == 26  # a sliver does not
@@ -49,10 +45,8 @@ def test_stack_steps_keeps_the_last_steps_oldest_first_padded_at_the_end():
     assert x[:, 0].tolist() == list(range(2, 10)) and m.all()
 
 
-def test_words_in_window_by_midpoint_and_text():
+def test_window_text_joins_the_words():
     words = [{"w": "a", "start": 0.0, "end": 0.4}, {"w": "b", "start": 3.8, "end": 4.4}, {"w": "c", "start": 4.5, "end": 4.9}]
-    assert [w["w"] for w in words_in(words, 0.0, 4.0)] == ["a"]
-    assert [w["w"] for w in words_in(words, 0.5, 4.5)] == ["b"]
     assert window_text(words) == "a b c"
     assert window_text([]) == ""
 
@@ -86,7 +80,7 @@ def test_window_queue_drops_the_oldest_when_full():
 
 
 def test_window_queue_blocks_when_asked():
-    q = WindowQueue(maxsize=1, block=True)
+    q = WindowQueue(maxsize=1, policy=Policy.FAST)
     q.put(_window(0))
     done = threading.Event()
     threading.Thread(target=lambda: (q.put(_window(1)), done.set()), daemon=True).start()

@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+from hcl.features.config import SAMPLE_RATE  # noqa: F401  (re-exported: the session audio's rate)
+
 FORMAT_VERSION = 2  # 2: words.jsonl, appended; 1: words.json, rewritten whole
-SAMPLE_RATE = 16000  # the session audio's rate (the rate every audio extractor expects)
 INFO = "session.json"
 SCORES = "scores.jsonl"
 WORDS = "words.jsonl"

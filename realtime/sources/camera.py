@@ -134,7 +134,6 @@ class CameraSource:
     """
 
     kind = "camera"
-    realtime = True
 
     def __init__(
         self,
@@ -169,6 +168,8 @@ class CameraSource:
         self._thread: threading.Thread | None = None
         self._conn: _Connection | None = None
         self._absent = False
+        self._on_frame = None
+        self.error: BaseException | None = None  # the camera reconnects rather than fail
 
     def _open(self):
         nodes = _linux_nodes()
@@ -200,9 +201,10 @@ class CameraSource:
             hint = describe_cameras(list_cameras()) if isinstance(self.index, int) else "check the path or URL"
             raise SourceError(f"camera {self.index} cannot be opened; {hint}")
 
-    def start(self, clock: SessionClock) -> None:
+    def start(self, clock: SessionClock, on_frame=None) -> None:
         if self._cap is None:
             self.open()
+        self._on_frame = on_frame
         self._thread = threading.Thread(target=self._run, args=(clock,), name="camera", daemon=True)
         self._thread.start()
 
@@ -220,7 +222,10 @@ class CameraSource:
             self.reconnects += 1
             log.info("camera %s is back", self.index)
         self.frames.present = True
-        self.frames.put(t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        self.frames.put(t, rgb)
+        if self._on_frame is not None:
+            self._on_frame(t, rgb)
 
     def _run(self, clock: SessionClock) -> None:
         """The watchdog: start a connection, watch that frames keep coming, reconnect with backoff."""
@@ -260,3 +265,15 @@ class CameraSource:
         """Wait for the watchdog thread (never for a read blocked on a stalled camera)."""
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def release(self, t: float) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.frames.stats(),
+            "running": self._thread is not None and self._thread.is_alive(),
+            "reconnects": self.reconnects,
+            "outages": self.outages,
+            "stalls": self.stalls,
+        }

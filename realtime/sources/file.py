@@ -12,50 +12,53 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import threading
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
 from realtime.clock import SessionClock
-from realtime.sources import SourceError
-from realtime.streams import AudioRing, FrameFeed
+from realtime.component import Policy, Worker
+from realtime.sources import FrameTap, SourceError
+from realtime.streams import AudioRing, FrameFeed, Horizon
 
 log = logging.getLogger(__name__)
 FRAME_QUEUE_BYTES = 24 << 20
 
 
-class FileSource:
+class FileSource(Worker):
     """Plays `path` into `audio` (AudioRing) and `frames` (FrameFeed, `fps` frames a second).
 
-    `realtime=True`: item at media time t is delivered when the session clock reads t;
-    frames go through a bounded queue that drops the oldest when the consumer lags.
-    `realtime=False`: as fast as possible; the frame queue blocks instead of dropping,
-    and `gate(t)` (if given) may block to keep the reader from running too far ahead.
+    Policies that follow the clock: the item at media time t is delivered when the
+    session clock reads t; frames go through a bounded queue that drops the oldest
+    when the consumer lags (LIVE) . FAST: as fast as possible; the frame queue waits
+    instead of dropping, and the reader stays at most `read_ahead` seconds in front
+    of what the consumers `release`d.
     `buffer_seconds`: audio kept for the consumers (None = the whole file); pass a
-    bound only when a gate keeps the reader that close to the slowest consumer.
+    bound only under FAST, where `read_ahead` keeps the reader that close to them.
     """
 
     kind = "file"
+    thread_name = "file-source"
 
     def __init__(
         self,
         *,
         path: str | pathlib.Path,
-        realtime: bool = True,
+        policy: Policy = Policy.LIVE,
         fps: float = 10.0,
         chunk_seconds: float = 0.02,
-        gate: Callable[[float], None] | None = None,
+        read_ahead: float = 30.0,
         buffer_seconds: float | None = None,
         max_side: int | None = None,
     ) -> None:
         from hcl.features.media import ANALYSIS_MAX_SIDE
 
+        super().__init__()
         self.path = pathlib.Path(path)
-        self.realtime = bool(realtime)
+        self.policy = policy
         self.fps = float(fps)
         self.chunk_seconds = float(chunk_seconds)
-        self.gate = gate
+        self.read_ahead = float(read_ahead)
         self.buffer_seconds = buffer_seconds
         self.max_side = ANALYSIS_MAX_SIDE if max_side is None else max_side
         self.name = f"file {self.path.name}"
@@ -63,14 +66,19 @@ class FileSource:
         self.duration: float | None = None
         self.audio: AudioRing | None = None
         self.frames: FrameFeed | None = None
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.released = Horizon()  # the consumers are done with everything before this
+        self.released.advance(0.0)
+        self.delivered = 0.0  # media time of the last item delivered
+        self._clock: SessionClock | None = None
+        self._on_frame: FrameTap | None = None
 
     def open(self) -> None:
-        """Read the file's header (and its first audio); raises SourceError naming the file."""
+        """Read the file's header (and its first audio); raises SourceError naming the file.
+        Idempotent."""
         from hcl.features.media import MediaError, read_media, scaled_size
 
+        if self.clip is not None:
+            return
         if not self.path.exists():
             raise SourceError(f"{self.path}: no such file (give --file an existing audio/video file)")
         try:
@@ -91,13 +99,16 @@ class FileSource:
             # two seconds of frames, but no more than FRAME_QUEUE_BYTES of them (large videos)
             w, h = scaled_size(*(clip.video_size or (640, 480)), self.max_side)
             size = max(4, min(int(2 * self.fps), FRAME_QUEUE_BYTES // (w * h * 3)))
-            self.frames = FrameFeed(latest_only=False, maxsize=size, block=not self.realtime)
+            self.frames = FrameFeed(latest_only=False, maxsize=size, policy=self.policy)
 
-    def start(self, clock: SessionClock) -> None:
-        if self.clip is None:
-            self.open()
-        self._thread = threading.Thread(target=self._run, args=(clock,), name="file-source", daemon=True)
-        self._thread.start()
+    def start(self, clock: SessionClock, on_frame: FrameTap | None = None) -> None:
+        self.open()
+        self._clock = clock
+        self._on_frame = on_frame
+        super().start()
+
+    def release(self, t: float) -> None:
+        self.released.advance(t)
 
     def _events(self):
         """(t, kind, payload) in time order: audio chunks stamped by their end, frames by their time."""
@@ -127,38 +138,45 @@ class FileSource:
                 buf = buf[n:]
                 done += n
 
-    def _run(self, clock: SessionClock) -> None:
+    def run(self) -> None:
+        clock = self._clock
         try:
             for t, kind, payload in self._events():
-                if self._stop.is_set():
+                if self.stopping:
                     break
-                if self.realtime:
+                if self.policy.follows_clock:
                     if not clock.sleep_until(t, self._stop):
                         break
-                elif self.gate is not None:
-                    self.gate(t)
+                else:  # as fast as possible, but no further ahead of the consumers than read_ahead
+                    while not self.released.wait_until(t - self.read_ahead, timeout=0.2) and not self.stopping:
+                        pass
                 if kind == "audio":
                     self.audio.append(payload, start_time=0.0)
                 else:
-                    self.frames.put(t, np.ascontiguousarray(payload))
-        except BaseException as exc:  # a decode error mid-file ends the source, reported
+                    frame = np.ascontiguousarray(payload)
+                    self.frames.put(t, frame)
+                    if self._on_frame is not None:
+                        self._on_frame(t, frame)
+                self.delivered = t
+        except Exception as exc:  # a decode error mid-file ends the source, reported
             self.error = exc
             log.error("%s: reading stopped: %s", self.path, exc)
-        finally:
-            if self.audio is not None:
-                self.audio.close()
-            if self.frames is not None:
-                self.frames.close()
 
-    def stop(self) -> None:
-        self._stop.set()
+    def finish(self) -> None:
+        if self.audio is not None:
+            self.audio.close()
         if self.frames is not None:
             self.frames.close()
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def stop(self) -> None:
+        super().stop()
+        self.released.end()
+        if self.frames is not None:
+            self.frames.close()
 
     @property
     def finished(self) -> bool:
-        return self._thread is not None and not self._thread.is_alive()
+        return self.done.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "kind": self.kind, "name": self.name, "delivered_s": round(self.delivered, 3)}

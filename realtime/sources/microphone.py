@@ -6,15 +6,16 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from hcl.features.config import SAMPLE_RATE
 from realtime.clock import SessionClock
 from realtime.sources import SourceError
 from realtime.streams import AudioRing
 
 log = logging.getLogger(__name__)
-TARGET_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class StreamResampler:
     pieces it returns join up to what resampling the whole signal at once gives.
     `flush()` returns the samples still held in the filter at the end."""
 
-    def __init__(self, *, rate_in: float, rate_out: int = TARGET_RATE) -> None:
+    def __init__(self, *, rate_in: float, rate_out: int = SAMPLE_RATE) -> None:
         import av
 
         self.rate_in = int(round(rate_in))
@@ -120,12 +121,11 @@ class MicrophoneSource:
     """Captures `device` (index, name or None = default) into `audio`."""
 
     kind = "microphone"
-    realtime = True
 
     def __init__(self, *, device: int | str | None = None, capacity_seconds: float = 120.0, block_seconds: float = 0.02) -> None:
         self.device = device
         self.block_seconds = block_seconds
-        self.audio = AudioRing(sample_rate=TARGET_RATE, capacity_seconds=capacity_seconds)
+        self.audio = AudioRing(sample_rate=SAMPLE_RATE, capacity_seconds=capacity_seconds)
         self.frames = None
         self.duration: float | None = None
         self.mic: Microphone | None = None
@@ -135,18 +135,19 @@ class MicrophoneSource:
         self._stream = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
 
     def open(self) -> None:
         """Resolve the device; raises SourceError listing what exists."""
         self.mic = find_microphone(self.device)
         self.name = f"microphone {self.mic.index} ({self.mic.name})"
 
-    def start(self, clock: SessionClock) -> None:
+    def start(self, clock: SessionClock, on_frame=None) -> None:
         sd = _sounddevice()
         if self.mic is None:
             self.open()
         mic = self.mic
-        rate = mic.sample_rate or TARGET_RATE
+        rate = mic.sample_rate or SAMPLE_RATE
         channels = min(mic.channels, 2)
 
         def callback(indata, frames, time_info, status):  # PortAudio thread: copy and go
@@ -195,3 +196,10 @@ class MicrophoneSource:
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def release(self, t: float) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {"running": self._thread is not None and self._thread.is_alive(), "overflows": self.overflows,
+                "audio_s": round(max(0.0, self.audio.horizon - (self.audio.start_time or 0.0)), 3)}
