@@ -123,6 +123,9 @@ class FaceFeatureConfig:
     def __post_init__(self) -> None:
         _check(0 < self.frames_per_second <= 120, f"face frames_per_second must be in (0, 120], got {self.frames_per_second}")
         _check(self.max_faces >= 1, f"face max_faces must be >= 1, got {self.max_faces}")
+        # the extractor follows the largest face (hcl.features.face); the field records that
+        # rule in checkpoints and datasets, so another value is refused, not silently ignored
+        _check(self.speaker_rule == "largest", f"face speaker_rule must be 'largest', got {self.speaker_rule!r}")
 
     @property
     def dim(self) -> int:
