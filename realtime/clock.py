@@ -9,19 +9,14 @@ import time
 class SessionClock:
     """Seconds since the session started, from `time.monotonic()`.
 
-    `wall_start` is the Unix time of second 0 (for recordings); all arithmetic
-    uses the monotonic clock so that system clock changes do not matter.
+    All arithmetic uses the monotonic clock so that system clock changes do not matter.
     """
 
     def __init__(self, *, start: float | None = None) -> None:
         self._t0 = time.monotonic() if start is None else float(start)
-        self.wall_start = time.time() - (time.monotonic() - self._t0)
 
     def now(self) -> float:
         return time.monotonic() - self._t0
-
-    def to_monotonic(self, t: float) -> float:
-        return self._t0 + t
 
     def sleep_until(self, t: float, stop: threading.Event | None = None) -> bool:
         """Sleep until session time `t`; returns False when `stop` was set first."""

@@ -109,10 +109,6 @@ class FaceWorker(Worker):
     def finish(self) -> None:
         self.feed.close()
 
-    def complete_until(self, t: float) -> bool:
-        """True when every frame before `t` that reached the feed has been analysed."""
-        return self.done.is_set() or not self.feed.pending_before(t)
-
     def stats(self) -> dict[str, Any]:
         return {
             **super().stats(),

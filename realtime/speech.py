@@ -138,12 +138,6 @@ class Transcript:
         with self._lock:
             return list(self._words)
 
-    def prune(self, before: float) -> None:
-        """Forget the words that end before `before`."""
-        with self._lock:
-            while self._words and self._words[0].end < before:
-                self._words.popleft()
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._words)
@@ -532,4 +526,6 @@ class SpeechWorker(Worker):
         self.transcript.passes.end()
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), **self.transcript.stats(), "skipped_passes": self.stream.skipped}
+        s = self.stream
+        return {**super().stats(), **self.transcript.stats(), "skipped_passes": s.skipped,
+                "pause_passes": s.pause_pass_count, "quiet_passes": s.quiet_passes}

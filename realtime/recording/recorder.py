@@ -187,10 +187,6 @@ class SessionRecorder:
         if self._closed:
             raise RecorderClosed(f"SessionRecorder for {self.directory} is closed; nothing more is written")
 
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
     def _fail(self, what: str, exc: BaseException) -> None:
         """Stop recording after a write error (a full disk): report once, write nothing more."""
         with self._error_lock:
