@@ -55,6 +55,24 @@ export function packMessage(kind, seq, tMs, payload) {
   return buf;
 }
 
+/**
+ * Call `fn` every `ms` from a dedicated worker's timer: a hidden tab's own timers are
+ * throttled to once a second or less, a worker's are not. Falls back to setInterval.
+ * Returns the function that stops it.
+ */
+function ticker(ms, fn) {
+  try {
+    const url = URL.createObjectURL(new Blob([`setInterval(() => postMessage(0), ${ms});`], { type: "text/javascript" }));
+    const worker = new Worker(url);
+    URL.revokeObjectURL(url);
+    worker.onmessage = fn;
+    return () => worker.terminate();
+  } catch (err) {
+    const id = setInterval(fn, ms);
+    return () => clearInterval(id);
+  }
+}
+
 function captureError(err) {
   if (!window.isSecureContext) {
     return new Error("camera and microphone need a secure page: open it on http://127.0.0.1 or localhost, or over https");
@@ -112,7 +130,7 @@ export async function startCapture(ws, options = {}) {
 
   // ---- video: canvas at `fps`, JPEG (set up first: the page is then idle when the audio
   // starts, so the first chunks do not wait behind it)
-  let timer = null;
+  let stopTicker = null;
   let video = null;
   if (videoTrack) {
     video = o.preview || document.createElement("video");
@@ -125,7 +143,7 @@ export async function startCapture(ws, options = {}) {
     canvas.height = height;
     const g = canvas.getContext("2d");
     let busy = false;
-    timer = setInterval(() => {
+    stopTicker = ticker(1000 / o.fps, () => {
       if (stopped) return;
       if (t0 === null) return; // the audio has not started yet
       if (busy || video.readyState < 2 || ws.bufferedAmount > o.maxBuffered) {
@@ -146,7 +164,7 @@ export async function startCapture(ws, options = {}) {
         "image/jpeg",
         o.quality,
       );
-    }, 1000 / o.fps);
+    });
   }
 
   // ---- audio: AudioWorklet -> 16 kHz int16 chunks stamped on the audio clock
@@ -185,7 +203,7 @@ export async function startCapture(ws, options = {}) {
   const stop = () => {
     if (stopped) return;
     stopped = true;
-    if (timer !== null) clearInterval(timer);
+    if (stopTicker !== null) stopTicker();
     if (node) {
       node.port.postMessage("stop");
       node.disconnect();
