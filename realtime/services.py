@@ -1,0 +1,542 @@
+"""Models shared by every session of one server: one scoring thread and one speech thread.
+
+    scoring = ScorerService(WindowScorer(max_streams=4))        # max_batch = max_streams
+    speech = SpeechService(SpeechTranscriber(...))
+    scoring.start(); speech.start(); scoring.warm_up()
+    pipeline = LivePipeline(source=..., scorer=scoring.client(sid), transcriber=speech.client(sid), ...)
+    ...
+    pipeline.stop(); scoring_client.close(); speech_client.close()   # when the session ends
+    scoring.stop(); speech.stop()                                       # when the server ends
+
+`ScorerService` owns a `WindowScorer` and runs it on ONE thread: each pass takes the
+pending score requests of all sessions and scores them as one `score_many` batch.
+`ScorerService.client(session)` is what a session's pipeline gets as its `scorer`: it
+has the `WindowScorer` interface the pipeline uses (`score`, `encode_text`,
+`warm_up`, `features`, `config`, `model_info`, `path`, `stats`), and its `score(window)`
+blocks the session's scoring loop until the shared thread has scored that window.
+
+Bounded per-session queue: a session's scoring loop has at most one request in
+flight (it blocks on it), so what waits for the model is held by the pipeline's own
+`WindowQueue` (bounded, drop-oldest under `Policy.LIVE`): a session whose windows pile
+up drops its own oldest ones and never delays the others by more than one pass.
+
+Fairness: a pass takes at most one window per session (the oldest of that session),
+sessions in the order of their oldest pending request, at most `max_batch` of them.
+With no more sessions than `max_batch` every request is scored by the pass after the
+one running when it came; a session submitting continuously cannot hold another back
+(its next request is younger than the other's).
+
+`SpeechService` runs the Whisper passes of all sessions on ONE thread, round-robin over
+the sessions with pending passes, first in first out within a session. Why not
+batched: faster-whisper's `BatchedInferencePipeline` batches the VAD chunks of ONE long
+audio (one `clip_timestamps` list, one tokenizer/options set, and one running
+`last_speech_timestamp` that its word-timing heuristic carries from chunk to chunk),
+decodes without temperature fallback and without the VAD inside each pass, and pads
+every chunk of the batch to the longest: independent short passes of several sessions
+would get different words than the same pass alone, and the encoder's cost grows
+linearly with the batch on CPU anyway (bench/sessions_bench.py --whisper-batch measures
+it). Why one thread: CTranslate2 already spreads one pass over `cpu_threads` cores, two
+passes at once on 2 cores only slow each other, and one thread makes the order fair.
+
+Closing: `client.close()` ends a session's use of a service; its pending requests fail
+at once with `SessionClosed` (the waiting pipeline thread gets the exception), later
+calls raise it too. Stopping a service fails every pending request the same way.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from realtime.component import RecentStats, Worker
+
+log = logging.getLogger(__name__)
+
+
+class SessionClosed(RuntimeError):
+    """The request's session was closed, or its service stopped, before it was served."""
+
+
+class _Request:
+    """One call waiting for a service thread (score a window / transcribe a pass)."""
+
+    __slots__ = ("session", "args", "t_submit", "t_start", "event", "result", "error")
+
+    def __init__(self, session: str, args: tuple) -> None:
+        self.session = session
+        self.args = args
+        self.t_submit = time.perf_counter()
+        self.t_start = 0.0
+        self.event = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> bool:
+        """Set the outcome once (the first one wins: a close may beat the result)."""
+        if self.event.is_set():
+            return False
+        self.result, self.error = result, error
+        self.event.set()
+        return True
+
+
+@dataclass
+class _SessionFigures:
+    """One session's figures in a service (bounded: `RecentStats`)."""
+
+    requests: int = 0
+    served: int = 0
+    failed: int = 0
+    wait_ms: RecentStats = field(default_factory=RecentStats)  # submitted -> its pass starts
+    run_ms: RecentStats = field(default_factory=RecentStats)  # its pass (scorer: the batch's pass)
+    closed: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {"requests": self.requests, "served": self.served, "failed": self.failed,
+                "wait_ms": self.wait_ms.summary(), "run_ms": self.run_ms.summary(), "closed": self.closed}
+
+
+class _SharedService(Worker):
+    """The request bookkeeping both services share: per-session FIFO queues, waiting with
+    liveness checks, closing a session, failing everything at the end."""
+
+    poll = 0.25  # s: how often a waiting caller checks that the service still runs
+
+    def __init__(self, *, max_sessions_kept: int = 256) -> None:
+        super().__init__()
+        self._cond = threading.Condition()
+        self._queues: dict[str, collections.deque[_Request]] = {}
+        self._closed: set[str] = set()
+        self._figures: collections.OrderedDict[str, _SessionFigures] = collections.OrderedDict()
+        self._max_kept = max(1, int(max_sessions_kept))  # figures of closed sessions kept for /metrics
+        self._started_at: float | None = None
+        self._busy_s = 0.0
+        self._recent_busy: collections.deque[tuple[float, float]] = collections.deque(maxlen=512)  # (start, end)
+
+    # ---------------------------------------------------------------- sessions
+    def _open(self, session: str) -> None:
+        with self._cond:
+            if session in self._queues:
+                raise ValueError(f"session {session!r} already has a client of {self.name}; close it first")
+            self._closed.discard(session)
+            self._queues[session] = collections.deque()
+            self._figures[session] = _SessionFigures()
+            self._figures.move_to_end(session)
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        while len(self._figures) > self._max_kept:
+            oldest = next((s for s, f in self._figures.items() if f.closed), None)
+            if oldest is None:
+                break
+            del self._figures[oldest]
+
+    def _close(self, session: str) -> None:
+        """Fail the session's pending requests now; later calls raise SessionClosed."""
+        with self._cond:
+            queue = self._queues.pop(session, None)
+            if queue is None:
+                return
+            self._closed.add(session)
+            fig = self._figures.get(session)
+            if fig is not None:
+                fig.closed = True
+            pending = list(queue)
+            self._cond.notify_all()
+        for req in pending:
+            if req.resolve(error=SessionClosed(f"session {session!r} was closed while its request waited in {self.name}")):
+                if fig is not None:
+                    fig.failed += 1
+
+    def _submit(self, session: str, *args: Any) -> _Request:
+        with self._cond:
+            if session not in self._queues:
+                if session in self._closed:
+                    raise SessionClosed(f"session {session!r} is closed: make a new client for a new session")
+                raise KeyError(f"session {session!r} has no client of {self.name}")
+            if self._thread is None or self.stopping or self.done.is_set():
+                raise SessionClosed(f"{self.name} is not running: start() it before its sessions use it")
+            req = _Request(session, args)
+            self._queues[session].append(req)
+            self._figures[session].requests += 1
+            self._cond.notify_all()
+        return req
+
+    def _wait(self, req: _Request) -> Any:
+        """Block until `req` has its outcome; fail fast when the service ended."""
+        while not req.event.wait(self.poll):
+            if self.done.is_set() or (self._thread is not None and not self._thread.is_alive()):
+                error = self.error
+                req.resolve(error=SessionClosed(f"{self.name} stopped" + (f": {type(error).__name__}: {error}" if error else "")))
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _pending_sessions(self) -> int:
+        return sum(1 for q in self._queues.values() if q)
+
+    # ---------------------------------------------------------------- thread
+    def start(self) -> None:
+        self._started_at = time.perf_counter()
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        with self._cond:
+            self._cond.notify_all()
+
+    def finish(self) -> None:
+        """Fail what is still pending (the callers must not wait for a thread that is gone)."""
+        with self._cond:
+            pending = [r for q in self._queues.values() for r in q]
+            for q in self._queues.values():
+                q.clear()
+        reason = f"{self.name} stopped" + (f": {type(self.error).__name__}: {self.error}" if self.error else "")
+        for req in pending:
+            req.resolve(error=SessionClosed(reason))
+
+    def _busy(self, t0: float, t1: float) -> None:
+        self._busy_s += t1 - t0
+        self._recent_busy.append((t0, t1))
+
+    def busy_fraction(self, recent: float | None = None) -> float | None:
+        """Share of wall time the thread spent running the model: since start, or over the
+        last `recent` seconds (of the last 512 passes)."""
+        if self._started_at is None:
+            return None
+        now = time.perf_counter()
+        if recent is None:
+            return self._busy_s / max(1e-9, now - self._started_at)
+        since = max(self._started_at, now - recent)
+        busy = sum(min(b, now) - max(a, since) for a, b in list(self._recent_busy) if b > since)
+        return busy / max(1e-9, now - since)
+
+    def session_stats(self, session: str) -> dict[str, Any]:
+        with self._cond:
+            fig = self._figures.get(session)
+            queued = len(self._queues.get(session, ()))
+        return {} if fig is None else {**fig.summary(), "queued": queued}
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            sessions = {s: f.summary() for s, f in self._figures.items()}
+            queued = {s: len(q) for s, q in self._queues.items()}
+        for s, n in queued.items():
+            sessions[s]["queued"] = n
+        busy = self.busy_fraction()
+        recent = self.busy_fraction(10.0)
+        return {
+            **super().stats(),
+            "sessions_open": len(queued),
+            "busy_fraction": None if busy is None else round(busy, 3),
+            "busy_fraction_10s": None if recent is None else round(recent, 3),
+            "sessions": sessions,
+        }
+
+
+# ====================================================================== scoring
+class ScorerService(_SharedService):
+    """One thread scoring the windows of every session with one `WindowScorer`, batched.
+
+    `scorer`: a `WindowScorer` built with `max_streams >= max_batch` (its input buffers
+    hold `max_streams` rows; `score_many` refuses more). `max_batch`: most windows per
+    pass (default: `scorer.max_streams`). Each pass takes at most one window per session,
+    the sessions with the oldest pending request first (see the module docstring).
+
+    A batch that raises is scored again window by window, so a bad window fails only its
+    own caller (with the scorer's exception) and the others get their scores.
+    """
+
+    name = "scorer-service"
+
+    def __init__(self, scorer, *, max_batch: int | None = None, warm_batches: bool = True) -> None:
+        super().__init__()
+        streams = int(getattr(scorer, "max_streams", 1))
+        self.max_batch = streams if max_batch is None else int(max_batch)
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if self.max_batch > streams:
+            raise ValueError(
+                f"max_batch {self.max_batch} > the scorer's max_streams {streams}: "
+                f"build the WindowScorer with max_streams={self.max_batch}"
+            )
+        self.scorer = scorer
+        self.warm_batches = warm_batches
+        self._model_lock = threading.Lock()  # the scorer's buffers: one pass at a time
+        self._warm = False
+        self.passes = 0
+        self.batch_sizes = RecentStats()
+        self.pass_ms = RecentStats()
+
+    def client(self, session_id: str) -> "ScorerClient":
+        """The `scorer` of one session's pipeline."""
+        self._open(session_id)
+        return ScorerClient(self, session_id)
+
+    def warm_up(self) -> None:
+        """Warm the scorer, and (`warm_batches`) trace every batch size up to `max_batch`
+        now: a batch size's first pass traces its graph (about a second), which would
+        stall every session if it happened live. Idempotent, thread-safe."""
+        with self._model_lock:
+            if self._warm:
+                return
+            self.scorer.warm_up()
+            if self.warm_batches and self.max_batch > 1:
+                window = _blank_window(self.scorer)
+                for n in range(2, self.max_batch + 1):
+                    self.scorer.score_many([window] * n)
+            self._warm = True
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self.stopping and not self._pending_sessions():
+                    self._cond.wait(0.5)
+                if self.stopping:
+                    return
+                # the oldest request of each session, oldest sessions first
+                heads = sorted((q[0] for q in self._queues.values() if q), key=lambda r: r.t_submit)[: self.max_batch]
+                for req in heads:
+                    self._queues[req.session].popleft()
+            self._run_batch(heads)
+
+    def _run_batch(self, batch: list[_Request]) -> None:
+        t0 = time.perf_counter()
+        for req in batch:
+            req.t_start = t0
+        with self._model_lock:
+            try:
+                outcomes: list[tuple[Any, BaseException | None]] = [(r, None) for r in self.scorer.score_many([q.args[0] for q in batch])]
+            except Exception as exc:
+                if len(batch) == 1:
+                    outcomes = [(None, exc)]
+                else:  # find the window at fault: score them one by one
+                    log.warning("a batch of %d windows failed (%s); scoring them one by one", len(batch), exc)
+                    outcomes = []
+                    for req in batch:
+                        try:
+                            outcomes.append((self.scorer.score_many([req.args[0]])[0], None))
+                        except Exception as one:
+                            outcomes.append((None, one))
+        t1 = time.perf_counter()
+        self._busy(t0, t1)
+        self.passes += 1
+        self.batch_sizes.add(len(batch))
+        self.pass_ms.add((t1 - t0) * 1000)
+        with self._cond:
+            for req, (result, error) in zip(batch, outcomes):
+                fig = self._figures.get(req.session)
+                if not req.resolve(result, error) or fig is None:
+                    continue
+                fig.wait_ms.add((t0 - req.t_submit) * 1000)
+                fig.run_ms.add((t1 - t0) * 1000)
+                if error is None:
+                    fig.served += 1
+                else:
+                    fig.failed += 1
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out.update(
+            max_batch=self.max_batch,
+            passes=self.passes,
+            batch_size=self.batch_sizes.summary(),
+            pass_ms=self.pass_ms.summary(),
+            step_ms=self.scorer.step_ms.summary() if hasattr(self.scorer, "step_ms") else None,
+        )
+        return out
+
+
+class ScorerClient:
+    """One session's view of a `ScorerService`: the `WindowScorer` interface the pipeline
+    uses. `score(window)` waits for the shared thread; the rest is the shared scorer's."""
+
+    def __init__(self, service: ScorerService, session_id: str) -> None:
+        self.service = service
+        self.session_id = session_id
+        self.closed = False
+
+    # what the pipeline reads of a scorer
+    features = property(lambda self: self.service.scorer.features)
+    config = property(lambda self: self.service.scorer.config)
+    model_info = property(lambda self: self.service.scorer.model_info)
+    path = property(lambda self: self.service.scorer.path)
+    device = property(lambda self: getattr(self.service.scorer, "device", None))
+
+    def warm_up(self) -> None:
+        self.service.warm_up()
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """The shared scorer's cached text encoding (thread-safe there)."""
+        return self.service.scorer.encode_text(text)
+
+    def score(self, window):
+        """The window's `ScoreResult`, from the shared thread's next pass (blocks until then).
+        Raises `SessionClosed` when this client or the service closed meanwhile, and the
+        scorer's own exception when scoring this window failed."""
+        if self.closed:
+            raise SessionClosed(f"the scorer client of session {self.session_id!r} is closed")
+        return self.service._wait(self.service._submit(self.session_id, window))
+
+    def score_many(self, windows: Sequence) -> list:
+        """Several windows of this session, each in its own pass (fairness: one per pass)."""
+        return [self.score(w) for w in windows]
+
+    def close(self) -> None:
+        """The session ended: its pending request fails at once with `SessionClosed`. Idempotent."""
+        self.closed = True
+        self.service._close(self.session_id)
+
+    def stats(self) -> dict[str, Any]:
+        """The shared scorer's figures (`step_ms`, `text_cache`: what `LivePipeline.metrics`
+        reads) and this session's (`session`: windows, wait_ms, run_ms, queued)."""
+        out = dict(self.service.scorer.stats())
+        out["session"] = self.service.session_stats(self.session_id)
+        out["batch_size"] = self.service.batch_sizes.summary()
+        return out
+
+
+def _blank_window(scorer):
+    """A window of zeros with the text "hello" (warm-up passes)."""
+    from realtime.windowing import Window
+
+    steps = scorer.features.window_steps
+    return Window(
+        seq=0, start=0.0, end=float(steps * scorer.features.step_seconds),
+        audio=np.zeros((steps, scorer.config.audio_dim), np.float32), audio_mask=np.ones(steps, bool),
+        video=np.zeros((steps, scorer.config.video_dim), np.float32), video_mask=np.ones(steps, bool),
+        words=[], text="hello", presence={}, text_features=scorer.encode_text("hello"),
+    )
+
+
+# ====================================================================== speech
+class SpeechService(_SharedService):
+    """One thread running the Whisper passes of every session, round-robin.
+
+    `transcriber`: an object with `.model` (loaded on first use) and
+    `.transcribe(wave_16k, offset=0.0) -> list[Word]` (`hcl.features.speech.SpeechTranscriber`).
+    Each turn takes the oldest pending pass of the next session in the rotation (sessions
+    with nothing pending are skipped), so a session with a backlog waits its turn like
+    the others and no session waits more than one pass of each other session.
+    """
+
+    name = "speech-service"
+
+    def __init__(self, transcriber, *, keep: int = 1024) -> None:
+        super().__init__()
+        self.transcriber = transcriber
+        self._load_lock = threading.Lock()
+        self._rotation: collections.deque[str] = collections.deque()  # sessions in turn order
+        self.passes = 0
+        self.pass_ms = RecentStats(keep)
+
+    def client(self, session_id: str) -> "SpeechClient":
+        """The `transcriber` of one session's pipeline."""
+        self._open(session_id)
+        with self._cond:
+            self._rotation.append(session_id)
+        return SpeechClient(self, session_id)
+
+    @property
+    def model(self):
+        """The shared Whisper model, loaded once (sessions starting together wait for one load)."""
+        with self._load_lock:
+            return self.transcriber.model
+
+    def _close(self, session: str) -> None:
+        super()._close(session)
+        with self._cond:
+            try:
+                self._rotation.remove(session)
+            except ValueError:
+                pass
+
+    def _next(self) -> _Request | None:
+        """The next session in turn with a pending pass: its oldest one (under _cond)."""
+        for _ in range(len(self._rotation)):
+            session = self._rotation[0]
+            self._rotation.rotate(-1)  # it goes to the back whether or not it had work
+            queue = self._queues.get(session)
+            if queue:
+                return queue.popleft()
+        return None
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                req = None
+                while not self.stopping and (req := self._next()) is None:
+                    self._cond.wait(0.5)
+                if self.stopping:
+                    if req is not None:
+                        self._queues.get(req.session, collections.deque()).appendleft(req)  # finish() fails it
+                    return
+            self._run_pass(req)
+
+    def _run_pass(self, req: _Request) -> None:
+        wave, offset = req.args
+        t0 = req.t_start = time.perf_counter()
+        result, error = None, None
+        try:
+            result = self.transcriber.transcribe(wave, offset=offset)
+        except Exception as exc:  # the caller gets it; the service serves the others
+            error = exc
+        t1 = time.perf_counter()
+        self._busy(t0, t1)
+        self.passes += 1
+        self.pass_ms.add((t1 - t0) * 1000)
+        with self._cond:
+            fig = self._figures.get(req.session)
+            if req.resolve(result, error) and fig is not None:
+                fig.wait_ms.add((t0 - req.t_submit) * 1000)
+                fig.run_ms.add((t1 - t0) * 1000)
+                if error is None:
+                    fig.served += 1
+                else:
+                    fig.failed += 1
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out.update(passes=self.passes, pass_ms=self.pass_ms.summary())
+        return out
+
+
+class SpeechClient:
+    """One session's view of a `SpeechService`: the transcriber interface `LivePipeline`
+    and `SpeechWorker` use (`model`, `transcribe`)."""
+
+    def __init__(self, service: SpeechService, session_id: str) -> None:
+        self.service = service
+        self.session_id = session_id
+        self.closed = False
+
+    @property
+    def model(self):
+        return self.service.model
+
+    @property
+    def config(self):
+        return getattr(self.service.transcriber, "config", None)
+
+    def transcribe(self, wave_16k: np.ndarray, offset: float = 0.0):
+        """The words of one pass, from the shared thread (blocks the caller until done).
+        Raises `SessionClosed` when this client or the service closed meanwhile, and the
+        transcriber's own exception when this pass failed."""
+        if self.closed:
+            raise SessionClosed(f"the speech client of session {self.session_id!r} is closed")
+        return self.service._wait(self.service._submit(self.session_id, np.asarray(wave_16k), float(offset)))
+
+    def close(self) -> None:
+        """The session ended: its pending pass fails at once with `SessionClosed`. Idempotent."""
+        self.closed = True
+        self.service._close(self.session_id)
+
+    def stats(self) -> dict[str, Any]:
+        """This session's passes, queue wait and pass time in the shared service."""
+        return self.service.session_stats(self.session_id)
