@@ -308,6 +308,9 @@ def test_scorer_equals_the_eager_model_on_collated_samples(live, trimodal_checkp
             # the scorer's text features are the checkpoint encoder's (what training used)
             np.testing.assert_array_equal(scorer.encode_text(text), text_features)
             result = scorer.score(live_window)
+            if hasattr(live_window, "text_features"):  # the window as the pipeline sends it: text encoded upstream
+                carried = scorer.score(dataclasses.replace(live_window, text_features=scorer.encode_text(text)))
+                assert carried.score == result.score
             assert result.score == pytest.approx(score, abs=SCORE_TOL), (kind, w.seq, text[:20])
             assert set(result.weights) == set(weights)
             for m, wm in weights.items():
