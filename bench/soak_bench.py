@@ -133,14 +133,15 @@ class WindowReader:
         self._thread.join(5)
 
 
-def timed(fn, n: int = 5) -> tuple[float, float, Any]:
-    """(median ms, max ms, last result) of n calls."""
+def timed(fn, n: int = 7) -> tuple[float, float, float, Any]:
+    """(median ms, max ms, min ms, last result) of n calls. The minimum is the cost least
+    disturbed by other processes on a shared machine."""
     ms, out = [], None
     for _ in range(n):
         t0 = time.perf_counter()
         out = fn()
         ms.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(ms), max(ms), out
+    return statistics.median(ms), max(ms), min(ms), out
 
 
 def http_get(url: str) -> bytes:
@@ -220,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fsync", action="store_true", help="fsync every recording write (the CLI's default; off: the disk's cost)")
     p.add_argument("--keep", default=None, help="record into this folder and keep it (default: a temporary one, removed)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.json"))
+    p.add_argument("--report", metavar="JSON", help="print the table and verdict of a saved run (no run)")
     args = p.parse_args(argv)
+    if args.report:
+        return report_saved(pathlib.Path(args.report))
     hours = 20 / 60 if args.quick else args.hours
     duration = hours * 3600
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -322,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def sample(t_session: float) -> dict[str, Any]:
         gc.collect()
-        http_ms, http_max, body = timed(lambda: http_get(metrics_url))
-        metrics_ms, metrics_max, _ = timed(pipeline.metrics)
+        http_ms, http_max, http_min, body = timed(lambda: http_get(metrics_url))
+        metrics_ms, metrics_max, metrics_min, _ = timed(pipeline.metrics)
         m = json.loads(body)
         pm = m.get("pipeline", {})
         cache = pm.get("text_cache", {})
@@ -335,9 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             "py_objects": len(gc.get_objects()),
             "metrics_http_ms": round(http_ms, 2),
             "metrics_http_max_ms": round(http_max, 2),
+            "metrics_http_min_ms": round(http_min, 2),
             "metrics_bytes": len(body),
             "pipeline_metrics_ms": round(metrics_ms, 3),
             "pipeline_metrics_max_ms": round(metrics_max, 3),
+            "pipeline_metrics_min_ms": round(metrics_min, 3),
             "windows": pm.get("windows"),
             "dropped_windows": pm.get("dropped_windows"),
             "words": (pm.get("transcript") or {}).get("words"),
@@ -423,9 +429,32 @@ def _hm(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}"
 
 
+def report_saved(path: pathlib.Path) -> int:
+    result = json.loads(path.read_text())
+    result["summary"] = summarize(result["samples"])
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_table(result["samples"], result["summary"])
+    return 0
+
+
+def _hour_ratio(samples: list[dict[str, Any]], key: str) -> float | None:
+    """Median of `key` over the last hour's samples / over the first hour's (from minute
+    10): the cost ratio with the noise of single samples on a shared machine averaged out."""
+    rows = [s for s in samples if s.get(key) is not None]
+    if not rows:
+        return None
+    end = rows[-1]["session_h"]
+    first = [s[key] for s in rows if s["session_h"] <= 1.0 + 1e-9]
+    last = [s[key] for s in rows if s["session_h"] > end - 1.0 + 1e-9]
+    if not first or not last or end < 2.0:
+        return None
+    return round(statistics.median(last) / statistics.median(first), 2)
+
+
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """RSS growth and /metrics cost ratio from the minute-10 sample (the first) to the last,
-    and the RSS slope (least squares, MB per session hour) over the samples after hour 1."""
+    the RSS slope (least squares, MB per session hour) over the samples after hour 1, and
+    the cost ratios last hour / first hour (medians over their samples)."""
     if not samples:
         return {}
     first, last = samples[0], samples[-1]
@@ -449,6 +478,9 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "rss_within_limit": max(s["rss_mb"] for s in samples) - first["rss_mb"] <= RSS_LIMIT_MB,
         "metrics_http_ratio_last_over_first": round(last["metrics_http_ms"] / first["metrics_http_ms"], 2),
         "pipeline_metrics_ratio_last_over_first": round(last["pipeline_metrics_ms"] / first["pipeline_metrics_ms"], 2),
+        "metrics_http_ratio_last_hour_over_first_hour": _hour_ratio(samples, "metrics_http_ms"),
+        "metrics_http_min_ratio_last_hour_over_first_hour": _hour_ratio(samples, "metrics_http_min_ms"),
+        "pipeline_metrics_ratio_last_hour_over_first_hour": _hour_ratio(samples, "pipeline_metrics_ms"),
         "metrics_bytes_first_last": [first["metrics_bytes"], last["metrics_bytes"]],
         "py_objects_first_last": [first["py_objects"], last["py_objects"]],
     }
@@ -461,20 +493,22 @@ def print_table(samples: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     base = samples[0]["rss_mb"]
     print()
     print(f"{'session':>7} | {'wall s':>7} | {'RSS MB':>7} {'dRSS':>6} | {'objects':>8} | {'/metrics ms':>11} "
-          f"{'bytes':>6} | {'metrics() ms':>12} | {'hist':>5} {'msgs':>4} {'words':>5} {'cache':>5} | {'rec MB':>7}")
+          f"{'bytes':>6} | {'metrics() ms':>12} | {'hist':>5} {'msgs':>4} {'words':>5} {'cache':>5} | {'rec MB':>7} | {'load':>5}")
     for s in samples:
         st = s["stores"]
         rec = sum(s["recording"].values()) / 2**20
         print(f"{_hm(s['session_s']):>7} | {s['wall_s']:>7.1f} | {s['rss_mb']:>7.1f} {s['rss_mb'] - base:>+6.1f} | "
               f"{s['py_objects']:>8d} | {s['metrics_http_ms']:>11.2f} {s['metrics_bytes']:>6d} | "
               f"{s['pipeline_metrics_ms']:>12.3f} | {_n(st.get('server.history')):>5} {_n(st.get('pipeline.messages')):>4} "
-              f"{_n(st.get('transcript.words_kept')):>5} {_n(st.get('scorer.text_cache')):>5} | {rec:>7.1f}")
+              f"{_n(st.get('transcript.words_kept')):>5} {_n(st.get('scorer.text_cache')):>5} | {rec:>7.1f} | {s['load'][0]:>5.1f}")
     ok = "MET" if summary["rss_within_limit"] else "NOT MET"
     print(f"\nverdict: RSS {summary['rss_first_mb']} MB at {_hm(samples[0]['session_s'])} -> {summary['rss_last_mb']} MB "
           f"at {_hm(samples[-1]['session_s'])} ({summary['rss_growth_mb']:+.1f} MB; max {summary['rss_max_growth_mb']:+.1f} MB; "
           f"slope after 1 h {summary['rss_slope_mb_per_h_after_1h']} MB/h): aim +{RSS_LIMIT_MB:g} MB {ok}; "
           f"/metrics cost last/first {summary['metrics_http_ratio_last_over_first']}x over HTTP, "
-          f"pipeline.metrics() {summary['pipeline_metrics_ratio_last_over_first']}x")
+          f"pipeline.metrics() {summary['pipeline_metrics_ratio_last_over_first']}x; last hour / first hour (medians): "
+          f"/metrics {summary.get('metrics_http_ratio_last_hour_over_first_hour')}x, "
+          f"pipeline.metrics() {summary.get('pipeline_metrics_ratio_last_hour_over_first_hour')}x")
     print(json.dumps(summary))
 
 
