@@ -27,16 +27,18 @@ one running when it came; a session submitting continuously cannot hold another 
 (its next request is younger than the other's).
 
 `SpeechService` runs the Whisper passes of all sessions on ONE thread, round-robin over
-the sessions with pending passes, first in first out within a session. Why not
-batched: faster-whisper's `BatchedInferencePipeline` batches the VAD chunks of ONE long
-audio (one `clip_timestamps` list, one tokenizer/options set, and one running
-`last_speech_timestamp` that its word-timing heuristic carries from chunk to chunk),
-decodes without temperature fallback and without the VAD inside each pass, and pads
-every chunk of the batch to the longest: independent short passes of several sessions
-would get different words than the same pass alone, and the encoder's cost grows
-linearly with the batch on CPU anyway (bench/sessions_bench.py --whisper-batch measures
-it). Why one thread: CTranslate2 already spreads one pass over `cpu_threads` cores, two
-passes at once on 2 cores only slow each other, and one thread makes the order fair.
+the sessions with pending passes, first in first out within a session. One thread:
+CTranslate2 already spreads one pass over `cpu_threads` cores, two passes at once on
+2 cores only slow each other, and one thread makes the order fair. Batching: faster-
+whisper's `BatchedInferencePipeline.transcribe` batches the VAD chunks of ONE long
+audio (one clip list, one running word-timing state), so it cannot take the short
+independent passes of several sessions; its `forward` step can, and
+`realtime.batched_whisper.BatchedWhisper` wraps a `SpeechTranscriber` so that
+`transcribe_many` decodes several passes (each with its own VAD) as one batch. Given
+such a transcriber and `max_batch > 1`, each turn takes the oldest pending pass of up
+to `max_batch` sessions in rotation order and runs them together (about half the
+cost of one by one at B = 2 to 4 on this CPU: bench/sessions_bench.py
+--whisper-batch); the words can differ a little from a pass alone (see that module).
 
 Closing: `client.close()` ends a session's use of a service; its pending requests fail
 at once with `SessionClosed` (the waiting pipeline thread gets the exception), later
@@ -424,17 +426,30 @@ class SpeechService(_SharedService):
     Each turn takes the oldest pending pass of the next session in the rotation (sessions
     with nothing pending are skipped), so a session with a backlog waits its turn like
     the others and no session waits more than one pass of each other session.
+
+    `max_batch > 1` with a transcriber that has `transcribe_many([(wave, offset), ...])`
+    (`realtime.batched_whisper.BatchedWhisper`): a turn takes the oldest pending pass of
+    up to `max_batch` sessions, in rotation order, and decodes them as one batch. A batch
+    that raises is run again pass by pass, so an error reaches only its own caller.
     """
 
     name = "speech-service"
 
-    def __init__(self, transcriber, *, keep: int = 1024) -> None:
+    def __init__(self, transcriber, *, max_batch: int = 1, keep: int = 1024) -> None:
         super().__init__()
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_batch > 1 and not callable(getattr(transcriber, "transcribe_many", None)):
+            raise ValueError("max_batch > 1 needs a transcriber with transcribe_many: wrap it in "
+                             "realtime.batched_whisper.BatchedWhisper")
         self.transcriber = transcriber
+        self.max_batch = int(max_batch)
         self._load_lock = threading.Lock()
         self._rotation: collections.deque[str] = collections.deque()  # sessions in turn order
         self.passes = 0
-        self.pass_ms = RecentStats(keep)
+        self.turns = 0
+        self.pass_ms = RecentStats(keep)  # one turn (a pass, or a batch of them)
+        self.batch_sizes = RecentStats(keep)
 
     def client(self, session_id: str) -> "SpeechClient":
         """The `transcriber` of one session's pipeline."""
@@ -457,43 +472,55 @@ class SpeechService(_SharedService):
             except ValueError:
                 pass
 
-    def _next(self) -> _Request | None:
-        """The next session in turn with a pending pass: its oldest one (under _cond)."""
+    def _next(self) -> list[_Request]:
+        """The oldest pending pass of the next sessions in turn, up to `max_batch` (under _cond)."""
+        out: list[_Request] = []
         for _ in range(len(self._rotation)):
+            if len(out) >= self.max_batch:
+                break
             session = self._rotation[0]
             self._rotation.rotate(-1)  # it goes to the back whether or not it had work
             queue = self._queues.get(session)
             if queue:
-                return queue.popleft()
-        return None
+                out.append(queue.popleft())
+        return out
 
     def run(self) -> None:
         while True:
             with self._cond:
-                req = None
-                while not self.stopping and (req := self._next()) is None:
+                batch: list[_Request] = []
+                while not self.stopping and not (batch := self._next()):
                     self._cond.wait(0.5)
                 if self.stopping:
-                    if req is not None:
-                        self._queues.get(req.session, collections.deque()).appendleft(req)  # finish() fails it
+                    for req in reversed(batch):  # back in their queues: finish() fails them
+                        self._queues.get(req.session, collections.deque()).appendleft(req)
                     return
-            self._run_pass(req)
+            self._run_turn(batch)
 
-    def _run_pass(self, req: _Request) -> None:
-        wave, offset = req.args
-        t0 = req.t_start = time.perf_counter()
-        result, error = None, None
-        try:
-            result = self.transcriber.transcribe(wave, offset=offset)
-        except Exception as exc:  # the caller gets it; the service serves the others
-            error = exc
+    def _run_turn(self, batch: list[_Request]) -> None:
+        t0 = time.perf_counter()
+        for req in batch:
+            req.t_start = t0
+        outcomes: list[tuple[Any, BaseException | None]]
+        if len(batch) == 1:
+            outcomes = [self._one(batch[0])]
+        else:
+            try:
+                outcomes = [(r, None) for r in self.transcriber.transcribe_many([req.args for req in batch])]
+            except Exception as exc:  # find the pass at fault: run them one by one
+                log.warning("a batch of %d speech passes failed (%s); running them one by one", len(batch), exc)
+                outcomes = [self._one(req) for req in batch]
         t1 = time.perf_counter()
         self._busy(t0, t1)
-        self.passes += 1
+        self.turns += 1
+        self.passes += len(batch)
         self.pass_ms.add((t1 - t0) * 1000)
+        self.batch_sizes.add(len(batch))
         with self._cond:
-            fig = self._figures.get(req.session)
-            if req.resolve(result, error) and fig is not None:
+            for req, (result, error) in zip(batch, outcomes):
+                fig = self._figures.get(req.session)
+                if not req.resolve(result, error) or fig is None:
+                    continue
                 fig.wait_ms.add((t0 - req.t_submit) * 1000)
                 fig.run_ms.add((t1 - t0) * 1000)
                 if error is None:
@@ -501,9 +528,17 @@ class SpeechService(_SharedService):
                 else:
                     fig.failed += 1
 
+    def _one(self, req: _Request) -> tuple[Any, BaseException | None]:
+        wave, offset = req.args
+        try:
+            return self.transcriber.transcribe(wave, offset=offset), None
+        except Exception as exc:  # the caller gets it; the service serves the others
+            return None, exc
+
     def stats(self) -> dict[str, Any]:
         out = super().stats()
-        out.update(passes=self.passes, pass_ms=self.pass_ms.summary())
+        out.update(max_batch=self.max_batch, passes=self.passes, turns=self.turns, turn_ms=self.pass_ms.summary(),
+                   batch_size=self.batch_sizes.summary())
         return out
 
 

@@ -236,8 +236,10 @@ def test_real_scorer_batched_scores_equal_single_scores(live_checkpoint):
     from test_scorer import make_window
 
     torch.set_num_threads(1)
-    scorer = WindowScorer(checkpoint=live_checkpoint, device="cpu", max_streams=4)
-    service = ScorerService(scorer, warm_batches=False)  # batch sizes 1 and 4 only: traced as they come
+    # eager: tracing a graph per batch size costs seconds here; traced batches equal
+    # one-by-one scores in test_scorer.py, this test is about the service's batching
+    scorer = WindowScorer(checkpoint=live_checkpoint, device="cpu", max_streams=4, fast="eager")
+    service = ScorerService(scorer)
     service.start()
     try:
         service.warm_up()
@@ -384,3 +386,78 @@ def test_real_whisper_two_sessions_get_the_words_of_single_runs(whisper):
         service.join(5)
     assert shared == alone
     assert any("love" in t.lower() for t, _, _ in shared[0]) and any("awful" in t.lower() for t, _, _ in shared[1])
+
+
+class FakeBatchTranscriber(FakeTranscriber):
+    """A FakeTranscriber that also decodes batches; records each batch's composition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[tuple[str, float]]] = []
+
+    def transcribe_many(self, items):
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        batch = [("abcdefgh"[int(w[0])], off) for w, off in items]
+        self.batches.append(batch)
+        if any(off < 0 for _, off in items):
+            raise RuntimeError("decoder failed")
+        return [[SimpleNamespace(text=f"{tag}{off:g}")] for tag, off in batch]
+
+
+def test_batched_speech_takes_one_pass_per_session_in_turn_and_isolates_errors():
+    fake = FakeBatchTranscriber()
+    fake.gate = threading.Event()
+    service = SpeechService(fake, max_batch=2)
+    service.start()
+    try:
+        g, a, b, c = (service.client(s) for s in "gabc")
+        tg, _ = in_thread(g.transcribe, wave_of(6), 0.0)
+        wait_for(fake.entered.is_set)  # a single pass: transcribe, not a batch
+        threads = []
+        for offset in (1.0, 2.0):
+            threads.append(in_thread(a.transcribe, wave_of(0), offset))
+            wait_for(lambda n=len(threads): service.session_stats("a")["queued"] == n)
+        threads.append(in_thread(b.transcribe, wave_of(1), -1.0))  # fails in a batch, then alone
+        threads.append(in_thread(c.transcribe, wave_of(2), 1.0))
+        wait_for(lambda: service._pending_sessions() == 3)
+        fake.gate.set()
+        for t, _ in threads:
+            t.join(5)
+        assert fake.order[0] == ("g", 0.0)
+        assert fake.batches[0] == [("a", 1.0), ("b", -1.0)]  # one pass per session, in turn
+        assert fake.batches[1:] == [[("c", 1.0), ("a", 2.0)]]
+        assert ("b", -1.0) in fake.order[1:] and ("a", 1.0) in fake.order[1:]  # the failed batch, pass by pass
+        assert isinstance(threads[2][1]["error"], RuntimeError)
+        assert [w.text for w in threads[0][1]["result"]] == ["a1"] and [w.text for w in threads[3][1]["result"]] == ["c1"]
+        assert service.stats()["batch_size"]["p95"] == 2
+    finally:
+        fake.gate.set()
+        service.stop()
+        service.join(5)
+    with pytest.raises(ValueError, match="BatchedWhisper"):
+        SpeechService(FakeTranscriber(), max_batch=2)
+
+
+def test_real_whisper_batched_passes_give_the_words_of_single_runs(whisper):
+    """Two sessions' passes decoded as one batch (BatchedWhisper) give the words and
+    times (within 0.3 s) that each pass gives alone."""
+    import re
+
+    from media_fixtures import espeak_available, speak
+
+    from realtime.batched_whisper import BatchedWhisper
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    pad = np.zeros(4000, np.float32)
+    waves = [np.concatenate([pad, speak(t), pad]) for t in ("I really love this wonderful day.", "We moved the chairs into the other room.")]
+    norm = lambda t: re.sub(r"[^a-z']", "", t.lower())  # noqa: E731
+    alone = [whisper.transcribe(x, offset=10.0 * i) for i, x in enumerate(waves)]
+    batched = BatchedWhisper(whisper).transcribe_many([(x, 10.0 * i) for i, x in enumerate(waves)])
+    for one, many in zip(alone, batched):
+        assert [norm(w.text) for w in many] == [norm(w.text) for w in one]
+        assert all(abs(a.start - b.start) <= 0.3 and abs(a.end - b.end) <= 0.3 for a, b in zip(one, many))
+    assert "love" in [norm(w.text) for w in batched[0]] and batched[1][0].start >= 10.0
+    assert BatchedWhisper(whisper).transcribe_many([(np.zeros(16000, np.float32), 0.0)]) == [[]]

@@ -1,0 +1,379 @@
+"""Many sessions at once on one process: N simulated browser captures sharing one
+`ScorerService` and one `SpeechService` (realtime/services.py).
+
+    python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction]
+                                   [--face per-session|shared] [--out PATH]
+    python bench/sessions_bench.py --whisper-batch      # can faster-whisper batch passes? (see below)
+
+Each session is a real `LivePipeline(Policy.LIVE)` over a `BrowserSource`, fed the
+capture messages of a generated clip (espeak-ng sentences over the astronaut's face,
+JPEG frames at 10 fps, 100 ms PCM chunks; tests/capture_clients.py) by its own
+paced sender at real-time pace, the way the server feeds a browser's socket. Every
+session speaks the same sentences in its own order (so the shared text-encoding
+cache does not make N sessions look cheaper than N people). The sessions start
+together; all N share one WindowScorer (max_streams = the largest N) behind one
+ScorerService, one Whisper behind one SpeechService, and (`--face shared`) one face
+extractor, else one per session.
+
+Per N: windows scored and dropped, scoring latency (queue wait + model) and total
+window latency p95, transcript lag p95 (word committed minus word end), speech
+passes skipped to catch up, the speech and scorer threads' busy fraction, the
+scorer's batch size, CPU of the whole process per session, and (`--reaction`) the
+reaction time: end of a signed sentence's last word -> first window in its polarity
+band (bench/live_bench.py's definition), p50/p95 over all sessions. The load average
+of the machine (shared with other work) is recorded before and after each N.
+Writes bench/results/sessions.json.
+
+`--whisper-batch`: CTranslate2's encoder and greedy decoder on B independent 4 s
+passes as one batch vs one by one (B = 1, 2, 4): the speed-up a batched speech
+service could get at most (faster-whisper's BatchedInferencePipeline cannot batch
+independent passes with their own VAD and word timing; see realtime/services.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+FPS = 10.0
+
+
+def pct(values, q):
+    from realtime.component import percentile
+
+    v = percentile(list(values), q)
+    return None if v is None else round(v, 3)
+
+
+# ---------------------------------------------------------------- the clips
+def make_speech(n_sentences: int):
+    """espeak-ng speech of the first `n_sentences` of live_bench's REACTION_SENTENCES:
+    [(sign, text, wave, (first, last) loud second)]."""
+    from live_bench import REACTION_SENTENCES, speech_span
+
+    from realtime.demo import SAMPLE_RATE, speak
+
+    out = []
+    for sign, text in REACTION_SENTENCES[:n_sentences]:
+        wave = speak(text)
+        out.append((sign, text, wave, speech_span(wave, SAMPLE_RATE)))
+    return out
+
+
+def session_clip(speech, index: int, *, lead: float = 0.5, gap: float = 1.5, tail: float = 3.0):
+    """Session `index`'s audio: the sentences rotated by `index`, `gap` s apart; and the
+    sentences' sign, text, start of the first / end of the last word in clip seconds."""
+    import numpy as np
+
+    from realtime.demo import SAMPLE_RATE
+
+    k = index % len(speech)
+    order = speech[k:] + speech[:k]
+    parts = [np.zeros(int(lead * SAMPLE_RATE), np.float32)]
+    t = lead
+    sentences = []
+    for sign, text, wave, (a, b) in order:
+        sentences.append({"sign": sign, "text": text, "start": round(t + a, 3), "end": round(t + b, 3)})
+        parts += [wave, np.zeros(int(gap * SAMPLE_RATE), np.float32)]
+        t += len(wave) / SAMPLE_RATE + gap
+    parts[-1] = np.zeros(int(tail * SAMPLE_RATE), np.float32)
+    return np.concatenate(parts), sentences
+
+
+# ---------------------------------------------------------------- one run of N sessions
+@dataclasses.dataclass
+class Shared:
+    scoring: object
+    speech: object
+    featurizer: object | None  # one face extractor for all sessions (--face shared)
+
+
+def whisper_for(settings, options):
+    """The transcriber the live pipeline would build for the live policy (greedy)."""
+    from hcl.features.speech import SpeechTranscriber
+
+    o = options.speech
+    config = dataclasses.replace(settings.speech, beam_size=o.beam_size if o.beam_size is not None else 1)
+    return SpeechTranscriber(config=config, cpu_threads=o.threads, fit_encoder=o.fit_encoder,
+                             temperature_fallback=o.temperature_fallback)
+
+
+def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reaction: bool, stagger: float) -> dict:
+    from capture_clients import clip_messages, send_paced
+    from live_bench import reaction_times
+
+    from hcl.features.segment import SegmentFeaturizer
+    from realtime.capture_protocol import unpack
+    from realtime.pipeline import LivePipeline
+    from realtime.sources.browser import BrowserSource
+
+    settings = shared.scoring.scorer.features
+    sessions = []
+    for i in range(n):
+        audio, sentences = session_clip(speech, i)
+        sid = f"bench-{n}-{i}"
+        source = BrowserSource(audio=True, video=True, name=f"simulated {i}")
+        featurizer = shared.featurizer or SegmentFeaturizer(settings=settings)
+        received: list = []
+        words: list = []
+        scorer_client = shared.scoring.client(sid)
+        speech_client = shared.speech.client(sid)
+        s = {"id": sid, "source": source, "sentences": sentences, "received": received, "words": words,
+             "featurizer": featurizer, "scorer": scorer_client, "speech": speech_client,
+             "events": clip_messages(audio, [jpeg], fps=FPS), "duration": len(audio) / 16000}
+        pipe = LivePipeline(source=source, scorer=scorer_client, transcriber=speech_client, featurizer=featurizer,
+                            options=options, session_id=sid, on_words=words.extend,
+                            on_window=lambda msg, s=s: s["received"].append((s["pipeline"].clock.now(), msg)))
+        s["pipeline"] = pipe
+        sessions.append(s)
+    load_before = os.getloadavg()
+    busy0 = {k: (svc._busy_s, svc.passes) for k, svc in (("scorer", shared.scoring), ("speech", shared.speech))}
+    for s in sessions:  # models load here (face per session); the clocks start after
+        s["pipeline"].start()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    senders = []
+    for i, s in enumerate(sessions):
+        def send(s=s, delay=i * stagger):
+            time.sleep(delay)
+            send_paced(lambda d: s["source"].feed(unpack(d)), s["events"])
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        senders.append(t)
+    for t in senders:
+        t.join()
+    for s in sessions:
+        s["pipeline"].wait(60)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    load_after = os.getloadavg()
+    rows = []
+    for s in sessions:
+        pipe = s["pipeline"]
+        m = pipe.metrics()
+        scorer_stats = s["scorer"].stats()["session"]
+        speech_stats = s["speech"].stats()
+        ring_start = s["source"].audio.start_time or 0.0
+        row = {
+            "session": s["id"],
+            "windows": m["windows"],
+            "dropped_windows": m["dropped_windows"],
+            "scoring_ms": m["latency_ms"]["scoring"],
+            "total_ms": m["latency_ms"]["total"],
+            "scorer_wait_ms": scorer_stats["wait_ms"],
+            "transcript_lag_s": m["transcript"]["lag_s"],
+            "lags_s": [round(x, 3) for x in pipe.speech.transcript.lags.recent()],
+            "words": m["transcript"]["words"],
+            "skipped_passes": m["transcript"]["skipped_passes"],
+            "speech_passes": speech_stats["served"],
+            "speech_wait_ms": speech_stats["wait_ms"],
+            "face_frames": m["video"]["frames"], "faces": m["video"]["faces"],
+            "dropped_frames": m["video"]["dropped_frames"],
+            "source": {k: m["components"]["source"].get(k) for k in ("resyncs", "clamped", "delay_ms")},
+            "problems": m["problems"],
+        }
+        if reaction:
+            shifted = [{**x, "start": x["start"] + ring_start, "end": x["end"] + ring_start} for x in s["sentences"]]
+            reactions, _ = reaction_times(shifted, s["received"])
+            row["reactions_s"] = [r["reaction_s"] for r in reactions]
+        rows.append(row)
+    for s in sessions:
+        s["pipeline"].stop()
+        s["scorer"].close()
+        s["speech"].close()
+        if shared.featurizer is None:
+            s["featurizer"].close()
+    busy = {k: {"busy_fraction": round((svc._busy_s - busy0[k][0]) / wall, 3), "passes": svc.passes - busy0[k][1]}
+            for k, svc in (("scorer", shared.scoring), ("speech", shared.speech))}
+    all_scoring = [x for s in sessions for x in s["pipeline"].latencies["scoring"].recent()]
+    all_total = [x for s in sessions for x in s["pipeline"].latencies["total"].recent()]
+    all_lags = [x for r in rows for x in r["lags_s"]]
+    reactions = [x for r in rows for x in r.get("reactions_s", [])]
+    return {
+        "sessions": n,
+        "clip_s": round(max(s["duration"] for s in sessions), 2),
+        "wall_s": round(wall, 2),
+        "windows": sum(r["windows"] for r in rows),
+        "dropped_windows": sum(r["dropped_windows"] for r in rows),
+        "dropped_frames": sum(r["dropped_frames"] for r in rows),
+        "scoring_ms": {"p50": pct(all_scoring, 50), "p95": pct(all_scoring, 95)},
+        "total_ms": {"p50": pct(all_total, 50), "p95": pct(all_total, 95)},
+        "transcript_lag_s": {"p50": pct(all_lags, 50), "p95": pct(all_lags, 95), "max": round(max(all_lags), 3) if all_lags else None},
+        "words": sum(r["words"] for r in rows),
+        "skipped_passes": sum(r["skipped_passes"] for r in rows),
+        "reaction_s": {"p50": pct([x for x in reactions if x is not None], 50), "p95": pct([x for x in reactions if x is not None], 95),
+                       "never": sum(x is None for x in reactions), "n": len(reactions)} if reaction else None,
+        "cpu_percent_total": round(100 * cpu / wall, 1),
+        "cpu_percent_per_session": round(100 * cpu / wall / n, 1),
+        "services": busy,
+        "scorer_batch": shared.scoring.batch_sizes.summary(),
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in load_after],
+        "per_session": rows,
+    }
+
+
+def table(results: list[dict]) -> str:
+    def f(x, nd=2):
+        return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+    head = ("N", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s", "skipped", "reaction p50/p95 s",
+            "CPU/session %", "speech busy", "scorer busy", "load 1m")
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for r in results:
+        rx = r["reaction_s"]
+        lines.append(" | ".join([
+            str(r["sessions"]), str(r["windows"]), str(r["dropped_windows"]), f(r["scoring_ms"]["p95"], 1), f(r["total_ms"]["p95"], 1),
+            f"{f(r['transcript_lag_s']['p50'])} / {f(r['transcript_lag_s']['p95'])}", str(r["skipped_passes"]),
+            "-" if rx is None else f"{f(rx['p50'])} / {f(rx['p95'])} ({rx['never']} never)",
+            f(r["cpu_percent_per_session"], 1), f(r["services"]["speech"]["busy_fraction"]), f(r["services"]["scorer"]["busy_fraction"]),
+            f"{r['load_avg_before'][0]:.1f}-{r['load_avg_after'][0]:.1f}",
+        ]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- whisper batching
+def whisper_batch(seconds: float = 4.0, repeat: int = 7) -> dict:
+    """Encoder + greedy decoder of B independent passes, batched vs one by one (the two
+    alternate; the fastest of `repeat` runs counts: the machine is shared, the least
+    disturbed run is the closest to the cost)."""
+    import numpy as np
+
+    from hcl.features.config import FeatureSettings
+    from hcl.features.speech import fit_features
+    from live_bench import REACTION_SENTENCES
+
+    from realtime.demo import speak
+    from realtime.pipeline import PipelineOptions
+
+    whisper = whisper_for(FeatureSettings(), PipelineOptions())
+    model = whisper.model
+    waves = []
+    for _, text in REACTION_SENTENCES[:4]:
+        w = speak(text)[: int(seconds * 16000)]
+        waves.append(np.pad(w, (0, int(seconds * 16000) - len(w))))
+    feats = [fit_features(model.feature_extractor(w)[..., :-1]) for w in waves]
+    from faster_whisper.tokenizer import Tokenizer
+
+    tok = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
+    prompt = model.get_prompt(tok, [], without_timestamps=False)
+
+    def run(batch):
+        import ctranslate2
+
+        x = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(batch)))
+        enc = model.model.encode(x, to_cpu=False)
+        model.model.generate(enc, [prompt] * len(batch), beam_size=1, max_length=len(prompt) + 40)
+
+    out = {}
+    run(feats[:1])
+    for b in (1, 2, 4):
+        t_batch, t_single = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            run(feats[:b])
+            t_batch.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for f in feats[:b]:
+                run([f])
+            t_single.append(time.perf_counter() - t0)
+        mb, ms = float(np.min(t_batch)), float(np.min(t_single))
+        out[str(b)] = {"batched_ms": round(1000 * mb, 1), "one_by_one_ms": round(1000 * ms, 1), "speedup": round(ms / mb, 2)}
+        print(f"B={b}: batched {1000 * mb:.0f} ms, one by one {1000 * ms:.0f} ms, speed-up x{ms / mb:.2f}", flush=True)
+    return {"pass_seconds": seconds, "cpu_threads": whisper.cpu_threads, "statistic": f"fastest of {repeat}", "batches": out,
+            "load_avg": os.getloadavg()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sessions", default="1,2,4,8", help="comma-separated session counts (default 1,2,4,8)")
+    ap.add_argument("--sentences", type=int, default=6, help="sentences per clip (default 6: about 25 s)")
+    ap.add_argument("--reaction", action="store_true", help="also the reaction time (live_bench's definition)")
+    ap.add_argument("--face", choices=("per-session", "shared"), default="per-session",
+                    help="one face extractor per session (default) or one for all")
+    ap.add_argument("--stagger", type=float, default=0.3, help="s between the sessions' first messages")
+    ap.add_argument("--checkpoint", help="the live checkpoint (default: the shipped one)")
+    ap.add_argument("--whisper-batch", action="store_true", help="measure batched vs one-by-one Whisper passes only")
+    ap.add_argument("--out", help="JSON output (default bench/results/sessions.json)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "sessions.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.whisper_batch:
+        result = whisper_batch()
+        path = out.with_name("sessions_whisper_batch.json") if not args.out else out
+        path.write_text(json.dumps(result, indent=1))
+        print(f"wrote {path}")
+        return 0
+
+    from capture_clients import jpeg_of
+
+    from hcl.features.segment import SegmentFeaturizer
+    from realtime.component import Policy
+    from realtime.demo import face_image
+    from realtime.pipeline import PipelineOptions
+    from realtime.scorer import WindowScorer
+    from realtime.services import ScorerService, SpeechService
+
+    counts = [int(x) for x in args.sessions.split(",") if x.strip()]
+    options = PipelineOptions(policy=Policy.LIVE)
+    t0 = time.perf_counter()
+    scorer = WindowScorer(checkpoint=args.checkpoint, device="cpu", max_streams=max(counts))
+    scoring = ScorerService(scorer)
+    scoring.start()
+    scoring.warm_up()
+    warm_s = time.perf_counter() - t0
+    speech_service = SpeechService(whisper_for(scorer.features, options))
+    speech_service.start()
+    speech_service.model  # noqa: B018  load once, before any session
+    featurizer = None
+    if args.face == "shared":
+        featurizer = SegmentFeaturizer(settings=scorer.features)
+        featurizer.face  # noqa: B018
+    shared = Shared(scoring=scoring, speech=speech_service, featurizer=featurizer)
+    speech = make_speech(args.sentences)
+    jpeg = jpeg_of(face_image(320))
+    results = []
+    try:
+        for n in counts:
+            print(f"-- {n} session(s)", flush=True)
+            r = run_sessions(n, shared, speech, jpeg, options, reaction=args.reaction, stagger=args.stagger)
+            results.append(r)
+            print(table([r]).splitlines()[-1], flush=True)
+    finally:
+        scoring.stop()
+        speech_service.stop()
+        if featurizer is not None:
+            featurizer.close()
+    doc = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch_threads": torch.get_num_threads(), "whisper_threads": options.speech.threads},
+        "model": scorer.model_info,
+        "face": args.face,
+        "sentences": args.sentences,
+        "warm_up_s": round(warm_s, 1),
+        "command": " ".join(["python", "bench/sessions_bench.py", *(argv if argv is not None else sys.argv[1:])]),
+        "results": results,
+    }
+    out.write_text(json.dumps(doc, indent=1))
+    print()
+    print(table(results))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
