@@ -2,6 +2,7 @@
 // Talks the protocol of realtime/protocol.py over the websocket at /ws.
 // This module wires the page: buttons, resizing, the stale check, the connection.
 
+import { wireCapture } from "./capture-ui.js";
 import { connect } from "./connection.js";
 import { exportCsv } from "./export.js";
 import { handle } from "./messages.js";
@@ -31,6 +32,7 @@ function init() {
   wireChartScrub();
   wireVideo();
   wireHelp();
+  wireCapture();
   const redraw = () => renderAll();
   if (window.ResizeObserver) {
     const ro = new ResizeObserver(redraw);

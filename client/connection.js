@@ -9,9 +9,16 @@ const handlers = { onMessage: () => undefined, onOpen: () => undefined };
 
 const conn = { ws: null, attempt: 0, timer: null };
 
+// a session's page (/s/<secret>) follows that session's stream; any other page the server's own
+export function sessionSecret() {
+  const m = /^\/s\/([\w-]+)\/?$/.exec(location.pathname);
+  return m ? m[1] : null;
+}
+
 function wsUrl() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return withToken(`${proto}//${location.host}/ws`);
+  const secret = sessionSecret();
+  return withToken(`${proto}//${location.host}/ws${secret ? `?session=${encodeURIComponent(secret)}` : ""}`);
 }
 
 export function setConn(kind, text) {
@@ -64,6 +71,19 @@ function scheduleReconnect() {
 export function connect(onMessage, onOpen) {
   handlers.onMessage = onMessage;
   handlers.onOpen = onOpen;
+  openSocket();
+}
+
+// drop the current socket and connect again at once (the page now follows another stream)
+export function reconnect() {
+  const old = conn.ws;
+  conn.ws = null;
+  if (old) {
+    old.onclose = null;
+    old.onmessage = null;
+    old.close(1000);
+  }
+  conn.attempt = 0;
   openSocket();
 }
 

@@ -1,6 +1,7 @@
 // The protocol's messages (realtime/protocol.py) into the page's state: hello,
 // window, session, status, stats, error.
 
+import { showCaptureControls } from "./capture-ui.js";
 import { $ } from "./page.js";
 import { renderHealth, renderHistoryNote, renderModel, renderStatus } from "./panels.js";
 import { renderAll } from "./render.js";
@@ -44,6 +45,7 @@ function onHello(msg) {
   for (const el of document.querySelectorAll("[data-live-only]")) el.hidden = replay;
   for (const el of document.querySelectorAll("[data-replay-only]")) el.hidden = !replay;
   $("chart").classList.toggle("scrubbable", replay);
+  showCaptureControls(Boolean(msg.capture) && !replay);
   renderModel();
   renderHistoryNote();
   setupVideo();

@@ -32,7 +32,14 @@ function lowPass(ratio) {
   return h;
 }
 
-class Pcm16kProcessor extends AudioWorkletProcessor {
+// The processor's name (capture.js creates the node by it).
+export const PROCESSOR_NAME = "pcm16k";
+
+// Outside the audio thread (the page imports this module for its name) there is no
+// AudioWorkletProcessor and no registerProcessor: define the class on a stand-in, register nothing.
+const Base = globalThis.AudioWorkletProcessor || class {};
+
+class Pcm16kProcessor extends Base {
   constructor(options) {
     super();
     const o = (options && options.processorOptions) || {};
@@ -129,4 +136,4 @@ class Pcm16kProcessor extends AudioWorkletProcessor {
   }
 }
 
-registerProcessor("pcm16k", Pcm16kProcessor);
+if (typeof registerProcessor === "function") registerProcessor(PROCESSOR_NAME, Pcm16kProcessor);

@@ -61,13 +61,13 @@ def _run(main, argv) -> int:
 
 
 # --------------------------------------------------------------------- helpers
-def _load_scorer(checkpoint: str | None, device: str = "auto"):
+def _load_scorer(checkpoint: str | None, device: str = "auto", max_streams: int = 1):
     from hcl.checkpoint import CheckpointError
 
     from realtime.scorer import WindowScorer
 
     try:
-        return WindowScorer(checkpoint=checkpoint, device=device)
+        return WindowScorer(checkpoint=checkpoint, device=device, max_streams=max_streams)
     except (FileNotFoundError, CheckpointError) as exc:
         raise CliError(str(exc)) from None
 
@@ -153,6 +153,26 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     parser.add_argument("--token", help="access token (generated when --host is not a loopback address)")
     parser.add_argument("--no-browser", action="store_true", help="do not open the dashboard in a browser")
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS/WSS with this certificate (with --tls-key): "
+                        "browsers allow camera and microphone only on https or on 127.0.0.1/localhost")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+
+
+def _tls_context(args):
+    """The server's SSL context for --tls-cert/--tls-key, or None."""
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise CliError("--tls-cert and --tls-key go together (a certificate and its private key, PEM)")
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"--tls-cert {cert} / --tls-key {key}: {exc}; make a pair with openssl (see the README)") from None
+    return ctx
 
 
 def _token_for(host: str, token: str | None) -> str | None:
@@ -165,11 +185,12 @@ def _token_for(host: str, token: str | None) -> str | None:
     return token
 
 
-def _start_server(args, *, hello: dict, metrics=None, session: dict | None = None):
+def _start_server(args, *, hello: dict, metrics=None, session: dict | None = None, sessions=None):
     from realtime.server import DashboardServer
 
     token = _token_for(args.host, args.token)
-    server = DashboardServer(host=args.host, port=args.port, token=token, hello=hello, metrics=metrics, session=session)
+    server = DashboardServer(host=args.host, port=args.port, token=token, hello=hello, metrics=metrics, session=session,
+                             sessions=sessions, ssl_context=_tls_context(args))
     try:
         server.start()
     except OSError as exc:
@@ -195,10 +216,17 @@ def live_parser() -> argparse.ArgumentParser:
     src.add_argument("--file", metavar="PATH", help="play an audio/video file as if it were live")
     src.add_argument("--demo", action="store_true", help="play the built-in demo clip (made with espeak-ng on first use)")
     src.add_argument("--no-camera", action="store_true", help="microphone only: speech and text, no video")
+    src.add_argument("--browser", action="store_true",
+                     help="no local capture: people start their own sessions from the dashboard "
+                     "(\"Start my camera and microphone\")")
+    p.add_argument("--max-sessions", type=int, default=4, metavar="N",
+                   help="most live sessions at once, this one and the browsers' (default 4); a new one is also "
+                   "refused while the running ones drop windows or their transcript lags")
     p.add_argument("--mic", metavar="N|NAME", help="microphone index or name (default: the default input)")
     p.add_argument("--list-devices", action="store_true", help="list cameras and microphones and exit")
     _serve_options(p)
-    p.add_argument("--record", metavar="DIR", help="record the session (scores, transcript, audio, video) into DIR")
+    p.add_argument("--record", metavar="DIR", help="record the session (scores, transcript, audio, video) into DIR; "
+                   "each browser session in DIR/<session id>/")
     p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped live model)")
     p.add_argument("--fast", action="store_true", help="--file/--demo: as fast as possible instead of real time")
     p.add_argument(
@@ -244,7 +272,12 @@ def _live(argv: Sequence[str] | None) -> int:
         raise CliError("--mic goes with --camera or --no-camera (a file brings its own audio)")
     if args.camera is not None and not args.camera.strip():
         raise CliError("--camera needs an index, a device path or a URL")
+    if args.max_sessions < 1:
+        raise CliError("--max-sessions must be at least 1")
     _token_for(args.host, args.token)
+    _tls_context(args)  # a bad certificate fails before the models load
+    if args.browser:
+        return _browser_sessions(args)
     from realtime.component import Policy
     from realtime.pipeline import LivePipeline, PipelineOptions, new_session_id, session_hello
     from realtime.speech import SpeechOptions
@@ -268,7 +301,7 @@ def _live(argv: Sequence[str] | None) -> int:
         source = _device_source(None, args.mic, need_camera=False)
     else:
         source = _device_source(args.camera, args.mic, need_camera=True)
-    scorer = _load_scorer(args.checkpoint, args.device)
+    scorer = _load_scorer(args.checkpoint, args.device, max_streams=args.max_sessions)
     if source.kind == "file" and scorer.features.face.frames_per_second != fps:
         source.fps = scorer.features.face.frames_per_second
     options = PipelineOptions(policy=policy, speech=SpeechOptions(max_backlog=None if args.reproducible else 4.0))
@@ -294,11 +327,17 @@ def _live(argv: Sequence[str] | None) -> int:
             raise CliError(f"--record {folder}: {exc}") from None
         print(f"recording into {folder}", flush=True)
     pipeline = None  # the server starts first (the pipeline publishes to it); /metrics reads the pipeline once made
+    hub = _session_hub(args, scorer)
     server = _start_server(args, hello=session_hello(session_id=session_id, scorer=scorer, mode="live"),
-                           metrics=lambda: _live_metrics(pipeline, recorder))
-    pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id,
-                            publish=server.publish, recorder=recorder)
+                           metrics=lambda: _live_metrics(pipeline, recorder), sessions=hub)
+    # this session is one of the hub's: it scores through the shared scorer and is listed,
+    # measured and counted for admission like the browsers' (its own link is printed)
+    pipeline = LivePipeline(source=source, scorer=hub.scorer_client(session_id), options=options,
+                            session_id=session_id, publish=server.publish, recorder=recorder)
     server.attach_recording(recorder.directory if recorder is not None else None)
+    own = hub.adopt(pipeline, kind=source.kind, recorder=recorder)
+    server.alias_channel(own.secret)
+    hub.start()
     _sigterm_as_interrupt()
     status = 0
     try:
@@ -327,8 +366,48 @@ def _live(argv: Sequence[str] | None) -> int:
         print("stopping", flush=True)
     finally:
         pipeline.stop()
+        hub.stop()
+        hub.join(5)
         server.stop()
     return status
+
+
+def _session_hub(args, scorer):
+    """The sessions of this server: --max-sessions, browser sessions recorded under --record."""
+    from realtime.sessions import HubConfig, SessionHub
+
+    record = pathlib.Path(args.record) if args.record else None
+    if record is not None and record.exists() and not record.is_dir():
+        raise CliError(f"--record {record}: is a file; give a folder")
+    return SessionHub(scorer=scorer, config=HubConfig(max_sessions=args.max_sessions, record_dir=record))
+
+
+def _browser_sessions(args) -> int:
+    """hcl-live --browser: no local capture; each browser that presses "Start my camera and
+    microphone" is a session of its own, until Ctrl-C."""
+    from realtime import protocol
+    from realtime.pipeline import session_hello
+
+    scorer = _load_scorer(args.checkpoint, args.device, max_streams=args.max_sessions)
+    hub = _session_hub(args, scorer)
+    server = _start_server(args, hello=session_hello(session_id="browser-sessions", scorer=scorer, mode="live"),
+                           sessions=hub)
+    server.set_status(protocol.STATUS_LOADING, "no local capture: press \"Start my camera and microphone\" to monitor yourself")
+    _sigterm_as_interrupt()
+    try:
+        scorer.warm_up()
+        hub.start()
+        print(f"waiting for browser sessions (at most {args.max_sessions}); operator view: "
+              f"{server.url.split('?')[0]}operator; Ctrl-C to stop", flush=True)
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        hub.stop()  # every session ends: its windows are scored, its recording closes
+        hub.join(5)
+        server.stop()
+    return 0
 
 
 def _recording_failed(server, message: str) -> None:

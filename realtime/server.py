@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 SESSION_RESEND_SECONDS = 2.0  # one client may ask for the whole session at most this often
 DEFAULT_HISTORY = 7200  # windows a late tab gets: 1 h at the default 0.5 s step
 LATENCY_WINDOW = 256  # how many recent windows the latency percentiles cover
+SESSION_LINK = "/s/"  # a session's page: /s/<link secret>; its stream: /ws?session=<link secret>
+CAPTURE_HELLO_TIMEOUT = 15.0  # s a capture client has to send its hello (getUserMedia may ask the person)
 
 
 def default_client_dir(*, repo_root: str | pathlib.Path | None = None) -> pathlib.Path | None:
@@ -93,11 +95,63 @@ def default_model_card(hello: dict[str, Any], *, models: str | pathlib.Path | No
 
 
 @dataclass
+class _Channel:
+    """One session's stream: what a page that connects gets first (hello, the history of
+    windows or a replayed session, the status, the last error) and who is watching it.
+    The server's own session is the channel at /ws; every other session's is at
+    /ws?session=<its link secret>, and only its viewers get its windows."""
+
+    key: str | None  # None: the server's own session
+    hello: dict[str, Any]
+    status: dict[str, Any]
+    history: collections.deque
+    session: dict[str, Any] | None = None
+    session_text: str | None = None
+    history_cut: int = 0
+    last_error: str | None = None
+    recording: pathlib.Path | None = None
+    clients: dict[str, "_Client"] = field(default_factory=dict)
+
+    def remember(self, text: str) -> None:
+        if self.history.maxlen is not None and len(self.history) == self.history.maxlen:
+            self.history_cut += 1
+        self.history.append(text)
+
+
+class SessionChannel:
+    """A session's publish channel on the server (DashboardServer.open_channel): what its
+    pipeline publishes goes to its own viewers only."""
+
+    def __init__(self, server: "DashboardServer", channel: _Channel) -> None:
+        self._server = server
+        self._channel = channel
+        self.key = channel.key
+
+    def publish(self, msg: dict[str, Any]) -> None:
+        self._server._publish(self._channel, msg)
+
+    def set_status(self, state: str, detail: str = "") -> None:
+        self._server._set_status(self._channel, state, detail)
+
+    def attach_recording(self, directory: str | pathlib.Path | None) -> None:
+        self._channel.recording = pathlib.Path(directory) if directory is not None else None
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return dict(self._channel.status)
+
+    @property
+    def viewers(self) -> int:
+        return len(self._channel.clients)
+
+
+@dataclass
 class _Client:
     id: str
     queue: asyncio.Queue
     peer: str
     connected_at: float
+    channel: _Channel | None = None
     sent: int = 0
     dropped: int = 0
     last_session_request: float = -math.inf  # monotonic time of the last get_session served
@@ -158,6 +212,9 @@ class DashboardServer:
         send_timeout: float = 30.0,
         recording: str | pathlib.Path | None = None,
         model_card: str | pathlib.Path | None = None,
+        sessions: Any = None,
+        ssl_context: Any = None,
+        capture_limits: Any = None,
     ) -> None:
         if hello.get("type") != "hello":
             raise ValueError("hello must be a protocol hello message (realtime.protocol.hello_message)")
@@ -180,26 +237,36 @@ class DashboardServer:
         self.token = token
         self._access = web.Access(host=host, token=token)  # who may ask (Host, token, Origin)
         self.client_dir = pathlib.Path(client_dir) if client_dir is not None else default_client_dir()
-        self.hello = dict(hello)
-        self.session = session
-        # a replayed session is serialised once: every client and every get_session
-        # gets this same string, so a flood of requests costs no CPU and no copies
-        self._session_text = json.dumps(session, separators=(",", ":")) if session is not None else None
-        self.send_timeout = float(send_timeout)
-        self.recording: pathlib.Path | None = None
-        self.model_card = pathlib.Path(model_card) if model_card is not None else default_model_card(self.hello)
-        self._status = protocol.status_message(
-            protocol.STATUS_FINISHED if session is not None else protocol.STATUS_LOADING,
-            "recorded session" if session is not None else "loading the models; the first score follows",
+        self._history_limit = max(0, history)
+        # the server's own session (/ws); a replayed session is serialised once: every
+        # client and every get_session gets this same string, so a flood of requests
+        # costs no CPU and no copies
+        self._own = _Channel(
+            key=None,
+            hello=dict(hello),
+            session=session,
+            session_text=json.dumps(session, separators=(",", ":")) if session is not None else None,
+            status=protocol.status_message(
+                protocol.STATUS_FINISHED if session is not None else protocol.STATUS_LOADING,
+                "recorded session" if session is not None else "loading the models; the first score follows",
+            ),
+            history=collections.deque(maxlen=self._history_limit),
         )
-        self._history_cut = 0
-        self._last_error: str | None = None
+        self._channels: dict[str, _Channel] = {}  # other sessions' streams by link secret
+        self.send_timeout = float(send_timeout)
+        self.model_card = pathlib.Path(model_card) if model_card is not None else default_model_card(self.hello)
         self._metrics = metrics
         self.queue_size = queue_size
         self.stats_interval = stats_interval
         self.ping_interval = ping_interval
         self.send_buffer = send_buffer
-        self._history: collections.deque[str] = collections.deque(maxlen=max(0, history))
+        self.ssl_context = ssl_context
+        self.sessions = sessions  # a realtime.sessions.SessionHub: browser capture at /capture, links /s/<secret>
+        if capture_limits is None:
+            from realtime.capture_protocol import DEFAULT_LIMITS
+
+            capture_limits = DEFAULT_LIMITS
+        self.capture_limits = capture_limits
         self._clients: dict[str, _Client] = {}
         self._ids = itertools.count(1)
         self._counters = _Counters()
@@ -212,6 +279,40 @@ class DashboardServer:
         self._lock = threading.Lock()  # guards counters read from other threads
         if recording is not None:
             self.attach_recording(recording)
+        if sessions is not None:
+            sessions.bind_channels(self)
+
+    # the server's own session
+    hello = property(lambda self: self._own.hello)
+    session = property(lambda self: self._own.session)
+    recording = property(lambda self: self._own.recording)
+
+    # ---------------------------------------------------------------- channels
+    def open_channel(self, key: str, hello: dict[str, Any]) -> SessionChannel:
+        """A stream for another session at /ws?session=<key> (its link secret); thread-safe."""
+        if not key or key in self._channels:
+            raise ValueError("a channel needs a new, non-empty key")
+        channel = _Channel(
+            key=key,
+            hello=dict(hello),
+            status=protocol.status_message(protocol.STATUS_LOADING, "starting the session; the first score follows"),
+            history=collections.deque(maxlen=self._history_limit),
+        )
+        self._channels[key] = channel
+        return SessionChannel(self, channel)
+
+    def alias_channel(self, key: str) -> None:
+        """Make /ws?session=<key> (and /s/<key>) reach the server's own session."""
+        self._channels[key] = self._own
+
+    def close_channel(self, key: str) -> None:
+        """Forget a channel: its link stops working (viewers already connected stay)."""
+        self._channels.pop(key, None)
+
+    def channel_for(self, key: str | None) -> _Channel | None:
+        if key is None:
+            return self._own
+        return self._channels.get(key)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 10.0) -> "DashboardServer":
@@ -252,13 +353,13 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        """http://host:port/ (with ?token=... when a token is set)."""
-        base = f"http://{self._url_host()}:{self._port()}/"
+        """http(s)://host:port/ (with ?token=... when a token is set)."""
+        base = f"{'https' if self.ssl_context is not None else 'http'}://{self._url_host()}:{self._port()}/"
         return base + (f"?token={urllib.parse.quote(self.token)}" if self.token else "")
 
     @property
     def ws_url(self) -> str:
-        base = f"ws://{self._url_host()}:{self._port()}/ws"
+        base = f"{'wss' if self.ssl_context is not None else 'ws'}://{self._url_host()}:{self._port()}/ws"
         return base + (f"?token={urllib.parse.quote(self.token)}" if self.token else "")
 
     def _port(self) -> int:
@@ -276,58 +377,61 @@ class DashboardServer:
 
     # ---------------------------------------------------------------- publish
     def publish(self, msg: dict[str, Any]) -> None:
-        """Send a protocol message to every client. Thread-safe, never blocks;
-        a message published before start() or after stop() goes only to history."""
+        """Send a protocol message to every client of the server's own session.
+        Thread-safe, never blocks; a message published before start() or after
+        stop() goes only to history."""
+        self._publish(self._own, msg)
+
+    def _publish(self, channel: _Channel, msg: dict[str, Any]) -> None:
         text = json.dumps(msg, separators=(",", ":"), allow_nan=False)
         is_window = msg.get("type") == "window"
         if msg.get("type") == "error":
-            self._last_error = text  # a page that opens later is told too (e.g. the recording stopped)
-        if is_window and self._status.get("state") == protocol.STATUS_LOADING:
+            channel.last_error = text  # a page that opens later is told too (e.g. the recording stopped)
+        if is_window and channel.status.get("state") == protocol.STATUS_LOADING:
             # the first window means the models are loaded: say so before it arrives
-            self.set_status(protocol.STATUS_RUNNING)
+            self._set_status(channel, protocol.STATUS_RUNNING)
         loop = self._loop
         if loop is None or loop.is_closed():
             if is_window:
-                self._remember(text)
+                channel.remember(text)
             return
         try:
-            loop.call_soon_threadsafe(self._fanout, text, msg if is_window else None, time.perf_counter())
+            loop.call_soon_threadsafe(self._fanout, text, msg if is_window else None, time.perf_counter(), channel)
         except RuntimeError:  # loop closed between the check and the call
             if is_window:
-                self._remember(text)
+                channel.remember(text)
 
     def set_status(self, state: str, detail: str = "") -> None:
         """Tell every page (and every page that connects later) what the session is
         doing: protocol.STATUS_LOADING, STATUS_RUNNING or STATUS_FINISHED. A live
         server starts "loading" and turns "running" by itself at the first window;
         call set_status(STATUS_FINISHED, ...) when a file has ended."""
+        self._set_status(self._own, state, detail)
+
+    def _set_status(self, channel: _Channel, state: str, detail: str = "") -> None:
         msg = protocol.status_message(state, detail)
-        self._status = msg
+        channel.status = msg
         text = json.dumps(msg, separators=(",", ":"))
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._fanout, text, None, time.perf_counter())
+            loop.call_soon_threadsafe(self._fanout, text, None, time.perf_counter(), channel)
         except RuntimeError:
             pass
 
     @property
     def status(self) -> dict[str, Any]:
-        return dict(self._status)
+        return dict(self._own.status)
 
     def attach_recording(self, directory: str | pathlib.Path | None) -> None:
         """Serve this session folder's video (/recording/video.mp4) and its whole
         session as CSV (/recording/scores.csv); None detaches. Pages that connect
         afterwards learn of it in their hello."""
-        self.recording = pathlib.Path(directory) if directory is not None else None
+        self._own.recording = pathlib.Path(directory) if directory is not None else None
 
-    def _remember(self, text: str) -> None:
-        if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
-            self._history_cut += 1
-        self._history.append(text)
-
-    def _fanout(self, text: str, window: dict[str, Any] | None, t_published: float) -> None:
+    def _fanout(self, text: str, window: dict[str, Any] | None, t_published: float, channel: _Channel | None = None) -> None:
+        channel = channel if channel is not None else self._own
         c = self._counters
         with self._lock:
             c.messages_published += 1
@@ -342,9 +446,9 @@ class DashboardServer:
                 if stages:
                     c.add_latency("total", sum(stages))
         if window is not None:
-            self._remember(text)
+            channel.remember(text)
         item = (text, window is not None, t_published)
-        for client in list(self._clients.values()):
+        for client in list(channel.clients.values()):
             self._enqueue(client, item)
 
     def _enqueue(self, client: _Client, item: tuple[str, bool, float]) -> None:
@@ -408,10 +512,15 @@ class DashboardServer:
                 "pipeline": pipeline,
             }
 
-    async def _metrics_async(self) -> dict[str, Any]:
-        """metrics() from the loop: the pipeline's callable runs off the loop."""
+    async def _metrics_async(self, *, sessions: bool = False) -> dict[str, Any]:
+        """metrics() from the loop: the pipeline's callable runs off the loop. `sessions`
+        adds the operator view (with every session's link: for /metrics only, never
+        for the pages' stats)."""
         pipeline = await asyncio.to_thread(self._pipeline_figures) if self._metrics is not None else {}
-        return self._compose_metrics(pipeline)
+        body = self._compose_metrics(pipeline)
+        if sessions and self.sessions is not None:
+            body["sessions"] = await asyncio.to_thread(self.sessions.stats)
+        return body
 
     # ---------------------------------------------------------------- loop thread
     def _run(self) -> None:
@@ -439,6 +548,7 @@ class DashboardServer:
                 process_request=self._process_request,
                 max_size=protocol.MAX_CLIENT_MESSAGE,
                 max_queue=8,
+                ssl=self.ssl_context,
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_interval,
                 close_timeout=2,
@@ -474,13 +584,35 @@ class DashboardServer:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(self.stats_interval)
-            if not self._clients:
-                continue
-            body = await self._metrics_async()
-            text = json.dumps(protocol.stats_message(body), separators=(",", ":"), default=str)
-            item = (text, False, time.perf_counter())
-            for client in list(self._clients.values()):
-                self._enqueue(client, item)
+            if self._own.clients:
+                body = await self._metrics_async()
+                text = json.dumps(protocol.stats_message(body), separators=(",", ":"), default=str)
+                item = (text, False, time.perf_counter())
+                for client in list(self._own.clients.values()):
+                    self._enqueue(client, item)
+            # another session's viewers get that session's figures only
+            for key, channel in list(self._channels.items()):
+                if channel is self._own or not channel.clients:
+                    continue
+                body = await asyncio.to_thread(self._session_figures, key)
+                text = json.dumps(protocol.stats_message(body), separators=(",", ":"), default=str)
+                item = (text, False, time.perf_counter())
+                for client in list(channel.clients.values()):
+                    self._enqueue(client, item)
+
+    def _session_figures(self, key: str) -> dict[str, Any]:
+        """The stats a session's own page gets: its pipeline's latency and drops."""
+        session = self.sessions.by_secret(key) if self.sessions is not None else None
+        if session is None:
+            return {}
+        try:
+            pipeline = session.pipeline.metrics()
+        except Exception as exc:  # a broken figure must not stop the stats
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        channel = self._channels.get(key)
+        drops = sum(c.dropped for c in channel.clients.values()) if channel is not None else 0
+        return {"session": session.id, "latency_ms": pipeline.get("latency_ms", {}),
+                "dropped_windows": pipeline.get("dropped_windows", 0), "client_drops": drops, "pipeline": pipeline}
 
     # ---------------------------------------------------------------- HTTP side
     async def _process_request(self, connection: Any, request: Request) -> Response | None:
@@ -491,22 +623,50 @@ class DashboardServer:
             return refused
         path = web.request_path(request.path)
         if path == "/ws":
-            return self._access.check_websocket(request)
+            key = _session_key(request.path)
+            if key is None:
+                return self._access.check_websocket(request)
+            # a session's link is its own key: its stream needs no token, only the secret
+            if key not in self._channels:
+                return web.text_response(404, "No live session at this link: it ended, or the link is wrong.\n")
+            if request.method == "HEAD":
+                return web.text_response(405, "The websocket handshake is a GET.\n", [("Allow", "GET")])
+            if not self._access.origin_allowed(request.headers):
+                return web.text_response(403, "Cross-origin websocket connections are refused.\n")
+            return None
+        if path == "/capture":
+            if self.sessions is None:
+                return web.text_response(404, "This server takes no browser capture (start hcl-live with --browser).\n")
+            return self._access.check_websocket(request)  # loopback, or the token
         if web.asks_upgrade(request.headers):
             return web.text_response(404, "The websocket is at /ws.\n")
         response = await self._route(request, path)
         return web.without_body(response) if request.method == "HEAD" else response
 
     async def _route(self, request: Request, path: str) -> Response:
+        if path.startswith(SESSION_LINK) and web.is_public_asset(path):
+            # a session's page at /s/<secret> asks for its code relative to /s/
+            return web.static_response(self.client_dir, "/" + path[len(SESSION_LINK):])
         if web.is_public_asset(path):
             return web.static_response(self.client_dir, path)
+        if path.startswith(SESSION_LINK):  # a session's page: its secret is the key
+            key = path[len(SESSION_LINK):].rstrip("/")
+            if key and key in self._channels:
+                return web.static_response(self.client_dir, "/index.html")
+            return web.text_response(404, "No live session at this link: it ended, or the link is wrong.\n")
         denied = self._access.check_token(request)
         if denied is not None:
             return denied
+        if path == "/sessions":  # the operator view's figures
+            if self.sessions is None:
+                return web.json_response(200, {"sessions": [], "live": 0, "max_sessions": 0})
+            return web.json_response(200, await asyncio.to_thread(self.sessions.stats))
+        if path == "/operator":
+            return web.static_response(self.client_dir, "/operator.html")
         if path == "/health":
             return web.json_response(200, self.health())
         if path == "/metrics":
-            return web.json_response(200, await self._metrics_async())
+            return web.json_response(200, await self._metrics_async(sessions=True))
         if path == "/model-card":
             return self._model_card()
         if path == "/help":  # the dashboard with its help panel open
@@ -563,28 +723,119 @@ class DashboardServer:
             200, body, "text/csv; charset=utf-8", [("Content-Disposition", f'attachment; filename="hcl-{name}-scores.csv"')]
         )
 
+    # ---------------------------------------------------------------- browser capture
+    async def _handle_capture(self, ws: Any) -> None:
+        """One capture client (a browser's camera and microphone): its hello opens a session
+        (or is refused with the reason), its messages feed the session's source, its close
+        ends the session (the windows captured are scored, the recording closes).
+
+        Server -> client: JSON text, {"type": "session", "session", "link", "stream"} once
+        the session is admitted, {"type": "refused", "reason"} before a refusal's close.
+        A client that breaks the format or the limits is closed with the code and reason
+        of realtime.capture_protocol; a refusal closes with 1013 (try again later)."""
+        from websockets.exceptions import ConnectionClosed
+
+        from realtime.capture_protocol import CaptureKind, CaptureReceiver, Violation
+        from realtime.sessions import AdmissionRefused
+
+        hub = self.sessions
+        peer = str(ws.remote_address[0]) if ws.remote_address else "?"
+        # the JSON bound of the other routes is far too small for a JPEG: this connection's own
+        ws.protocol.max_message_size = self.capture_limits.max_message_bytes
+        rx = CaptureReceiver(self.capture_limits)
+        session = None
+        starting: asyncio.Task | None = None
+        try:
+            try:
+                first = await asyncio.wait_for(ws.recv(), CAPTURE_HELLO_TIMEOUT)
+            except asyncio.TimeoutError:
+                await ws.close(1008, f"no hello in {CAPTURE_HELLO_TIMEOUT:g} s")
+                return
+            got = rx.receive(time.monotonic(), first)
+            if isinstance(got, Violation):
+                await ws.close(got.code, got.reason)
+                return
+            try:
+                session = await asyncio.to_thread(hub.open_browser, rx.hello, peer=peer)
+            except AdmissionRefused as exc:
+                log.info("capture from %s refused: %s", peer, exc.reason)
+                await ws.send(json.dumps({"type": "refused", "reason": exc.reason}))
+                from realtime.capture_protocol import close_reason
+
+                await ws.close(1013, close_reason(exc.reason))
+                return
+            await ws.send(json.dumps({"type": "session", "session": session.id, "link": session.link,
+                                      "stream": session.stream}))
+            # the models load off the loop; messages meanwhile are counted and dropped by the source
+            starting = asyncio.create_task(asyncio.to_thread(hub.start_session, session))
+            source = session.source
+            async for data in ws:
+                got = rx.receive(time.monotonic(), data)
+                if isinstance(got, Violation):
+                    log.warning("capture client %s (session %s) closed: %s", peer, session.id, got.reason)
+                    session.end_reason = got.reason
+                    await ws.close(got.code, got.reason)
+                    break
+                try:
+                    source.feed(got)
+                except ValueError as exc:  # CaptureFormatError: e.g. a frame over the size limit
+                    code = getattr(exc, "close_code", 1007)
+                    reason = getattr(exc, "reason", str(exc)[:120])
+                    await ws.close(code, reason)
+                    break
+                if got.kind is CaptureKind.END:
+                    source.end()
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            if session is not None:
+                if starting is not None:
+                    try:
+                        await starting
+                    except Exception as exc:
+                        log.warning("capture session %s did not start: %s", session.id, exc)
+                reason = session.end_reason or ("the page stopped" if rx.ended else "the page closed")
+                # the end waits for the scoring of what was captured: off the loop
+                await asyncio.to_thread(hub.end, session.id, reason=reason)
+                try:
+                    await ws.close(1000, "session ended")
+                except ConnectionClosed:
+                    pass
+
     # ---------------------------------------------------------------- websocket side
     async def _handle(self, ws: Any) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        target = ws.request.path if getattr(ws, "request", None) is not None else "/ws"
+        path = web.request_path(target)
+        if path == "/capture":
+            return await self._handle_capture(ws)
+        key = _session_key(target)
+        channel = self.channel_for(key)
+        if channel is None:  # the session ended and was forgotten between the handshake and here
+            await ws.close(1008, "no live session at this link")
+            return
         client = _Client(
             id=f"c{next(self._ids)}",
             queue=asyncio.Queue(maxsize=self.queue_size),
             peer=str(ws.remote_address[0]) if ws.remote_address else "?",
             connected_at=time.monotonic(),
             ws=ws,
+            channel=channel,
         )
         self._limit_kernel_buffer(ws)
         # snapshot + register without an await in between: every window is sent exactly once
-        initial = [json.dumps(self.hello_for_client(), separators=(",", ":"))]
-        if self._session_text is not None:
-            initial.append(self._session_text)
+        initial = [json.dumps(self.hello_for_client(channel), separators=(",", ":"))]
+        if channel.session_text is not None:
+            initial.append(channel.session_text)
         else:
-            initial.extend(self._history)
-        initial.append(json.dumps(self._status))
-        if self._last_error is not None:
-            initial.append(self._last_error)
+            initial.extend(channel.history)
+        initial.append(json.dumps(channel.status))
+        if channel.last_error is not None:
+            initial.append(channel.last_error)
         self._clients[client.id] = client
+        channel.clients[client.id] = client
         with self._lock:
             self._counters.connections += 1
         sender = asyncio.create_task(self._send_loop(ws, client, initial))
@@ -595,28 +846,33 @@ class DashboardServer:
             pass
         finally:
             self._clients.pop(client.id, None)
+            channel.clients.pop(client.id, None)
             sender.cancel()
             try:
                 await sender
             except (asyncio.CancelledError, ConnectionClosed):
                 pass
 
-    def hello_for_client(self) -> dict[str, Any]:
+    def hello_for_client(self, channel: _Channel | None = None) -> dict[str, Any]:
         """The hello a connecting page gets: the pipeline's, plus what this server holds
-        (history kept and cut, the model card, the recording's video and CSV)."""
-        hello = dict(self.hello)
+        (history kept and cut, the model card, the recording's video and CSV). Another
+        session's recording is on disk but not served: its page exports what it holds."""
+        channel = channel if channel is not None else self._own
+        hello = dict(channel.hello)
         hello["history"] = {
-            "kept": len(self._history) if self.session is None else len((self.session or {}).get("windows") or ()),
-            "cut": self._history_cut if self.session is None else 0,
-            "limit": self._history.maxlen,
+            "kept": len(channel.history) if channel.session is None else len((channel.session or {}).get("windows") or ()),
+            "cut": channel.history_cut if channel.session is None else 0,
+            "limit": channel.history.maxlen,
         }
         hello["model_card"] = "/model-card" if self.model_card is not None else None
         has_video = self._recording_file("video.mp4") is not None
         hello["recording"] = (
             {"csv": "/recording/scores.csv", "video": "/recording/video.mp4" if has_video else None}
-            if self.recording is not None
+            if channel is self._own and self.recording is not None
             else None
         )
+        if self.sessions is not None:
+            hello["capture"] = {"url": "/capture", "max_sessions": self.sessions.config.max_sessions}
         return hello
 
     def _limit_kernel_buffer(self, ws: Any) -> None:
@@ -701,7 +957,8 @@ class DashboardServer:
         if kind == "ping":
             self._enqueue(client, (json.dumps(protocol.pong_message(time.time())), False, time.perf_counter()))
         elif kind == "get_session":
-            if self._session_text is None:
+            session_text = client.channel.session_text if client.channel is not None else None
+            if session_text is None:
                 return refuse("this server is live, not replaying a session")
             now = time.monotonic()
             wait = client.last_session_request + SESSION_RESEND_SECONDS - now
@@ -714,6 +971,12 @@ class DashboardServer:
                     self._counters.refused_client_messages += 1
                 return None
             client.last_session_request = now
-            self._enqueue(client, (self._session_text, False, time.perf_counter()))
+            self._enqueue(client, (session_text, False, time.perf_counter()))
         else:
             refuse(f"unknown message type {kind!r}; expected 'ping' or 'get_session'")
+
+
+def _session_key(target: str) -> str | None:
+    """The link secret in ?session=... of a websocket URL, or None."""
+    values = urllib.parse.parse_qs(web.query_of(target)).get("session")
+    return values[0] if values and values[0] else None

@@ -1,0 +1,597 @@
+"""Many live sessions on one server: who is being monitored, with which pipeline, on
+which stream, and whether the machine can take one more.
+
+    hub = SessionHub(scorer=scorer, config=HubConfig(max_sessions=4, record_dir=...))
+    server = DashboardServer(..., sessions=hub)       # the server gives the hub its channels
+    hub.start()                                       # the health monitor
+    session = hub.open_browser(hello)                 # raises AdmissionRefused with the reason
+    hub.start_session(session)                        # loads the face model, starts the clock
+    ...  session.source.feed(msg) ...                 # the server's capture socket
+    hub.end(session.id)                               # windows finish, the recording closes
+
+A `LiveSession` has an id (the recording's folder name), an unguessable link secret
+(`secrets.token_urlsafe`: /s/<secret> is its page, /ws?session=<secret> its stream),
+its `LivePipeline`, its optional `SessionRecorder` (`record_dir/<session id>/`) and
+its publish channel (only that session's viewers get its windows).
+
+Models are shared: every session scores through one scorer and transcribes with
+one Whisper. `realtime.services` (a batching scorer thread and a speech service)
+provides them when present; otherwise one `WindowScorer` / `SpeechTranscriber`
+per process, called under a lock (neither is safe to call from two threads).
+
+Admission: a new session is refused when `max_sessions` are live, or when the
+measured health says the machine is not keeping up: a live session dropped
+windows within the last `health_window` s, or its transcript lag p95 is over
+`max_lag_p95`. The monitor thread samples every session once a second (its
+threads' CPU time, its drops), so the check costs nothing at admission time.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import pathlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from realtime.component import Policy, Worker
+
+log = logging.getLogger(__name__)
+
+LINK_PREFIX = "/s/"
+
+
+class AdmissionRefused(RuntimeError):
+    """A new session cannot be taken now; `reason` is what the page shows."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """How many sessions, when to refuse one, and where they are recorded."""
+
+    max_sessions: int = 4
+    # refuse a new session while any live one has a transcript lag p95 above this (s)
+    max_lag_p95: float | None = 2.5
+    # ... or dropped windows within the last `health_window` s
+    refuse_on_drops: bool = True
+    health_window: float = 10.0
+    monitor_interval: float = 1.0
+    record_dir: pathlib.Path | None = None  # each session in record_dir/<session id>/
+    end_timeout: float = 20.0  # s a closing session has to score what it has
+    keep_ended: int = 16  # ended sessions listed (and their streams kept) for late viewers
+    # "auto": realtime.services when it is there, else one scorer / Whisper under a lock;
+    # "services" or "locked" to choose
+    shared_models: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError("max_sessions must be >= 1")
+        if self.shared_models not in ("auto", "services", "locked"):
+            raise ValueError("shared_models must be 'auto', 'services' or 'locked'")
+        if self.health_window <= 0 or self.monitor_interval <= 0:
+            raise ValueError("health_window and monitor_interval must be > 0 s")
+
+
+class Channel(Protocol):
+    """A session's publish channel (realtime.server.DashboardServer.open_channel)."""
+
+    def publish(self, msg: dict[str, Any]) -> None: ...
+
+    def set_status(self, state: str, detail: str = "") -> None: ...
+
+    def attach_recording(self, directory: Any) -> None: ...
+
+
+class Channels(Protocol):
+    def open_channel(self, key: str, hello: dict[str, Any]) -> Channel: ...
+
+    def close_channel(self, key: str) -> None: ...
+
+
+# ------------------------------------------------------------------ shared models
+class SharedScorer:
+    """One process-wide `WindowScorer` behind the WindowScorer interface, one caller at a
+    time (its buffers and text cache are not thread-safe). What a session gets from
+    `SessionHub.scorer_client` until `realtime.services` exists."""
+
+    def __init__(self, scorer, lock: threading.RLock) -> None:
+        self._scorer = scorer
+        self._lock = lock
+        self.features = scorer.features
+        self.config = scorer.config
+        self.model_info = scorer.model_info
+        self.path = scorer.path
+
+    def score(self, window):
+        with self._lock:
+            return self._scorer.score(window)
+
+    def encode_text(self, text: str):
+        with self._lock:
+            return self._scorer.encode_text(text)
+
+    def warm_up(self) -> None:
+        with self._lock:
+            self._scorer.warm_up()
+
+    def stats(self) -> dict[str, Any]:
+        return self._scorer.stats()
+
+    def close(self) -> None:
+        pass
+
+
+class SharedTranscriber:
+    """One process-wide Whisper for every session, one pass at a time."""
+
+    def __init__(self, transcriber, lock: threading.Lock) -> None:
+        self._transcriber = transcriber
+        self._lock = lock
+
+    @property
+    def model(self):
+        with self._lock:
+            return self._transcriber.model
+
+    def transcribe(self, wave, offset: float = 0.0):
+        with self._lock:
+            return self._transcriber.transcribe(wave, offset=offset)
+
+    def close(self) -> None:
+        pass
+
+
+def live_transcriber(settings, options):
+    """The Whisper transcriber of a live session: greedy decoding unless options say otherwise."""
+    from hcl.features.speech import SpeechTranscriber
+
+    config = dataclasses.replace(settings.speech, beam_size=options.beam_size if options.beam_size is not None else 1)
+    return SpeechTranscriber(config=config, cpu_threads=options.threads, fit_encoder=options.fit_encoder,
+                             temperature_fallback=options.temperature_fallback)
+
+
+# ------------------------------------------------------------------ one session
+def _thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds a live thread has used (0 when it is gone or the platform cannot say)."""
+    if thread is None or thread.ident is None or not thread.is_alive():
+        return 0.0
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError, ValueError):
+        return 0.0
+
+
+@dataclass
+class LiveSession:
+    id: str
+    secret: str
+    kind: str  # browser, file, camera, ...
+    name: str
+    pipeline: Any
+    channel: Any = None
+    recorder: Any = None
+    peer: str = ""
+    owned: bool = True  # the hub starts and ends it (False: adopted, its owner does)
+    created_at: float = dataclasses.field(default_factory=time.time)
+    started: float | None = None  # monotonic
+    ended: float | None = None
+    end_reason: str = ""
+    scorer_client: Any = None
+    speech_client: Any = None
+    # measured by the hub's monitor
+    cpu_percent: float | None = None  # of one core, over the last interval
+    cpu_seconds: float = 0.0
+    _drops: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=120))
+    _cpu_last: tuple[float, dict[int, float]] | None = None
+
+    @property
+    def link(self) -> str:
+        return LINK_PREFIX + self.secret
+
+    @property
+    def stream(self) -> str:
+        return "/ws?session=" + self.secret
+
+    @property
+    def source(self):
+        return self.pipeline.source
+
+    @property
+    def live(self) -> bool:
+        return self.ended is None
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads that work for this session alone (its shared models' are not counted)."""
+        p = self.pipeline
+        parts = [p.source, p.faces, p.speech, p.assembler, p.scoring, p.prefetch]
+        return [t for t in (getattr(x, "_thread", None) for x in parts if x is not None) if t is not None]
+
+    def sample(self, now: float) -> None:
+        """One monitor tick: CPU since the last tick, the dropped-window count."""
+        cpu = {t.ident: _thread_cpu(t) for t in self.threads() if t.ident is not None}
+        if self._cpu_last is not None:
+            t_last, last = self._cpu_last
+            used = sum(max(0.0, v - last.get(k, 0.0)) for k, v in cpu.items())
+            self.cpu_seconds += used
+            if now > t_last:
+                self.cpu_percent = round(100 * used / (now - t_last), 1)
+        self._cpu_last = (now, cpu)
+        self._drops.append((now, self.dropped()))
+
+    def dropped(self) -> int:
+        return int(self.pipeline.queue.dropped)
+
+    def drops_within(self, seconds: float, now: float) -> int:
+        """Windows dropped in the last `seconds` (by the monitor's samples)."""
+        recent = [d for t, d in self._drops if t >= now - seconds]
+        if not recent:
+            return 0
+        older = [d for t, d in self._drops if t < now - seconds]
+        return max(0, self.dropped() - (older[-1] if older else 0))
+
+    def lag_p95(self) -> float | None:
+        speech = self.pipeline.speech
+        if speech is None:
+            return None
+        return speech.transcript.stats()["lag_s"].get("p95")
+
+    def summary(self, *, now: float | None = None, window: float = 10.0) -> dict[str, Any]:
+        """This session's line in the operator view and /metrics."""
+        now = time.monotonic() if now is None else now
+        p = self.pipeline
+        scoring = p.scoring.stats()
+        out = {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "peer": self.peer,
+            "link": self.link,
+            "live": self.live,
+            "end_reason": self.end_reason or None,
+            "age_s": round(now - self.started, 1) if self.started is not None else 0.0,
+            "windows": scoring["windows"],
+            "dropped_windows": scoring["dropped_windows"],
+            "dropped_recent": self.drops_within(window, now),
+            "latency_ms": scoring["latency_ms"].get("total"),
+            "transcript_lag_s": p.speech.transcript.stats()["lag_s"] if p.speech is not None else None,
+            "cpu_percent": self.cpu_percent,
+            "cpu_seconds": round(self.cpu_seconds, 2),
+            "recording": str(self.recorder.directory) if self.recorder is not None else None,
+            "problems": p.problems(),
+        }
+        if getattr(p.source, "kind", "") == "browser":
+            s = p.source.stats()
+            out["capture"] = {k: s.get(k) for k in ("delay_ms", "gap_seconds", "late_audio_seconds", "frames_decoded",
+                                                     "before_start", "resyncs") if k in s}
+        return out
+
+
+# ------------------------------------------------------------------ the hub
+class SessionHub(Worker):
+    """Creates, lists and ends live sessions; shares the models; admits or refuses.
+
+    A component: `start()` runs the health monitor, `stop()` ends every session it
+    owns (their recordings close), `stats()` is the operator view's body."""
+
+    name = "sessions"
+
+    def __init__(
+        self,
+        *,
+        scorer,
+        transcriber=None,
+        config: HubConfig = HubConfig(),
+        options=None,
+        make_recorder: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        from realtime.pipeline import PipelineOptions
+        from realtime.speech import SpeechOptions
+
+        self.config = config
+        self.options = options if options is not None else PipelineOptions(
+            policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0))
+        self._scorer = scorer
+        self._transcriber = transcriber
+        self._scorer_lock = threading.RLock()
+        self._speech_lock = threading.Lock()
+        self._scorer_service = None
+        self._speech_service = None
+        self._make_recorder = make_recorder
+        self.channels: Channels | None = None
+        self._sessions: dict[str, LiveSession] = {}
+        self._by_secret: dict[str, LiveSession] = {}
+        self._ended: collections.deque[LiveSession] = collections.deque()
+        self._pending = 0  # admitted, not yet registered
+        self._lock = threading.RLock()
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.created = 0
+        self._wake = threading.Event()
+
+    # ---------------------------------------------------------------- wiring
+    def bind_channels(self, channels: Channels) -> None:
+        """Where sessions publish (the dashboard server calls this when given the hub)."""
+        self.channels = channels
+
+    def _services(self):
+        """realtime.services (one batching scorer thread, one speech thread) when it exists
+        and `config.shared_models` allows; None: the locked shared models."""
+        if self.config.shared_models == "locked":
+            return None
+        if self._scorer_service is None:
+            try:
+                from realtime import services  # type: ignore[attr-defined]
+            except ImportError:
+                if self.config.shared_models == "services":
+                    raise
+                return None
+            with self._lock:
+                if self._scorer_service is None:
+                    streams = int(getattr(self._scorer, "max_streams", 1))
+                    scoring = services.ScorerService(self._scorer, max_batch=max(1, min(streams, self.config.max_sessions)))
+                    speech = services.SpeechService(self._shared_whisper())
+                    scoring.start()
+                    speech.start()
+                    self._scorer_service, self._speech_service = scoring, speech
+        return self._scorer_service, self._speech_service
+
+    def _shared_whisper(self):
+        if self._transcriber is None:
+            with self._lock:
+                if self._transcriber is None:
+                    self._transcriber = live_transcriber(self._scorer.features, self.options.speech)
+        return self._transcriber
+
+    def scorer_client(self, session_id: str):
+        """What a session scores through: a client of the shared scorer."""
+        services = self._services()
+        if services is not None:
+            return services[0].client(session_id)
+        return SharedScorer(self._scorer, self._scorer_lock)
+
+    def speech_client(self, session_id: str):
+        """What a session transcribes with: a client of the shared Whisper."""
+        services = self._services()
+        if services is not None:
+            return services[1].client(session_id)
+        return SharedTranscriber(self._shared_whisper(), self._speech_lock)
+
+    # ---------------------------------------------------------------- admission
+    def check_admission(self, now: float | None = None) -> None:
+        """Raise AdmissionRefused (with what to do) when a new session cannot be taken."""
+        now = time.monotonic() if now is None else now
+        cfg = self.config
+        with self._lock:
+            live = [s for s in self._sessions.values() if s.live]
+            if len(live) + self._pending >= cfg.max_sessions:
+                raise AdmissionRefused(f"the server is full: {cfg.max_sessions} sessions are live (--max-sessions); "
+                                       "try again when one ends")
+            for s in live:
+                if cfg.refuse_on_drops:
+                    drops = s.drops_within(cfg.health_window, now)
+                    if drops:
+                        raise AdmissionRefused(
+                            f"the server is not keeping up: a session dropped {drops} windows in the last "
+                            f"{cfg.health_window:g} s; try again later")
+                lag = s.lag_p95()
+                if cfg.max_lag_p95 is not None and lag is not None and lag > cfg.max_lag_p95:
+                    raise AdmissionRefused(
+                        f"the server is not keeping up: transcript lag p95 {lag:.1f} s (bound "
+                        f"{cfg.max_lag_p95:g} s); try again later")
+
+    def _admit(self) -> None:
+        with self._lock:
+            try:
+                self.check_admission()
+            except AdmissionRefused as exc:
+                self.refused[exc.reason.split(":")[0]] += 1
+                raise
+            self._pending += 1
+
+    # ---------------------------------------------------------------- sessions
+    def _new_secret(self) -> str:
+        while True:
+            secret = secrets.token_urlsafe(18)
+            if secret not in self._by_secret:
+                return secret
+
+    def open_browser(self, hello, *, peer: str = "") -> LiveSession:
+        """A session for a capture client's hello (not started: `start_session`)."""
+        from realtime.sources.browser import BrowserSource
+
+        source = BrowserSource.from_hello(hello)
+        return self.open(source, kind="browser", peer=peer)
+
+    def open(self, source, *, kind: str, peer: str = "", session_id: str | None = None) -> LiveSession:
+        """Admit, then build a session around `source` (a pipeline, a channel, a recorder)."""
+        from realtime.pipeline import LivePipeline, new_session_id, session_hello
+
+        self._admit()
+        try:
+            session_id = session_id or new_session_id()
+            secret = self._new_secret()
+            scorer = self.scorer_client(session_id)
+            speech = self.speech_client(session_id) if source.audio is not None and self.options.transcribe else None
+            hello = session_hello(session_id=session_id, scorer=scorer, mode="live")
+            channel = self.channels.open_channel(secret, hello) if self.channels is not None else None
+            recorder = self._recorder(session_id, scorer, source, channel)
+            pipeline = LivePipeline(source=source, scorer=scorer, transcriber=speech, options=self.options,
+                                    session_id=session_id, recorder=recorder,
+                                    publish=channel.publish if channel is not None else None)
+            if channel is not None and recorder is not None:
+                channel.attach_recording(recorder.directory)
+            session = LiveSession(id=session_id, secret=secret, kind=kind, name=source.name, pipeline=pipeline,
+                                  channel=channel, recorder=recorder, peer=peer, scorer_client=scorer,
+                                  speech_client=speech)
+            self._register(session)
+            return session
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def adopt(self, pipeline, *, kind: str, channel=None, recorder=None, secret: str | None = None) -> LiveSession:
+        """List a session whose owner runs it (hcl-live's own --camera/--file session): it is
+        counted, measured and reachable by its link, but its owner starts and stops it."""
+        with self._lock:
+            session = LiveSession(id=pipeline.session_id, secret=secret or self._new_secret(), kind=kind,
+                                  name=pipeline.source.name, pipeline=pipeline, channel=channel, recorder=recorder,
+                                  owned=False)
+            session.started = time.monotonic()
+            self._register(session)
+        return session
+
+    def _register(self, session: LiveSession) -> None:
+        with self._lock:
+            self._sessions[session.id] = session
+            self._by_secret[session.secret] = session
+            self.created += 1
+
+    def _recorder(self, session_id: str, scorer, source, channel):
+        folder_root = self.config.record_dir
+        if folder_root is None:
+            return None
+        from realtime.cli import session_info
+        from realtime.recording import SessionRecorder
+
+        def failed(message: str) -> None:
+            log.warning("session %s: %s", session_id, message)
+            if channel is not None:
+                from realtime import protocol
+
+                channel.publish(protocol.error_message(message))
+
+        make = self._make_recorder or SessionRecorder
+        return make(pathlib.Path(folder_root) / session_id,
+                    session_info=session_info(session_id=session_id, scorer=scorer, options=self.options, mode="live",
+                                              source=source.name),
+                    audio=source.audio is not None, on_error=failed)
+
+    def start_session(self, session: LiveSession) -> None:
+        """Start its pipeline (loads the per-session face model; blocks a second or two).
+        A failure ends the session and raises."""
+        try:
+            session.pipeline.start()
+        except BaseException as exc:
+            self.end(session.id, reason=f"could not start: {exc}", wait=False)
+            raise
+        session.started = time.monotonic()
+        if session.channel is not None:
+            session.channel.set_status("running", "")
+        self._wake.set()
+
+    def get(self, session_id: str) -> LiveSession | None:
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def by_secret(self, secret: str) -> LiveSession | None:
+        with self._lock:
+            return self._by_secret.get(secret)
+
+    def sessions(self, *, live_only: bool = True) -> list[LiveSession]:
+        with self._lock:
+            out = list(self._sessions.values())
+            if not live_only:
+                out += list(self._ended)
+        return out
+
+    def end(self, session_id: str, *, reason: str = "ended", wait: bool = True) -> LiveSession | None:
+        """End a session the hub owns: its source ends (a browser: no more input), the
+        windows already captured are scored (up to `end_timeout` s), the recording closes,
+        its viewers are told it finished. Idempotent; blocks (call it off the event loop)."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or session.ended is not None:
+                return session
+            session.ended = time.monotonic()
+            session.end_reason = reason
+        p = session.pipeline
+        try:
+            end = getattr(p.source, "end", None)
+            if end is not None:
+                end()
+            if wait and p.clock is not None:
+                p.wait(self.config.end_timeout)
+        finally:
+            if session.owned:
+                p.stop()
+            for client in (session.scorer_client, session.speech_client):
+                close = getattr(client, "close", None)
+                if close is not None:
+                    close()
+            if session.channel is not None:
+                m = p.scoring.stats()
+                session.channel.set_status("finished", f"{reason}: {m['windows']} windows")
+            with self._lock:
+                self._sessions.pop(session.id, None)
+                self._ended.append(session)
+                while len(self._ended) > self.config.keep_ended:
+                    old = self._ended.popleft()
+                    self._by_secret.pop(old.secret, None)
+                    if self.channels is not None:
+                        self.channels.close_channel(old.secret)
+        return session
+
+    # ---------------------------------------------------------------- monitor
+    def run(self) -> None:
+        while not self.stopping:
+            now = time.monotonic()
+            for session in self.sessions():
+                if session.started is None:
+                    continue
+                try:
+                    session.sample(now)
+                except Exception:  # a figure must never stop the monitor
+                    log.debug("sampling session %s failed", session.id, exc_info=True)
+            self._wake.wait(self.config.monitor_interval)
+            self._wake.clear()
+
+    def stop(self) -> None:
+        """End every session the hub owns (recordings close), then the monitor."""
+        for session in self.sessions():
+            if session.owned:
+                try:
+                    self.end(session.id, reason="server stopping", wait=False)
+                except Exception:
+                    log.exception("ending session %s", session.id)
+        super().stop()
+        self._wake.set()
+        if self._scorer_service is not None:
+            for service in (self._scorer_service, self._speech_service):
+                for name in ("stop", "close"):
+                    fn = getattr(service, name, None)
+                    if fn is not None:
+                        fn()
+                        break
+
+    def stats(self) -> dict[str, Any]:
+        """The operator view: every live (and recently ended) session with its lag, drops
+        and CPU share, and the admission state."""
+        now = time.monotonic()
+        sessions = self.sessions(live_only=False)
+        lines = [s.summary(now=now, window=self.config.health_window) for s in sessions]
+        try:
+            self.check_admission(now)
+            admitting, why = True, None
+        except AdmissionRefused as exc:
+            admitting, why = False, exc.reason
+        return {
+            **super().stats(),
+            "live": sum(1 for s in sessions if s.live),
+            "max_sessions": self.config.max_sessions,
+            "created": self.created,
+            "admitting": admitting,
+            "refusing_because": why,
+            "refused": dict(self.refused),
+            "cores": os.cpu_count(),
+            "shared_models": "services" if self._scorer_service is not None else "locked",
+            "sessions": lines,
+        }
