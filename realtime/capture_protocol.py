@@ -44,11 +44,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from hcl.features.config import SAMPLE_RATE
+
 CAPTURE_MAGIC = b"HCLc"
 CAPTURE_VERSION = 1
 HEADER = struct.Struct("<4sBBHIdI")
 HEADER_SIZE = HEADER.size  # 24
-SAMPLE_RATE = 16000
 AUDIO_SAMPLE_BYTES = 2  # int16
 
 # websocket close codes (RFC 6455) the server uses for a capture client

@@ -47,6 +47,8 @@ import io
 import math
 from typing import Any, Iterable, Sequence
 
+from hcl.features.config import MODALITIES
+
 PROTOCOL_VERSION = 1
 MAX_CLIENT_MESSAGE = 4096
 
@@ -113,7 +115,7 @@ def window_message(
         "class7": c,
         "label": CLASS7_LABELS[c],
         "polarity": polarity(score),
-        "presence": {k: bool(presence.get(k, False)) for k in ("text", "audio", "video")},
+        "presence": {k: bool(presence.get(k, False)) for k in MODALITIES},
         "weights": {k: [_r(x) for x in v] for k, v in (weights or {}).items()},
         "attention": [[_r(x) for x in row] for row in attention] if attention is not None else None,
         "words": [
@@ -134,7 +136,7 @@ def hello_message(
         "mode": mode,
         "model": model,
         "settings": {"step_seconds": step_seconds, "window_steps": window_steps},
-        "modalities": ["text", "audio", "video"],
+        "modalities": list(MODALITIES),
         "clusters": clusters,
     }
 
