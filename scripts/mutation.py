@@ -54,24 +54,12 @@ TARGETS = (
     Target("ccl", "hcl/ccl.py", ("tests/test_ccl.py", "tests/test_model.py")),
     Target("protocol", "realtime/protocol.py", ("tests/test_protocol_table.py",)),
     Target("windowing", "realtime/windowing.py",
-           ("tests/test_windowing.py", "tests/test_window_readiness.py", "tests/test_window_assembler.py")),
-    Target(
-        "server_access",
-        "realtime/server.py",
-        ("tests/test_access_tokens.py",),
-        functions=(
-            "*.x_is_loopback__mutmut_*",
-            "*.x_split_host__mutmut_*",
-            "*ǁ_token_of__mutmut_*",
-            "*ǁ_check_token__mutmut_*",
-            "*ǁ_origin_allowed__mutmut_*",
-            "*ǁ_host_allowed__mutmut_*",
-            "*ǁ_host_name_allowed__mutmut_*",
-            "*ǁ_check_headers__mutmut_*",
-        ),
-        note="the access checks only: is_loopback, split_host, _token_of, _check_token, _origin_allowed, "
-        "_host_name_allowed (_host_allowed), _check_headers",
-    ),
+           ("tests/test_windowing.py", "tests/test_window_readiness.py", "tests/test_window_assembler.py",
+            "tests/test_utterance_text.py", "tests/test_window_waits.py")),
+    Target("web", "realtime/web.py", ("tests/test_http.py", "tests/test_access_tokens.py"),
+           note="the server's pure HTTP layer: access checks (Access, is_loopback, split_host, token_of), "
+           "static files, ranges, content types, responses"),
+    Target("component", "realtime/component.py", ("tests/test_component.py",)),
 )
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
@@ -96,7 +84,7 @@ ISSUE_SURVIVORS = (
     HandMutation("class7 truncates instead of rounding", "realtime/protocol.py",
                  "return int(max(-3, min(3, round(score))))", "return int(max(-3, min(3, int(score))))",
                  ("tests/test_protocol_table.py",)),
-    HandMutation("the token check accepts any prefix of the token", "realtime/server.py",
+    HandMutation("the token check accepts any prefix of the token", "realtime/web.py",
                  "if not hmac.compare_digest(given.encode(), self.token.encode()):",
                  "if not self.token.startswith(given):", ("tests/test_access_tokens.py",)),
     HandMutation("the missing-camera error lists no camera indices", "realtime/sources/camera.py",
