@@ -2,7 +2,7 @@
 `ScorerService` and one `SpeechService` (realtime/services.py).
 
     python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction]
-                                   [--face per-session|shared] [--out PATH]
+                                   [--face per-session|shared] [--speech-batch B] [--out PATH]
     python bench/sessions_bench.py --whisper-batch      # can faster-whisper batch passes? (see below)
 
 Each session is a real `LivePipeline(Policy.LIVE)` over a `BrowserSource`, fed the
@@ -12,8 +12,9 @@ paced sender at real-time pace, the way the server feeds a browser's socket. Eve
 session speaks the same sentences in its own order (so the shared text-encoding
 cache does not make N sessions look cheaper than N people). The sessions start
 together; all N share one WindowScorer (max_streams = the largest N) behind one
-ScorerService, one Whisper behind one SpeechService, and (`--face shared`) one face
-extractor, else one per session.
+ScorerService, one Whisper behind one SpeechService (`--speech-batch B`: up to B
+sessions' passes decoded as one batch, default 4; 1 = one at a time), and (`--face
+shared`) one face extractor, else one per session.
 
 Per N: windows scored and dropped, scoring latency (queue wait + model) and total
 window latency p95, transcript lag p95 (word committed minus word end), speech
@@ -92,6 +93,77 @@ def session_clip(speech, index: int, *, lead: float = 0.5, gap: float = 1.5, tai
     return np.concatenate(parts), sentences
 
 
+# ---------------------------------------------------------------- CPU by thread
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """{native thread id: (stage, CPU seconds)} of every thread of this process (Linux
+    /proc). Python threads are named by their stage (a live component's name, the
+    services); threads Python does not know (CTranslate2's and torch's pools, mediapipe's)
+    are "native pools"."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = {}
+    for entry in os.scandir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tid = int(entry.name)
+        out[tid] = (stage_of(names.get(tid)), (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
+def stage_of(name: str | None) -> str:
+    if name is None:
+        return "native pools (Whisper, torch, mediapipe)"
+    if name.startswith("simulated"):
+        return "source (JPEG decode)"
+    if name.startswith("Thread-") and "send" in name:
+        return "senders"
+    if name.startswith("ThreadPoolExecutor"):
+        return "thread pools"
+    return name
+
+
+class ThreadCpuSampler:
+    """Samples `thread_cpu()` every `period` s, so threads that end before the run does
+    (a session's face, speech and windowing threads) keep their last figure."""
+
+    def __init__(self, period: float = 0.5) -> None:
+        self.period = period
+        self.seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        self.seen.update(thread_cpu())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def start(self) -> "ThreadCpuSampler":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[int, tuple[str, float]]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return dict(self.seen)
+
+
+def cpu_by_stage(before: dict, after: dict, wall: float) -> dict[str, float]:
+    """Share of one core per stage over `wall` s (threads started meanwhile count from 0)."""
+    out: dict[str, float] = {}
+    for tid, (stage, cpu) in after.items():
+        out[stage] = out.get(stage, 0.0) + cpu - (before[tid][1] if tid in before else 0.0)
+    return {k: round(100 * v / wall, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
 # ---------------------------------------------------------------- one run of N sessions
 @dataclasses.dataclass
 class Shared:
@@ -143,6 +215,8 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
     for s in sessions:  # models load here (face per session); the clocks start after
         s["pipeline"].start()
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    threads0 = thread_cpu()
+    sampler = ThreadCpuSampler().start()
     senders = []
     for i, s in enumerate(sessions):
         def send(s=s, delay=i * stagger):
@@ -156,6 +230,7 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
     for s in sessions:
         s["pipeline"].wait(60)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    stages = cpu_by_stage(threads0, sampler.stop(), wall)
     load_after = os.getloadavg()
     rows = []
     for s in sessions:
@@ -195,6 +270,7 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
             s["featurizer"].close()
     busy = {k: {"busy_fraction": round((svc._busy_s - busy0[k][0]) / wall, 3), "passes": svc.passes - busy0[k][1]}
             for k, svc in (("scorer", shared.scoring), ("speech", shared.speech))}
+    busy["speech"]["batch_size"] = shared.speech.batch_sizes.summary()
     all_scoring = [x for s in sessions for x in s["pipeline"].latencies["scoring"].recent()]
     all_total = [x for s in sessions for x in s["pipeline"].latencies["total"].recent()]
     all_lags = [x for r in rows for x in r["lags_s"]]
@@ -215,6 +291,7 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
                        "never": sum(x is None for x in reactions), "n": len(reactions)} if reaction else None,
         "cpu_percent_total": round(100 * cpu / wall, 1),
         "cpu_percent_per_session": round(100 * cpu / wall / n, 1),
+        "cpu_percent_by_stage": stages,  # % of one core, all sessions together
         "services": busy,
         "scorer_batch": shared.scoring.batch_sizes.summary(),
         "load_avg_before": [round(x, 2) for x in load_before],
@@ -301,6 +378,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reaction", action="store_true", help="also the reaction time (live_bench's definition)")
     ap.add_argument("--face", choices=("per-session", "shared"), default="per-session",
                     help="one face extractor per session (default) or one for all")
+    ap.add_argument("--speech-batch", type=int, default=4,
+                    help="most sessions' Whisper passes decoded as one batch (1: one pass at a time, interleaved)")
     ap.add_argument("--stagger", type=float, default=0.3, help="s between the sessions' first messages")
     ap.add_argument("--checkpoint", help="the live checkpoint (default: the shipped one)")
     ap.add_argument("--whisper-batch", action="store_true", help="measure batched vs one-by-one Whisper passes only")
@@ -336,7 +415,12 @@ def main(argv=None) -> int:
     scoring.start()
     scoring.warm_up()
     warm_s = time.perf_counter() - t0
-    speech_service = SpeechService(whisper_for(scorer.features, options))
+    whisper = whisper_for(scorer.features, options)
+    if args.speech_batch > 1:
+        from realtime.batched_whisper import BatchedWhisper
+
+        whisper = BatchedWhisper(whisper)
+    speech_service = SpeechService(whisper, max_batch=args.speech_batch)
     speech_service.start()
     speech_service.model  # noqa: B018  load once, before any session
     featurizer = None
@@ -363,6 +447,7 @@ def main(argv=None) -> int:
                     "torch_threads": torch.get_num_threads(), "whisper_threads": options.speech.threads},
         "model": scorer.model_info,
         "face": args.face,
+        "speech_batch": args.speech_batch,
         "sentences": args.sentences,
         "warm_up_s": round(warm_s, 1),
         "command": " ".join(["python", "bench/sessions_bench.py", *(argv if argv is not None else sys.argv[1:])]),
