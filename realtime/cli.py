@@ -436,19 +436,29 @@ def live_main(argv: Sequence[str] | None = None) -> int:
 def annotate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hcl-annotate",
-        description="Score a media file as fast as possible through the live path; writes a session folder like hcl-live --record.",
+        description="Score a media file as fast as possible through the live path; writes a session folder like hcl-live --record. "
+        "With --ray: many files (files, folders, globs) on Ray Data, one session folder each under -o plus summary.csv.",
     )
-    p.add_argument("file", help="audio/video file")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="session folder to write")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="audio/video file (with --ray: files, folders or glob patterns)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="session folder to write (with --ray: the parent folder)")
     p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped live model)")
     p.add_argument("--device", default="auto", help="scoring device: auto, cpu or cuda")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--verbose", "-v", action="store_true")
+    ray = p.add_argument_group("Ray (pip install hcl-live[ray])")
+    ray.add_argument("--ray", action="store_true", help="annotate the inputs in parallel on Ray Data (resumable: finished files are skipped)")
+    ray.add_argument("--ray-address", metavar="ADDRESS", help="join this Ray cluster (e.g. auto); default: start a local Ray on this machine's CPUs")
+    ray.add_argument("--ray-workers", type=int, metavar="N", help="actors, each holding the models (default: one per CPU of the cluster)")
     return p
 
 
-def annotate(path: str, output: str, *, checkpoint: str | None = None, device: str = "auto", progress: bool = True, scorer=None):
-    """Run the live path on `path` as fast as possible into session folder `output`; returns the pipeline."""
+def annotate(path: str, output: str, *, checkpoint: str | None = None, device: str = "auto", progress: bool = True, scorer=None,
+             featurizer=None, transcriber=None):
+    """Run the live path on `path` as fast as possible into session folder `output`; returns the pipeline.
+
+    `scorer`, `featurizer` (a SegmentFeaturizer, image mode: no state between frames) and
+    `transcriber` (a SpeechTranscriber) may be given to keep loaded models across files
+    (the --ray actors do); by default each is made for this file."""
     from tqdm import tqdm
 
     from realtime.component import Policy
@@ -475,7 +485,7 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
     total = last_step(source.duration or 0.0, scorer.features.step_seconds)
     bar = tqdm(total=total, unit="win", desc=pathlib.Path(path).name, disable=not progress)
     pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id, recorder=recorder,
-                            on_window=lambda msg: bar.update(1))
+                            featurizer=featurizer, transcriber=transcriber, on_window=lambda msg: bar.update(1))
     try:
         pipeline.start()
         while not pipeline.wait(0.5):
@@ -491,9 +501,19 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
 
 
 def _annotate(argv: Sequence[str] | None) -> int:
-    args = annotate_parser().parse_args(argv)
+    parser = annotate_parser()
+    args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     _sigterm_as_interrupt()
+    if args.ray:
+        from realtime.archive import archive_command
+
+        return archive_command(args)
+    if args.ray_address or args.ray_workers:
+        parser.error("--ray-address and --ray-workers go with --ray")
+    if len(args.inputs) != 1:
+        parser.error("one file without --ray (several files, folders or globs need --ray)")
+    args.file = args.inputs[0]
     try:
         pipeline = annotate(args.file, args.output, checkpoint=args.checkpoint, device=args.device, progress=not args.quiet)
     except KeyboardInterrupt:
