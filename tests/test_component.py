@@ -104,7 +104,7 @@ def test_one_policy_one_meaning():
     assert Policy.of(strict=False, realtime=True) is Policy.LIVE
     assert Policy.of(strict=True, realtime=True) is Policy.REPRODUCIBLE
     assert Policy.of(strict=True, realtime=False) is Policy.FAST
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^as fast as possible needs windows that wait for their inputs \(strict\)$"):
         Policy.of(strict=False, realtime=False)
     table = {p: (p.waits_for_inputs, p.follows_clock, p.drops_when_full) for p in Policy}
     assert table == {Policy.LIVE: (False, True, True), Policy.REPRODUCIBLE: (True, True, True), Policy.FAST: (True, False, False)}
@@ -138,3 +138,100 @@ def test_fast_policy_queues_wait_instead_of_dropping():
     producer.join(5)
     assert not producer.is_alive() and q.dropped == 0 and feed.dropped == 0
     assert q.get(1) == 1 and feed.get(1)[0] == 1.0
+
+
+def test_recent_stats_defaults_and_edges():
+    r = RecentStats()
+    for v in range(2000):
+        r.add(v)
+    assert len(r.recent()) == 1024 and r.recent()[0] == 976.0  # the default keep: the last 1024 values
+    assert all(type(v) is float for v in r.recent()) and len(r) == 2000 and list(r) == r.recent()
+    one = RecentStats(keep=0)  # at least one value is kept
+    one.add(3)
+    one.add(4)
+    assert one.recent() == [4.0] and one.count == 2 and one.total == 7.0 and one.max == 4.0
+    nan = RecentStats()
+    nan.add(float("nan"))
+    assert nan.max is None and nan.total == 0.0 and nan.count == 1  # a first value that is not finite
+    nan.add(-2.5)
+    nan.add(float("inf"))
+    assert nan.max == -2.5 and nan.total == -2.5
+    assert RecentStats().summary() == {"p50": None, "p95": None, "n": 0}
+    r = RecentStats()
+    for v in (1.23456, 2.34567):
+        r.add(v)
+    assert r.summary() == {"p50": 1.23, "p95": 2.35, "n": 2}  # two places by default
+    assert r.summary(nd=3) == {"p50": 1.235, "p95": 2.346, "n": 2}
+    r.add(0.5)  # a smaller value after a larger one: the max stays
+    assert r.max == 2.34567 and r.total == pytest.approx(1.23456 + 2.34567 + 0.5)
+    r.clear()
+    assert (r.count, r.total, r.max, r.recent()) == (0, 0.0, None, [])
+
+
+def test_percentile_ranks_at_the_edges():
+    data = [4.0, 1.0, 3.0, 2.0]
+    assert [percentile(data, q) for q in (0, 1, 25, 26, 50, 51, 75, 76, 100)] == [1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]
+    assert percentile([7.0], 0) == 7.0 and percentile([7.0], 100) == 7.0
+    assert percentile([None, 2.0, float("nan"), 1.0, float("-inf")], 100) == 2.0
+    assert percentiles([1.23456, 9.87654]) == {"p50": 1.23, "p95": 9.88}  # p50 and p95, two places by default
+    assert percentiles([1.0, 2.0, 3.0], qs=(0, 99.5)) == {"p0": 1.0, "p99.5": 3.0}
+    assert percentiles([]) == {"p50": None, "p95": None}
+
+
+class Named(Worker):
+    name = "a named part"
+    thread_name = "named-thread"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict = {}
+
+    def run(self) -> None:
+        t = threading.current_thread()
+        self.seen.update(name=t.name, daemon=t.daemon, running=self.running, stopping=self.stopping)
+
+    def finish(self) -> None:
+        self.join(1)  # joining itself from its own thread returns at once
+        self.seen["finished"] = True
+
+
+def test_worker_thread_name_daemon_and_self_join():
+    w = Named()
+    assert not w.running and w.stats() == {"running": False, "error": None}
+    w.join(0.01)  # not started: nothing to wait for
+    w.start()
+    w.join(5)
+    assert w.done.is_set() and w.error is None
+    assert w.seen == {"name": "named-thread", "daemon": True, "running": True, "stopping": False, "finished": True}
+    assert not w.running
+    w2 = Boom(fail=False)  # no thread_name: the thread is named after the part
+    w2.start()
+    assert w2._thread.name == "boom" and w2._thread.daemon
+    w2.stop()
+    w2.stop()  # idempotent
+    w2.join(5)
+    assert w2.stopping and w2.done.is_set()
+
+
+def test_a_worker_without_run_reports_not_implemented(caplog):
+    w = Worker()
+    with caplog.at_level("ERROR", logger="realtime.component"):
+        w.start()
+        assert w.done.wait(5)
+    assert isinstance(w.error, NotImplementedError) and w.stats()["error"].startswith("NotImplementedError")
+    assert [r.getMessage() for r in caplog.records] == ["worker stopped"]
+    assert w.finish() is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_worker_done_is_set_even_when_finish_fails():
+    class BadFinish(Worker):
+        def run(self) -> None:
+            pass
+
+        def finish(self) -> None:
+            raise OSError("cannot close")
+
+    w = BadFinish()
+    w.start()
+    assert w.done.wait(5)
