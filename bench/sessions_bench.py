@@ -4,6 +4,7 @@
     python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction]
                                    [--face per-session|shared] [--speech-batch B] [--out PATH]
     python bench/sessions_bench.py --whisper-batch      # can faster-whisper batch passes? (see below)
+    python bench/sessions_bench.py --costs              # CPU ms of each model's unit of work
 
 Each session is a real `LivePipeline(Policy.LIVE)` over a `BrowserSource`, fed the
 capture messages of a generated clip (espeak-ng sentences over the astronaut's face,
@@ -212,6 +213,7 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
         sessions.append(s)
     load_before = os.getloadavg()
     busy0 = {k: (svc._busy_s, svc.passes) for k, svc in (("scorer", shared.scoring), ("speech", shared.speech))}
+    turns0 = shared.speech.turns
     for s in sessions:  # models load here (face per session); the clocks start after
         s["pipeline"].start()
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -270,7 +272,9 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
             s["featurizer"].close()
     busy = {k: {"busy_fraction": round((svc._busy_s - busy0[k][0]) / wall, 3), "passes": svc.passes - busy0[k][1]}
             for k, svc in (("scorer", shared.scoring), ("speech", shared.speech))}
-    busy["speech"]["batch_size"] = shared.speech.batch_sizes.summary()
+    turns = shared.speech.turns - turns0
+    busy["speech"]["turns"] = turns
+    busy["speech"]["passes_per_turn"] = round(busy["speech"]["passes"] / turns, 2) if turns else None
     all_scoring = [x for s in sessions for x in s["pipeline"].latencies["scoring"].recent()]
     all_total = [x for s in sessions for x in s["pipeline"].latencies["total"].recent()]
     all_lags = [x for r in rows for x in r["lags_s"]]
@@ -371,6 +375,57 @@ def whisper_batch(seconds: float = 4.0, repeat: int = 7) -> dict:
             "load_avg": os.getloadavg()}
 
 
+def costs(repeat: int = 5) -> dict:
+    """CPU seconds (process time: every thread, native pools included; not inflated by
+    waiting for a core the way wall time is) of each model's unit of work, the fastest
+    of `repeat`: a Whisper pass (3 s and 7 s of speech, alone and 4 at once), a face
+    frame, a scoring pass (batch 1 and 4)."""
+    import numpy as np
+    import torch
+
+    from hcl.features.config import FeatureSettings
+    from hcl.features.face import FaceFeatureExtractor
+    from live_bench import REACTION_SENTENCES
+
+    from realtime.batched_whisper import BatchedWhisper
+    from realtime.demo import face_image, speak
+    from realtime.pipeline import PipelineOptions
+    from realtime.scorer import WindowScorer
+    from realtime.services import _blank_window
+
+    def cpu_of(fn):
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.process_time()
+            fn()
+            best = min(best, time.process_time() - t0)
+        return round(best * 1000, 1)
+
+    torch.set_num_threads(1)
+    out: dict = {"statistic": f"fastest of {repeat}, CPU ms (all threads)"}
+    whisper = BatchedWhisper(whisper_for(FeatureSettings(), PipelineOptions()))
+    speech = np.concatenate([speak(t) for _, t in REACTION_SENTENCES[:3]])
+    for secs in (3.0, 7.0):
+        wave = np.concatenate([np.zeros(4000, np.float32), speech[: int(secs * 16000)]])
+        whisper.transcribe(wave)
+        out[f"whisper_pass_{secs:g}s"] = cpu_of(lambda w=wave: whisper.transcribe(w))
+        out[f"whisper_4_passes_{secs:g}s_batched"] = cpu_of(lambda w=wave: whisper.transcribe_many([(w, 0.0)] * 4))
+    face = FaceFeatureExtractor()
+    img = face_image(320)
+    face.frame(img)
+    out["face_frame"] = cpu_of(lambda: [face.frame(img) for _ in range(10)]) / 10
+    face.close()
+    scorer = WindowScorer(device="cpu", max_streams=4)
+    scorer.warm_up()
+    w = _blank_window(scorer)
+    for n in (1, 4):
+        scorer.score_many([w] * n)
+        out[f"scorer_pass_batch{n}"] = cpu_of(lambda n=n: scorer.score_many([w] * n))
+    out["text_encoding"] = cpu_of(lambda: (scorer._text_cache.clear(), scorer.encode_text("i really love this it is wonderful")))
+    out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", default="1,2,4,8", help="comma-separated session counts (default 1,2,4,8)")
@@ -383,6 +438,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stagger", type=float, default=0.3, help="s between the sessions' first messages")
     ap.add_argument("--checkpoint", help="the live checkpoint (default: the shipped one)")
     ap.add_argument("--whisper-batch", action="store_true", help="measure batched vs one-by-one Whisper passes only")
+    ap.add_argument("--costs", action="store_true", help="measure the CPU cost of each model's unit of work only")
     ap.add_argument("--out", help="JSON output (default bench/results/sessions.json)")
     args = ap.parse_args(argv)
 
@@ -391,6 +447,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     out = pathlib.Path(args.out or ROOT / "bench" / "results" / "sessions.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.costs:
+        result = costs()
+        path = out.with_name("sessions_costs.json") if not args.out else out
+        path.write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
+        print(f"wrote {path}")
+        return 0
     if args.whisper_batch:
         result = whisper_batch()
         path = out.with_name("sessions_whisper_batch.json") if not args.out else out
