@@ -329,11 +329,10 @@ def whisper_batch(seconds: float = 4.0, repeat: int = 7) -> dict:
     alternate; the fastest of `repeat` runs counts: the machine is shared, the least
     disturbed run is the closest to the cost)."""
     import numpy as np
+    from live_bench import REACTION_SENTENCES
 
     from hcl.features.config import FeatureSettings
     from hcl.features.speech import fit_features
-    from live_bench import REACTION_SENTENCES
-
     from realtime.demo import speak
     from realtime.pipeline import PipelineOptions
 
@@ -382,11 +381,10 @@ def costs(repeat: int = 5) -> dict:
     frame, a scoring pass (batch 1 and 4)."""
     import numpy as np
     import torch
+    from live_bench import REACTION_SENTENCES
 
     from hcl.features.config import FeatureSettings
     from hcl.features.face import FaceFeatureExtractor
-    from live_bench import REACTION_SENTENCES
-
     from realtime.batched_whisper import BatchedWhisper
     from realtime.demo import face_image, speak
     from realtime.pipeline import PipelineOptions

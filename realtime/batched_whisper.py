@@ -26,7 +26,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
-from hcl.features.speech import LOW_LOGPROB, MAX_COMPRESSION_RATIO, MAX_TOKENS, NO_SPEECH_PROB, TOKENS_PER_SECOND, Word
+from hcl.features.speech import (
+    LOW_LOGPROB,
+    MAX_COMPRESSION_RATIO,
+    MAX_TOKENS,
+    NO_SPEECH_PROB,
+    TOKENS_PER_SECOND,
+    Word,
+)
 
 
 @dataclass
@@ -64,7 +71,12 @@ class BatchedWhisper:
         """The pass's padded features, or None when it gives no words (too short, silent,
         no speech for the VAD): the checks of `SpeechTranscriber.transcribe`."""
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
+        from faster_whisper.vad import (
+            SpeechTimestampsMap,
+            VadOptions,
+            collect_chunks,
+            get_speech_timestamps,
+        )
 
         wave = np.asarray(wave_16k, dtype=np.float32)
         if wave.ndim != 1:
@@ -85,7 +97,10 @@ class BatchedWhisper:
 
     def _decoding(self, max_new_tokens: int):
         from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+        from faster_whisper.transcribe import (
+            TranscriptionOptions,
+            get_suppressed_tokens,
+        )
 
         model = self.model
         if self._tokenizer is None:

@@ -231,9 +231,9 @@ def test_real_scorer_batched_scores_equal_single_scores(live_checkpoint):
     """Four sessions' windows scored in one pass of a real WindowScorer(max_streams=4)
     get the scores each window gets alone."""
     import torch
+    from test_scorer import make_window
 
     from realtime.scorer import WindowScorer
-    from test_scorer import make_window
 
     torch.set_num_threads(1)
     # eager: tracing a graph per batch size costs seconds here; traced batches equal
