@@ -294,7 +294,9 @@ def _run_pool(ray, todo: list[dict[str, str]], options: ArchiveOptions) -> Itera
         fn_constructor_kwargs={"checkpoint": options.checkpoint, "device": options.device, "threads": options.threads},
         batch_size=1,
         batch_format="numpy",
-        concurrency=n,
+        # a fixed pool of n actors, each given one file at a time: a file waits for the first
+        # free actor rather than queueing behind a busy one (files take seconds to minutes)
+        compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
         num_cpus=options.cpus_per_worker,
         **({"num_gpus": options.gpus_per_worker} if options.gpus_per_worker else {}),
     )
