@@ -365,6 +365,23 @@ class SessionHub(Worker):
             return services[1].client(session_id)
         return SharedTranscriber(self._shared_whisper(), self._speech_lock)
 
+    def warm_up(self) -> None:
+        """Load and warm the shared models now (the scorer's graphs, Whisper), so a new
+        session starts in about the time its own face model takes to load."""
+        scorer = self.scorer_client("warm-up")
+        try:
+            scorer.warm_up()
+        finally:
+            scorer.close()
+        if self.options.transcribe:
+            speech = self.speech_client("warm-up")
+            try:
+                _ = speech.model
+            finally:
+                close = getattr(speech, "close", None)
+                if close is not None:
+                    close()
+
     # ---------------------------------------------------------------- admission
     def check_admission(self, now: float | None = None) -> None:
         """Raise AdmissionRefused (with what to do) when a new session cannot be taken."""

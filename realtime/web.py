@@ -43,7 +43,8 @@ PUBLIC_SUFFIXES = frozenset({".js", ".mjs", ".css", ".svg", ".png", ".ico", ".wo
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; "
-    "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "style-src 'self'; script-src 'self'; worker-src 'self' blob:; media-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
 )
 
 # Python's own table, not the platform's (/etc/mime.types, the Windows registry), which
