@@ -6,6 +6,7 @@ import { wireCapture } from "./capture-ui.js";
 import { connect } from "./connection.js";
 import { exportCsv } from "./export.js";
 import { handle } from "./messages.js";
+import { wireOperator } from "./operator.js";
 import { $ } from "./page.js";
 import { checkStale, renderStatus } from "./panels.js";
 import { renderAll } from "./render.js";
@@ -33,6 +34,7 @@ function init() {
   wireVideo();
   wireHelp();
   wireCapture();
+  wireOperator();
   const redraw = () => renderAll();
   if (window.ResizeObserver) {
     const ro = new ResizeObserver(redraw);

@@ -337,6 +337,7 @@ def _live(argv: Sequence[str] | None) -> int:
     server.attach_recording(recorder.directory if recorder is not None else None)
     own = hub.adopt(pipeline, kind=source.kind, recorder=recorder)
     server.alias_channel(own.secret)
+    print(f"this session's own link (needs no token): {server.url.split('?')[0]}s/{own.secret}", flush=True)
     hub.start()
     _sigterm_as_interrupt()
     status = 0

@@ -661,8 +661,8 @@ class DashboardServer:
             if self.sessions is None:
                 return web.json_response(200, {"sessions": [], "live": 0, "max_sessions": 0})
             return web.json_response(200, await asyncio.to_thread(self.sessions.stats))
-        if path == "/operator":
-            return web.static_response(self.client_dir, "/operator.html")
+        if path == "/operator":  # the dashboard with the sessions table on top (client/operator.js)
+            return web.static_response(self.client_dir, "/index.html")
         if path == "/health":
             return web.json_response(200, self.health())
         if path == "/metrics":

@@ -209,6 +209,14 @@ def test_two_browsers_monitor_themselves_at_once(server, clips):
             assert {people["positive"].page.get_by_test_id("session-id").inner_text(),
                     people["negative"].page.get_by_test_id("session-id").inner_text()} == {f"session {i}" for i in ids.values()}
 
+            # the operator view lists both live sessions with their figures
+            ops = people["negative"].browser.new_page()
+            ops.goto(srv.url + "operator")
+            for sid in ids.values():
+                ops.locator(f'[data-testid="operator-table"] tr[data-session="{sid}"]').wait_for(timeout=15000)
+            assert "2 of 2 sessions live" in ops.get_by_test_id("operator-summary").inner_text()
+            ops.close()
+
             # the positive person's browser goes away mid-session: its session ends, its recording reads
             people["positive"].browser.close()
             deadline = time.monotonic() + 30

@@ -413,3 +413,14 @@ def test_tls_options_are_checked(tmp_path):
         _tls_context(SimpleNamespace(tls_cert="x.pem", tls_key=None))
     with pytest.raises(CliError, match="openssl"):
         _tls_context(SimpleNamespace(tls_cert=str(tmp_path / "no.pem"), tls_key=str(tmp_path / "no.key")))
+
+
+def test_cli_refuses_bad_session_options_before_loading_models(capsys):
+    from realtime.cli import live_main
+
+    assert live_main(["--browser", "--no-browser", "--max-sessions", "0"]) == 2
+    assert "--max-sessions must be at least 1" in capsys.readouterr().err
+    assert live_main(["--browser", "--no-browser", "--tls-cert", "cert.pem"]) == 2
+    assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        live_main(["--browser", "--demo"])  # one source at a time
