@@ -249,6 +249,9 @@ def annotate_archive(files: Sequence[pathlib.Path], options: ArchiveOptions, *, 
     out = pathlib.Path(options.output)
     if out.exists() and not out.is_dir():
         raise ArchiveError(f"-o {out}: is a file; give a folder")
+    if options.checkpoint and not pathlib.Path(options.checkpoint).is_file():
+        # checked here, not in every actor: a missing model would fail the whole pool at start
+        raise ArchiveError(f"--checkpoint {options.checkpoint}: no such file (every node reads it at this path)")
     out.mkdir(parents=True, exist_ok=True)
     folders = [out / name for name in folder_names(files)]
     rows: dict[str, dict[str, Any]] = {}

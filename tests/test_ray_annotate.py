@@ -190,3 +190,11 @@ def test_ray_annotates_on_a_two_node_cluster(clips, single_process, live_checkpo
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_missing_checkpoint_is_a_user_error_before_ray_starts(tmp_path, capsys):
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"")
+    rc = annotate_main(["--ray", str(clip), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "none.pt")])
+    assert rc == 2 and "none.pt: no such file" in capsys.readouterr().err
+    assert not ray.is_initialized()
