@@ -355,3 +355,45 @@ def test_the_dashboard_modules_are_served_to_a_token_page_without_the_token():
             todo += re.findall(r'^import [^;]* from "\./([\w-]+\.js)";$', body, re.M)
     on_disk = {p.name for p in CLIENT.glob("*.js")}
     assert seen == on_disk, f"modules nobody imports: {on_disk - seen}; imported but missing: {seen - on_disk}"
+
+
+# ---------------------------------------------------------------- exact answers
+def test_parse_range_of_a_one_byte_file():
+    assert parse_range("bytes=0-", 1) == (0, 0) and parse_range("bytes=-5", 1) == (0, 0)
+    assert parse_range("bytes=1-", 1) is None
+
+
+def test_range_response_exact_answers(tmp_path):
+    f = tmp_path / "v.mp4"
+    data = bytes(range(100))
+    f.write_bytes(data)
+    exact = web.range_response(f, [], "video/mp4", chunk=100)  # exactly one chunk: answered whole
+    assert exact.status_code == 200 and exact.body == data and header(exact, "Content-Type") == "video/mp4"
+    part = web.range_response(f, ["bytes=90-"], "video/mp4", chunk=4)  # the chunk bounds a Range answer too
+    assert part.status_code == 206 and part.body == data[90:94] and header(part, "Content-Range") == "bytes 90-93/100"
+    assert header(part, "Content-Type") == "video/mp4" and header(part, "Accept-Ranges") == "bytes"
+    bad = web.range_response(f, ["bytes=500-"], "video/mp4")
+    assert bad.body == b"Range not satisfiable.\n" and header(bad, "Content-Type") == "text/plain; charset=utf-8"
+
+
+def test_redirect_is_empty_with_its_location():
+    moved = web.redirect("/s/abc")
+    assert moved.status_code == 302 and moved.reason_phrase == "Found" and moved.body == b""
+    assert header(moved, "Content-Type") == "text/plain; charset=utf-8" and header(moved, "Location") == "/s/abc"
+
+
+def test_header_names_go_out_in_their_canonical_form(tmp_path, site):
+    """The names as written on the wire (HTTP reads them case-insensitively, but every
+    answer spells them the one usual way)."""
+    f = tmp_path / "v.mp4"
+    f.write_bytes(bytes(10))
+    answers = [web.range_response(f, [], "video/mp4"), web.range_response(f, ["bytes=0-1"], "video/mp4"),
+               web.range_response(f, ["bytes=50-"], "video/mp4"), web.redirect("/"), web.static_response(site, "/"),
+               LOCKED.check_token(req("/health")), OPEN.check_request(req("/", method="POST")),
+               OPEN.check_websocket(req("/ws", method="HEAD")), web.json_response(200, {})]
+    canonical = {"Date", "Connection", "Content-Length", "Content-Type", "Cache-Control", "X-Content-Type-Options",
+                 "Referrer-Policy", "Accept-Ranges", "Content-Range", "Location", "Content-Security-Policy",
+                 "WWW-Authenticate", "Allow"}
+    for resp in answers:
+        names = [name for name, _ in resp.headers.raw_items()]
+        assert set(names) <= canonical, names
