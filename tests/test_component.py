@@ -235,3 +235,24 @@ def test_worker_done_is_set_even_when_finish_fails():
     w = BadFinish()
     w.start()
     assert w.done.wait(5)
+
+
+def test_percentile_rank_rounds_up_and_clamps():
+    assert percentile(list(range(1, 102)), 1) == 2  # rank ceil(0.01 * 101) = 2
+    assert percentile([1.0, 2.0], 200) == 2.0  # past 100: the largest value
+
+
+def test_join_returns_after_its_timeout_and_a_second_start_names_the_part():
+    import time
+
+    w = Boom(fail=False)
+    w.start()
+    try:
+        t0 = time.monotonic()
+        w.join(0.05)
+        assert w.running and time.monotonic() - t0 < 3
+        with pytest.raises(RuntimeError, match="^boom was started already$"):
+            w.start()
+    finally:
+        w.stop()
+        w.join(5)
