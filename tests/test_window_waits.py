@@ -314,3 +314,84 @@ def test_zero_rows_for_missing_inputs_are_float32():
     a_row, a_ok, v_row, v_ok = a.step_features(1)
     assert a_row.dtype == np.float32 and v_row.dtype == np.float32
     assert a_row.shape == (4,) and v_row.shape == (3,) and not a_ok and not v_ok
+
+
+# ------------------------------------------------------------------ one window's contents and figures
+def test_step_flags_are_false_without_inputs():
+    a, _ = make(Policy.FAST)
+    _, a_ok, _, v_ok = a.step_features(3)
+    assert a_ok is False and v_ok is False
+
+
+def test_the_window_carries_the_encoded_text_and_the_capture_delay():
+    from realtime.speech import TimedWord, Transcript
+
+    tr = Transcript()
+    tr.commit([TimedWord("so", 0.1, 0.3, 1.0, 0.0, 0.0), TimedWord("good", 0.3, 0.6, 1.0, 0.0, 0.0)])
+    speech = SimpleNamespace(transcript=tr, required_horizon=lambda t: 0.0, settled_until=math.inf)
+    seen = []
+
+    def encode(text):
+        seen.append(text)
+        return np.full((2, 3), len(text), np.float32)
+
+    a, _ = make(Policy.LIVE, speech=speech)
+    a.encode_text = encode
+    a._capture_ms = 123.5
+    w = a.assemble(2)
+    assert seen == ["so good"] and w.text == "so good"
+    np.testing.assert_array_equal(w.text_features, np.full((2, 3), 7, np.float32))
+    assert w.capture_ms == 123.5
+    a.encode_text = None
+    assert a.assemble(3).text_features is None  # the scorer encodes the text
+
+
+def test_assembly_time_is_in_milliseconds_from_readiness():
+    import time
+
+    a, _ = make(Policy.FAST)
+    a._ready = time.perf_counter() - 100.0  # ready 100 s ago
+    w = a.assemble(1)
+    ms = a.assemble_ms.recent()[-1]
+    assert 100_000 <= ms < 100_050, ms
+    assert w.t_ready == a._ready and w.t_assembled - w.t_ready == pytest.approx(ms / 1000, abs=1e-6)
+
+
+def test_text_start_without_a_speech_worker_uses_every_utterance():
+    from realtime.streams import AudioRing
+
+    sr = 16000
+    t = np.arange(int(4.0 * sr)) / sr
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    wave[(t < 1.0) | ((t >= 2.0) & (t < 3.0))] = 0.0
+    ring = AudioRing(sample_rate=sr, capacity_seconds=60)
+    ring.append(wave, start_time=0.0)
+    a, _ = make(Policy.LIVE, audio=ring)
+    a.text_context, a.utterance_pause = 7.0, 0.45
+    assert a.text_start(4.0) == pytest.approx(2.85, abs=0.03)  # no transcript to settle: the latest onset
+
+
+def test_an_utterance_is_current_once_settled_to_within_the_tolerance_inclusive():
+    from realtime.speech import utterance_onsets
+    from realtime.streams import AudioRing
+    from realtime.windowing import UTTERANCE_TOLERANCE
+
+    sr = 16000
+    t = np.arange(int(4.0 * sr)) / sr
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    wave[(t < 1.0) | ((t >= 2.0) & (t < 3.0))] = 0.0
+    ring = AudioRing(sample_rate=sr, capacity_seconds=60)
+    ring.append(wave, start_time=0.0)
+    speech = SimpleNamespace(transcript=None, required_horizon=lambda t: 0.0, settled_until=math.inf)
+    a, _ = make(Policy.LIVE, audio=ring, speech=speech)
+    a.text_context, a.utterance_pause = 7.0, 0.45
+    onsets = utterance_onsets(ring.read(-3.0, 4.0), t0=-3.0, sample_rate=sr, pause=0.45, threshold_db=a.pause_db)
+    onset, before = onsets[-1]
+    settled = before - UTTERANCE_TOLERANCE
+    while settled + UTTERANCE_TOLERANCE < before:  # the float whose sum with the tolerance is exactly `before`
+        settled = math.nextafter(settled, math.inf)
+    assert settled + UTTERANCE_TOLERANCE == before
+    speech.settled_until = settled
+    assert a.text_start(4.0) == pytest.approx(onset - UTTERANCE_TOLERANCE)
+    speech.settled_until = math.nextafter(settled, -math.inf)
+    assert a.text_start(4.0) < onset - 1.0  # not settled yet: the utterance before it is still current
