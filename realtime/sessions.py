@@ -582,6 +582,12 @@ class SessionHub(Worker):
         super().stop()
         self._wake.set()
         if self._scorer_service is not None:
+            # a session's last speech pass may still be running on a busy machine: let it
+            # finish on the shared service before that stops
+            for session in self.sessions(live_only=False):
+                speech = getattr(session.pipeline, "speech", None)
+                if speech is not None and hasattr(speech, "join"):
+                    speech.join(self.config.end_timeout)
             for service in (self._scorer_service, self._speech_service):
                 for name in ("stop", "close"):
                     fn = getattr(service, name, None)
