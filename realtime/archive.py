@@ -246,7 +246,9 @@ def annotate_archive(files: Sequence[pathlib.Path], options: ArchiveOptions, *, 
     written to `options.output / options.summary`)."""
     from tqdm import tqdm
 
-    out = pathlib.Path(options.output)
+    # absolute paths: an actor's working folder is not the caller's (another node, a Ray worker dir)
+    files = [pathlib.Path(os.path.abspath(f)) for f in files]
+    out = pathlib.Path(os.path.abspath(options.output))
     if out.exists() and not out.is_dir():
         raise ArchiveError(f"-o {out}: is a file; give a folder")
     if options.checkpoint and not pathlib.Path(options.checkpoint).is_file():

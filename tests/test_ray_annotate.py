@@ -125,11 +125,15 @@ def _assert_same_scores(out: pathlib.Path, single: dict[str, list[float]]) -> No
 
 @pytest.mark.slow
 def test_ray_annotates_like_the_single_process_path_resumes_and_reports_a_corrupt_file(
-        clips, single_process, live_checkpoint, tmp_path, capsys):
+        clips, single_process, live_checkpoint, tmp_path, capsys, monkeypatch):
+    import os
+
     out = tmp_path / "out"
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+    # relative input and output paths, from a folder the Ray workers (started from Ray's own) are not in
+    monkeypatch.chdir(tmp_path)
     try:
-        argv = ["--ray", str(clips), "-o", str(out), "--checkpoint", str(live_checkpoint), "-q"]
+        argv = ["--ray", os.path.relpath(clips, tmp_path), "-o", "out", "--checkpoint", str(live_checkpoint), "-q"]
         assert annotate_main(argv) == 1  # the corrupt file fails, the others are done
         printed = capsys.readouterr()
         assert "4 files: 3 annotated, 0 already done, 1 failed" in printed.out
