@@ -52,7 +52,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -203,6 +203,46 @@ class _SharedService(Worker):
         for req in pending:
             req.resolve(error=SessionClosed(reason))
 
+    def _serve(self, batch: list[_Request], many: Callable[[list[tuple]], list], one: Callable[[tuple], Any]) -> None:
+        """Run `batch` as one call of `many` (the requests' args in order); if that fails,
+        each request alone with `one`, so an error reaches only its own caller. Then hand
+        every caller its result and count the figures."""
+        t0 = time.perf_counter()
+        for req in batch:
+            req.t_start = t0
+        outcomes: list[tuple[Any, BaseException | None]]
+        try:
+            if len(batch) == 1:
+                outcomes = [(one(batch[0].args), None)]
+            else:
+                outcomes = [(r, None) for r in many([req.args for req in batch])]
+        except Exception as exc:
+            if len(batch) == 1:
+                outcomes = [(None, exc)]
+            else:  # find the request at fault: one by one
+                log.warning("%s: a batch of %d failed (%s); running them one by one", self.name, len(batch), exc)
+                outcomes = []
+                for req in batch:
+                    try:
+                        outcomes.append((one(req.args), None))
+                    except Exception as err:
+                        outcomes.append((None, err))
+        t1 = time.perf_counter()
+        self._busy(t0, t1)
+        self.pass_ms.add((t1 - t0) * 1000)
+        self.batch_sizes.add(len(batch))
+        with self._cond:
+            for req, (result, error) in zip(batch, outcomes):
+                fig = self._figures.get(req.session)
+                if not req.resolve(result, error) or fig is None:
+                    continue
+                fig.wait_ms.add((t0 - req.t_submit) * 1000)
+                fig.run_ms.add((t1 - t0) * 1000)
+                if error is None:
+                    fig.served += 1
+                else:
+                    fig.failed += 1
+
     def _busy(self, t0: float, t1: float) -> None:
         self._busy_s += t1 - t0
         self._recent_busy.append((t0, t1))
@@ -309,39 +349,10 @@ class ScorerService(_SharedService):
             self._run_batch(heads)
 
     def _run_batch(self, batch: list[_Request]) -> None:
-        t0 = time.perf_counter()
-        for req in batch:
-            req.t_start = t0
         with self._model_lock:
-            try:
-                outcomes: list[tuple[Any, BaseException | None]] = [(r, None) for r in self.scorer.score_many([q.args[0] for q in batch])]
-            except Exception as exc:
-                if len(batch) == 1:
-                    outcomes = [(None, exc)]
-                else:  # find the window at fault: score them one by one
-                    log.warning("a batch of %d windows failed (%s); scoring them one by one", len(batch), exc)
-                    outcomes = []
-                    for req in batch:
-                        try:
-                            outcomes.append((self.scorer.score_many([req.args[0]])[0], None))
-                        except Exception as one:
-                            outcomes.append((None, one))
-        t1 = time.perf_counter()
-        self._busy(t0, t1)
+            self._serve(batch, many=lambda args: self.scorer.score_many([a[0] for a in args]),
+                        one=lambda a: self.scorer.score_many([a[0]])[0])
         self.passes += 1
-        self.batch_sizes.add(len(batch))
-        self.pass_ms.add((t1 - t0) * 1000)
-        with self._cond:
-            for req, (result, error) in zip(batch, outcomes):
-                fig = self._figures.get(req.session)
-                if not req.resolve(result, error) or fig is None:
-                    continue
-                fig.wait_ms.add((t0 - req.t_submit) * 1000)
-                fig.run_ms.add((t1 - t0) * 1000)
-                if error is None:
-                    fig.served += 1
-                else:
-                    fig.failed += 1
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
@@ -498,42 +509,10 @@ class SpeechService(_SharedService):
             self._run_turn(batch)
 
     def _run_turn(self, batch: list[_Request]) -> None:
-        t0 = time.perf_counter()
-        for req in batch:
-            req.t_start = t0
-        outcomes: list[tuple[Any, BaseException | None]]
-        if len(batch) == 1:
-            outcomes = [self._one(batch[0])]
-        else:
-            try:
-                outcomes = [(r, None) for r in self.transcriber.transcribe_many([req.args for req in batch])]
-            except Exception as exc:  # find the pass at fault: run them one by one
-                log.warning("a batch of %d speech passes failed (%s); running them one by one", len(batch), exc)
-                outcomes = [self._one(req) for req in batch]
-        t1 = time.perf_counter()
-        self._busy(t0, t1)
+        self._serve(batch, many=lambda args: self.transcriber.transcribe_many(args),
+                    one=lambda a: self.transcriber.transcribe(a[0], offset=a[1]))
         self.turns += 1
         self.passes += len(batch)
-        self.pass_ms.add((t1 - t0) * 1000)
-        self.batch_sizes.add(len(batch))
-        with self._cond:
-            for req, (result, error) in zip(batch, outcomes):
-                fig = self._figures.get(req.session)
-                if not req.resolve(result, error) or fig is None:
-                    continue
-                fig.wait_ms.add((t0 - req.t_submit) * 1000)
-                fig.run_ms.add((t1 - t0) * 1000)
-                if error is None:
-                    fig.served += 1
-                else:
-                    fig.failed += 1
-
-    def _one(self, req: _Request) -> tuple[Any, BaseException | None]:
-        wave, offset = req.args
-        try:
-            return self.transcriber.transcribe(wave, offset=offset), None
-        except Exception as exc:  # the caller gets it; the service serves the others
-            return None, exc
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
