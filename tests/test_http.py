@@ -397,3 +397,60 @@ def test_header_names_go_out_in_their_canonical_form(tmp_path, site):
     for resp in answers:
         names = [name for name, _ in resp.headers.raw_items()]
         assert set(names) <= canonical, names
+
+
+def test_refusals_say_exactly_what_happened(site, monkeypatch):
+    head = OPEN.check_websocket(req("/ws", method="HEAD"))
+    assert head.body == b"The websocket handshake is a GET.\n" and header(head, "Allow") == "GET"
+    cross = OPEN.check_websocket(req("/ws", [("Origin", "http://evil.example")]))
+    assert cross.body == b"Cross-origin websocket connections are refused.\n"
+    assert web.static_response(site, "/../secret.txt").body == b"Forbidden.\n"
+    assert web.static_response(site, "/missing.js").body == b"Not found.\n"
+    none = web.static_response(None, "/")
+    assert none.body == (b"No dashboard files found: run from a source checkout or install the package "
+                         b"with its client (pip install .), or pass client_dir.\n")
+
+    def unreadable(self):
+        raise PermissionError(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", unreadable)
+    gone = web.static_response(site, "/app.js")  # found, then unreadable (removed, permissions): 404
+    assert gone.status_code == 404 and gone.body == b"Not found.\n"
+    assert header(gone, "Content-Type") == "text/plain; charset=utf-8"
+
+
+def test_every_response_has_the_same_base_headers():
+    for resp in (web.text_response(200, "x"), web.json_response(200, [1]), web.redirect("/"), web.response(204, b"", "a/b")):
+        assert [name for name, _ in resp.headers.raw_items()][:7] == [
+            "Date", "Connection", "Content-Length", "Content-Type", "Cache-Control", "X-Content-Type-Options",
+            "Referrer-Policy"]
+        assert header(resp, "Date").endswith(" GMT") and header(resp, "Connection") == "close"
+    assert header(web.text_response(200, "x"), "Content-Type") == "text/plain; charset=utf-8"
+    assert header(web.json_response(200, [1]), "Content-Type") == "application/json"
+
+
+def test_request_path_ends_at_the_first_question_mark_or_hash():
+    assert web.request_path("/x?y?z") == "/x"
+    assert web.request_path("/x#y#z") == "/x"
+    assert web.request_path("/a#b?c") == "/a"
+    assert web.request_path("/a%3Fb") == "/a?b"  # an encoded "?" is part of the path
+
+
+def test_parse_range_caps_the_last_byte_at_the_file_end():
+    assert parse_range("bytes=5-500", 100) == (5, 99)
+    assert parse_range("bytes=5-500", 100, chunk=1000) == (5, 99)
+
+
+def test_origin_without_a_host_header_is_refused():
+    assert OPEN.origin_allowed(Headers([("Origin", "http://127.0.0.1")])) is False
+
+
+def test_resolve_static_refuses_dots_colons_backslashes_and_non_files(site):
+    (site / "a\\b.js").write_text("x")  # a real file whose name holds a backslash
+    (site / "a:b.js").write_text("x")
+    os.mkfifo(site / "pipe")
+    assert resolve_static(site, "/a\\b.js") is None
+    assert resolve_static(site, "/a:b.js") is None
+    assert resolve_static(site, "/sub/../app.js") is None  # even when it would stay inside
+    assert resolve_static(site, "/pipe") is None  # neither a file nor a folder
+    assert resolve_static(site, "/sub/./../index.html") is None
