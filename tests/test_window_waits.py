@@ -395,3 +395,24 @@ def test_an_utterance_is_current_once_settled_to_within_the_tolerance_inclusive(
     assert a.text_start(4.0) == pytest.approx(onset - UTTERANCE_TOLERANCE)
     speech.settled_until = math.nextafter(settled, -math.inf)
     assert a.text_start(4.0) < onset - 1.0  # not settled yet: the utterance before it is still current
+
+
+def test_wait_boundaries_of_the_clock_the_frames_and_the_end_of_audio():
+    a, _ = make(Policy.REPRODUCIBLE, audio=Audio(horizon=5.0))
+    assert a.missing(1.0, 1.0 - 1e-9) is None  # exactly at the tolerance: the clock has arrived
+    # frames up to exactly the window end, some still being worked on: wait for the worker, not the stop event
+    b, _ = make(Policy.FAST, faces=faces_of(Feed(horizon=0.5, pending=True)))
+    b._wait_inputs(0.5)
+    assert b.faces.feed.waits == [(0.5, POLL)] and b._stop.waits == []
+    # the pass a window needs depends on the window's end
+    passes = Passes(value=0.0)
+    audio = Audio(horizon=2.0)  # not ended: audio up to exactly the window end is there
+    c, _ = make(Policy.FAST, audio=audio, speech=SimpleNamespace(transcript=SimpleNamespace(passes=passes),
+                                                                  required_horizon=lambda t: t - 1.0))
+    c._wait_inputs(2.0)
+    assert passes.waits[-1] == (1.0 - 1e-9, POLL)  # not the final pass: the audio goes on
+    audio.ended, audio.horizon = True, 3.0
+    c._wait_inputs(3.0 - 1e-9)  # exactly at the end's tolerance: the final pass
+    assert passes.waits[-1] == (math.inf, POLL)
+    c._wait_inputs(2.5)  # a window before the end waits for its own pass
+    assert passes.waits[-1] == (1.5 - 1e-9, POLL)
