@@ -416,3 +416,31 @@ def test_wait_boundaries_of_the_clock_the_frames_and_the_end_of_audio():
     assert passes.waits[-1] == (math.inf, POLL)
     c._wait_inputs(2.5)  # a window before the end waits for its own pass
     assert passes.waits[-1] == (1.5 - 1e-9, POLL)
+
+
+def test_defaults_and_what_the_constructor_keeps():
+    assert WindowQueue().maxsize == 4 and WindowQueue(maxsize=0).maxsize == 1
+    a, _ = make(Policy.FAST)
+    assert a._capture_ms == 0.0 and a.position == 0.0 and a._rows.maxlen == 8
+    settings = SimpleNamespace(step_seconds=0.5, window_steps=8, audio=SimpleNamespace(dim=4), face=SimpleNamespace(dim=3))
+    default = WindowAssembler(featurizer=SimpleNamespace(settings=settings), out=WindowQueue(), clock=Clock())
+    assert default.max_wait == 0.15 and default.policy is Policy.REPRODUCIBLE
+    encode, on_window = (lambda text: None), (lambda t: None)
+    kept = WindowAssembler(featurizer=SimpleNamespace(settings=settings), out=WindowQueue(), clock=Clock(),
+                           policy=Policy.LIVE, encode_text=encode, on_window=on_window)
+    assert kept.policy is Policy.LIVE and kept.encode_text is encode and kept.on_window is on_window
+    for k in range(1, 20):
+        a.assemble(k)
+    assert len(a._rows) == 8  # only a window's steps are kept
+
+
+def test_missing_asks_about_frames_before_the_window_end_and_audio_that_goes_on():
+    feed = Feed(horizon=0.0)
+    feed.pending_before = lambda t: t > 0.4  # a frame at 0.4 s is being worked on
+    a, _ = make(Policy.FAST, audio=Audio(horizon=1.0), faces=faces_of(feed))
+    assert a.missing(0.5, 0.0) == "faces" and a.missing(0.25, 0.0) is None
+    passes = Passes(value=1.0)
+    b, _ = make(Policy.FAST, audio=Audio(horizon=2.0), speech=speech_of(passes, need=1.0))
+    assert b.missing(2.0, 0.0) is None  # audio up to the window end, not ended: its own pass is enough
+    b.audio.ended = True
+    assert b.missing(2.0 - 1e-9, 0.0) == "speech"  # the end, within its tolerance: the final pass
