@@ -73,14 +73,16 @@ def _load_scorer(checkpoint: str | None, device: str = "auto", max_streams: int 
 
 
 def _file_source(path: str, *, policy, fps: float):
+    from realtime.component import Policy
     from realtime.sources import SourceError
     from realtime.sources.file import FileSource
 
-    # as fast as possible, the reader stays within its read_ahead (30 s) of the windows,
-    # so two minutes of audio cover every consumer; in real time nothing bounds how far a
-    # slow consumer lags (--reproducible waits for speech): keep the file
-    fast = not policy.follows_clock
-    source = FileSource(path=path, policy=policy, fps=fps, buffer_seconds=120.0 if fast else None)
+    # two minutes of audio cover every consumer when nothing waits far behind the reader:
+    # as fast as possible the reader stays within its read_ahead (30 s) of the windows, and
+    # live windows never wait; --reproducible windows wait for speech however far it lags,
+    # so that policy keeps the file (memory bounded by the file's length)
+    keep_file = policy is Policy.REPRODUCIBLE
+    source = FileSource(path=path, policy=policy, fps=fps, buffer_seconds=None if keep_file else 120.0)
     try:
         source.open()
     except SourceError as exc:
