@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from typing import Any
 
 import numpy as np
 
-from realtime.clock import SessionClock
-from realtime.component import Policy, Worker
-from realtime.sources import FrameTap, SourceError
-from realtime.streams import AudioRing, FrameFeed, Horizon
+from realtime.component import Policy
+from realtime.sources import SourceError
+from realtime.sources.playback import PlayedSource
+from realtime.streams import AudioRing, FrameFeed
 
 log = logging.getLogger(__name__)
 FRAME_QUEUE_BYTES = 24 << 20
 
 
-class FileSource(Worker):
+class FileSource(PlayedSource):
     """Plays `path` into `audio` (AudioRing) and `frames` (FrameFeed, `fps` frames a second).
 
     Policies that follow the clock: the item at media time t is delivered when the
@@ -53,24 +52,15 @@ class FileSource(Worker):
     ) -> None:
         from hcl.features.media import ANALYSIS_MAX_SIDE
 
-        super().__init__()
+        super().__init__(policy=policy, read_ahead=read_ahead)
         self.path = pathlib.Path(path)
-        self.policy = policy
         self.fps = float(fps)
         self.chunk_seconds = float(chunk_seconds)
-        self.read_ahead = float(read_ahead)
         self.buffer_seconds = buffer_seconds
         self.max_side = ANALYSIS_MAX_SIDE if max_side is None else max_side
         self.name = f"file {self.path.name}"
         self.clip = None
         self.duration: float | None = None
-        self.audio: AudioRing | None = None
-        self.frames: FrameFeed | None = None
-        self.released = Horizon()  # the consumers are done with everything before this
-        self.released.advance(0.0)
-        self.delivered = 0.0  # media time of the last item delivered
-        self._clock: SessionClock | None = None
-        self._on_frame: FrameTap | None = None
 
     def open(self) -> None:
         """Read the file's header (and its first audio); raises SourceError naming the file.
@@ -101,15 +91,6 @@ class FileSource(Worker):
             size = max(4, min(int(2 * self.fps), FRAME_QUEUE_BYTES // (w * h * 3)))
             self.frames = FrameFeed(latest_only=False, maxsize=size, policy=self.policy)
 
-    def start(self, clock: SessionClock, on_frame: FrameTap | None = None) -> None:
-        self.open()
-        self._clock = clock
-        self._on_frame = on_frame
-        super().start()
-
-    def release(self, t: float) -> None:
-        self.released.advance(t)
-
     def _events(self):
         """(t, kind, payload) in time order: audio chunks stamped by their end, frames by their time."""
         clip = self.clip
@@ -137,46 +118,3 @@ class FileSource(Worker):
                 yield t_audio, "audio", buf[:n]
                 buf = buf[n:]
                 done += n
-
-    def run(self) -> None:
-        clock = self._clock
-        try:
-            for t, kind, payload in self._events():
-                if self.stopping:
-                    break
-                if self.policy.follows_clock:
-                    if not clock.sleep_until(t, self._stop):
-                        break
-                else:  # as fast as possible, but no further ahead of the consumers than read_ahead
-                    while not self.released.wait_until(t - self.read_ahead, timeout=0.2) and not self.stopping:
-                        pass
-                if kind == "audio":
-                    self.audio.append(payload, start_time=0.0)
-                else:
-                    frame = np.ascontiguousarray(payload)
-                    self.frames.put(t, frame)
-                    if self._on_frame is not None:
-                        self._on_frame(t, frame)
-                self.delivered = t
-        except Exception as exc:  # a decode error mid-file ends the source, reported
-            self.error = exc
-            log.error("%s: reading stopped: %s", self.path, exc)
-
-    def finish(self) -> None:
-        if self.audio is not None:
-            self.audio.close()
-        if self.frames is not None:
-            self.frames.close()
-
-    def stop(self) -> None:
-        super().stop()
-        self.released.end()
-        if self.frames is not None:
-            self.frames.close()
-
-    @property
-    def finished(self) -> bool:
-        return self.done.is_set()
-
-    def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "kind": self.kind, "name": self.name, "delivered_s": round(self.delivered, 3)}

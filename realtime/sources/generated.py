@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
-from realtime.clock import SessionClock
-from realtime.component import Policy, Worker
-from realtime.sources import FrameTap
-from realtime.streams import AudioRing, FrameFeed, Horizon
+from realtime.component import Policy
+from realtime.sources.playback import PlayedSource
+from realtime.streams import AudioRing, FrameFeed
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +181,7 @@ class ScriptedTranscriber:
         return out
 
 
-class GeneratedSource(Worker):
+class GeneratedSource(PlayedSource):
     """`loop`'s audio (None: no audio) and `frame` (RGB uint8, None: no video) at `fps`
     for `duration` seconds, on the session clock; see the module docstring.
     The audio ring keeps `buffer_seconds` (at least `read_ahead` + 60 s)."""
@@ -202,7 +201,7 @@ class GeneratedSource(Worker):
         read_ahead: float = 30.0,
         buffer_seconds: float = 120.0,
     ) -> None:
-        super().__init__()
+        super().__init__(policy=policy, read_ahead=read_ahead)
         if loop is None and frame is None:
             raise ValueError("GeneratedSource needs a speech loop or a frame")
         if not duration > 0:
@@ -211,33 +210,20 @@ class GeneratedSource(Worker):
         self.loop = loop
         self.frame = None if frame is None else np.ascontiguousarray(frame, dtype=np.uint8)
         self.fps = float(fps)
-        self.policy = policy
         self.chunk_seconds = float(chunk_seconds)
-        self.read_ahead = float(read_ahead)
         self.name = f"generated {self.duration / 3600:.2f} h"
-        self.audio: AudioRing | None = None
-        self.frames: FrameFeed | None = None
         if loop is not None:
             seconds = max(float(buffer_seconds), self.read_ahead + 60.0)
             self.audio = AudioRing(sample_rate=loop.sample_rate, capacity_seconds=seconds)
         if self.frame is not None:
             self.frames = FrameFeed(latest_only=False, maxsize=max(4, int(2 * self.fps)), policy=policy)
-        self.released = Horizon()
-        self.released.advance(0.0)
-        self.delivered = 0.0
-        self._clock: SessionClock | None = None
-        self._on_frame: FrameTap | None = None
 
     def open(self) -> None:
         pass  # nothing to open: everything is made on the fly
 
-    def start(self, clock: SessionClock, on_frame: FrameTap | None = None) -> None:
-        self._clock = clock
-        self._on_frame = on_frame
-        super().start()
-
-    def release(self, t: float) -> None:
-        self.released.advance(t)
+    def _samples(self, payload: tuple[int, int]) -> np.ndarray:
+        first, n = payload
+        return self.loop.read(first, n)
 
     def _events(self) -> Iterator[tuple[float, str, Any]]:
         """(t, kind, payload) in time order: audio chunks stamped by their end, frames by their time."""
@@ -256,40 +242,3 @@ class GeneratedSource(Worker):
             else:
                 yield t_audio, "audio", (done, n)
                 done += n
-
-    def run(self) -> None:
-        clock = self._clock
-        for t, kind, payload in self._events():
-            if self.stopping:
-                break
-            if self.policy.follows_clock:
-                if not clock.sleep_until(t, self._stop):
-                    break
-            else:  # as fast as possible, but no further ahead of the consumers than read_ahead
-                while not self.released.wait_until(t - self.read_ahead, timeout=0.2) and not self.stopping:
-                    pass
-                if self.stopping:
-                    break
-            if kind == "audio":
-                first, n = payload
-                self.audio.append(self.loop.read(first, n), start_time=0.0)
-            else:
-                self.frames.put(t, payload)
-                if self._on_frame is not None:
-                    self._on_frame(t, payload)
-            self.delivered = t
-
-    def finish(self) -> None:
-        if self.audio is not None:
-            self.audio.close()
-        if self.frames is not None:
-            self.frames.close()
-
-    def stop(self) -> None:
-        super().stop()
-        self.released.end()
-        if self.frames is not None:
-            self.frames.close()
-
-    def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "kind": self.kind, "name": self.name, "delivered_s": round(self.delivered, 3)}

@@ -1,0 +1,98 @@
+"""Media played as if it were captured: the part every played source shares.
+
+A `PlayedSource` delivers `(t, kind, payload)` events in media time (media second t
+= session second t) into its `audio` ring and `frames` feed: at the session clock's
+pace when the policy follows the clock, else as fast as the consumers take it, at
+most `read_ahead` seconds in front of what they `release`d. A subclass makes the
+events (`_events`) and turns an audio payload into samples (`_samples`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from realtime.clock import SessionClock
+from realtime.component import Policy, Worker
+from realtime.sources import FrameTap
+from realtime.streams import AudioRing, FrameFeed, Horizon
+
+log = logging.getLogger(__name__)
+
+
+class PlayedSource(Worker):
+    def __init__(self, *, policy: Policy, read_ahead: float = 30.0) -> None:
+        super().__init__()
+        self.policy = policy
+        self.read_ahead = float(read_ahead)
+        self.audio: AudioRing | None = None
+        self.frames: FrameFeed | None = None
+        self.released = Horizon()  # the consumers are done with everything before this
+        self.released.advance(0.0)
+        self.delivered = 0.0  # media time of the last item delivered
+        self._clock: SessionClock | None = None
+        self._on_frame: FrameTap | None = None
+
+    def _events(self) -> Iterator[tuple[float, str, Any]]:
+        """(t, "audio" | "frame", payload) in time order: audio stamped by its end."""
+        raise NotImplementedError
+
+    def _samples(self, payload: Any) -> np.ndarray:
+        return payload
+
+    def start(self, clock: SessionClock, on_frame: FrameTap | None = None) -> None:
+        self.open()
+        self._clock = clock
+        self._on_frame = on_frame
+        super().start()
+
+    def release(self, t: float) -> None:
+        self.released.advance(t)
+
+    def run(self) -> None:
+        clock = self._clock
+        try:
+            for t, kind, payload in self._events():
+                if self.stopping:
+                    break
+                if self.policy.follows_clock:
+                    if not clock.sleep_until(t, self._stop):
+                        break
+                else:  # as fast as possible, but no further ahead of the consumers than read_ahead
+                    while not self.released.wait_until(t - self.read_ahead, timeout=0.2) and not self.stopping:
+                        pass
+                    if self.stopping:
+                        break
+                if kind == "audio":
+                    self.audio.append(self._samples(payload), start_time=0.0)
+                else:
+                    frame = np.ascontiguousarray(payload)
+                    self.frames.put(t, frame)
+                    if self._on_frame is not None:
+                        self._on_frame(t, frame)
+                self.delivered = t
+        except Exception as exc:  # a decode error mid-file ends the source, reported
+            self.error = exc
+            log.error("%s: reading stopped: %s", self.name, exc)
+
+    def finish(self) -> None:
+        if self.audio is not None:
+            self.audio.close()
+        if self.frames is not None:
+            self.frames.close()
+
+    def stop(self) -> None:
+        super().stop()
+        self.released.end()
+        if self.frames is not None:
+            self.frames.close()
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "kind": self.kind, "name": self.name, "delivered_s": round(self.delivered, 3)}
