@@ -129,3 +129,18 @@ def test_dropout_acts_in_training_only():
     for name, module in ccl.named_modules():  # every attention block got the setting
         if hasattr(module, "dropout") and isinstance(module.dropout, float):
             assert module.dropout == 0.5, name
+
+
+@pytest.mark.parametrize("ff_mult", [2, 3])
+def test_guide_layers_have_the_configured_sizes(ff_mult):
+    """Every F_g layer between guidance steps is a Transformer layer of d_model with a
+    feed-forward of d_model x ff_mult, one fewer than the guidance layers (Eq. 6)."""
+    config = dataclasses.replace(CFG, ff_mult=ff_mult)
+    ccl = CCL(config=config)
+    assert len(ccl.guide_layers) == config.guidance_layers - 1 and len(ccl.layers) == config.guidance_layers
+    for layer in ccl.guide_layers:
+        linears = [m for m in layer.ff.net if isinstance(m, torch.nn.Linear)]
+        assert [tuple(m.weight.shape) for m in linears] == [
+            (config.d_model * ff_mult, config.d_model),
+            (config.d_model, config.d_model * ff_mult),
+        ]
