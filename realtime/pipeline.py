@@ -392,7 +392,10 @@ class LivePipeline:
         if self.speech is not None:
             self.speech.join(60)
         if self.recorder is not None:
-            self.recorder.add_words(self._new_words())
+            try:
+                self.recorder.add_words(self._new_words())
+            except RuntimeError:  # stop() closed the recorder while a slow last pass ran
+                log.warning("the last speech pass ended after the recording closed; its words are not recorded")
 
     def _record_frame(self, t: float, rgb) -> None:
         try:
