@@ -5,15 +5,10 @@ files of format 1 still read."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import pathlib
-import shutil
 import struct
-import subprocess
 import threading
 import tracemalloc
-import uuid
 import wave
 
 import numpy as np
@@ -22,6 +17,7 @@ import pytest
 from realtime import protocol
 from realtime.recording import SessionError, SessionRecorder, read_session, read_wav
 from realtime.recording.wav import WavWriter
+from test_reliability import tiny_disk  # a real small tmpfs, one definition for both disk-full tests
 
 INFO = {"session": "sink-test", "model": {"name": "hcl-test", "version": "0"}}
 SR = 16000
@@ -244,26 +240,12 @@ def test_wav_header_matches_the_data_after_every_write(tmp_path):
 
 
 # ---------------------------------------------------------------- a full disk through the sink
-@contextlib.contextmanager
-def tiny_disk(tmp_path: pathlib.Path, size: str = "192k"):
-    """A real small filesystem (tmpfs; needs root), so that writes fail with ENOSPC."""
-    mount = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mount.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command: cannot make a small filesystem")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); the disk-full test needs root")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_full_disk_in_the_sink_stops_the_recording_only(tmp_path):
     reported: list[str] = []
     rgb = np.zeros((48, 64, 3), np.uint8)
-    with tiny_disk(tmp_path) as disk:
+    with tiny_disk(tmp_path, "192k") as disk:
         folder = disk / "s"
         rec = SessionRecorder(folder, session_info=INFO, on_error=reported.append, audio=False)
         for seq in range(400):  # 200 s of 16 kHz audio: 6 MB, far more than the disk holds
