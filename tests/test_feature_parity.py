@@ -17,26 +17,12 @@ import numpy as np
 import pytest
 
 from realtime.component import Policy
+from test_parity import RecordingScorer  # the real scorer keeping every window it is handed
 
 pytestmark = pytest.mark.slow
 
 AUDIO_MAX = 0.05
 AUDIO_MEAN = 0.005
-
-
-class RecordingScorer:
-    """The real scorer, keeping every window it is handed."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.windows = []
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def score(self, window):
-        self.windows.append(window)
-        return self.inner.score(window)
 
 
 @pytest.fixture(scope="module")
