@@ -21,6 +21,8 @@ import wave
 import numpy as np
 import pytest
 
+from test_capture_client import write_y4m  # a still RGB image as a y4m file for Chromium's fake camera
+
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CLIENT = pathlib.Path(__file__).resolve().parent.parent / "client"
@@ -42,18 +44,6 @@ def _write_wav(path: pathlib.Path, audio16k: np.ndarray, rate: int = 48000) -> p
     return path
 
 
-def _write_y4m(path: pathlib.Path, rgb: np.ndarray, frames: int = 30, fps: int = 30) -> pathlib.Path:
-    import cv2
-
-    h, w = rgb.shape[:2]
-    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes()
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            f.write(b"FRAME\n" + i420)
-    return path
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """(positive wav, negative wav, face y4m): espeak-ng sentences (looped by Chromium) over the astronaut."""
@@ -67,7 +57,7 @@ def clips(tmp_path_factory):
     pos, _ = compose_audio([POSITIVE], lead=0.3, gap=1.0, tail=1.2)
     neg, _ = compose_audio([NEGATIVE], lead=0.3, gap=1.0, tail=1.2)
     face = cv2.copyMakeBorder(face_image(320), 80, 80, 160, 160, cv2.BORDER_CONSTANT, value=(40, 40, 40))  # 640x480
-    return _write_wav(folder / "positive.wav", pos), _write_wav(folder / "negative.wav", neg), _write_y4m(folder / "face.y4m", face)
+    return _write_wav(folder / "positive.wav", pos), _write_wav(folder / "negative.wav", neg), write_y4m(folder / "face.y4m", face)
 
 
 @pytest.fixture
