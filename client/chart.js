@@ -122,13 +122,20 @@ export function drawChart() {
   const dot = vis.length > 200 ? 0 : 3;
   if (dot) {
     for (const win of vis) {
-      ctx.fillStyle = polarityColor(C, win.polarity);
       ctx.beginPath();
       ctx.arc(X(win.end), Y(Math.max(-3, Math.min(3, win.score))), dot, 0, Math.PI * 2);
-      ctx.fill();
+      if (win.provisional) {  // scored on provisional words: a hollow point
+        ctx.strokeStyle = polarityColor(C, win.polarity);
+        ctx.lineWidth = 1.5;
+        ctx.stroke();
+      } else {
+        ctx.fillStyle = polarityColor(C, win.polarity);
+        ctx.fill();
+      }
     }
   }
   const cur = state.current;
+  canvas.dataset.provisional = String(vis.filter((w) => w.provisional).length);
   if (cur) {
     const x = X(cur.end);
     const y = Y(Math.max(-3, Math.min(3, cur.score)));
@@ -140,8 +147,9 @@ export function drawChart() {
       ctx.lineTo(x, h - pad.b);
       ctx.stroke();
     }
-    ctx.fillStyle = polarityColor(C, cur.polarity);
-    ctx.strokeStyle = C.card;
+    // the window on show; hollow while its score reads provisional words
+    ctx.fillStyle = cur.provisional ? C.card : polarityColor(C, cur.polarity);
+    ctx.strokeStyle = cur.provisional ? polarityColor(C, cur.polarity) : C.card;
     ctx.lineWidth = 3;
     ctx.beginPath();
     ctx.arc(x, y, 8, 0, Math.PI * 2);

@@ -66,17 +66,26 @@ function onStatus(msg) {
   renderAll();
 }
 
+// a window message: a new seq is inserted in order; a higher revision of a seq already
+// here replaces it (protocol v2: the window was scored again on newer words); a revision
+// not above the one held is stale and ignored
 function onWindow(msg) {
   if (state.mode === "replay") return;
-  if (state.seqs.has(msg.seq)) return;
-  state.seqs.add(msg.seq);
   const ws = state.windows;
-  if (!ws.length || ws[ws.length - 1].seq < msg.seq) {
-    ws.push(msg);
+  if (state.seqs.has(msg.seq)) {
+    let i = ws.length - 1;  // revisions are of the newest windows: search from the end
+    while (i >= 0 && ws[i].seq !== msg.seq) i -= 1;
+    if (i < 0 || (ws[i].revision || 0) >= (msg.revision || 0)) return;
+    ws[i] = msg;
   } else {
-    let i = ws.length;
-    while (i > 0 && ws[i - 1].seq > msg.seq) i -= 1;
-    ws.splice(i, 0, msg);
+    state.seqs.add(msg.seq);
+    if (!ws.length || ws[ws.length - 1].seq < msg.seq) {
+      ws.push(msg);
+    } else {
+      let i = ws.length;
+      while (i > 0 && ws[i - 1].seq > msg.seq) i -= 1;
+      ws.splice(i, 0, msg);
+    }
   }
   if (ws.length > MAX_WINDOWS) {
     const gone = ws.splice(0, ws.length - MAX_WINDOWS);
@@ -98,7 +107,10 @@ function onSession(msg) {
   // the same session again (a reconnect): stay where the person was scrubbing
   const keep = state.windows.length && state.windows[0].session === msg.session ? state.replayIndex : 0;
   resetData();
-  state.windows = (msg.windows || []).slice().sort((a, b) => a.seq - b.seq);
+  // one window per seq (the last given wins, as on a live page), in seq order
+  const bySeq = new Map();
+  for (const w of msg.windows || []) bySeq.set(w.seq, w);
+  state.windows = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
   state.seqs = new Set(state.windows.map((w) => w.seq));
   addWords(msg.words);
   for (const w of state.windows) addWords(w.words);

@@ -83,9 +83,12 @@ export function renderNow() {
   const w = state.current;
   const score = $("score");
   const label = $("label");
+  score.closest(".now").classList.toggle("is-provisional", Boolean(w && w.provisional));
   if (!w) {
     score.textContent = "–";
     score.dataset.seq = "";
+    score.dataset.revision = "";
+    score.dataset.provisional = "false";
     score.dataset.polarity = "none";
     const st = state.status && state.status.state;
     label.textContent = state.mode === "replay" ? "no windows in this session"
@@ -99,9 +102,13 @@ export function renderNow() {
   score.textContent = fmtScore(w.score);
   score.dataset.value = String(w.score);
   score.dataset.seq = String(w.seq);
+  score.dataset.revision = String(w.revision || 0);
+  score.dataset.provisional = String(Boolean(w.provisional));
   score.dataset.polarity = w.polarity;
+  score.title = w.provisional ? "provisional: read words the speech recogniser may still change" : "";
   label.textContent = w.label;
-  $("window-time").textContent = `window ${fmtTime(w.start)}–${fmtTime(w.end)} · #${w.seq}`;
+  $("window-time").textContent = `window ${fmtTime(w.start)}–${fmtTime(w.end)} · #${w.seq}` +
+    (w.provisional ? " · provisional" : "");
   const span = textSpan(w);
   const ts = $("text-span");
   ts.textContent = span ? `words read ${fmtTime(span[0])}–${fmtTime(span[1])}` : "no words read";

@@ -1,5 +1,7 @@
 // The words: kept once each, in time order (bounded), and the transcript card that
-// shows the last words up to the window on show, its words highlighted.
+// shows the last words up to the window on show, its words highlighted. Provisional
+// words (not committed yet: they may still change) are not kept; the window on show's
+// provisional words are drawn after the committed ones, greyed and in italics.
 
 import { wordKey } from "./format.js";
 import { $ } from "./page.js";
@@ -12,6 +14,7 @@ export function addWords(words) {
   let added = false;
   let sorted = true;
   for (const w of words || []) {
+    if (w.provisional) continue;
     const k = wordKey(w);
     if (state.wordKeys.has(k)) continue;
     const last = state.words[state.words.length - 1];
@@ -36,7 +39,8 @@ export function renderTranscript() {
   // the last TRANSCRIPT_WORDS words before `until` (words are sorted by start)
   let hi = state.words.length;
   while (hi > 0 && !(state.words[hi - 1].start < until || currentKeys.has(wordKey(state.words[hi - 1])))) hi -= 1;
-  const shown = state.words.slice(Math.max(0, hi - TRANSCRIPT_WORDS), hi);
+  const provisional = (w && w.words ? w.words : []).filter((x) => x.provisional && !state.wordKeys.has(wordKey(x)));
+  const shown = state.words.slice(Math.max(0, hi - TRANSCRIPT_WORDS), hi).concat(provisional);
   box.replaceChildren();
   if (!shown.length) {
     const p = document.createElement("span");
@@ -48,8 +52,10 @@ export function renderTranscript() {
   let firstCurrent = null;
   for (const x of shown) {
     const span = document.createElement("span");
-    span.className = "word";
+    span.className = x.provisional ? "word provisional" : "word";
     span.dataset.testid = "transcript-word";
+    span.dataset.provisional = String(Boolean(x.provisional));
+    if (x.provisional) span.title = "provisional: the speech recogniser may still change this word";
     span.dataset.start = String(x.start);
     const isCurrent = currentKeys.has(wordKey(x));
     span.dataset.current = String(isCurrent);

@@ -60,6 +60,32 @@ class PipelineOptions:
     torch_threads: int | None = 1
     prefetch_text: bool = True  # encode the next window's text ahead of time (off the critical path)
     history: int = 600  # window messages kept in `LivePipeline.messages` (the newest)
+    # the newest window is scored again as soon as its words change (words commit), and sent
+    # as a new revision of its seq instead of waiting for the next step (None: on in the live
+    # policy; the other policies send one message per window)
+    rescore_on_commit: bool | None = None
+    # windows also read the speech recogniser's latest hypothesis (words no two passes agree
+    # on yet), marked provisional, and are scored again when those words commit; the
+    # recording keeps committed words only (None: off; live policy only)
+    provisional_words: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rescore_on_commit", "provisional_words"):
+            if getattr(self, name) and self.policy is not Policy.LIVE:
+                raise ValueError(
+                    f"{name} needs the live policy: {self.policy.value} runs score each window once, on committed "
+                    f"words, so that a file gives the same windows every time (leave {name} unset)")
+
+    @property
+    def provisional(self) -> bool:
+        """Windows may read provisional words (and are revised when they commit)."""
+        return bool(self.provisional_words) and self.policy is Policy.LIVE
+
+    @property
+    def revises(self) -> bool:
+        """Windows may be sent again with a higher revision."""
+        on = self.policy is Policy.LIVE if self.rescore_on_commit is None else self.rescore_on_commit
+        return bool(on) or self.provisional
 
 
 def new_session_id() -> str:
@@ -86,11 +112,26 @@ class ScoreSummary:
         return self.total / self.count if self.count else None
 
 
+def _word_keys(words) -> list[tuple]:
+    return [(str(w["w"]), round(float(w["start"]), 3), round(float(w["end"]), 3), bool(w.get("provisional"))) for w in words]
+
+
 class ScoringLoop(Worker):
     """Takes windows from `queue`, scores them, and hands each message to its sinks in
     order: `record(msg, window)` first (on disk before any client sees it: after a crash
     the recording holds every window a dashboard showed), then `publish(msg)`, then
-    `on_window(msg)`. `after()` runs once on this thread when the queue is done."""
+    `on_window(msg)`. `after()` runs once on this thread when the queue is done.
+
+    Revisions (`words_at` given and `revise`): the newest window stays open until the
+    next one comes. `request_revision()` (any thread: words committed, the hypothesis
+    changed) makes the loop, once its queue is empty, read the open window's words again
+    (`words_at(end, provisional=...)`) and, if they changed, score it again and send it
+    with the same seq and the next `revision`. With `provisional`, a window is shown
+    scored on its committed words followed by the latest hypothesis, and also scored on
+    its committed words alone: that message (the *final* one) is the one recorded, when
+    the window closes (the next window comes, or the loop ends), and is sent last if the
+    last message sent was provisional, so every seq ends on committed words and the
+    recording holds one row per seq. A crash loses at most the open window."""
 
     name = "scorer"
 
@@ -105,6 +146,9 @@ class ScoringLoop(Worker):
         on_window: Callable[[dict[str, Any]], None] | None = None,
         after: Callable[[], None] | None = None,
         history: int = 600,
+        words_at: Callable[..., list[dict[str, Any]]] | None = None,
+        revise: bool = False,
+        provisional: bool = False,
     ) -> None:
         super().__init__()
         self.queue = queue
@@ -114,9 +158,18 @@ class ScoringLoop(Worker):
         self.publish = publish
         self.on_window = on_window
         self.after = after
+        self.words_at = words_at
+        self.revise = bool(revise and words_at is not None)
+        self.provisional = bool(provisional and self.revise)
         self.messages: collections.deque[dict[str, Any]] = collections.deque(maxlen=max(1, history))
         self.latencies = {k: RecentStats() for k in ("capture", "features", "scoring", "send", "total")}
         self.scores = ScoreSummary()
+        self.revisions = 0  # messages sent again for a seq already sent
+        self.provisional_messages = 0
+        self._pending = threading.Event()
+        self._open: Window | None = None  # the newest window, while it may still be revised
+        self._final: tuple[dict[str, Any], Window] | None = None  # its message on committed words
+        self._shown: dict[str, Any] | None = None  # its last message sent
 
     def run(self) -> None:
         while True:  # runs until the queue is closed and empty, even after stop(): what is queued is scored
@@ -124,21 +177,34 @@ class ScoringLoop(Worker):
             if window is None:
                 if self.queue.closed:
                     break
+                if self._pending.is_set():
+                    self._pending.clear()
+                    self.revise_open()
                 continue
             self.handle(window)
 
     def finish(self) -> None:
         if self.after is not None:
             self.after()
+        self.close_open()
 
-    def handle(self, window: Window) -> dict[str, Any]:
+    def request_revision(self, *_: Any) -> None:
+        """The words changed (any thread): revise the open window once the queue is empty."""
+        if self.revise:
+            self._pending.set()
+            self.queue.wake()
+
+    def _score(self, window: Window, revision: int, t_start: float | None = None) -> dict[str, Any]:
         result = self.scorer.score(window)
         t_scored = time.perf_counter()
-        latency = {
-            "capture": window.capture_ms,
-            "features": (window.t_assembled - window.t_ready) * 1000 + result.text_ms,
-            "scoring": (t_scored - window.t_assembled) * 1000 - result.text_ms,
-        }
+        if t_start is None:  # the window's first scoring: latencies from when it was assembled
+            latency = {
+                "capture": window.capture_ms,
+                "features": (window.t_assembled - window.t_ready) * 1000 + result.text_ms,
+                "scoring": (t_scored - window.t_assembled) * 1000 - result.text_ms,
+            }
+        else:  # a revision: its text encoding and the model
+            latency = {"capture": 0.0, "features": result.text_ms, "scoring": (t_scored - t_start) * 1000 - result.text_ms}
         msg = protocol.window_message(
             session=self.session_id,
             seq=window.seq,
@@ -151,21 +217,100 @@ class ScoringLoop(Worker):
             words=window.words,
             latency_ms={**latency, "send": 0.0},
             dropped=self.queue.dropped,
+            revision=revision,
         )
-        latency["send"] = (time.perf_counter() - t_scored) * 1000
-        msg["latency_ms"]["send"] = round(latency["send"], 2)
-        if self.record is not None:
-            self.record(msg, window)
+        msg["latency_ms"]["send"] = round((time.perf_counter() - t_scored) * 1000, 2)
+        return msg
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        """Publish a message (and note it): the dashboard, `messages`, `on_window`."""
+        t0 = time.perf_counter()
         if self.publish is not None:
             self.publish(msg)
-        latency["total"] = sum(latency.values())
-        for k, v in latency.items():
-            self.latencies[k].add(v)
+        if msg["revision"]:
+            self.revisions += 1
+            if self.messages and self.messages[-1]["seq"] == msg["seq"]:
+                self.messages.pop()  # `messages` holds the last message of each seq
+        else:
+            latency = {k: msg["latency_ms"][k] for k in ("capture", "features", "scoring")}
+            latency["send"] = msg["latency_ms"]["send"] + (time.perf_counter() - t0) * 1000
+            latency["total"] = sum(latency.values())
+            for k, v in latency.items():
+                self.latencies[k].add(v)
+        if msg["provisional"]:
+            self.provisional_messages += 1
         self.messages.append(msg)
-        self.scores.add(result.score)
+        self._shown = msg
         if self.on_window is not None:
             self.on_window(msg)
+
+    def handle(self, window: Window) -> dict[str, Any]:
+        """Score a new window and send it; the window before it closes first."""
+        self.close_open()
+        msg = self._score(window, 0)
+        if not self.revise:
+            if self.record is not None:
+                self.record(msg, window)
+            self._send(msg)
+            self.scores.add(msg["score"])
+            return msg
+        self._open, self._final = window, (msg, window)
+        shown = msg
+        if self.provisional:
+            t0 = time.perf_counter()
+            words = self.words_at(window.end, provisional=True)
+            if any(w.get("provisional") for w in words):
+                shown = self._score(_with_words(window, words), 0, t0)
+        self._send(shown)
+        return shown
+
+    def revise_open(self) -> dict[str, Any] | None:
+        """Score the open window again if its words changed; the message sent, or None."""
+        window, shown = self._open, self._shown
+        if window is None or shown is None or self.final is None or len(self.queue):
+            return None
+        t0 = time.perf_counter()
+        committed = self.words_at(window.end, provisional=False)
+        revision = shown["revision"] + 1
+        final_msg, _ = self._final
+        if _word_keys(committed) != _word_keys(final_msg["words"]):
+            w = _with_words(window, committed)
+            self._final = final_msg, _ = self._score(w, revision, t0), w
+        final_msg = self._final[0]
+        target = self.words_at(window.end, provisional=True) if self.provisional else committed
+        if _word_keys(target) == _word_keys(shown["words"]):
+            return None
+        if _word_keys(target) == _word_keys(final_msg["words"]):
+            msg = dict(final_msg, revision=revision)
+        else:
+            msg = self._score(_with_words(window, target), revision, t0)
+        self._send(msg)
         return msg
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        """The open window's message on committed words (what will be recorded)."""
+        return self._final[0] if self._final is not None else None
+
+    def close_open(self) -> None:
+        """The open window gets no more revisions: send its final message if the last one
+        sent differs (was provisional), and record it."""
+        if self._open is None or self._final is None:
+            return
+        msg, window = self._final
+        shown = self._shown
+        self._open = self._final = None
+        if shown is not None and _word_keys(shown["words"]) != _word_keys(msg["words"]):
+            msg = dict(msg, revision=shown["revision"] + 1)
+            sent = False
+        else:
+            msg = shown if shown is not None else msg
+            sent = True
+        if self.record is not None:
+            self.record(msg, window)
+        if not sent:
+            self._send(msg)
+        self.scores.add(msg["score"])
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -173,8 +318,17 @@ class ScoringLoop(Worker):
             "windows": self.scores.count,
             "dropped_windows": self.queue.dropped,
             "queued_windows": len(self.queue),
+            "revisions": self.revisions,
+            "provisional_messages": self.provisional_messages,
             "latency_ms": {k: v.summary() for k, v in self.latencies.items()},
         }
+
+
+def _with_words(window: Window, words: list[dict[str, Any]]) -> Window:
+    """The window with other words (its text encoded again by the scorer)."""
+    text = window_text(words)
+    return dataclasses.replace(window, words=words, text=text, text_features=None,
+                               presence={**window.presence, "text": bool(text.strip())})
 
 
 class TextPrefetch(Worker):
@@ -255,6 +409,9 @@ class LivePipeline:
             on_window=on_window,
             after=self._after_scoring,
             history=options.history,
+            words_at=self._words_at,
+            revise=options.revises,
+            provisional=options.provisional,
         )
         self.finished = self.scoring.done
         self._stop = threading.Event()
@@ -328,6 +485,7 @@ class LivePipeline:
                 options=opts.speech,
                 policy=self.policy,
                 on_commit=self._on_words,
+                on_hypothesis=self.scoring.request_revision if opts.provisional else None,
             )
         self.assembler = WindowAssembler(
             featurizer=featurizer,
@@ -356,7 +514,11 @@ class LivePipeline:
         """The pipeline's own components, in data order (the source is started last)."""
         return [p for p in (self.faces, self.speech, self.assembler, self.scoring, self.prefetch) if p is not None]
 
+    def _words_at(self, end: float, provisional: bool = False) -> list[dict[str, Any]]:
+        return self.assembler.words_at(end, provisional=provisional) if self.assembler is not None else []
+
     def _on_words(self, words) -> None:
+        self.scoring.request_revision()
         if self.prefetch is not None:
             self.prefetch.poke()
         if self.on_words is not None:
@@ -388,9 +550,13 @@ class LivePipeline:
         return [w.as_dict() for w in words]
 
     def _after_scoring(self) -> None:
-        """The final speech pass commits the last words: wait for it, record them."""
+        """The final speech pass commits the last words: wait for it, revise the last window
+        with them (when windows are revised), record them."""
         if self.speech is not None:
             self.speech.join(60)
+            if not self._stop.is_set():
+                self.scoring.revise_open()
+        self.scoring.close_open()
         if self.recorder is not None:
             try:
                 self.recorder.add_words(self._new_words())

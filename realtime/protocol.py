@@ -13,7 +13,9 @@ Server -> client messages (all carry "type" and "v"):
 - "status": what the session is doing; sent after hello and whenever it changes.
     {type, v, state: "loading"|"running"|"finished", detail}
 - "window": one scored window.
-    {type, v, session, seq, start, end,          # seconds on the session clock
+    {type, v, session, seq, revision,            # revision: 0, then 1, 2, ... when the same window
+                                                 # is scored again on newer words (see below)
+     start, end,                                  # seconds on the session clock
      score,                                       # float in [-3, 3]
      class7,                                      # int in -3..3 (round + clip)
      label,                                       # e.g. "weakly positive"
@@ -21,10 +23,22 @@ Server -> client messages (all carry "type" and "v"):
      presence: {text: bool, audio: bool, video: bool},
      weights: {text: [K floats], audio: [...], video: [...]},   # COWA group weights
      attention: [[T floats] x T] | null,          # last guidance layer map
-     words: [{w, start, end}],                    # words of the text context: the window or
+     words: [{w, start, end[, provisional: true]}],  # words of the text context: the window or
                                                   # more (PipelineOptions.text_context, 7 s)
+     provisional: bool,                           # the score read provisional words
      latency_ms: {capture, features, scoring, send},
      dropped: int}                                # windows dropped so far
+
+  Revisions (protocol version 2; live policy only): when words commit, the newest
+  window is scored again at once and sent again with the same `seq` and a higher
+  `revision` (`PipelineOptions.rescore_on_commit`). With
+  `PipelineOptions.provisional_words` a window may be scored on the speech
+  recogniser's latest hypothesis before two passes agree on it: those words carry
+  `provisional: true` and so does the message; the window is sent again when they
+  commit. A page keeps, per seq, the message with the highest revision. The last
+  message of every seq reads committed words only and is the one recorded
+  (scores.jsonl holds one row per seq). Reproducible and FAST runs (hcl-annotate)
+  send revision 0 only, never provisional.
 - "stats": periodic health figures (same body as GET /metrics).
 - "session": a whole recorded session for replay: {type, v, session, windows: [...], words: [...]}
 - "error": {type, v, message}
@@ -49,7 +63,7 @@ from typing import Any, Iterable, Sequence
 
 from hcl.features.config import MODALITIES
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: window revisions and provisional words
 MAX_CLIENT_MESSAGE = 4096
 
 STATUS_LOADING = "loading"
@@ -102,13 +116,18 @@ def window_message(
     words: Sequence[dict[str, Any]] = (),
     latency_ms: dict[str, float] | None = None,
     dropped: int = 0,
+    revision: int = 0,
 ) -> dict[str, Any]:
+    """One scored window; a word with a true "provisional" key is marked provisional
+    (and so is the message: its score read a word that may still change)."""
     c = class7(score)
+    marked = [_word(w) for w in words]
     return {
         "type": "window",
         "v": PROTOCOL_VERSION,
         "session": session,
         "seq": int(seq),
+        "revision": int(revision),
         "start": _r(start, 3),
         "end": _r(end, 3),
         "score": _r(score),
@@ -118,12 +137,27 @@ def window_message(
         "presence": {k: bool(presence.get(k, False)) for k in MODALITIES},
         "weights": {k: [_r(x) for x in v] for k, v in (weights or {}).items()},
         "attention": [[_r(x) for x in row] for row in attention] if attention is not None else None,
-        "words": [
-            {"w": str(w["w"]), "start": _r(w["start"], 3), "end": _r(w["end"], 3)} for w in words
-        ],
+        "words": marked,
+        "provisional": any("provisional" in w for w in marked),
         "latency_ms": {k: _r(v, 2) for k, v in (latency_ms or {}).items()},
         "dropped": int(dropped),
     }
+
+
+def _word(w: dict[str, Any]) -> dict[str, Any]:
+    out = {"w": str(w["w"]), "start": _r(w["start"], 3), "end": _r(w["end"], 3)}
+    if w.get("provisional"):
+        out["provisional"] = True
+    return out
+
+
+def final_windows(windows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One window message per seq, the last given for each (a later revision replaces an
+    earlier one, in the place of the first): what a page shows and a recording keeps."""
+    last: dict[Any, dict[str, Any]] = {}
+    for i, w in enumerate(windows):
+        last[w.get("seq", ("no seq", i))] = w
+    return list(last.values())
 
 
 def hello_message(

@@ -88,7 +88,13 @@ class Transcript:
     takes new words by sequence number with `since`), so memory does not grow with
     the session; `committed` counts every word."""
 
-    def __init__(self, *, keep_seconds: float = 120.0, on_commit: Callable[[list[TimedWord]], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        keep_seconds: float = 120.0,
+        on_commit: Callable[[list[TimedWord]], None] | None = None,
+        on_hypothesis: Callable[[list[TimedWord]], None] | None = None,
+    ) -> None:
         self.keep_seconds = float(keep_seconds)
         self._words: collections.deque[TimedWord] = collections.deque()
         self._lock = threading.Lock()
@@ -97,6 +103,10 @@ class Transcript:
         self.pass_ms = RecentStats()
         self.on_commit = on_commit
         self.committed = 0  # words committed in the whole session; word i has sequence number i
+        # the last pass's words after the committed ones: the latest hypothesis, not agreed on
+        # yet (provisional words); replaced by every pass, emptied by the final one
+        self.hypothesis: tuple[TimedWord, ...] = ()
+        self.on_hypothesis = on_hypothesis
 
     def commit(self, words: list[TimedWord]) -> None:
         with self._lock:
@@ -110,6 +120,18 @@ class Transcript:
                     self._words.popleft()
         if self.on_commit is not None and words:
             self.on_commit(words)
+
+    def hypothesize(self, words: list[TimedWord]) -> None:
+        """Replace the latest hypothesis; `on_hypothesis(words)` when it changed."""
+        new = tuple(words)
+        changed = [(w.text, w.start, w.end) for w in new] != [(w.text, w.start, w.end) for w in self.hypothesis]
+        self.hypothesis = new
+        if changed and self.on_hypothesis is not None:
+            self.on_hypothesis(list(new))
+
+    def provisional_words(self, t0: float, t1: float) -> list[TimedWord]:
+        """The latest hypothesis's words whose midpoint lies in [t0, t1)."""
+        return [w for w in self.hypothesis if t0 <= 0.5 * (w.start + w.end) < t1]
 
     def since(self, seq: int) -> tuple[list[TimedWord], int]:
         """The words committed with sequence number >= `seq` that are still kept, and the
@@ -332,6 +354,7 @@ class SpeechStream:
         policy: Policy = Policy.REPRODUCIBLE,
         origin: float = 0.0,
         on_commit: Callable[[list[TimedWord]], None] | None = None,
+        on_hypothesis: Callable[[list[TimedWord]], None] | None = None,
     ) -> None:
         o = options
         self.read = read
@@ -348,7 +371,7 @@ class SpeechStream:
         # real-time runs that wait for their passes: passes run in order (reproducible windows)
         # unless they fall this many seconds behind the audio; then missed passes are skipped
         self.max_backlog = o.max_backlog if policy.follows_clock else None
-        self.transcript = Transcript(keep_seconds=max(120.0, 4 * o.context), on_commit=on_commit)
+        self.transcript = Transcript(keep_seconds=max(120.0, 4 * o.context), on_commit=on_commit, on_hypothesis=on_hypothesis)
         self.skipped = 0
         self.pause_pass_count = 0
         self.quiet_passes = 0  # passes over audio without speech (Whisper not asked)
@@ -372,6 +395,15 @@ class SpeechStream:
     def required_horizon(self, t: float) -> float:
         """The latest pass horizon whose words a window ending at `t` may use."""
         return math.floor((t - self.delay) / self.period + 1e-9) * self.period
+
+    def set_period(self, period: float) -> None:
+        """Space the periodic passes `period` s apart from the next one on (a loaded
+        server thins live passes; pause passes are unchanged): the next periodic pass is
+        the first one of the new grid after the last pass."""
+        if not 0 < period < self.context:
+            raise ValueError(f"period must be > 0 and < context ({self.context} s), got {period}")
+        self.period = float(period)
+        self._k = int(math.floor((self._last_h - self.origin) / self.period + 1e-9)) + 1
 
     def _next_pause(self, horizon: float) -> float | None:
         """Horizon of the next pause pass (the end of the first speech after the last pause
@@ -450,6 +482,8 @@ class SpeechStream:
         if committed:
             self._committed = (self._committed + committed)[-16:]
             self.transcript.commit(committed)
+        self.transcript.hypothesize(
+            [] if final else [TimedWord(w.text, w.start, w.end, w.probability, math.inf, now) for w in self._hypothesis])
         last_end = self._committed[-1].end if self._committed else t0
         if pause:
             self.pause_pass_count += 1
@@ -468,7 +502,8 @@ class SpeechStream:
 class SpeechWorker(Worker):
     """Runs a `SpeechStream` over `audio` (an `AudioRing`) in a thread: it waits for the
     audio, steps the stream on the session clock, and makes the final pass at the end.
-    `on_commit(words)` is called on this thread with each pass's committed words."""
+    `on_commit(words)` is called on this thread with each pass's committed words, and
+    `on_hypothesis(words)` with the pass's uncommitted words when they changed."""
 
     name = "speech"
 
@@ -481,6 +516,7 @@ class SpeechWorker(Worker):
         options: SpeechOptions = SpeechOptions(),
         policy: Policy = Policy.REPRODUCIBLE,
         on_commit: Callable[[list[TimedWord]], None] | None = None,
+        on_hypothesis: Callable[[list[TimedWord]], None] | None = None,
         poll: float = 0.05,
     ) -> None:
         super().__init__()
@@ -489,7 +525,7 @@ class SpeechWorker(Worker):
         self.poll = poll
         self.stream = SpeechStream(
             read=audio.read, sample_rate=audio.sample_rate, transcribe=transcribe, options=options, policy=policy,
-            on_commit=on_commit,
+            on_commit=on_commit, on_hypothesis=on_hypothesis,
         )
         self.transcript = self.stream.transcript
 

@@ -100,6 +100,7 @@ class WindowQueue:
         self.closed = False
         self._q: collections.deque[Window] = collections.deque()
         self._cond = threading.Condition()
+        self._woken = False
 
     def put(self, window: Window) -> None:
         with self._cond:
@@ -112,13 +113,21 @@ class WindowQueue:
             self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> Window | None:
-        """The oldest window; None on timeout, or when closed and empty."""
+        """The oldest window; None on timeout, after `wake()`, or when closed and empty."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._q or self.closed, timeout) or not self._q:
+            if not self._cond.wait_for(lambda: self._q or self.closed or self._woken, timeout) or not self._q:
+                self._woken = False
                 return None
             w = self._q.popleft()
             self._cond.notify_all()
             return w
+
+    def wake(self) -> None:
+        """Make a `get` waiting on an empty queue return None now (the reader has other
+        work: the newest window's words changed and it is to be scored again)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
@@ -340,13 +349,24 @@ class WindowAssembler(Worker):
         # Whisper's word times wobble by ~0.1 s: a word starting just before the onset belongs to it
         return max(t0, current[-1] - UTTERANCE_TOLERANCE) if current else t0
 
-    def words_at(self, end: float) -> list[dict[str, Any]]:
-        """The transcript words of the window ending at `end`, as known now."""
+    def words_at(self, end: float, *, provisional: bool = False) -> list[dict[str, Any]]:
+        """The transcript words of the window ending at `end`, as known now; with
+        `provisional` (live policy only), followed by the words of the latest hypothesis
+        after the last committed one, marked {"provisional": True}."""
         if self.speech is None:
             return []
         available_by = end if self.strict else None
-        timed = self.speech.transcript.words(self.text_start(end), end, available_by=available_by)
-        return [{"w": w.text, "start": w.start, "end": w.end} for w in timed]
+        t0 = self.text_start(end)
+        transcript = self.speech.transcript
+        timed = transcript.words(t0, end, available_by=available_by)
+        out = [{"w": w.text, "start": w.start, "end": w.end} for w in timed]
+        if provisional and not self.strict:
+            # after the last committed word: a pass commits before it replaces the hypothesis,
+            # so a hypothesis read in between may still hold words just committed
+            after = max((0.5 * (w.start + w.end) for w in transcript.words(t0, math.inf)), default=-math.inf)
+            out += [{"w": w.text, "start": w.start, "end": w.end, "provisional": True}
+                    for w in transcript.provisional_words(t0, end) if 0.5 * (w.start + w.end) > after]
+        return out
 
     def assemble(self, k: int) -> Window:
         t_ready = self._ready or time.perf_counter()

@@ -76,8 +76,8 @@ def test_labels_literal():
 
 
 WINDOW_KEYS = {
-    "type", "v", "session", "seq", "start", "end", "score", "class7", "label", "polarity",
-    "presence", "weights", "attention", "words", "latency_ms", "dropped",
+    "type", "v", "session", "seq", "revision", "start", "end", "score", "class7", "label", "polarity",
+    "presence", "weights", "attention", "words", "provisional", "latency_ms", "dropped",
 }
 
 
@@ -99,9 +99,10 @@ def test_window_message_keys_and_values_literal():
     assert set(msg) == WINDOW_KEYS
     assert msg == {
         "type": "window",
-        "v": 1,
+        "v": 2,
         "session": "abc",
         "seq": 7,
+        "revision": 0,
         "start": 1.235,
         "end": 5.234,
         "score": -1.2346,
@@ -112,6 +113,7 @@ def test_window_message_keys_and_values_literal():
         "weights": {"text": [0.1235, 0.5], "audio": [0.25, 0.75]},
         "attention": [[0.1111, 0.8889], [0.5, 0.5]],
         "words": [{"w": "good", "start": 1.0, "end": 1.5}],
+        "provisional": False,
         "latency_ms": {"capture": 1.23, "scoring": 7.0},
         "dropped": 2,
     }
@@ -125,28 +127,51 @@ def test_window_message_defaults():
     assert msg["presence"] == {"text": False, "audio": False, "video": True}
     assert msg["weights"] == {} and msg["attention"] is None and msg["words"] == []
     assert msg["latency_ms"] == {} and msg["dropped"] == 0
+    assert msg["revision"] == 0 and msg["provisional"] is False
+
+
+def test_revision_and_provisional_words_literal():
+    """Version 2: a revision number, and provisional words marked one by one (only those);
+    the message is provisional exactly when one of its words is."""
+    words = [{"w": "not", "start": 0.1, "end": 0.4, "provisional": False},
+             {"w": "bad", "start": 0.5, "end": 0.90049, "provisional": True, "p": 0.5}]
+    msg = protocol.window_message(session="s", seq=3, start=0, end=4, score=1.0, presence={}, words=words,
+                                  revision=np.int64(2))
+    assert msg["revision"] == 2 and type(msg["revision"]) is int
+    assert msg["words"] == [{"w": "not", "start": 0.1, "end": 0.4}, {"w": "bad", "start": 0.5, "end": 0.9, "provisional": True}]
+    assert msg["provisional"] is True
+    committed = protocol.window_message(session="s", seq=3, start=0, end=4, score=1.0, presence={}, words=words[:1],
+                                        revision=3)
+    assert committed["provisional"] is False and committed["words"] == [{"w": "not", "start": 0.1, "end": 0.4}]
+
+
+def test_final_windows_keeps_the_last_message_per_seq():
+    a0, b0, a1, a2 = {"seq": 0, "revision": 0}, {"seq": 1, "revision": 0}, {"seq": 0, "revision": 1}, {"seq": 0, "revision": 2}
+    assert protocol.final_windows([a0, b0, a1, a2]) == [a2, b0]  # in the place of the first, the last wins
+    assert protocol.final_windows([]) == []
+    assert protocol.final_windows([{"x": 1}, {"x": 2}]) == [{"x": 1}, {"x": 2}]  # no seq: nothing merged
 
 
 def test_other_messages_literal():
     hello = protocol.hello_message(session="s1", mode="live", model={"name": "m", "version": "1"},
                                    step_seconds=0.5, window_steps=8, clusters=8)
     assert hello == {
-        "type": "hello", "v": 1, "session": "s1", "mode": "live", "model": {"name": "m", "version": "1"},
+        "type": "hello", "v": 2, "session": "s1", "mode": "live", "model": {"name": "m", "version": "1"},
         "settings": {"step_seconds": 0.5, "window_steps": 8}, "modalities": ["text", "audio", "video"], "clusters": 8,
     }
-    assert protocol.error_message("bad") == {"type": "error", "v": 1, "message": "bad"}
-    assert protocol.stats_message({"uptime": 3.0, "clients": 1}) == {"type": "stats", "v": 1, "uptime": 3.0, "clients": 1}
+    assert protocol.error_message("bad") == {"type": "error", "v": 2, "message": "bad"}
+    assert protocol.stats_message({"uptime": 3.0, "clients": 1}) == {"type": "stats", "v": 2, "uptime": 3.0, "clients": 1}
     assert protocol.session_message(session="s1", windows=({"seq": 0},), words=({"w": "a"},)) == {
-        "type": "session", "v": 1, "session": "s1", "windows": [{"seq": 0}], "words": [{"w": "a"}]}
+        "type": "session", "v": 2, "session": "s1", "windows": [{"seq": 0}], "words": [{"w": "a"}]}
     assert protocol.session_message(session="s1", windows=[])["words"] == []
-    assert protocol.pong_message(12.34567) == {"type": "pong", "v": 1, "t": 12.346}
-    assert protocol.PROTOCOL_VERSION == 1 and protocol.MAX_CLIENT_MESSAGE == 4096
+    assert protocol.pong_message(12.34567) == {"type": "pong", "v": 2, "t": 12.346}
+    assert protocol.PROTOCOL_VERSION == 2 and protocol.MAX_CLIENT_MESSAGE == 4096
 
 
 def test_status_messages():
     assert protocol.STATUSES == ("loading", "running", "finished")
-    assert protocol.status_message("running") == {"type": "status", "v": 1, "state": "running", "detail": ""}
-    assert protocol.status_message("loading", 3) == {"type": "status", "v": 1, "state": "loading", "detail": "3"}
+    assert protocol.status_message("running") == {"type": "status", "v": 2, "state": "running", "detail": ""}
+    assert protocol.status_message("loading", 3) == {"type": "status", "v": 2, "state": "loading", "detail": "3"}
     with pytest.raises(ValueError, match=r"^status must be one of \('loading', 'running', 'finished'\), not 'paused'$"):
         protocol.status_message("paused")
 

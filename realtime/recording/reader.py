@@ -1,5 +1,9 @@
 """Reading a session folder back (for hcl-replay, the dashboard's export, tests).
 
+scores.jsonl holds one row per window (the live pipeline records a window's final
+revision when the window closes); should a file hold several rows for one seq, the
+last one wins (`protocol.final_windows`), as on the dashboard.
+
 A `kill -9` leaves every finished window readable: a truncated last line of
 scores.jsonl or words.jsonl is skipped, `read_wav` repairs a header whose sizes
 were not patched, and video.mp4 plays up to its last complete fragment.
@@ -116,6 +120,7 @@ def read_session(directory: str | os.PathLike) -> RecordedSession:
         except ValueError as exc:
             raise SessionError(f"{info_path} is not valid JSON ({exc})") from None
     windows, truncated = read_jsonl(scores_path, "a window message") if scores_path.is_file() else ([], False)
+    windows = protocol.final_windows(windows)
     words = read_words(directory)
     # the windows carry their words too: after a kill -9 they hold any word the words
     # file lacks (format 1 rewrote words.json only every few seconds)

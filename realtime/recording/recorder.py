@@ -73,7 +73,10 @@ class SessionRecorder:
       window. Appends the window's line to scores.jsonl, the audio since the last call to
       audio.wav (and hands it to the video's sound track), and the words committed since
       the last call to words.jsonl and transcript.vtt; all on disk when it returns, the
-      window line first (a dashboard never shows a window the recording lacks).
+      window line first (a dashboard never shows a window the recording lacks). When
+      windows are revised (live policy: re-scored as words commit), the pipeline calls it
+      once per window with its final revision, when the window closes; the dashboard may
+      then show the open window's earlier revisions before the line is on disk.
     - `write_frame(rgb, t)`: the capture thread, at capture rate. The frame is queued for
       the encoder thread ("session-video"), which draws the last window's score on it
       and encodes it with the sound handed over so far. It never waits: when the encoder
