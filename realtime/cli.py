@@ -237,6 +237,9 @@ def live_parser() -> argparse.ArgumentParser:
         help="--file/--demo in real time: windows wait for their transcript, so the scores equal hcl-annotate's "
         "(default: like a live device, windows never wait; needs a machine fast enough for Whisper)",
     )
+    p.add_argument("--provisional-words", action="store_true",
+                   help="live policy: score windows also on the words Whisper has heard but not yet confirmed "
+                   "(shown greyed), and again when they commit (PipelineOptions.provisional_words)")
     p.add_argument("--exit-when-done", action="store_true", help="--file/--demo: exit when the file ends (default: keep serving)")
     p.add_argument("--device", default="auto", help="scoring device: auto, cpu or cuda")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -286,6 +289,9 @@ def _live(argv: Sequence[str] | None) -> int:
 
     # --fast and --reproducible name the two policies a file can have besides LIVE
     policy = Policy.FAST if args.fast else Policy.REPRODUCIBLE if args.reproducible else Policy.LIVE
+    if args.provisional_words and policy is not Policy.LIVE:
+        raise CliError("--provisional-words needs the live policy: leave out --reproducible and --fast "
+                       "(their windows read confirmed words only, so that a file gives the same scores every time)")
     from hcl.features.config import FeatureSettings
 
     fps = FeatureSettings().face.frames_per_second
@@ -306,7 +312,8 @@ def _live(argv: Sequence[str] | None) -> int:
     scorer = _load_scorer(args.checkpoint, args.device, max_streams=args.max_sessions)
     if source.kind == "file" and scorer.features.face.frames_per_second != fps:
         source.fps = scorer.features.face.frames_per_second
-    options = PipelineOptions(policy=policy, speech=SpeechOptions(max_backlog=None if args.reproducible else 4.0))
+    options = PipelineOptions(policy=policy, speech=SpeechOptions(max_backlog=None if args.reproducible else 4.0),
+                              provisional_words=args.provisional_words or None)
     session_id = new_session_id()
     recorder = None
     server = None

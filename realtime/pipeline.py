@@ -203,7 +203,7 @@ class ScoringLoop(Worker):
                 "features": (window.t_assembled - window.t_ready) * 1000 + result.text_ms,
                 "scoring": (t_scored - window.t_assembled) * 1000 - result.text_ms,
             }
-        else:  # a revision: its text encoding and the model
+        else:  # a revision: from reading its words (text encoding and model included)
             latency = {"capture": 0.0, "features": result.text_ms, "scoring": (t_scored - t_start) * 1000 - result.text_ms}
         msg = protocol.window_message(
             session=self.session_id,
@@ -260,7 +260,7 @@ class ScoringLoop(Worker):
             t0 = time.perf_counter()
             words = self.words_at(window.end, provisional=True)
             if any(w.get("provisional") for w in words):
-                shown = self._score(_with_words(window, words), 0, t0)
+                shown = self._score(self._with_words(window, words), 0, t0)
         self._send(shown)
         return shown
 
@@ -274,7 +274,7 @@ class ScoringLoop(Worker):
         revision = shown["revision"] + 1
         final_msg, _ = self._final
         if _word_keys(committed) != _word_keys(final_msg["words"]):
-            w = _with_words(window, committed)
+            w = self._with_words(window, committed)
             self._final = final_msg, _ = self._score(w, revision, t0), w
         final_msg = self._final[0]
         target = self.words_at(window.end, provisional=True) if self.provisional else committed
@@ -283,7 +283,7 @@ class ScoringLoop(Worker):
         if _word_keys(target) == _word_keys(final_msg["words"]):
             msg = dict(final_msg, revision=revision)
         else:
-            msg = self._score(_with_words(window, target), revision, t0)
+            msg = self._score(self._with_words(window, target), revision, t0)
         self._send(msg)
         return msg
 
@@ -312,6 +312,13 @@ class ScoringLoop(Worker):
             self._send(msg)
         self.scores.add(msg["score"])
 
+    def _with_words(self, window: Window, words: list[dict[str, Any]]) -> Window:
+        """The window with other words, their text encoded here (a shared scorer's thread
+        then only runs the model)."""
+        text = window_text(words)
+        return dataclasses.replace(window, words=words, text=text, text_features=self.scorer.encode_text(text),
+                                   presence={**window.presence, "text": bool(text.strip())})
+
     def stats(self) -> dict[str, Any]:
         return {
             **super().stats(),
@@ -322,13 +329,6 @@ class ScoringLoop(Worker):
             "provisional_messages": self.provisional_messages,
             "latency_ms": {k: v.summary() for k, v in self.latencies.items()},
         }
-
-
-def _with_words(window: Window, words: list[dict[str, Any]]) -> Window:
-    """The window with other words (its text encoded again by the scorer)."""
-    text = window_text(words)
-    return dataclasses.replace(window, words=words, text=text, text_features=None,
-                               presence={**window.presence, "text": bool(text.strip())})
 
 
 class TextPrefetch(Worker):

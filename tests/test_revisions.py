@@ -62,6 +62,9 @@ class TextScorer:
         self.calls = 0
         self.texts = []
 
+    def encode_text(self, text):
+        return None  # no text encoder: `score` reads the window's text
+
     def score(self, window):
         from realtime.scorer import ScoreResult
 
@@ -286,3 +289,14 @@ def test_reproducible_and_fast_runs_refuse_the_levers_and_never_revise():
     assert not PipelineOptions(policy=Policy.LIVE, rescore_on_commit=False).revises
     assert PipelineOptions(policy=Policy.LIVE, rescore_on_commit=False, provisional_words=True).revises
     assert PipelineOptions(policy=Policy.LIVE, provisional_words=True).provisional
+
+
+def test_hcl_live_refuses_provisional_words_outside_the_live_policy(capsys):
+    from realtime import cli
+
+    for flag in ("--fast", "--reproducible"):
+        assert cli._run(cli._live, ["--file", "missing.wav", flag, "--provisional-words", "--no-browser"]) == 2
+        err = capsys.readouterr().err
+        assert "--provisional-words needs the live policy: leave out --reproducible and --fast" in err
+    assert cli.live_parser().parse_args(["--provisional-words"]).provisional_words is True
+    assert cli.live_parser().parse_args([]).provisional_words is False
