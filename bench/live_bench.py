@@ -3,6 +3,7 @@ real server on 127.0.0.1, measured from a websocket client.
 
     python bench/live_bench.py [--file PATH] [--checkpoint PATH] [--strict] [--repeat N]
     python bench/live_bench.py --reaction [--beam N] [--set KEY=VALUE ...] [--out PATH]
+    python bench/live_bench.py --reaction --levers [--out PATH]
 
 Default table: end-to-end latency (window end on the session clock -> message
 received by the client) p50/p95, per-stage latencies, CPU use, dropped windows,
@@ -17,7 +18,15 @@ polarity band, i.e. |score| >= 0.5 with its sign), release time (start of a
 neutral sentence after a signed one -> score back in the neutral band |score| <
 0.5), transcript lag, word error rate of the live transcript on the generated
 speech and on the two real MOSI clips in ../shared/data/mosi/raw, the in-pipeline
-scoring step and the HCL forward at batch 1 on CPU.
+scoring step and the HCL forward at batch 1 on CPU. It also counts window revisions
+(a window sent again when its words commit) and provisional messages, and gives the
+word lag as shown (a word's end -> the first message showing it, provisional or not)
+beside the transcript lag (-> its commit).
+
+`--levers` runs the reaction clip back to back with the revision levers off
+(`rescore_on_commit=false`), with re-scoring on commit (the live default), and with
+re-scoring plus provisional words, and writes the three results and a comparison
+table to bench/results/reaction_levers.json.
 """
 
 from __future__ import annotations
@@ -258,9 +267,10 @@ def reaction_times(sentences: list[dict], received: list[tuple[float, dict]]) ->
         after = [(t, m) for t, m in received if s["start"] <= t <= deadline]
         if s["sign"]:
             band = "positive" if s["sign"] > 0 else "negative"
-            hit = next((t for t, m in after if m["polarity"] == band), None)
+            hit = next(((t, m) for t, m in after if m["polarity"] == band), None)
             reactions.append({"text": s["text"], "sign": s["sign"], "end": s["end"],
-                              "reaction_s": None if hit is None else round(hit - s["end"], 3)})
+                              "reaction_s": None if hit is None else round(hit[0] - s["end"], 3),
+                              "by_provisional": None if hit is None else bool(hit[1].get("provisional"))})
         elif i and sentences[i - 1]["sign"]:
             before = [m for t, m in received if t < s["start"]]
             if before and before[-1]["polarity"] == "neutral":
@@ -270,6 +280,28 @@ def reaction_times(sentences: list[dict], received: list[tuple[float, dict]]) ->
                 release = None if hit is None else round(hit - s["start"], 3)
             releases.append({"text": s["text"], "after_sign": sentences[i - 1]["sign"], "start": s["start"], "release_s": release})
     return reactions, releases
+
+
+def shown_word_lags(words, received: list[tuple[float, dict]], *, tolerance: float = 0.25) -> list[float]:
+    """Per committed word: the first received message showing it (same normalised text,
+    start within `tolerance` s; provisional or committed) minus the word's end."""
+    import re
+
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    seen: dict[str, list[tuple[float, float]]] = {}  # text -> [(start, first shown)]
+    for t, m in received:
+        for w in m["words"]:
+            spots = seen.setdefault(norm(w["w"]), [])
+            if not any(abs(a - w["start"]) <= tolerance for a, _ in spots):
+                spots.append((w["start"], t))
+    out = []
+    for w in words:
+        hits = [t for a, t in seen.get(norm(w.text), ()) if abs(a - w.start) <= tolerance]
+        if hits:
+            out.append(min(hits) - w.end)
+    return out
 
 
 def forward_times(scorer, n: int = 300) -> dict:
@@ -297,9 +329,6 @@ def summary(values) -> dict:
 
 
 def reaction_main(args, checkpoint, model_note) -> int:
-
-    import torch
-
     from realtime.component import Policy
     from realtime.pipeline import PipelineOptions
     from realtime.scorer import WindowScorer
@@ -314,12 +343,79 @@ def reaction_main(args, checkpoint, model_note) -> int:
     options = with_settings(PipelineOptions(policy=Policy.LIVE), changes)
     # the model's own judgement of the clean sentences (an upper bound for the live run)
     clean = [scorer.score(_text_window(scorer, s["text"])).score for s in sentences]
+    if args.levers:
+        return levers_main(args, scorer, checkpoint, model_note, clip, sentences, clean, options)
+    result = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, options)
+    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(reaction_table(result))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+# the revision levers, each run back to back on the same clip: (name, PipelineOptions changes)
+LEVERS = (
+    ("off", {"rescore_on_commit": False, "provisional_words": False}),
+    ("rescore", {"rescore_on_commit": True, "provisional_words": False}),
+    ("rescore+provisional", {"rescore_on_commit": True, "provisional_words": True}),
+)
+
+
+def levers_main(args, scorer, checkpoint, model_note, clip, sentences, clean, options) -> int:
+    runs = {}
+    for name, change in LEVERS:
+        print(f"--- {name}", flush=True)
+        runs[name] = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean,
+                                      dataclasses.replace(options, **change))
+        print(reaction_table(runs[name]), flush=True)
+    result = {"levers": {k: v for k, v in LEVERS}, "runs": runs}
+    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction_levers.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(levers_table(runs))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+def levers_table(runs: dict) -> str:
+    def t(d):
+        return f"{d['p50']} / {d['p95']} / {d['max']}"
+
+    cols = [
+        ("reaction p50/p95/max s", lambda r: t(r["reaction_s"])),
+        ("never flipped", lambda r: r["never_flipped"]),
+        ("reaction, committed msgs only p50/p95 s", lambda r: t(r["reaction_committed_s"])),
+        ("release p50/p95 s", lambda r: f"{r['release_s']['p50']} / {r['release_s']['p95']}"),
+        ("transcript lag p50/p95 s", lambda r: f"{r['transcript_lag_s']['p50']} / {r['transcript_lag_s']['p95']}"),
+        ("word shown lag p50/p95 s", lambda r: f"{r['shown_word_lag_s']['p50']} / {r['shown_word_lag_s']['p95']}"),
+        ("WER gen / wav / mp4 %", lambda r: " / ".join(
+            str((v or {}).get("wer_percent", "-")) for v in (r["wer"]["generated"], *(r["wer"].get(n) for _, _, n in MOSI_CLIPS)))),
+        ("messages / windows / revisions / provisional", lambda r: f"{r['messages_received']} / {r['windows']} / "
+                                                                  f"{r['revisions']} / {r['provisional_messages']}"),
+        ("scoring p50/p95 ms", lambda r: f"{r['scoring_in_pipeline_ms']['p50']} / {r['scoring_in_pipeline_ms']['p95']}"),
+        ("cores used", lambda r: r["cores_used"]),
+        ("dropped win / frames / skipped passes", lambda r: f"{r['dropped_windows']} / {r['dropped_frames']} / {r['skipped_speech_passes']}"),
+        ("load 1m start / end", lambda r: f"{r['machine']['load_avg_1m_at_start']} / {r['machine']['load_avg_1m_at_end']}"),
+    ]
+    names = list(runs)
+    width = max(len(c) for c, _ in cols)
+    lines = [f"{'':<{width}}  " + " | ".join(f"{n:<22}" for n in names)]
+    for c, get in cols:
+        lines.append(f"{c:<{width}}  " + " | ".join(f"{get(runs[n])!s:<22}" for n in names))
+    return "\n".join(lines)
+
+
+def measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, options) -> dict:
+    import torch
+
     load0 = os.getloadavg()[0]
     run = run_live(clip, scorer, options)
     reactions, releases = reaction_times(sentences, run["received"])
     received = run["received"]
     lags = [w.committed_at - w.end for w in run["words"]]
-    scoring = [m["latency_ms"]["scoring"] for _, m in received]
+    scoring = [m["latency_ms"]["scoring"] for _, m in received if not m.get("revision")]  # a window's first message
     generated_wer = wer(" ".join(s["text"] for s in sentences), " ".join(w.text for w in run["words"]))
     mosi = {}
     for video_id, clip_id, name in MOSI_CLIPS:
@@ -331,6 +427,8 @@ def reaction_main(args, checkpoint, model_note) -> int:
         mosi[name] = {**wer(mosi_text(video_id, clip_id), " ".join(w.text for w in r["words"])),
                       "lag_s": summary([w.committed_at - w.end for w in r["words"]])}
     flips = [r for r in reactions if r["reaction_s"] is not None]
+    committed_reactions, _ = reaction_times(sentences, [(t, m) for t, m in received if not m.get("provisional")])
+    scoring_stats = run["pipeline"].scoring.stats()
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True), "torch": torch.__version__,
                     "load_avg_1m_at_start": round(load0, 2), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
@@ -341,13 +439,19 @@ def reaction_main(args, checkpoint, model_note) -> int:
                  "signed": sum(1 for s in sentences if s["sign"]), "gaps_s": list(REACTION_GAPS)},
         "reaction_s": summary(r["reaction_s"] for r in reactions),
         "never_flipped": len(reactions) - len(flips),
+        # the same, counting only messages on committed words (what a recording keeps)
+        "reaction_committed_s": summary(r["reaction_s"] for r in committed_reactions),
+        "flipped_by_provisional": sum(1 for r in reactions if r["by_provisional"]),
         "release_s": summary(r["release_s"] for r in releases),
         "never_released": sum(1 for r in releases if r["release_s"] is None),
         "transcript_lag_s": summary(lags),
+        "shown_word_lag_s": summary(shown_word_lags(run["words"], received)),
         "wer": {"generated": generated_wer, **mosi},
         "scoring_in_pipeline_ms": summary(scoring),
         "windows": run["pipeline"].scores.count,
         "messages_received": len(received),
+        "revisions": scoring_stats.get("revisions", 0),
+        "provisional_messages": scoring_stats.get("provisional_messages", 0),
         "dropped_windows": run["pipeline"].queue.dropped,
         "dropped_frames": run["dropped_frames"],
         "skipped_speech_passes": run["metrics"].get("transcript", {}).get("skipped_passes"),
@@ -358,15 +462,12 @@ def reaction_main(args, checkpoint, model_note) -> int:
         "sentences": [{**s, "clean_text_score": round(c, 3)} for s, c in zip(sentences, clean)],
         "reactions": reactions,
         "releases": releases,
-        # every window message as the client saw it: [received (session s), seq, end, score, text]
-        "timeline": [[round(t, 3), m["seq"], m["end"], m["score"], " ".join(w["w"] for w in m["words"])] for t, m in received],
+        # every window message as the client saw it: [received (session s), seq, revision,
+        # provisional, end, score, text (provisional words in brackets)]
+        "timeline": [[round(t, 3), m["seq"], m.get("revision", 0), m.get("provisional", False), m["end"], m["score"],
+                      " ".join(f"[{w['w']}]" if w.get("provisional") else w["w"] for w in m["words"])] for t, m in received],
     }
-    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(reaction_table(result))
-    print(f"\nwritten to {out}")
-    return 0
+    return result
 
 
 def _whisper_settings(pipeline) -> dict | None:
@@ -401,6 +502,8 @@ def reaction_table(r: dict) -> str:
         ("release p50 / p95 / max", f(r["release_s"])),
         ("neutral sentences never released", r["never_released"]),
         ("transcript lag p50 / p95 / max", f(r["transcript_lag_s"])),
+        ("word shown lag p50 / p95 / max", f(r["shown_word_lag_s"])),
+        ("messages / revisions / provisional", f"{r['messages_received']} / {r['revisions']} / {r['provisional_messages']}"),
         ("WER generated speech", f"{w['generated']['wer_percent']} % ({w['generated']['errors']} / {w['generated']['reference_words']})"),
     ]
     for _, _, name in MOSI_CLIPS:
@@ -427,6 +530,8 @@ def main(argv=None) -> int:
     ap.add_argument("--strict", action="store_true", help="file policy (windows wait for the transcript) instead of the live-device policy")
     ap.add_argument("--beam", type=int, help="Whisper beam size for the live passes (default: greedy in the live policy, the checkpoint's with --strict)")
     ap.add_argument("--reaction", action="store_true", help="the reaction-time table (see the module docstring)")
+    ap.add_argument("--levers", action="store_true",
+                    help="--reaction: run the revision levers (off, rescore, rescore+provisional) back to back")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="--reaction: a PipelineOptions field, or speech.FIELD for its SpeechOptions (repeatable)")
     ap.add_argument("--out", help="JSON output (default bench/results/live.json, or reaction.json with --reaction)")

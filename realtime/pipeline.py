@@ -247,6 +247,13 @@ class ScoringLoop(Worker):
     def handle(self, window: Window) -> dict[str, Any]:
         """Score a new window and send it; the window before it closes first."""
         self.close_open()
+        words = self.words_at(window.end, provisional=True) if self.provisional else []
+        if any(w.get("provisional") for w in words):
+            # shown at once on the hypothesis; then scored on its committed words (to record)
+            shown = self._score(self._with_words(window, words), 0)
+            self._send(shown)
+            self._open, self._final = window, (self._score(window, 0), window)
+            return shown
         msg = self._score(window, 0)
         if not self.revise:
             if self.record is not None:
@@ -255,14 +262,8 @@ class ScoringLoop(Worker):
             self.scores.add(msg["score"])
             return msg
         self._open, self._final = window, (msg, window)
-        shown = msg
-        if self.provisional:
-            t0 = time.perf_counter()
-            words = self.words_at(window.end, provisional=True)
-            if any(w.get("provisional") for w in words):
-                shown = self._score(self._with_words(window, words), 0, t0)
-        self._send(shown)
-        return shown
+        self._send(msg)
+        return msg
 
     def revise_open(self) -> dict[str, Any] | None:
         """Score the open window again if its words changed; the message sent, or None."""
