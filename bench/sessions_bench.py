@@ -1,30 +1,36 @@
-"""Many sessions at once on one process: N simulated browser captures sharing one
-`ScorerService` and one `SpeechService` (realtime/services.py).
+"""Many sessions at once on one process: N simulated browser captures arriving at one
+`SessionHub` (realtime/sessions.py: admission, one `ScorerService` and one
+`SpeechService` shared by all, the load governor of realtime/governor.py).
 
-    python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction]
-                                   [--face per-session|shared] [--speech-batch B] [--out PATH]
+    python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction] [--arrival S]
+                                   [--max-sessions M] [--governor on|off] [--face-fps F] [--speech-period P]
+                                   [--speech-batch B] [--no-admission] [--out PATH]
     python bench/sessions_bench.py --whisper-batch      # can faster-whisper batch passes? (see below)
     python bench/sessions_bench.py --costs              # CPU ms of each model's unit of work
 
-Each session is a real `LivePipeline(Policy.LIVE)` over a `BrowserSource`, fed the
-capture messages of a generated clip (espeak-ng sentences over the astronaut's face,
-JPEG frames at 10 fps, 100 ms PCM chunks; tests/capture_clients.py) by its own
+Each session is the hub's real `LivePipeline(Policy.LIVE)` over a `BrowserSource`, fed
+the capture messages of a generated clip (espeak-ng sentences over the astronaut's
+face, JPEG frames at 10 fps, 100 ms PCM chunks; tests/capture_clients.py) by its own
 paced sender at real-time pace, the way the server feeds a browser's socket. Every
 session speaks the same sentences in its own order (so the shared text-encoding
-cache does not make N sessions look cheaper than N people). The sessions start
-together; all N share one WindowScorer (max_streams = the largest N) behind one
-ScorerService, one Whisper behind one SpeechService (`--speech-batch B`: up to B
-sessions' passes decoded as one batch, default 4; 1 = one at a time), and (`--face
-shared`) one face extractor, else one per session.
+cache does not make N sessions look cheaper than N people). Sessions arrive
+`--arrival` s apart and go through the hub's admission (`--max-sessions`, default the
+largest N, so that only measured health and capacity refuse; `--no-admission` takes
+everyone); a refused arrival is counted with its reason. All share one WindowScorer
+behind one ScorerService, one Whisper behind one SpeechService (`--speech-batch B`: up
+to B sessions' passes decoded as one batch, default 4), each has its own face model.
+`--governor on` (default) thins every session alike when the shared speech thread is
+busy; `--governor off --face-fps F --speech-period P` runs fixed settings instead.
 
-Per N: windows scored and dropped, scoring latency (queue wait + model) and total
-window latency p95, transcript lag p95 (word committed minus word end), speech
-passes skipped to catch up, the speech and scorer threads' busy fraction, the
-scorer's batch size, CPU of the whole process per session, and (`--reaction`) the
-reaction time: end of a signed sentence's last word -> first window in its polarity
-band (bench/live_bench.py's definition), p50/p95 over all sessions. The load average
-of the machine (shared with other work) is recorded before and after each N.
-Writes bench/results/sessions.json.
+Per N: sessions admitted, windows scored and dropped, scoring latency (queue wait +
+model) and total window latency p95, transcript lag p95 (word committed minus word
+end), speech passes skipped to catch up, the speech and scorer threads' busy
+fraction, the governor's highest and last level, the scorer's batch size, CPU of the
+whole process per session, and (`--reaction`) the reaction time: end of a signed
+sentence's last word -> first window in its polarity band (bench/live_bench.py's
+definition), p50/p95 over all sessions. The load average of the machine (shared
+with other work) is recorded before and after each N. Writes
+bench/results/sessions.json.
 
 `--whisper-batch`: CTranslate2's encoder and greedy decoder on B independent 4 s
 passes as one batch vs one by one (B = 1, 2, 4): the speed-up a batched speech
@@ -165,14 +171,6 @@ def cpu_by_stage(before: dict, after: dict, wall: float) -> dict[str, float]:
     return {k: round(100 * v / wall, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
-# ---------------------------------------------------------------- one run of N sessions
-@dataclasses.dataclass
-class Shared:
-    scoring: object
-    speech: object
-    featurizer: object | None  # one face extractor for all sessions (--face shared)
-
-
 def whisper_for(settings, options):
     """The transcriber the live pipeline would build for the live policy (greedy)."""
     from hcl.features.speech import SpeechTranscriber
@@ -183,66 +181,110 @@ def whisper_for(settings, options):
                              temperature_fallback=o.temperature_fallback)
 
 
-def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reaction: bool, stagger: float) -> dict:
+# ---------------------------------------------------------------- one run of N sessions
+class Collector:
+    """The hub's channels: each session's window messages with the session clock at
+    arrival (what a viewer of its stream would get)."""
+
+    def __init__(self) -> None:
+        self.by_secret: dict[str, object] = {}  # secret -> LiveSession, filled after open
+        self.received: dict[str, list] = {}
+
+    def open_channel(self, key: str, hello: dict):
+        received = self.received.setdefault(key, [])
+        owner = self
+
+        class Channel:
+            def publish(self, msg: dict) -> None:
+                session = owner.by_secret.get(key)
+                if msg.get("type") == "window" and session is not None and session.pipeline.clock is not None:
+                    received.append((session.pipeline.clock.now(), msg))
+
+            def set_status(self, state: str, detail: str = "") -> None:
+                pass
+
+            def attach_recording(self, directory) -> None:
+                pass
+
+        return Channel()
+
+    def close_channel(self, key: str) -> None:
+        pass
+
+
+def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: float) -> dict:
+    """N simulated browsers arriving `arrival` s apart at one `SessionHub` (the server's
+    own path: admission, the shared services, the load governor). Refused arrivals are
+    counted with their reason; the admitted ones run their clip at real-time pace."""
     from capture_clients import clip_messages, send_paced
     from live_bench import reaction_times
 
-    from hcl.features.segment import SegmentFeaturizer
     from realtime.capture_protocol import unpack
-    from realtime.pipeline import LivePipeline
+    from realtime.sessions import AdmissionRefused
     from realtime.sources.browser import BrowserSource
 
-    settings = shared.scoring.scorer.features
-    sessions = []
-    for i in range(n):
-        audio, sentences = session_clip(speech, i)
-        sid = f"bench-{n}-{i}"
-        source = BrowserSource(audio=True, video=True, name=f"simulated {i}")
-        featurizer = shared.featurizer or SegmentFeaturizer(settings=settings)
-        received: list = []
-        words: list = []
-        scorer_client = shared.scoring.client(sid)
-        speech_client = shared.speech.client(sid)
-        s = {"id": sid, "source": source, "sentences": sentences, "received": received, "words": words,
-             "featurizer": featurizer, "scorer": scorer_client, "speech": speech_client,
-             "events": clip_messages(audio, [jpeg], fps=FPS), "duration": len(audio) / 16000}
-        pipe = LivePipeline(source=source, scorer=scorer_client, transcriber=speech_client, featurizer=featurizer,
-                            options=options, session_id=sid, on_words=words.extend,
-                            on_window=lambda msg, s=s: s["received"].append((s["pipeline"].clock.now(), msg)))
-        s["pipeline"] = pipe
-        sessions.append(s)
+    collector = hub.channels
+    hub.governor.reset()
+    scoring, speech_service = hub._services()
+    sessions, refused = [], []
     load_before = os.getloadavg()
-    busy0 = {k: (svc._busy_s, svc.passes) for k, svc in (("scorer", shared.scoring), ("speech", shared.speech))}
-    turns0 = shared.speech.turns
-    for s in sessions:  # models load here (face per session); the clocks start after
-        s["pipeline"].start()
+    busy0 = {k: (svc._busy_s, svc.passes) for k, svc in (("scorer", scoring), ("speech", speech_service))}
+    turns0 = speech_service.turns
     cpu0, wall0 = time.process_time(), time.perf_counter()
     threads0 = thread_cpu()
     sampler = ThreadCpuSampler().start()
+    levels: list[tuple[float, int]] = []
+    stop_trace = threading.Event()
+
+    def trace():  # the governor's level over the run
+        while not stop_trace.wait(0.5):
+            levels.append((round(time.perf_counter() - wall0, 1), hub.governor.level))
+
+    tracer = threading.Thread(target=trace, daemon=True)
+    tracer.start()
     senders = []
-    for i, s in enumerate(sessions):
-        def send(s=s, delay=i * stagger):
-            time.sleep(delay)
-            send_paced(lambda d: s["source"].feed(unpack(d)), s["events"])
-        t = threading.Thread(target=send, daemon=True)
+    for i in range(n):
+        time.sleep(max(0.0, wall0 + i * arrival - time.perf_counter()))
+        audio, sentences = session_clip(speech, i)
+        source = BrowserSource(audio=True, video=True, name=f"simulated {i}")
+        try:
+            session = hub.open(source, kind="browser", session_id=f"bench-{n}-{i}")
+        except AdmissionRefused as exc:
+            refused.append({"index": i, "at_s": round(time.perf_counter() - wall0, 1), "reason": exc.reason})
+            print(f"   session {i} refused: {exc.reason}", flush=True)
+            continue
+        collector.by_secret[session.secret] = session
+        hub.start_session(session)  # its face model loads here; its clock starts after
+        s = {"session": session, "sentences": sentences, "received": collector.received[session.secret],
+             "events": clip_messages(audio, [jpeg], fps=FPS), "duration": len(audio) / 16000}
+        sessions.append(s)
+
+        def send(s=s):
+            send_paced(lambda d: s["session"].source.feed(unpack(d)), s["events"])
+
+        t = threading.Thread(target=send, daemon=True, name=f"send {i}")
         t.start()
         senders.append(t)
     for t in senders:
         t.join()
     for s in sessions:
-        s["pipeline"].wait(60)
+        s["session"].pipeline.wait(60)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    stop_trace.set()
+    tracer.join()
     stages = cpu_by_stage(threads0, sampler.stop(), wall)
     load_after = os.getloadavg()
+    governor = hub.governor.state()
     rows = []
     for s in sessions:
-        pipe = s["pipeline"]
+        session = s["session"]
+        pipe = session.pipeline
         m = pipe.metrics()
-        scorer_stats = s["scorer"].stats()["session"]
-        speech_stats = s["speech"].stats()
-        ring_start = s["source"].audio.start_time or 0.0
+        scorer_stats = session.scorer_client.stats()["session"]
+        speech_stats = session.speech_client.stats()
+        ring_start = pipe.source.audio.start_time or 0.0
         row = {
-            "session": s["id"],
+            "session": session.id,
             "windows": m["windows"],
             "dropped_windows": m["dropped_windows"],
             "scoring_ms": m["latency_ms"]["scoring"],
@@ -254,6 +296,7 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
             "skipped_passes": m["transcript"]["skipped_passes"],
             "speech_passes": speech_stats["served"],
             "speech_wait_ms": speech_stats["wait_ms"],
+            "speech_period_s": pipe.speech.period,
             "face_frames": m["video"]["frames"], "faces": m["video"]["faces"],
             "dropped_frames": m["video"]["dropped_frames"],
             "source": {k: m["components"]["source"].get(k) for k in ("resyncs", "clamped", "delay_ms")},
@@ -265,23 +308,23 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
             row["reactions_s"] = [r["reaction_s"] for r in reactions]
         rows.append(row)
     for s in sessions:
-        s["pipeline"].stop()
-        s["scorer"].close()
-        s["speech"].close()
-        if shared.featurizer is None:
-            s["featurizer"].close()
+        hub.end(s["session"].id, reason="bench done", wait=False)
     busy = {k: {"busy_fraction": round((svc._busy_s - busy0[k][0]) / wall, 3), "passes": svc.passes - busy0[k][1]}
-            for k, svc in (("scorer", shared.scoring), ("speech", shared.speech))}
-    turns = shared.speech.turns - turns0
+            for k, svc in (("scorer", scoring), ("speech", speech_service))}
+    turns = speech_service.turns - turns0
     busy["speech"]["turns"] = turns
     busy["speech"]["passes_per_turn"] = round(busy["speech"]["passes"] / turns, 2) if turns else None
-    all_scoring = [x for s in sessions for x in s["pipeline"].latencies["scoring"].recent()]
-    all_total = [x for s in sessions for x in s["pipeline"].latencies["total"].recent()]
+    all_scoring = [x for s in sessions for x in s["session"].pipeline.latencies["scoring"].recent()]
+    all_total = [x for s in sessions for x in s["session"].pipeline.latencies["total"].recent()]
     all_lags = [x for r in rows for x in r["lags_s"]]
     reactions = [x for r in rows for x in r.get("reactions_s", [])]
+    admitted = len(sessions)
     return {
         "sessions": n,
-        "clip_s": round(max(s["duration"] for s in sessions), 2),
+        "admitted": admitted,
+        "refused": refused,
+        "arrival_s": arrival,
+        "clip_s": round(max((s["duration"] for s in sessions), default=0.0), 2),
         "wall_s": round(wall, 2),
         "windows": sum(r["windows"] for r in rows),
         "dropped_windows": sum(r["dropped_windows"] for r in rows),
@@ -294,10 +337,11 @@ def run_sessions(n: int, shared: Shared, speech, jpeg: bytes, options, *, reacti
         "reaction_s": {"p50": pct([x for x in reactions if x is not None], 50), "p95": pct([x for x in reactions if x is not None], 95),
                        "never": sum(x is None for x in reactions), "n": len(reactions)} if reaction else None,
         "cpu_percent_total": round(100 * cpu / wall, 1),
-        "cpu_percent_per_session": round(100 * cpu / wall / n, 1),
+        "cpu_percent_per_session": round(100 * cpu / wall / max(1, admitted), 1),
         "cpu_percent_by_stage": stages,  # % of one core, all sessions together
         "services": busy,
-        "scorer_batch": shared.scoring.batch_sizes.summary(),
+        "governor": {**governor, "max_level": max((lv for _, lv in levels), default=0), "trace": levels},
+        "scorer_batch": scoring.batch_sizes.summary(),
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in load_after],
         "per_session": rows,
@@ -308,16 +352,18 @@ def table(results: list[dict]) -> str:
     def f(x, nd=2):
         return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
-    head = ("N", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s", "skipped", "reaction p50/p95 s",
-            "CPU/session %", "speech busy", "scorer busy", "load 1m")
+    head = ("N", "admitted", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s", "skipped",
+            "reaction p50/p95 s", "CPU/session %", "speech busy", "scorer busy", "level max/end", "load 1m")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in results:
         rx = r["reaction_s"]
+        g = r.get("governor") or {}
         lines.append(" | ".join([
-            str(r["sessions"]), str(r["windows"]), str(r["dropped_windows"]), f(r["scoring_ms"]["p95"], 1), f(r["total_ms"]["p95"], 1),
+            str(r["sessions"]), str(r.get("admitted", r["sessions"])), str(r["windows"]), str(r["dropped_windows"]), f(r["scoring_ms"]["p95"], 1), f(r["total_ms"]["p95"], 1),
             f"{f(r['transcript_lag_s']['p50'])} / {f(r['transcript_lag_s']['p95'])}", str(r["skipped_passes"]),
             "-" if rx is None else f"{f(rx['p50'])} / {f(rx['p95'])} ({rx['never']} never)",
             f(r["cpu_percent_per_session"], 1), f(r["services"]["speech"]["busy_fraction"]), f(r["services"]["scorer"]["busy_fraction"]),
+            f"{g.get('max_level', '-')}/{g.get('level', '-')}",
             f"{r['load_avg_before'][0]:.1f}-{r['load_avg_after'][0]:.1f}",
         ]))
     return "\n".join(lines)
@@ -429,11 +475,19 @@ def main(argv=None) -> int:
     ap.add_argument("--sessions", default="1,2,4,8", help="comma-separated session counts (default 1,2,4,8)")
     ap.add_argument("--sentences", type=int, default=6, help="sentences per clip (default 6: about 25 s)")
     ap.add_argument("--reaction", action="store_true", help="also the reaction time (live_bench's definition)")
-    ap.add_argument("--face", choices=("per-session", "shared"), default="per-session",
-                    help="one face extractor per session (default) or one for all")
     ap.add_argument("--speech-batch", type=int, default=4,
                     help="most sessions' Whisper passes decoded as one batch (1: one pass at a time, interleaved)")
-    ap.add_argument("--stagger", type=float, default=0.3, help="s between the sessions' first messages")
+    ap.add_argument("--gather", type=float, default=0.03,
+                    help="s a speech batch that is not full waits for the last batch's sessions (0: none)")
+    ap.add_argument("--arrival", type=float, default=1.5, help="s between the sessions' arrivals (default 1.5)")
+    ap.add_argument("--max-sessions", type=int, default=0,
+                    help="the hub's --max-sessions (default: the largest N, so only measured health refuses)")
+    ap.add_argument("--governor", choices=("on", "off"), default="on",
+                    help="thin every session alike under load (realtime/governor.py); off: fixed settings")
+    ap.add_argument("--face-fps", type=float, default=10.0, help="with --governor off: the face analysis rate")
+    ap.add_argument("--speech-period", type=float, default=1.0, help="with --governor off: s between speech passes")
+    ap.add_argument("--no-admission", action="store_true",
+                    help="admit every arrival (no health or capacity refusals; --max-sessions still counts)")
     ap.add_argument("--checkpoint", help="the live checkpoint (default: the shipped one)")
     ap.add_argument("--whisper-batch", action="store_true", help="measure batched vs one-by-one Whisper passes only")
     ap.add_argument("--costs", action="store_true", help="measure the CPU cost of each model's unit of work only")
@@ -461,54 +515,49 @@ def main(argv=None) -> int:
 
     from capture_clients import jpeg_of
 
-    from hcl.features.segment import SegmentFeaturizer
-    from realtime.component import Policy
     from realtime.demo import face_image
-    from realtime.pipeline import PipelineOptions
+    from realtime.governor import GovernorConfig, Level
     from realtime.scorer import WindowScorer
-    from realtime.services import ScorerService, SpeechService
+    from realtime.sessions import HubConfig, SessionHub
 
     counts = [int(x) for x in args.sessions.split(",") if x.strip()]
-    options = PipelineOptions(policy=Policy.LIVE)
+    max_sessions = args.max_sessions or max(counts)
+    if args.governor == "on":
+        governor = GovernorConfig(admission=not args.no_admission)
+    else:
+        governor = GovernorConfig(levels=(Level(args.face_fps, args.speech_period),), enabled=False)
+    config = HubConfig(max_sessions=max_sessions, speech_batch=args.speech_batch, speech_gather=args.gather,
+                       governor=governor,
+                       max_lag_p95=None if args.no_admission else 2.5, refuse_on_drops=not args.no_admission,
+                       keep_ended=max(16, 2 * sum(counts)))
     t0 = time.perf_counter()
-    scorer = WindowScorer(checkpoint=args.checkpoint, device="cpu", max_streams=max(counts))
-    scoring = ScorerService(scorer)
-    scoring.start()
-    scoring.warm_up()
+    scorer = WindowScorer(checkpoint=args.checkpoint, device="cpu", max_streams=max_sessions)
+    hub = SessionHub(scorer=scorer, config=config)
+    hub.bind_channels(Collector())
+    hub.warm_up()  # the scorer's graphs for every batch size, Whisper loaded
+    hub.start()
     warm_s = time.perf_counter() - t0
-    whisper = whisper_for(scorer.features, options)
-    if args.speech_batch > 1:
-        from realtime.batched_whisper import BatchedWhisper
-
-        whisper = BatchedWhisper(whisper)
-    speech_service = SpeechService(whisper, max_batch=args.speech_batch)
-    speech_service.start()
-    speech_service.model  # noqa: B018  load once, before any session
-    featurizer = None
-    if args.face == "shared":
-        featurizer = SegmentFeaturizer(settings=scorer.features)
-        featurizer.face  # noqa: B018
-    shared = Shared(scoring=scoring, speech=speech_service, featurizer=featurizer)
+    options = hub.options
     speech = make_speech(args.sentences)
     jpeg = jpeg_of(face_image(320))
     results = []
     try:
         for n in counts:
             print(f"-- {n} session(s)", flush=True)
-            r = run_sessions(n, shared, speech, jpeg, options, reaction=args.reaction, stagger=args.stagger)
+            r = run_sessions(n, hub, speech, jpeg, reaction=args.reaction, arrival=args.arrival)
             results.append(r)
             print(table([r]).splitlines()[-1], flush=True)
+            time.sleep(3)  # let the last passes of this N drain before the next
     finally:
-        scoring.stop()
-        speech_service.stop()
-        if featurizer is not None:
-            featurizer.close()
+        hub.stop()
     doc = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch_threads": torch.get_num_threads(), "whisper_threads": options.speech.threads},
         "model": scorer.model_info,
-        "face": args.face,
         "speech_batch": args.speech_batch,
+        "speech_gather_s": args.gather,
+        "governor": dataclasses.asdict(governor),
+        "max_sessions": max_sessions,
         "sentences": args.sentences,
         "warm_up_s": round(warm_s, 1),
         "command": " ".join(["python", "bench/sessions_bench.py", *(argv if argv is not None else sys.argv[1:])]),

@@ -14,6 +14,7 @@ const COLUMNS = [
   ["latency p95", (s) => (s.latency_ms && s.latency_ms.p95 != null ? `${Math.round(s.latency_ms.p95)} ms` : "–")],
   ["transcript lag p95", (s) => (s.transcript_lag_s && s.transcript_lag_s.p95 != null ? `${s.transcript_lag_s.p95.toFixed(1)} s` : "–")],
   ["CPU", (s) => (s.cpu_percent != null ? `${s.cpu_percent.toFixed(0)} % of a core` : "–")],
+  ["faces / speech passes", (s) => `${s.face_fps != null ? `${s.face_fps} fps` : "–"} / ${s.speech_period_s != null ? `every ${s.speech_period_s} s` : "–"}`],
 ];
 
 function render(body) {
@@ -36,7 +37,8 @@ function render(body) {
   }
   $("operator-summary").textContent =
     `${body.live} of ${body.max_sessions} sessions live · ` +
-    (body.admitting ? "taking new sessions" : `refusing new sessions: ${body.refusing_because}`);
+    (body.admitting ? "taking new sessions" : `refusing new sessions: ${body.refusing_because}`) +
+    (body.load && body.load.level ? ` · under load: level ${body.load.level} of ${body.load.levels - 1} (speech busy ${Math.round(100 * body.load.speech_busy)} %)` : "");
 }
 
 async function poll() {

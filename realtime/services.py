@@ -442,11 +442,17 @@ class SpeechService(_SharedService):
     (`realtime.batched_whisper.BatchedWhisper`): a turn takes the oldest pending pass of
     up to `max_batch` sessions, in rotation order, and decodes them as one batch. A batch
     that raises is run again pass by pass, so an error reaches only its own caller.
+
+    `gather` (s, batching only): a session served by the last turn usually submits its
+    next pass a moment after it got its words (a live stream that fell behind has one due
+    at once); a turn that is not full waits up to `gather` for those sessions, so N busy
+    sessions share one batch instead of alternating in halves (each half waiting for the
+    other's turn).
     """
 
     name = "speech-service"
 
-    def __init__(self, transcriber, *, max_batch: int = 1, keep: int = 1024) -> None:
+    def __init__(self, transcriber, *, max_batch: int = 1, keep: int = 1024, gather: float = 0.03) -> None:
         super().__init__()
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -455,6 +461,8 @@ class SpeechService(_SharedService):
                              "realtime.batched_whisper.BatchedWhisper")
         self.transcriber = transcriber
         self.max_batch = int(max_batch)
+        self.gather = max(0.0, float(gather)) if self.max_batch > 1 else 0.0
+        self._last_served: set[str] = set()  # the sessions of the last turn
         self._load_lock = threading.Lock()
         self._rotation: collections.deque[str] = collections.deque()  # sessions in turn order
         self.passes = 0
@@ -483,18 +491,37 @@ class SpeechService(_SharedService):
             except ValueError:
                 pass
 
-    def _next(self) -> list[_Request]:
-        """The oldest pending pass of the next sessions in turn, up to `max_batch` (under _cond)."""
-        out: list[_Request] = []
+    def _next(self, out: list[_Request] | None = None) -> list[_Request]:
+        """The oldest pending pass of the next sessions in turn (not those in `out` already),
+        added to `out` up to `max_batch` (under _cond)."""
+        out = [] if out is None else out
+        taken = {r.session for r in out}
         for _ in range(len(self._rotation)):
             if len(out) >= self.max_batch:
                 break
             session = self._rotation[0]
             self._rotation.rotate(-1)  # it goes to the back whether or not it had work
+            if session in taken:
+                continue
             queue = self._queues.get(session)
             if queue:
                 out.append(queue.popleft())
         return out
+
+    def _gather(self, batch: list[_Request]) -> list[_Request]:
+        """Fill a turn that is not full with the passes the last turn's sessions submit
+        within `gather` s (under _cond; see the class docstring)."""
+        if not self.gather or len(batch) >= self.max_batch:
+            return batch
+        waiting = {s for s in self._last_served if s in self._queues} - {r.session for r in batch}
+        deadline = time.perf_counter() + self.gather
+        while waiting and not self.stopping:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+            waiting = {s for s in waiting if s in self._queues and not self._queues[s]}
+        return self._next(batch)
 
     def run(self) -> None:
         while True:
@@ -502,6 +529,8 @@ class SpeechService(_SharedService):
                 batch: list[_Request] = []
                 while not self.stopping and not (batch := self._next()):
                     self._cond.wait(0.5)
+                batch = self._gather(batch)
+                self._last_served = {r.session for r in batch}
                 if self.stopping:
                     for req in reversed(batch):  # back in their queues: finish() fails them
                         self._queues.get(req.session, collections.deque()).appendleft(req)
@@ -516,7 +545,7 @@ class SpeechService(_SharedService):
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
-        out.update(max_batch=self.max_batch, passes=self.passes, turns=self.turns, turn_ms=self.pass_ms.summary(),
+        out.update(max_batch=self.max_batch, gather_s=self.gather, passes=self.passes, turns=self.turns, turn_ms=self.pass_ms.summary(),
                    batch_size=self.batch_sizes.summary())
         return out
 

@@ -19,11 +19,17 @@ one Whisper. `realtime.services` (a batching scorer thread and a speech service)
 provides them when present; otherwise one `WindowScorer` / `SpeechTranscriber`
 per process, called under a lock (neither is safe to call from two threads).
 
+Load: with the shared services, a `realtime.governor.LoadGovernor` watches the
+shared speech thread once a second and thins every session alike when it cannot
+keep up (face analysis 10 -> 5 fps, speech passes every 1 -> 3 s); the level is
+in `stats()["load"]` and each session's line.
+
 Admission: a new session is refused when `max_sessions` are live, or when the
 measured health says the machine is not keeping up: a live session dropped
 windows within the last `health_window` s, or its transcript lag p95 is over
-`max_lag_p95`. The monitor thread samples every session once a second (its
-threads' CPU time, its drops), so the check costs nothing at admission time.
+`max_lag_p95`, or the governor says one more would not fit even at the thinnest
+level. The monitor thread samples every session once a second (its threads' CPU
+time, its drops), so the check costs nothing at admission time.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from realtime.component import Policy, Worker
+from realtime.governor import GovernorConfig, LoadGovernor
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,12 @@ class HubConfig:
     # "auto": realtime.services when it is there, else one scorer / Whisper under a lock;
     # "services" or "locked" to choose
     shared_models: str = "auto"
+    # most sessions' Whisper passes decoded as one batch (realtime.batched_whisper); 1: one at a time
+    speech_batch: int = 4
+    # s a batch that is not full waits for the sessions of the last one (SpeechService.gather)
+    speech_gather: float = 0.03
+    # thinning every session alike under load, and refusing what would not fit (None: off)
+    governor: GovernorConfig | None = dataclasses.field(default_factory=GovernorConfig)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -79,6 +92,8 @@ class HubConfig:
             raise ValueError("shared_models must be 'auto', 'services' or 'locked'")
         if self.health_window <= 0 or self.monitor_interval <= 0:
             raise ValueError("health_window and monitor_interval must be > 0 s")
+        if self.speech_batch < 1:
+            raise ValueError("speech_batch must be >= 1")
 
 
 class Channel(Protocol):
@@ -168,6 +183,12 @@ def _thread_cpu(thread: threading.Thread | None) -> float:
         return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
     except (AttributeError, OSError, ValueError):
         return 0.0
+
+
+def _face_fps(faces) -> float | None:
+    """The rate a face worker analyses a live feed at (None: no video, or every frame of a file)."""
+    interval = getattr(faces, "min_interval", 0.0)
+    return round(0.9 / interval, 1) if interval else None
 
 
 @dataclass
@@ -265,6 +286,9 @@ class LiveSession:
             "transcript_lag_s": p.speech.transcript.stats()["lag_s"] if p.speech is not None else None,
             "cpu_percent": self.cpu_percent,
             "cpu_seconds": round(self.cpu_seconds, 2),
+            # what the load governor gives this session now
+            "speech_period_s": getattr(p.speech, "period", None),
+            "face_fps": _face_fps(p.faces),
             "recording": str(self.recorder.directory) if self.recorder is not None else None,
             "problems": p.problems(),
         }
@@ -316,6 +340,8 @@ class SessionHub(Worker):
         self.refused: collections.Counter[str] = collections.Counter()
         self.created = 0
         self._wake = threading.Event()
+        # measures nothing until the shared speech service exists (`_services`)
+        self.governor = LoadGovernor(None, config.governor or GovernorConfig(enabled=False))
 
     # ---------------------------------------------------------------- wiring
     def bind_channels(self, channels: Channels) -> None:
@@ -338,10 +364,21 @@ class SessionHub(Worker):
                 if self._scorer_service is None:
                     streams = int(getattr(self._scorer, "max_streams", 1))
                     scoring = services.ScorerService(self._scorer, max_batch=max(1, min(streams, self.config.max_sessions)))
-                    speech = services.SpeechService(self._shared_whisper())
+                    whisper, batch = self._shared_whisper(), self.config.speech_batch
+                    if batch > 1 and not callable(getattr(whisper, "transcribe_many", None)):
+                        from hcl.features.speech import SpeechTranscriber
+
+                        if isinstance(whisper, SpeechTranscriber):
+                            from realtime.batched_whisper import BatchedWhisper
+
+                            whisper = BatchedWhisper(whisper)
+                        else:  # a transcriber that cannot batch: one pass at a time
+                            batch = 1
+                    speech = services.SpeechService(whisper, max_batch=batch, gather=self.config.speech_gather)
                     scoring.start()
                     speech.start()
                     self._scorer_service, self._speech_service = scoring, speech
+                    self.governor.speech = speech
         return self._scorer_service, self._speech_service
 
     def _shared_whisper(self):
@@ -404,6 +441,9 @@ class SessionHub(Worker):
                     raise AdmissionRefused(
                         f"the server is not keeping up: transcript lag p95 {lag:.1f} s (bound "
                         f"{cfg.max_lag_p95:g} s); try again later")
+            reason = self.governor.refusal(len(live) + self._pending)
+            if reason is not None:
+                raise AdmissionRefused(reason)
 
     def _admit(self) -> None:
         with self._lock:
@@ -501,6 +541,7 @@ class SessionHub(Worker):
             self.end(session.id, reason=f"could not start: {exc}", wait=False)
             raise
         session.started = time.monotonic()
+        self.governor.apply(session.pipeline)
         if session.channel is not None:
             session.channel.set_status("running", "")
         self._wake.set()
@@ -561,13 +602,16 @@ class SessionHub(Worker):
     def run(self) -> None:
         while not self.stopping:
             now = time.monotonic()
-            for session in self.sessions():
-                if session.started is None:
-                    continue
+            running = [s for s in self.sessions() if s.started is not None]
+            for session in running:
                 try:
                     session.sample(now)
                 except Exception:  # a figure must never stop the monitor
                     log.debug("sampling session %s failed", session.id, exc_info=True)
+            try:
+                self.governor.tick([s.pipeline for s in running], now)
+            except Exception:
+                log.exception("the load governor failed")
             self._wake.wait(self.config.monitor_interval)
             self._wake.clear()
 
@@ -616,5 +660,6 @@ class SessionHub(Worker):
             "refused": dict(self.refused),
             "cores": os.cpu_count(),
             "shared_models": "services" if self._scorer_service is not None else "locked",
+            "load": self.governor.state(),
             "sessions": lines,
         }

@@ -66,6 +66,7 @@ def server(shipped_live_checkpoint, tmp_path):
     import torch
 
     from realtime.component import Policy
+    from realtime.governor import GovernorConfig
     from realtime.pipeline import PipelineOptions, session_hello
     from realtime.scorer import WindowScorer
     from realtime.speech import SpeechOptions
@@ -75,14 +76,15 @@ def server(shipped_live_checkpoint, tmp_path):
     torch.set_num_threads(1)
     scorer = WindowScorer(checkpoint=shipped_live_checkpoint, device="cpu", max_streams=2)
     scorer.warm_up()
-    # health bounds off: this shared test machine is often busier than the sessions need;
-    # admission by health is tested in test_sessions.py
+    # health and capacity bounds off: this shared test machine is often busier than the
+    # sessions need; admission is tested in test_sessions.py and test_governor.py
     # windows wait for their words (the reproducible policy): on this shared 2-core machine the
     # transcript of two sessions often lags more than a window's text reaches back, and then a
     # live window reads no words at all; what the live policy costs is measured by the bench
     options = PipelineOptions(policy=Policy.REPRODUCIBLE, speech=SpeechOptions(max_backlog=None))
     hub = SessionHub(scorer=scorer, options=options,
-                     config=HubConfig(max_sessions=2, record_dir=tmp_path / "rec", max_lag_p95=None, refuse_on_drops=False))
+                     config=HubConfig(max_sessions=2, record_dir=tmp_path / "rec", max_lag_p95=None, refuse_on_drops=False,
+                                      governor=GovernorConfig(admission=False)))
     srv = DashboardServer(hello=session_hello(session_id="browser-sessions", scorer=scorer), sessions=hub, client_dir=CLIENT)
     srv.start()
     hub.start()

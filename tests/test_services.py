@@ -461,3 +461,53 @@ def test_real_whisper_batched_passes_give_the_words_of_single_runs(whisper):
         assert all(abs(a.start - b.start) <= 0.3 and abs(a.end - b.end) <= 0.3 for a, b in zip(one, many))
     assert "love" in [norm(w.text) for w in batched[0]] and batched[1][0].start >= 10.0
     assert BatchedWhisper(whisper).transcribe_many([(np.zeros(16000, np.float32), 0.0)]) == [[]]
+
+
+class SlowBatchTranscriber(FakeBatchTranscriber):
+    """Each pass or batch takes `seconds` (a Whisper turn), then returns one word per pass."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def transcribe(self, wave, offset=0.0):
+        time.sleep(self.seconds)
+        self.batches.append([("abcdefgh"[int(wave[0])], offset)])
+        return [SimpleNamespace(text="w")]
+
+    def transcribe_many(self, items):
+        time.sleep(self.seconds)
+        self.batches.append([("abcdefgh"[int(w[0])], off) for w, off in items])
+        return [[SimpleNamespace(text="w")] for _ in items]
+
+
+@pytest.mark.parametrize("gather", [0.0, 0.5])
+def test_sessions_that_are_behind_share_one_batch_when_the_turn_gathers_them(gather):
+    """Two live streams that are behind submit their next pass as soon as they get their
+    words. Without gathering, the turn after a session's pass starts before that session
+    resubmits, so the two alternate in batches of one (each waiting for the other's
+    turn); with `gather` the service waits for the last turn's sessions and decodes both
+    in one batch."""
+    fake = SlowBatchTranscriber(0.05)
+    service = SpeechService(fake, max_batch=4, gather=gather)
+    service.start()
+    try:
+        clients = [service.client(s) for s in "ab"]
+
+        def behind(client, index):
+            for k in range(8):
+                client.transcribe(wave_of(index), float(k))
+
+        threads = [in_thread(behind, c, i)[0] for i, c in enumerate(clients)]
+        for t in threads:
+            t.join(20)
+        sizes = [len(b) for b in fake.batches]
+        assert sum(sizes) == 16
+        if gather:
+            assert sorted(sizes)[len(sizes) // 2] == 2 and len(sizes) <= 10  # together, nearly always
+            assert service.stats()["gather_s"] == 0.5
+        else:
+            assert sizes.count(1) >= 10  # alternating halves, mostly
+    finally:
+        service.stop()
+        service.join(5)
