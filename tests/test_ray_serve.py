@@ -1,0 +1,197 @@
+"""The live sessions on Ray Serve (realtime.ray_serve), against a real local Ray.
+
+Two simulated capture clients (espeak-ng speech over a real face, the binary capture
+protocol at the browser's pace) connect to Serve's HTTP proxy at once; two ingress
+replicas share one scorer and one Whisper deployment. Each client's session follows
+its own windows only (read by a dashboard stream opened through Serve, which may land
+on the other replica: then it is relayed to the holder). Killing the ingress replica
+of one session ends that session only: its capture socket closes, its recording reads
+back, the other session goes on to its end, and Serve starts a new replica."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+serve = pytest.importorskip("ray.serve")
+websockets = pytest.importorskip("websockets")
+
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+from capture_clients import clip_messages, jpeg_of, send_paced  # noqa: E402
+from media_fixtures import espeak_available, face_image, faint_noise, speak  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+FPS = 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    """One simulated browser: its capture socket (session reply, close code) and its
+    dashboard stream (/ws?session=<secret>, the windows it is sent), both through Serve."""
+
+    def __init__(self, base: str, events, name: str) -> None:
+        self.base, self.events, self.name = base, events, name
+        self.reply: dict | None = None
+        self.windows: list[dict] = []
+        self.close: tuple[int | None, str] | None = None
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "Client":
+        self.thread.start()
+        assert self.ready.wait(120), f"{self.name}: no session reply"
+        assert self.reply is not None and self.reply.get("type") == "session", self.reply
+        threading.Thread(target=self._view, daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        with connect(f"ws://{self.base}/capture", max_size=None, open_timeout=60) as ws:
+            ws.send(self.events[0][1])  # hello
+            self.reply = json.loads(ws.recv(60))
+            self.started_at = time.monotonic()
+            self.ready.set()
+            sender = threading.Thread(target=send_paced, args=(ws.send, self.events[1:]),
+                                      kwargs={"stop": self.stop}, daemon=True)
+            sender.start()
+            try:
+                while True:
+                    ws.recv()
+            except ConnectionClosed:
+                pass
+            self.close = (ws.close_code, ws.close_reason)
+            self.closed_at = time.monotonic()
+
+    def _view(self) -> None:
+        with connect(f"ws://{self.base}{self.reply['stream']}", max_size=None, open_timeout=60) as ws:
+            try:
+                for raw in ws:
+                    msg = json.loads(raw)
+                    if msg.get("type") == "window":
+                        self.windows.append(msg)
+            except ConnectionClosed:
+                pass
+
+
+@pytest.fixture(scope="module")
+def clip():
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    speech = speak("I absolutely love this, it is wonderful and makes me so happy.")
+    audio = np.concatenate([faint_noise(0.5), speech, faint_noise(14.0 - len(speech) / 16000 - 0.5, seed=1)])
+    return audio.astype(np.float32), [jpeg_of(face_image(256))]
+
+
+@pytest.fixture(scope="module")
+def served(live_checkpoint, tmp_path_factory):
+    """A local Ray (2 CPUs), Serve on a free port, the app with two ingress replicas."""
+    from realtime.ray_serve import APP_NAME, ServeSettings, build_app
+
+    record = tmp_path_factory.mktemp("recordings")
+    port = _free_port()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        settings = ServeSettings(checkpoint=str(live_checkpoint), ingress_replicas=2, ingress_cpus=0.25,
+                                 scorer_cpus=0.5, speech_cpus=0.5, max_sessions=1, batch_size=4,
+                                 record_dir=str(record))
+        serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+        yield f"127.0.0.1:{port}", record
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _ingress_replicas() -> set[str]:
+    from realtime.ray_serve import APP_NAME
+
+    status = serve.status().applications[APP_NAME].deployments["Ingress"]
+    assert status.status.value == "HEALTHY", status
+    # the replicas' actors (named for their replica ids; a killed one is no longer listed)
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "serve" and "#Ingress#" in a["name"]}
+
+
+def _read(record: pathlib.Path, session: str):
+    from realtime.recording import read_session
+
+    return read_session(record / session)
+
+
+def test_the_dashboard_files_are_served(served):
+    base, _ = served
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{base}/") as r:
+        assert r.status == 200 and b"<html" in r.read().lower()
+    with urllib.request.urlopen(f"http://{base}/connection.js") as r:
+        assert r.headers["Content-Type"].startswith("text/javascript")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"http://{base}/s/no-such-session")
+    assert err.value.code == 404
+
+
+def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_sessions(served, clip):
+    base, record = served
+    audio, frames = clip
+    events = [clip_messages(audio, frames, fps=FPS, agent=f"client {i}") for i in range(2)]
+    # two sessions at once, one place per replica: whichever replica Serve hands b's
+    # capture to, b's session is held by the replica a's is not on
+    a = Client(base, events[0], "a").start()
+    b = Client(base, events[1], "b").start()
+    assert a.reply["replica"] != b.reply["replica"], (a.reply, b.reply)
+    replicas_before = _ingress_replicas()
+    assert a.reply["replica"] in replicas_before and b.reply["replica"] in replicas_before
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (len(a.windows) < 3 or len(b.windows) < 3):
+        time.sleep(0.5)
+    assert len(a.windows) >= 3 and len(b.windows) >= 3, (len(a.windows), len(b.windows))
+
+    # kill a's replica: a's capture socket closes, b goes on
+    ray.kill(ray.get_actor(a.reply["replica"], namespace="serve"), no_restart=True)
+    a.thread.join(30)
+    assert a.close is not None and a.closed_at - a.started_at < 10.0, (a.close, a.closed_at - a.started_at)
+    b_windows_at_kill = len(b.windows)
+    b.thread.join(90)
+    assert b.close is not None and b.close[0] == 1000, b.close
+    time.sleep(1.0)
+    assert len(b.windows) > b_windows_at_kill  # it went on after the kill
+
+    # each stream carried its own session's windows only
+    assert {w["session"] for w in a.windows} == {a.reply["session"]}
+    assert {w["session"] for w in b.windows} == {b.reply["session"]}
+
+    # both recordings read back: the killed one up to its last written window
+    rec_a, rec_b = _read(record, a.reply["session"]), _read(record, b.reply["session"])
+    assert len(rec_a.windows) >= 3
+    streamed_b = {w["seq"] for w in b.windows}
+    assert len(rec_b.windows) >= len(streamed_b) >= 15, (len(rec_b.windows), len(streamed_b))
+
+    # Serve replaced the killed replica
+    deadline = time.monotonic() + 90
+    replicas = set()
+    while time.monotonic() < deadline:
+        try:
+            replicas = _ingress_replicas()
+        except AssertionError:
+            replicas = set()
+        if len(replicas) == 2 and a.reply["replica"] not in replicas:
+            break
+        time.sleep(1.0)
+    assert len(replicas) == 2 and a.reply["replica"] not in replicas, replicas
