@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import logging
 import os
 import pathlib
 import secrets
 import signal
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
 log = logging.getLogger("realtime")
+
+# seconds Ctrl-C waits for the sessions' last passes and the shared services to finish
+SHUTDOWN_WAIT = 30.0
 
 
 class CliError(Exception):
@@ -377,8 +382,9 @@ def _live(argv: Sequence[str] | None) -> int:
     finally:
         pipeline.stop()
         hub.stop()
-        hub.join(5)
+        hub.join(SHUTDOWN_WAIT)
         server.stop()
+        _report_stragglers()
     return status
 
 
@@ -415,9 +421,21 @@ def _browser_sessions(args) -> int:
         print("stopping", flush=True)
     finally:
         hub.stop()  # every session ends: its windows are scored, its recording closes
-        hub.join(5)
+        hub.join(SHUTDOWN_WAIT)
         server.stop()
+        _report_stragglers()
     return 0
+
+
+def _report_stragglers() -> None:
+    """Name the threads still running once everything was stopped: the process can only
+    hang at exit in one of them (a native call in a daemon thread), so name them."""
+    main = threading.main_thread()
+    # tqdm's monitor only sleeps on an event between progress bars: it cannot hold up exit
+    left = [t.name for t in threading.enumerate()
+            if t is not main and t is not threading.current_thread() and t.is_alive() and t.name != "tqdm_monitor"]
+    if left:
+        log.warning("still running after stop (%.0f s): %s", SHUTDOWN_WAIT, ", ".join(sorted(left)))
 
 
 def _recording_failed(server, message: str) -> None:
@@ -440,6 +458,17 @@ def _live_metrics(pipeline, recorder) -> dict[str, Any]:
 
 def live_main(argv: Sequence[str] | None = None) -> int:
     return _run(_live, argv)
+
+
+def live_command() -> int:
+    """The hcl-live console script: `live_main`, then an exit that cannot hang. Everything
+    is stopped and the recording closed by the time it returns, but the interpreter's own
+    exit still runs native finalisers (mediapipe, Whisper, torch thread pools); if that
+    has not finished in SHUTDOWN_WAIT seconds, every thread's stack goes to stderr and
+    the process exits with status 1, instead of waiting for a second Ctrl-C."""
+    status = live_main()
+    faulthandler.dump_traceback_later(SHUTDOWN_WAIT, exit=True)
+    return status
 
 
 # --------------------------------------------------------------------- hcl-annotate

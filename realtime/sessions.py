@@ -639,6 +639,14 @@ class SessionHub(Worker):
                         fn()
                         break
 
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the monitor and the shared services: a Whisper pass still running in a
+        daemon thread while the interpreter exits can hang the process in native code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for part in (super(), self._scorer_service, self._speech_service):
+            if part is not None:
+                part.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
     def stats(self) -> dict[str, Any]:
         """The operator view: every live (and recently ended) session with its lag, drops
         and CPU share, and the admission state."""

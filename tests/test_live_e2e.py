@@ -256,8 +256,6 @@ def test_dashboard_shows_the_real_pipeline(demo_media, live_scorer, request):
     assert not dash.console_errors, dash.console_errors
 
 
-@pytest.mark.xfail(strict=False, reason="known intermittent hang: in one clean-clone CI run hcl-live did not exit within "
-                   "180 s of SIGINT after the file had finished ('still serving'); passes alone and by hand (3-4 s)")
 def test_ctrl_c_closes_the_recording_cleanly(demo_media, live_checkpoint, tmp_path):
     from realtime.recording import read_session
 
@@ -279,12 +277,18 @@ def test_ctrl_c_closes_the_recording_cleanly(demo_media, live_checkpoint, tmp_pa
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, out
-    assert "dashboard: http://127.0.0.1:" in out
+    # the recording is complete whatever the exit: everything is closed before the interpreter exits
     session = read_session(folder)
     rec = session.info["recording"]
     assert rec["ended_at"] is not None and rec["windows"] == len(session.windows) >= 3
     assert not session.truncated
+    if proc.returncode == 1 and "Timeout (0:00:" in out:
+        # hcl-live's exit watchdog fired: the interpreter's exit hung in a native finaliser (seen
+        # once in a clean-clone CI run); the process still ended and its stacks are in `out`
+        pytest.xfail("exit watchdog fired; stacks:\n" + out[out.index("Timeout (0:00:"):][:4000])
+    assert proc.returncode == 0, out
+    assert "dashboard: http://127.0.0.1:" in out
+    assert "still running after stop" not in out, out
     assert [w["seq"] for w in session.windows] == list(range(len(session.windows)))
     assert session.audio_path is not None and session.read_audio()[0].size > 0
 
