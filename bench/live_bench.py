@@ -304,6 +304,21 @@ def shown_word_lags(words, received: list[tuple[float, dict]], *, tolerance: flo
     return out
 
 
+def revision_leads(received: list[tuple[float, dict]]) -> dict:
+    """What the revisions bought: for each revision that changed the polarity band shown,
+    how long before the next window's first message it came (the time the page showed
+    the new band earlier than it would have without revisions)."""
+    leads = []
+    shown = None
+    for i, (t, m) in enumerate(received):
+        if m.get("revision") and shown is not None and m["polarity"] != shown:
+            nxt = next((u for u, n in received[i + 1:] if n["seq"] > m["seq"]), None)
+            if nxt is not None:
+                leads.append(nxt - t)
+        shown = m["polarity"]
+    return {**summary(leads), "band_changes_by_revision": len(leads)}
+
+
 def forward_times(scorer, n: int = 300) -> dict:
     """The scorer's forward pass at batch 1 on its input buffers (the path `score` takes)."""
     import numpy as np
@@ -348,7 +363,7 @@ def reaction_main(args, checkpoint, model_note) -> int:
     result = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, options)
     out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(reaction_table(result))
     print(f"\nwritten to {out}")
     return 0
@@ -363,20 +378,56 @@ LEVERS = (
 
 
 def levers_main(args, scorer, checkpoint, model_note, clip, sentences, clean, options) -> int:
-    runs = {}
-    for name, change in LEVERS:
-        print(f"--- {name}", flush=True)
-        runs[name] = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean,
-                                      dataclasses.replace(options, **change))
-        print(reaction_table(runs[name]), flush=True)
-    result = {"levers": {k: v for k, v in LEVERS}, "runs": runs}
+    """Each lever setting in turn, `args.rounds` times interleaved (off, rescore, both, off,
+    ...), so that a shared machine's load falls on all of them alike; the MOSI clips (whose
+    WER the levers cannot change: they change no commit) only in the first round."""
+    rounds: list[dict] = []
+    for k in range(max(1, args.rounds)):
+        runs = {}
+        for name, change in LEVERS:
+            print(f"--- round {k + 1}: {name}", flush=True)
+            runs[name] = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean,
+                                          dataclasses.replace(options, **change), with_mosi=k == 0)
+            print(reaction_table(runs[name]), flush=True)
+        rounds.append(runs)
+    result = {"levers": {k: v for k, v in LEVERS}, "rounds": rounds, "median": levers_median(rounds)}
     out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction_levers.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print()
-    print(levers_table(runs))
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    for k, runs in enumerate(rounds):
+        print(f"\nround {k + 1}")
+        print(levers_table(runs))
+    print("\nmedian over rounds (per lever setting: the median of each run's figure)")
+    print(json.dumps(result["median"], indent=1))
     print(f"\nwritten to {out}")
     return 0
+
+
+def levers_median(rounds: list[dict]) -> dict:
+    import statistics
+
+    def med(values):
+        vals = [v for v in values if v is not None]
+        return round(statistics.median(vals), 3) if vals else None
+
+    out = {}
+    for name, _ in LEVERS:
+        runs = [r[name] for r in rounds]
+        out[name] = {
+            "reaction_p50_s": med(r["reaction_s"]["p50"] for r in runs),
+            "reaction_p95_s": med(r["reaction_s"]["p95"] for r in runs),
+            "never_flipped": med(r["never_flipped"] for r in runs),
+            "release_p95_s": med(r["release_s"]["p95"] for r in runs),
+            "transcript_lag_p50_s": med(r["transcript_lag_s"]["p50"] for r in runs),
+            "transcript_lag_p95_s": med(r["transcript_lag_s"]["p95"] for r in runs),
+            "word_shown_lag_p50_s": med(r["shown_word_lag_s"]["p50"] for r in runs),
+            "wer_generated_percent": med(r["wer"]["generated"]["wer_percent"] for r in runs),
+            "messages_per_window": med(r["messages_received"] / max(1, r["windows"]) for r in runs),
+            "cores_used": med(r["cores_used"] for r in runs),
+            "skipped_passes": med(r["skipped_speech_passes"] for r in runs),
+            "load_1m_start": [r["machine"]["load_avg_1m_at_start"] for r in runs],
+        }
+    return out
 
 
 def levers_table(runs: dict) -> str:
@@ -392,6 +443,8 @@ def levers_table(runs: dict) -> str:
         ("word shown lag p50/p95 s", lambda r: f"{r['shown_word_lag_s']['p50']} / {r['shown_word_lag_s']['p95']}"),
         ("WER gen / wav / mp4 %", lambda r: " / ".join(
             str((v or {}).get("wer_percent", "-")) for v in (r["wer"]["generated"], *(r["wer"].get(n) for _, _, n in MOSI_CLIPS)))),
+        ("band changes by revision, lead p50 s", lambda r: f"{r['revision_lead_s']['band_changes_by_revision']}, "
+                                                          f"{r['revision_lead_s']['p50']}"),
         ("messages / windows / revisions / provisional", lambda r: f"{r['messages_received']} / {r['windows']} / "
                                                                   f"{r['revisions']} / {r['provisional_messages']}"),
         ("scoring p50/p95 ms", lambda r: f"{r['scoring_in_pipeline_ms']['p50']} / {r['scoring_in_pipeline_ms']['p95']}"),
@@ -407,7 +460,7 @@ def levers_table(runs: dict) -> str:
     return "\n".join(lines)
 
 
-def measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, options) -> dict:
+def measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, options, *, with_mosi: bool = True) -> dict:
     import torch
 
     load0 = os.getloadavg()[0]
@@ -420,7 +473,7 @@ def measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, opt
     mosi = {}
     for video_id, clip_id, name in MOSI_CLIPS:
         path = SHARED_DATA / "mosi" / "raw" / name
-        if not path.exists():
+        if not path.exists() or not with_mosi:
             mosi[name] = None
             continue
         r = run_live(path, scorer, options)
@@ -451,6 +504,7 @@ def measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, opt
         "windows": run["pipeline"].scores.count,
         "messages_received": len(received),
         "revisions": scoring_stats.get("revisions", 0),
+        "revision_lead_s": revision_leads(received),
         "provisional_messages": scoring_stats.get("provisional_messages", 0),
         "dropped_windows": run["pipeline"].queue.dropped,
         "dropped_frames": run["dropped_frames"],
@@ -504,6 +558,8 @@ def reaction_table(r: dict) -> str:
         ("transcript lag p50 / p95 / max", f(r["transcript_lag_s"])),
         ("word shown lag p50 / p95 / max", f(r["shown_word_lag_s"])),
         ("messages / revisions / provisional", f"{r['messages_received']} / {r['revisions']} / {r['provisional_messages']}"),
+        ("band changes by a revision, lead p50 / p95", (f"{r['revision_lead_s']['band_changes_by_revision']}, "
+                                                        f"{r['revision_lead_s']['p50']} / {r['revision_lead_s']['p95']} s")),
         ("WER generated speech", f"{w['generated']['wer_percent']} % ({w['generated']['errors']} / {w['generated']['reference_words']})"),
     ]
     for _, _, name in MOSI_CLIPS:
@@ -532,6 +588,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reaction", action="store_true", help="the reaction-time table (see the module docstring)")
     ap.add_argument("--levers", action="store_true",
                     help="--reaction: run the revision levers (off, rescore, rescore+provisional) back to back")
+    ap.add_argument("--rounds", type=int, default=1, help="--levers: interleaved rounds of the three settings")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="--reaction: a PipelineOptions field, or speech.FIELD for its SpeechOptions (repeatable)")
     ap.add_argument("--out", help="JSON output (default bench/results/live.json, or reaction.json with --reaction)")
@@ -598,7 +655,7 @@ def main(argv=None) -> int:
         result["scorer_step_cuda"] = {"eager": scorer_step_times(checkpoint, "cuda", False), "graph": scorer_step_times(checkpoint, "cuda", True)}
     out = pathlib.Path(args.out or ROOT / "bench" / "results" / "live.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(table(result))
     print(f"\nwritten to {out}")
     return 0
