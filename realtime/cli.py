@@ -230,6 +230,12 @@ def live_parser() -> argparse.ArgumentParser:
                    help="most live sessions at once, this one and the browsers' (default 4); a new one is also "
                    "refused while the running ones drop windows or their transcript lags")
     p.add_argument("--mic", metavar="N|NAME", help="microphone index or name (default: the default input)")
+    ray = p.add_argument_group("Ray Serve (pip install hcl-live[ray])")
+    ray.add_argument("--ray", action="store_true", help="browser sessions (as --browser) spread over the replicas of "
+                     "a Ray Serve application (realtime.ray_serve); --host/--port are Serve's HTTP proxy")
+    ray.add_argument("--ray-address", metavar="ADDRESS", help="join this Ray cluster (e.g. auto); default: start a local Ray")
+    ray.add_argument("--ray-setting", action="append", metavar="KEY=VALUE",
+                     help="a realtime.ray_serve.ServeSettings field, e.g. ingress_replicas=4 scorer_gpus=1 (repeatable)")
     p.add_argument("--list-devices", action="store_true", help="list cameras and microphones and exit")
     _serve_options(p)
     p.add_argument("--record", metavar="DIR", help="record the session (scores, transcript, audio, video) into DIR; "
@@ -286,6 +292,10 @@ def _live(argv: Sequence[str] | None) -> int:
         raise CliError("--max-sessions must be at least 1")
     _token_for(args.host, args.token)
     _tls_context(args)  # a bad certificate fails before the models load
+    if args.ray:
+        if args.file or args.demo or args.camera is not None or args.no_camera:
+            raise CliError("--ray serves browser sessions only: drop --file/--demo/--camera/--no-camera")
+        return _ray_sessions(args)
     if args.browser:
         return _browser_sessions(args)
     from realtime.component import Policy
@@ -436,6 +446,50 @@ def _report_stragglers() -> None:
             if t is not main and t is not threading.current_thread() and t.is_alive() and t.name != "tqdm_monitor"]
     if left:
         log.warning("still running after stop (%.0f s): %s", SHUTDOWN_WAIT, ", ".join(sorted(left)))
+
+
+def _ray_sessions(args) -> int:
+    """hcl-live --ray: the browser sessions on Ray Serve (realtime.ray_serve) until Ctrl-C."""
+    try:
+        import ray
+        from ray import serve
+
+        from realtime.ray_serve import APP_NAME, ServeSettings, build_app
+    except ImportError as exc:
+        raise CliError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
+    if args.tls_cert or args.tls_key:
+        raise CliError("--tls-cert/--tls-key do not apply to --ray: put a TLS proxy in front of Serve's")
+    token = _token_for(args.host, args.token)
+    values: dict[str, Any] = {"checkpoint": args.checkpoint, "max_sessions": args.max_sessions, "token": token,
+                              "record_dir": str(pathlib.Path(args.record).resolve()) if args.record else None}
+    for item in args.ray_setting or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--ray-setting {item!r}: give KEY=VALUE, e.g. ingress_replicas=2")
+        values[key.strip()] = value.strip()
+    try:
+        settings = ServeSettings.from_args(values)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--ray-setting: {exc}") from None
+    _sigterm_as_interrupt()
+    ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=args.verbose)
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+        print(f"dashboard: http://{host}:{args.port}/" + (f"?token={token}" if token else ""), flush=True)
+        print(f"Ray Serve: {settings.ingress_replicas} ingress replica(s) x {settings.max_sessions} sessions; Ctrl-C to stop",
+              flush=True)
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        try:
+            serve.delete(APP_NAME)  # the replicas stop: every session ends, its recording closes
+        finally:
+            ray.shutdown()
+    return 0
 
 
 def _recording_failed(server, message: str) -> None:

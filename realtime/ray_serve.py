@@ -44,11 +44,14 @@ import pathlib
 import secrets
 import threading
 import time
+import typing
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, Sequence
+
+import numpy as np
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response
@@ -80,7 +83,8 @@ class ServeSettings:
     threads: int = 1  # torch / OMP / CTranslate2 threads in each replica
     max_sessions: int = 4  # live sessions per ingress replica (then it refuses, as hcl-live --browser)
     batch_size: int = 8  # most windows per scorer pass (@serve.batch max_batch_size)
-    batch_wait_s: float = 0.01  # how long a pass waits for more windows (@serve.batch batch_wait_timeout_s)
+    batch_wait_s: float = 0.01  # how long a pass waits for more windows / speech passes (batch_wait_timeout_s)
+    speech_batch: int = 4  # most Whisper passes decoded as one batch (@serve.batch over sessions and replicas)
     record_dir: str | None = None  # each session recorded into record_dir/<session id>/ (a shared folder on a cluster)
     token: str | None = None  # the dashboard token; needed when the Serve proxy is not on loopback
     # where each ingress replica's dashboard server listens: None = this node's IP (other
@@ -90,7 +94,7 @@ class ServeSettings:
     transcribe: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("ingress_replicas", "scorer_replicas", "speech_replicas", "threads", "max_sessions", "batch_size"):
+        for name in ("ingress_replicas", "scorer_replicas", "speech_replicas", "threads", "max_sessions", "batch_size", "speech_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("ingress_cpus", "scorer_cpus", "speech_cpus", "scorer_gpus", "speech_gpus", "batch_wait_s"):
@@ -107,15 +111,17 @@ class ServeSettings:
         for key, raw in args.items():
             if key not in fields:
                 raise ValueError(f"unknown setting {key!r}; the settings are: {', '.join(sorted(fields))}")
-            kind = str(fields[key].type)
+            kind = fields[key].type  # int, float, bool, or `X | None`
+            base = kind if isinstance(kind, type) else next(a for a in typing.get_args(kind) if a is not type(None))
             if raw is None or not isinstance(raw, str):
                 values[key] = raw
-            elif kind.startswith("int"):
-                values[key] = int(raw)
-            elif kind.startswith("float"):
-                values[key] = float(raw)
-            elif kind.startswith("bool"):
+            elif base is bool:
                 values[key] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif base in (int, float):
+                try:
+                    values[key] = base(raw)
+                except ValueError:
+                    raise ValueError(f"setting {key}={raw!r}: expected {base.__name__}") from None
             else:
                 values[key] = raw or None
         return cls(**values)
@@ -190,12 +196,15 @@ class ScorerDeployment:
 
 @serve.deployment(name="Speech")
 class SpeechDeployment:
-    """Whisper for the sessions' speech passes, one pass at a time per replica."""
+    """Whisper for the sessions' speech passes: a `@serve.batch` over passes of every
+    session and replica, decoded together (`realtime.batched_whisper.BatchedWhisper`),
+    one batch at a time per replica (CTranslate2 already spreads one over its threads)."""
 
     def __init__(self, settings: ServeSettings) -> None:
         _one_thread(settings.threads)
         from hcl.checkpoint import default_live_checkpoint, load_checkpoint
 
+        from realtime.batched_whisper import BatchedWhisper
         from realtime.sessions import live_transcriber
         from realtime.speech import SpeechOptions
 
@@ -203,15 +212,31 @@ class SpeechDeployment:
         features = load_checkpoint(pathlib.Path(path), map_location="cpu").features
         if settings.speech_gpus > 0:
             features = dataclasses.replace(features, speech=dataclasses.replace(features.speech, device="cuda"))
-        self.transcriber = live_transcriber(features, SpeechOptions(max_backlog=4.0, threads=settings.threads))
-        _ = self.transcriber.model  # load Whisper now, not at the first session's first pass
-        self._lock = asyncio.Lock()
-        self.passes = 0
+        self.whisper = BatchedWhisper(live_transcriber(features, SpeechOptions(max_backlog=4.0, threads=settings.threads)))
+        _ = self.whisper.model  # load Whisper now, not at the first session's first pass
+        self.transcribe.set_max_batch_size(settings.speech_batch)
+        self.transcribe.set_batch_wait_timeout_s(settings.batch_wait_s)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=512)
 
-    async def transcribe(self, wave, offset: float = 0.0):
-        async with self._lock:
-            self.passes += 1
-            return await asyncio.to_thread(self.transcriber.transcribe, wave, offset=offset)
+    def _many(self, items: list) -> list:
+        if len(items) == 1:
+            return [self.whisper.transcribe(items[0][0], offset=items[0][1])]
+        try:
+            return self.whisper.transcribe_many(items)
+        except Exception:  # find the pass at fault: one by one, so an error reaches only its caller
+            log.warning("a batch of %d speech passes failed; running them one by one", len(items), exc_info=True)
+            out = []
+            for wave, offset in items:
+                try:
+                    out.append(self.whisper.transcribe(wave, offset=offset))
+                except Exception as exc:
+                    out.append(exc)
+            return out
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)  # set from the settings in __init__
+    async def transcribe(self, items: list) -> list:
+        self.batch_sizes.append(len(items))
+        return await asyncio.to_thread(self._many, items)
 
     def ready(self) -> bool:
         return True
@@ -311,7 +336,8 @@ class RemoteScorer:
 
 
 class RemoteTranscriber:
-    """The `SpeechTranscriber` interface (`model`, `transcribe`) over the Speech deployment."""
+    """The `SpeechTranscriber` interface (`model`, `transcribe`) and `transcribe_many` (so
+    the hub's `SpeechService` sends up to `speech_batch` passes at once) over the Speech deployment."""
 
     def __init__(self, handle) -> None:
         self._handle = handle
@@ -321,7 +347,17 @@ class RemoteTranscriber:
         return self._handle.ready.remote().result()  # the deployment loaded Whisper at start
 
     def transcribe(self, wave_16k, offset: float = 0.0):
-        return self._handle.transcribe.remote(wave_16k, float(offset)).result()
+        return self.transcribe_many([(wave_16k, offset)])[0]
+
+    def transcribe_many(self, items) -> list:
+        """Each pass its own call, sent at once: the deployment batches them with the
+        passes of other replicas' sessions."""
+        calls = [self._handle.transcribe.remote((np.asarray(wave), float(offset))) for wave, offset in items]
+        out = [c.result() for c in calls]
+        for words in out:
+            if isinstance(words, BaseException):
+                raise words
+        return out
 
 
 # ====================================================================== ingress

@@ -29,9 +29,31 @@ from websockets.sync.client import connect  # noqa: E402
 from capture_clients import clip_messages, jpeg_of, send_paced  # noqa: E402
 from media_fixtures import espeak_available, face_image, faint_noise, speak  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 FPS = 5.0
+
+
+def test_settings_from_serve_run_arguments_are_typed_and_checked():
+    from realtime.ray_serve import ServeSettings
+
+    s = ServeSettings.from_args({"ingress_replicas": "3", "scorer_gpus": "0.5", "transcribe": "no", "record_dir": "/r"})
+    assert (s.ingress_replicas, s.scorer_gpus, s.transcribe, s.record_dir) == (3, 0.5, False, "/r")
+    with pytest.raises(ValueError, match="unknown setting 'replicas'.*ingress_replicas"):
+        ServeSettings.from_args({"replicas": "2"})
+    with pytest.raises(ValueError, match="threads='two': expected int"):
+        ServeSettings.from_args({"threads": "two"})
+    with pytest.raises(ValueError, match="ingress_replicas must be >= 1"):
+        ServeSettings(ingress_replicas=0)
+
+
+def test_hcl_live_ray_refuses_a_bad_setting_before_starting_ray(capsys):
+    from realtime.cli import live_main
+
+    assert live_main(["--ray", "--ray-setting", "ingress_replicas"]) == 2
+    assert "give KEY=VALUE" in capsys.readouterr().err
+    assert live_main(["--ray", "--ray-setting", "nope=1"]) == 2
+    assert "unknown setting 'nope'" in capsys.readouterr().err
+    assert live_main(["--ray", "--file", "x.mp4"]) == 2
+    assert not ray.is_initialized()
 
 
 def _free_port() -> int:
@@ -133,6 +155,7 @@ def _read(record: pathlib.Path, session: str):
     return read_session(record / session)
 
 
+@pytest.mark.slow
 def test_the_dashboard_files_are_served(served):
     base, _ = served
     import urllib.request
@@ -146,6 +169,7 @@ def test_the_dashboard_files_are_served(served):
     assert err.value.code == 404
 
 
+@pytest.mark.slow
 def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_sessions(served, clip):
     base, record = served
     audio, frames = clip
