@@ -32,8 +32,9 @@ above `high` (by two when the thread is saturated), once the last change had
 `settle` s to show its effect, and falls by one after `calm` s below `low`.
 
 Admission: `refusal(n)` says why an (n + 1)-th session would not fit: the busy
-fraction measured now, scaled to the thinnest level and to one more session,
-would be above `high`.
+fraction measured now, scaled to the thinnest level (by the ratio of the periods,
+but never below `min_speech_scale` of it: pause passes are not thinned) and to one
+more session, would be above `high`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class GovernorConfig:
     calm: float = 10.0  # s below `low` before a fall
     enabled: bool = True  # False: measure and report only, level stays 0
     admission: bool = True  # refusal() may refuse a new session (False: thin only)
+    # the least share of its speech work a level change can leave: thinning periodic passes
+    # does not touch pause passes, so busy does not fall in proportion to the period
+    min_speech_scale: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -180,7 +184,8 @@ class LoadGovernor:
         if not (cfg.enabled and cfg.admission) or busy is None or sessions < 1:
             return None
         now_period, thin_period = cfg.levels[level].speech_period, cfg.levels[-1].speech_period
-        predicted = busy * (now_period / thin_period) * (sessions + 1) / sessions
+        scale = max(now_period / thin_period, min(1.0, cfg.min_speech_scale))
+        predicted = busy * scale * (sessions + 1) / sessions
         if predicted > cfg.high:
             return (f"the server is at capacity: speech recognition is busy {100 * busy:.0f} % of the time with "
                     f"{sessions} sessions (passes every {now_period:g} s); one more would need about "

@@ -77,10 +77,12 @@ def server(shipped_live_checkpoint, tmp_path):
     scorer = WindowScorer(checkpoint=shipped_live_checkpoint, device="cpu", max_streams=2)
     scorer.warm_up()
     # health and capacity bounds off: this shared test machine is often busier than the
-    # sessions need; admission is tested in test_sessions.py and test_governor.py
-    # windows wait for their words (the reproducible policy): on this shared 2-core machine the
-    # transcript of two sessions often lags more than a window's text reaches back, and then a
-    # live window reads no words at all; what the live policy costs is measured by the bench
+    # sessions need; admission is tested in test_sessions.py and test_governor.py.
+    # Windows wait for their words (the reproducible policy). The live policy (with or without
+    # provisional words) passed here once at load average ~13 and failed twice at 15-21 (2 and
+    # 3 windows with words in 150 s: the two transcripts lagged more than a window's text
+    # reaches back, with the process getting well under a core of this shared 2-core machine).
+    # What the live policy holds is measured by bench/sessions_bench.py.
     options = PipelineOptions(policy=Policy.REPRODUCIBLE, speech=SpeechOptions(max_backlog=None))
     hub = SessionHub(scorer=scorer, options=options,
                      config=HubConfig(max_sessions=2, record_dir=tmp_path / "rec", max_lag_p95=None, refuse_on_drops=False,

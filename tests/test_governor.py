@@ -141,6 +141,13 @@ def test_refusal_scales_the_measured_busy_to_the_thinnest_level_and_one_more_ses
     assert g.level == 1
     reason = g.refusal(4)
     assert reason is not None and "at capacity" in reason and "busy 82 %" in reason and "about 102 %" in reason
+    # the default levels: 1 s -> 3 s passes would be a third of the work, but pause passes stay:
+    # the prediction never counts on less than min_speech_scale (0.5) of it
+    g = LoadGovernor(Busy(), GovernorConfig(settle=1e9))
+    g.decide(0.7, g._changed_at)
+    assert g.refusal(1) is None  # 0.7 * 0.5 * 2 = 0.70
+    g.decide(0.85, g._changed_at)
+    assert g.level == 0 and "about 85 %" in g.refusal(1)  # by the period ratio alone: 0.57, admitted
 
 
 class FakeSpeech:
