@@ -61,6 +61,9 @@ class ArchiveOptions:
     gpus_per_worker: float = 0.0
     threads: int = 1  # torch / Whisper threads inside an actor
     summary: str = SUMMARY  # file name inside `output`
+    # seconds to wait for every actor to load its models before the first file is handed
+    # out; longer: a clear error that the cluster lacks the CPUs/GPUs the pool asks for
+    start_timeout: int = 600
 
 
 # --------------------------------------------------------------------- the inputs
@@ -292,6 +295,10 @@ def _run_pool(ray, todo: list[dict[str, str]], options: ArchiveOptions) -> Itera
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours counts files
     ctx.print_on_execution_start = False
+    # the whole pool is up before files are handed out: otherwise the first actor to finish
+    # loading takes every file while the others still load (seen on a two-node cluster: one
+    # node did all the work)
+    ctx.wait_for_min_actors_s = options.start_timeout
     n = workers_for(options, ray.cluster_resources().get("CPU", 1.0), len(todo))
     ds = ray.data.from_items(todo, override_num_blocks=len(todo))
     ds = ds.map_batches(
