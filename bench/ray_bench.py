@@ -20,6 +20,18 @@ the start-up share = wall - (sum of per-file seconds / workers). The scores of e
 mode are checked against the single process (max |difference|). The machine's load
 average (shared with other work) is recorded before and after each mode.
 Writes bench/results/ray.json.
+
+    python bench/ray_bench.py --serve [--sessions 1,2] [--seconds 20]   # live sessions
+
+Serve: N simulated browsers (the capture protocol at real-time pace over a websocket:
+espeak-ng sentences over the astronaut's face, 10 JPEGs/s) at once, each followed by its
+own dashboard stream, against (a) the single-process server (`hcl-live --browser`: one
+SessionHub behind one DashboardServer) and (b) the Ray Serve application
+(`realtime.ray_serve`, one local Ray with `--cpus` CPUs; `--ingress` replicas). Per N:
+windows received, dropped windows, score latency p95 (the window's scoring stage,
+queue + model), window latency p95 (all stages), transcript lag p95 (from the session's
+own stats messages), and how many sessions were held in real time (no dropped window,
+transcript lag p95 under 2.5 s: the admission bound). Writes bench/results/ray_serve.json.
 """
 
 from __future__ import annotations
@@ -97,7 +109,7 @@ def run_ray(files, out: pathlib.Path, checkpoint, workers: int, cpus: int) -> di
     from realtime.archive import THREAD_ENV, ArchiveOptions, annotate_archive
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": dict(THREAD_ENV)})
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": dict(THREAD_ENV)})
     t_init = time.perf_counter() - t0
     try:
         rows = annotate_archive(files, ArchiveOptions(output=out, checkpoint=checkpoint, workers=workers), progress=False)
@@ -143,8 +155,213 @@ def print_table(result: dict) -> None:
         print(f"{k}: {v}")
 
 
+# ---------------------------------------------------------------------- live: Serve
+SERVE_SENTENCES = ("I really love this wonderful movie.", "This was a terrible boring waste of time.",
+                   "The acting is fine and the music is beautiful.")
+REAL_TIME_LAG_S = 2.5  # realtime.sessions.HubConfig.max_lag_p95
+
+
+def live_clip(seconds: float):
+    """(16 kHz audio, [JPEG]) of about `seconds`: the sentences over and over, the face."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from capture_clients import jpeg_of
+
+    from realtime.demo import compose_audio, face_image
+
+    audio, _ = compose_audio(SERVE_SENTENCES, lead=0.5, gap=1.5, tail=1.5)
+    reps = int(np.ceil(seconds * 16000 / len(audio)))
+    return np.tile(audio, reps)[: int(seconds * 16000)].astype(np.float32), [jpeg_of(face_image(256))]
+
+
+def run_clients(base: str, n: int, clip, *, fps: float = 10.0, query: str = "") -> dict:
+    """N simulated browsers at once against the server at `base` (host:port); each one's
+    windows and last stats message come over its own session's stream."""
+    import threading
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from capture_clients import clip_messages, send_paced
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    audio, frames = clip
+    results = [dict(windows=[], stats=None, reply=None, close=None) for _ in range(n)]
+
+    def one(i: int) -> None:
+        r = results[i]
+        events = clip_messages(audio, frames, fps=fps, agent=f"bench {i}")
+        with connect(f"ws://{base}/capture{query}", max_size=None, open_timeout=120) as ws:
+            ws.send(events[0][1])
+            r["reply"] = json.loads(ws.recv(120))
+            if r["reply"].get("type") != "session":
+                return
+            done = threading.Event()
+
+            def view() -> None:
+                with connect(f"ws://{base}{r['reply']['stream']}", max_size=None, open_timeout=60) as v:
+                    try:
+                        while not (done.is_set() and r["stats"] is not None and r["stats_after_end"]):
+                            msg = json.loads(v.recv(5))
+                            if msg.get("type") == "window":
+                                r["windows"].append(msg)
+                            elif msg.get("type") == "stats":
+                                r["stats"] = msg
+                                r["stats_after_end"] = done.is_set()
+                    except (ConnectionClosed, TimeoutError):
+                        pass
+
+            r["stats_after_end"] = False
+            viewer = threading.Thread(target=view, daemon=True)
+            viewer.start()
+            threading.Thread(target=send_paced, args=(ws.send, events[1:]), daemon=True).start()
+            try:
+                while True:
+                    ws.recv()
+            except ConnectionClosed:
+                pass
+            r["close"] = (ws.close_code, ws.close_reason)
+            done.set()
+            viewer.join(15)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+        time.sleep(0.3)
+    for t in threads:
+        t.join(len(audio) / 16000 + 180)
+    wall = time.perf_counter() - t0
+    rows = []
+    for r in results:
+        if r["reply"] is None or r["reply"].get("type") != "session":
+            rows.append({"refused": (r["reply"] or {}).get("reason", "no reply")})
+            continue
+        finals = {}
+        for w in r["windows"]:
+            finals[w["seq"]] = w  # the last revision of each window
+        scoring = [w["latency_ms"].get("scoring") for w in finals.values() if isinstance(w.get("latency_ms"), dict)]
+        total = [sum(v for v in w["latency_ms"].values() if isinstance(v, (int, float)))
+                 for w in finals.values() if isinstance(w.get("latency_ms"), dict)]
+        pipeline = ((r["stats"] or {}).get("body") or (r["stats"] or {})).get("pipeline") or {}
+        lag = ((pipeline.get("transcript") or {}).get("lag_s") or {}).get("p95")
+        dropped = max([int(w.get("dropped", 0) or 0) for w in finals.values()] + [int(pipeline.get("dropped_windows", 0) or 0)])
+        rows.append({
+            "session": r["reply"]["session"], "replica": r["reply"].get("replica"), "windows": len(finals),
+            "dropped_windows": dropped, "score_ms_p95": pct([x for x in scoring if x is not None], 95),
+            "window_ms_p95": pct(total, 95), "transcript_lag_s_p95": lag,
+            "words": (pipeline.get("transcript") or {}).get("words"), "close": r["close"],
+            "held": dropped == 0 and lag is not None and lag < REAL_TIME_LAG_S,
+        })
+    live = [x for x in rows if "session" in x]
+    return {
+        "sessions": n, "clip_s": round(len(audio) / 16000, 1), "wall_s": round(wall, 1),
+        "held_in_real_time": sum(1 for x in live if x["held"]), "refused": n - len(live),
+        "windows": sum(x["windows"] for x in live), "dropped_windows": sum(x["dropped_windows"] for x in live),
+        "score_ms_p95": max([x["score_ms_p95"] for x in live if x["score_ms_p95"] is not None], default=None),
+        "window_ms_p95": max([x["window_ms_p95"] for x in live if x["window_ms_p95"] is not None], default=None),
+        "transcript_lag_s_p95": max([x["transcript_lag_s_p95"] for x in live if x["transcript_lag_s_p95"] is not None],
+                                    default=None),
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "per_session": rows,
+    }
+
+
+def single_server(checkpoint, max_sessions: int):
+    """What `hcl-live --browser` runs, in this process: (server, hub, startup s)."""
+    from realtime.cli import _load_scorer
+    from realtime.pipeline import session_hello
+    from realtime.server import DashboardServer
+    from realtime.sessions import HubConfig, SessionHub
+
+    t0 = time.perf_counter()
+    scorer = _load_scorer(checkpoint, "cpu", max_streams=max_sessions)
+    hub = SessionHub(scorer=scorer, config=HubConfig(max_sessions=max_sessions))
+    server = DashboardServer(port=0, hello=session_hello(session_id="bench", scorer=scorer, mode="live"),
+                             sessions=hub).start()
+    hub.warm_up()
+    hub.start()
+    return server, hub, round(time.perf_counter() - t0, 1)
+
+
+def serve_app(checkpoint, max_sessions: int, cpus: int, ingress: int):
+    """The Ray Serve application on a local Ray: (base host:port, startup s)."""
+    import socket
+
+    import ray
+    from ray import serve
+
+    from realtime.ray_serve import APP_NAME, ServeSettings, build_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    share = max(0.1, (cpus - 1.0) / ingress)  # the scorer and Whisper replicas take half a CPU each
+    settings = ServeSettings(checkpoint=checkpoint, ingress_replicas=ingress, ingress_cpus=share, scorer_cpus=0.5,
+                             speech_cpus=0.5, max_sessions=max_sessions, batch_size=max(2, max_sessions))
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+    return f"127.0.0.1:{port}", round(time.perf_counter() - t0, 1), settings
+
+
+def serve_main(args) -> int:
+    out_path = pathlib.Path(args.out if args.out != str(ROOT / "bench" / "results" / "ray.json")
+                            else ROOT / "bench" / "results" / "ray_serve.json")
+    if args.report:
+        print_serve_table(json.loads(out_path.read_text()))
+        return 0
+    counts = [int(x) for x in args.sessions.split(",") if x]
+    clip = live_clip(args.seconds)
+    modes = []
+    server, hub, startup = single_server(args.checkpoint, max(counts))
+    try:
+        for n in counts:
+            base = f"127.0.0.1:{server.port}"
+            modes.append({"mode": "single-process", "startup_s": startup, **run_clients(base, n, clip)})
+            print_serve_table({"modes": modes[-1:]}, header=n == counts[0])
+            time.sleep(3)
+    finally:
+        hub.stop()
+        server.stop()
+    import ray
+    from ray import serve
+
+    try:
+        base, startup, settings = serve_app(args.checkpoint, max(counts), args.cpus, args.ingress)
+        for n in counts:
+            modes.append({"mode": f"serve-{args.ingress}x", "startup_s": startup, **run_clients(base, n, clip)})
+            print_serve_table({"modes": modes[-1:]}, header=False)
+            time.sleep(3)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    result = {"cpus": args.cpus, "ingress_replicas": args.ingress, "clip_s": round(args.seconds, 1),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+              "serve_settings": {k: v for k, v in vars(settings).items() if "token" not in k}, "modes": modes}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1, default=str))
+    print(f"written to {out_path}")
+    return 0
+
+
+def print_serve_table(result: dict, header: bool = True) -> None:
+    cols = ("mode", "sessions", "held_in_real_time", "refused", "windows", "dropped_windows", "score_ms_p95",
+            "window_ms_p95", "transcript_lag_s_p95", "startup_s", "load_before")
+    if header:
+        print(" | ".join(cols))
+    for r in result["modes"]:
+        print(" | ".join(str(r.get(c) if c != "load_before" else (r.get(c) or [None])[0]) for c in cols), flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--serve", action="store_true", help="live sessions: the single-process server vs Ray Serve")
+    ap.add_argument("--sessions", default="1,2", help="--serve: simulated browsers at once, per run")
+    ap.add_argument("--seconds", type=float, default=20.0, help="--serve: length of each browser's clip")
+    ap.add_argument("--ingress", type=int, default=1, help="--serve: ingress replicas")
     ap.add_argument("--clips", type=int, default=6)
     ap.add_argument("--workers", default="1,2", help="Ray actor pool sizes to run")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray")
@@ -152,6 +369,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ray.json"))
     ap.add_argument("--report", action="store_true", help="re-print the saved --out")
     args = ap.parse_args(argv)
+    if args.serve:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from realtime.cli import _setup_logging
+
+        _setup_logging(False)
+        return serve_main(args)
     out_path = pathlib.Path(args.out)
     if args.report:
         print_table(json.loads(out_path.read_text()))

@@ -472,7 +472,7 @@ def _ray_sessions(args) -> int:
     except (TypeError, ValueError) as exc:
         raise CliError(f"--ray-setting: {exc}") from None
     _sigterm_as_interrupt()
-    ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=args.verbose)
+    ray.init(address=args.ray_address or "local", include_dashboard=False, log_to_driver=args.verbose)
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/")

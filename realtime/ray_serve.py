@@ -330,7 +330,7 @@ class RemoteScorer:
             try:
                 cached = self._handle.stats.remote().result(timeout_s=5)
             except Exception as exc:  # a figure must not fail a session
-                cached = {"error": f"{type(exc).__name__}: {exc}"}
+                cached = {"step_ms": {}, "text_cache": {}, "error": f"{type(exc).__name__}: {exc}"}
             self._stats = (time.monotonic(), cached)
         return dict(cached)
 

@@ -126,7 +126,8 @@ def served(live_checkpoint, tmp_path_factory):
 
     record = tmp_path_factory.mktemp("recordings")
     port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+    # address="local": a Ray of its own even when another one runs on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         settings = ServeSettings(checkpoint=str(live_checkpoint), ingress_replicas=2, ingress_cpus=0.25,
