@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
     p.add_argument("--out", default="bench/results/model.json")
+    p.add_argument("--checkpoint", default="models/hcl-text-minilm/model.pt", help="also time this checkpoint's model")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,12 +123,20 @@ def main(argv=None) -> int:
         ),
     }
     profiles = {name: model_profile(HCL(config=cfg), lens) for name, (cfg, lens) in configs.items()}
-    model = HCL(config=configs["live (MiniLM 384 / audio 48 / face 58)"][0])
-    rows = bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False)
-    rows += bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False, trace=True)
-    if torch.cuda.is_available():
-        rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=False)
-        rows += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=True)
+    models = {"trimodal (random)": HCL(config=configs["live (MiniLM 384 / audio 48 / face 58)"][0])}
+    if Path(args.checkpoint).is_file():
+        # the live default: text-only, so audio and video are constant embeddings (HCL._embedded)
+        from hcl.checkpoint import load_checkpoint
+
+        models["shipped text-only"] = load_checkpoint(args.checkpoint).model
+    rows = []
+    for label, model in models.items():
+        found = bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False)
+        found += bench_device(model, torch.device("cpu"), lengths, args.batches, args.repeats, graph=False, trace=True)
+        if torch.cuda.is_available():
+            found += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=False)
+            found += bench_device(model, torch.device("cuda"), lengths, args.batches, args.repeats, graph=True)
+        rows += [dict(r, model=label) for r in found]
 
     print(f"{'model (input lengths text/audio/video)':42s} {'params':>10s} {'GFLOPs/sample':>14s}")
     for name, prof in profiles.items():
@@ -135,10 +144,11 @@ def main(argv=None) -> int:
     print(f"{'paper HCL (reported)':42s} {PAPER['parameters'] / 1e6:9.2f}M {PAPER['gflops']:14.3f}")
     print(f"{'paper ALMT (reported)':42s} {PAPER['almt_parameters'] / 1e6:9.2f}M {PAPER['almt_gflops']:14.3f}")
     print()
-    print(f"{'device':12s} {'batch':>6s} {'median ms':>10s} {'p95 ms':>9s} {'CPU ms':>8s} {'samples/s':>11s}")
+    print(f"{'model':18s} {'device':12s} {'batch':>6s} {'median ms':>10s} {'p95 ms':>9s} {'CPU ms':>8s} {'samples/s':>11s}")
     for r in rows:
         cpu = "-" if r["cpu_median_ms"] is None else f"{r['cpu_median_ms']:.2f}"
-        print(f"{r['device']:12s} {r['batch']:6d} {r['median_ms']:10.2f} {r['p95_ms']:9.2f} {cpu:>8s} {r['samples_per_s']:11.0f}")
+        print(f"{r['model']:18s} {r['device']:12s} {r['batch']:6d} {r['median_ms']:10.2f} {r['p95_ms']:9.2f} {cpu:>8s} "
+              f"{r['samples_per_s']:11.0f}")
     print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     result = {
         "lengths": lengths,

@@ -149,3 +149,46 @@ def test_modalities_not_consumed_are_ignored():
     torch.testing.assert_close(s1, s2)
     with pytest.raises(ValueError, match="inputs"):
         ModelConfig(inputs=("smell",))
+
+
+def _uncached(model, x):
+    """The forward with every modality embedded afresh (no constant embeddings)."""
+    model._absent.clear()
+    real = model._embedded
+    model._embedded = lambda m, u, mask: model.embed[m](u, mask)
+    try:
+        return model(**x, details=True)
+    finally:
+        model._embedded = real
+
+
+def test_constant_embeddings_of_unconsumed_modalities_equal_the_full_forward():
+    """A text-only model embeds audio and video once (they are one absent row in every window):
+    scores, COWA weights and attention equal the forward that embeds them every time, at
+    batch 1 and in a batch, and a change of weights is seen (never a stale constant)."""
+    cfg = dataclasses.replace(SMALL, inputs=("text",))
+    model = make(cfg).eval()
+    for b in (1, 3):
+        x = inputs(b=b)
+        with torch.no_grad():
+            fast = model(**x, details=True)
+            assert set(model._absent) == {"audio", "video"}
+            slow = _uncached(model, x)
+        torch.testing.assert_close(fast.score, slow.score, rtol=0, atol=1e-6)
+        for m in ("text", "audio", "video"):
+            torch.testing.assert_close(fast.weights[m], slow.weights[m], rtol=0, atol=1e-6)
+        torch.testing.assert_close(fast.attention, slow.attention, rtol=0, atol=1e-6)
+    x = inputs(b=1)
+    with torch.no_grad():
+        before = model(**x)
+        model.embed["audio"].token_block.add_(0.5)  # in place, as an optimiser step would
+        changed = model(**x)
+        model.load_state_dict(make(cfg, seed=1).state_dict())
+        loaded = model(**x)
+        fresh = make(cfg, seed=1).eval()(**x)
+    assert not torch.equal(before, changed)
+    torch.testing.assert_close(loaded, fresh, rtol=0, atol=1e-6)
+    # training (and any forward with gradients) embeds every modality: its parameters learn
+    model.train()
+    model(**inputs(b=2)).sum().backward()
+    assert model.embed["audio"].token_block.grad is not None
