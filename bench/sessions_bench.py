@@ -477,7 +477,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reaction", action="store_true", help="also the reaction time (live_bench's definition)")
     ap.add_argument("--speech-batch", type=int, default=4,
                     help="most sessions' Whisper passes decoded as one batch (1: one pass at a time, interleaved)")
-    ap.add_argument("--gather", type=float, default=0.03,
+    ap.add_argument("--gather", type=float, default=0.0,
                     help="s a speech batch that is not full waits for the last batch's sessions (0: none)")
     ap.add_argument("--arrival", type=float, default=1.5, help="s between the sessions' arrivals (default 1.5)")
     ap.add_argument("--max-sessions", type=int, default=0,

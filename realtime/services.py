@@ -447,12 +447,14 @@ class SpeechService(_SharedService):
     next pass a moment after it got its words (a live stream that fell behind has one due
     at once); a turn that is not full waits up to `gather` for those sessions, so N busy
     sessions share one batch instead of alternating in halves (each half waiting for the
-    other's turn).
+    other's turn). Off by default: in the one comparison measured (bench/sessions_bench.py,
+    4 sessions, a loaded machine) it made 3.0 passes per turn instead of 1.9 but no faster
+    transcript: a batch is padded to its longest pass.
     """
 
     name = "speech-service"
 
-    def __init__(self, transcriber, *, max_batch: int = 1, keep: int = 1024, gather: float = 0.03) -> None:
+    def __init__(self, transcriber, *, max_batch: int = 1, keep: int = 1024, gather: float = 0.0) -> None:
         super().__init__()
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
