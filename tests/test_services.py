@@ -481,15 +481,15 @@ class SlowBatchTranscriber(FakeBatchTranscriber):
         return [[SimpleNamespace(text="w")] for _ in items]
 
 
-@pytest.mark.parametrize("gather", [0.0, 0.5])
-def test_sessions_that_are_behind_share_one_batch_when_the_turn_gathers_them(gather):
+def test_sessions_that_are_behind_share_one_batch_when_the_turn_gathers_them():
     """Two live streams that are behind submit their next pass as soon as they get their
     words. Without gathering, the turn after a session's pass starts before that session
     resubmits, so the two alternate in batches of one (each waiting for the other's
     turn); with `gather` the service waits for the last turn's sessions and decodes both
-    in one batch."""
+    in one batch. (Without it the alternation shows on most runs, but not reliably on a
+    loaded machine, so only the gathering is asserted.)"""
     fake = SlowBatchTranscriber(0.05)
-    service = SpeechService(fake, max_batch=4, gather=gather)
+    service = SpeechService(fake, max_batch=4, gather=0.5)
     service.start()
     try:
         clients = [service.client(s) for s in "ab"]
@@ -503,11 +503,9 @@ def test_sessions_that_are_behind_share_one_batch_when_the_turn_gathers_them(gat
             t.join(20)
         sizes = [len(b) for b in fake.batches]
         assert sum(sizes) == 16
-        if gather:
-            assert sorted(sizes)[len(sizes) // 2] == 2 and len(sizes) <= 10  # together, nearly always
-            assert service.stats()["gather_s"] == 0.5
-        else:
-            assert sizes.count(1) >= 10  # alternating halves, mostly
+        assert sorted(sizes)[len(sizes) // 2] == 2 and len(sizes) <= 10  # together, nearly always
+        assert service.stats()["gather_s"] == 0.5
+        assert SpeechService(fake, max_batch=4).gather == 0.0  # off unless asked for
     finally:
         service.stop()
         service.join(5)
