@@ -32,7 +32,8 @@ above `high` (by two when the thread is saturated), once the last change had
 `settle` s to show its effect, and falls by one after `calm` s below `low`.
 
 Admission: `refusal(n)` says why an (n + 1)-th session would not fit: the busy
-fraction measured now, scaled to the thinnest level (by the ratio of the periods,
+fraction measured now is over `high` (the running sessions are being thinned to keep
+up; sessions arriving faster than the level can follow are refused here), or, scaled to the thinnest level (by the ratio of the periods,
 but never below `min_speech_scale` of it: pause passes are not thinned) and to one
 more session, would be above `high`.
 """
@@ -184,6 +185,9 @@ class LoadGovernor:
         if not (cfg.enabled and cfg.admission) or busy is None or sessions < 1:
             return None
         now_period, thin_period = cfg.levels[level].speech_period, cfg.levels[-1].speech_period
+        if busy > cfg.high:  # over the mark now: the sessions there are being thinned to keep up
+            return (f"the server is not keeping up: speech recognition is busy {100 * busy:.0f} % of the time with "
+                    f"{sessions} sessions (passes every {now_period:g} s); try again later")
         scale = max(now_period / thin_period, min(1.0, cfg.min_speech_scale))
         predicted = busy * scale * (sessions + 1) / sessions
         if predicted > cfg.high:

@@ -140,14 +140,23 @@ def test_refusal_scales_the_measured_busy_to_the_thinnest_level_and_one_more_ses
     g.decide(0.82, g._changed_at + 1)  # level 1 (2 s passes) and busy 0.82: one more -> 0.82 * 5 / 4
     assert g.level == 1
     reason = g.refusal(4)
-    assert reason is not None and "at capacity" in reason and "busy 82 %" in reason and "about 102 %" in reason
-    # the default levels: 1 s -> 3 s passes would be a third of the work, but pause passes stay:
-    # the prediction never counts on less than min_speech_scale (0.5) of it
-    g = LoadGovernor(Busy(), GovernorConfig(settle=1e9))
-    g.decide(0.7, g._changed_at)
-    assert g.refusal(1) is None  # 0.7 * 0.5 * 2 = 0.70
-    g.decide(0.85, g._changed_at)
-    assert g.level == 0 and "about 85 %" in g.refusal(1)  # by the period ratio alone: 0.57, admitted
+    assert reason is not None and "not keeping up" in reason and "busy 82 %" in reason  # over high now
+    g.decide(0.78, g._changed_at + 2)  # under high at the thinnest level, but a fifth would need 0.78 * 5 / 4
+    reason = g.refusal(4)
+    assert reason is not None and "at capacity" in reason and "busy 78 %" in reason and "about 98 %" in reason
+    # passes 1 s -> 4 s would leave a quarter of the work, but pause passes stay: the prediction
+    # never counts on less than min_speech_scale of it
+    levels = (Level(10, 1.0), Level(5, 4.0))
+    g = LoadGovernor(Busy(), GovernorConfig(levels=levels, settle=1e9, min_speech_scale=0.9))
+    g.decide(0.6, g._changed_at)
+    assert "about 81 %" in g.refusal(2)  # 0.6 * 0.9 * 3/2 (by the period ratio alone: 0.23)
+    g = LoadGovernor(Busy(), GovernorConfig(levels=levels, settle=1e9))
+    g.decide(0.6, g._changed_at)
+    assert g.refusal(2) is None  # 0.6 * 0.5 * 3/2 = 0.45
+    g = LoadGovernor(Busy(), GovernorConfig(settle=1e9))  # the default levels
+    g.decide(0.78, g._changed_at)
+    g.level = 3  # passes every 2 s, the thinnest every 3 s: 2/3 of the speech work would be left
+    assert "about 104 %" in g.refusal(1)  # 0.78 * 2/3 * 2
 
 
 class FakeSpeech:
@@ -184,8 +193,8 @@ def test_hub_shows_the_level_and_refuses_what_would_not_fit():
     stats = hub.stats()
     assert stats["load"]["level"] == 2 and stats["load"]["face_fps"] == 5.0 and stats["load"]["speech_busy"] == 0.99
     assert stats["sessions"][0]["face_fps"] == 5.0 and stream.period == DEFAULT_LEVELS[2].speech_period
-    assert stats["admitting"] is False and "at capacity" in stats["refusing_because"]
-    with pytest.raises(AdmissionRefused, match="at capacity"):
+    assert stats["admitting"] is False and "speech recognition is busy 99 %" in stats["refusing_because"]
+    with pytest.raises(AdmissionRefused, match="not keeping up: speech recognition is busy 99 %"):
         hub.check_admission()
     service.value = 0.2  # the load went away: the capacity rule admits again
     hub.governor.tick([pipeline])
