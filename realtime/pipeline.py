@@ -273,10 +273,9 @@ class ScoringLoop(Worker):
         t0 = time.perf_counter()
         committed = self.words_at(window.end, provisional=False)
         revision = shown["revision"] + 1
-        final_msg, _ = self._final
-        if _word_keys(committed) != _word_keys(final_msg["words"]):
+        if _word_keys(committed) != _word_keys(self._final[0]["words"]):
             w = self._with_words(window, committed)
-            self._final = final_msg, _ = self._score(w, revision, t0), w
+            self._final = (self._score(w, revision, t0), w)
         final_msg = self._final[0]
         target = self.words_at(window.end, provisional=True) if self.provisional else committed
         if _word_keys(target) == _word_keys(shown["words"]):
@@ -505,6 +504,8 @@ class LivePipeline:
         )
         if opts.prefetch_text and self.speech is not None:
             self.prefetch = TextPrefetch(assembler=self.assembler, encode_text=self.scorer.encode_text)
+        if self.speech is None:  # no words, nothing to revise: each window recorded before it is sent
+            self.scoring.revise = self.scoring.provisional = False
         self._started_wall = time.perf_counter()
         self._started_cpu = time.process_time()
         for part in self._workers():

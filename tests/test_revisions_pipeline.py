@@ -89,3 +89,22 @@ def test_fast_runs_send_one_message_per_window_and_never_provisional(tmp_path, l
     assert all(m["revision"] == 0 and not m["provisional"] for m in published)
     assert rows == published
     assert pipeline.scoring.stats()["revisions"] == 0
+
+
+def test_live_without_speech_records_each_window_before_sending_it(tmp_path, live_scorer, monkeypatch):
+    """No transcript, nothing to revise: the live policy keeps the old order (each window on
+    disk before any client sees it), not the open-window deferral."""
+    from realtime.pipeline import ScoringLoop
+
+    order = []
+    original = ScoringLoop.close_open
+
+    def spy(self):
+        order.append(self._open)
+        return original(self)
+
+    monkeypatch.setattr(ScoringLoop, "close_open", spy)
+    published, rows, pipeline = run(tmp_path, live_scorer, Policy.LIVE, transcribe=False)
+    assert not pipeline.scoring.revise
+    assert all(o is None for o in order)  # no window was ever held open
+    assert rows == published and all(m["revision"] == 0 for m in published)
