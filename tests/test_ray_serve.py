@@ -73,13 +73,16 @@ class Client:
         self.close: tuple[int | None, str] | None = None
         self.stop = threading.Event()
         self.ready = threading.Event()
+        self.sent_all = threading.Event()
+        self.closed_early = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> "Client":
         self.thread.start()
         assert self.ready.wait(120), f"{self.name}: no session reply"
         assert self.reply is not None and self.reply.get("type") == "session", self.reply
-        threading.Thread(target=self._view, daemon=True).start()
+        self.viewer = threading.Thread(target=self._view, daemon=True)
+        self.viewer.start()
         return self
 
     def _run(self) -> None:
@@ -88,26 +91,43 @@ class Client:
             self.reply = json.loads(ws.recv(60))
             self.started_at = time.monotonic()
             self.ready.set()
-            sender = threading.Thread(target=send_paced, args=(ws.send, self.events[1:]),
-                                      kwargs={"stop": self.stop}, daemon=True)
-            sender.start()
+            def send() -> None:
+                try:
+                    send_paced(ws.send, self.events[1:], stop=self.stop)
+                    self.sent_all.set()
+                except ConnectionClosed:
+                    pass
+
+            threading.Thread(target=send, daemon=True).start()
             try:
                 while True:
                     ws.recv()
             except ConnectionClosed:
                 pass
             self.close = (ws.close_code, ws.close_reason)
+            self.closed_early = not self.sent_all.is_set()  # before its clip was all sent
             self.closed_at = time.monotonic()
 
     def _view(self) -> None:
-        with connect(f"ws://{self.base}{self.reply['stream']}", max_size=None, open_timeout=60) as ws:
+        """Follow the session's stream; reconnect (as the dashboard does) while the capture
+        runs: a replica that relayed the stream may go away."""
+        while True:
             try:
-                for raw in ws:
-                    msg = json.loads(raw)
-                    if msg.get("type") == "window":
-                        self.windows.append(msg)
-            except ConnectionClosed:
+                with connect(f"ws://{self.base}{self.reply['stream']}", max_size=None, open_timeout=60) as ws:
+                    for raw in ws:
+                        msg = json.loads(raw)
+                        if msg.get("type") == "window":
+                            self.windows.append(msg)
+                        if msg.get("type") == "status" and msg.get("state") == "finished":
+                            return  # every window of the session was sent before this
+            except (ConnectionClosed, OSError):
                 pass
+            if self.close is not None:
+                return
+            time.sleep(0.5)
+
+    def seqs(self) -> set[int]:
+        return {w["seq"] for w in self.windows}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +135,7 @@ def clip():
     if not espeak_available():
         pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
     speech = speak("I absolutely love this, it is wonderful and makes me so happy.")
-    audio = np.concatenate([faint_noise(0.5), speech, faint_noise(14.0 - len(speech) / 16000 - 0.5, seed=1)])
+    audio = np.concatenate([faint_noise(0.5), speech, faint_noise(18.0 - len(speech) / 16000 - 0.5, seed=1)])
     return audio.astype(np.float32), [jpeg_of(face_image(256))]
 
 
@@ -176,7 +196,8 @@ def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_se
     audio, frames = clip
     events = [clip_messages(audio, frames, fps=FPS, agent=f"client {i}") for i in range(2)]
     # two sessions at once, one place per replica: whichever replica Serve hands b's
-    # capture to, b's session is held by the replica a's is not on
+    # capture to, b's session is held by the replica a's is not on (a full replica relays
+    # a capture to the one with room, and stays in its path)
     a = Client(base, events[0], "a").start()
     b = Client(base, events[1], "b").start()
     assert a.reply["replica"] != b.reply["replica"], (a.reply, b.reply)
@@ -184,19 +205,22 @@ def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_se
     assert a.reply["replica"] in replicas_before and b.reply["replica"] in replicas_before
 
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(a.windows) < 3 or len(b.windows) < 3):
+    while time.monotonic() < deadline and (len(a.seqs()) < 3 or len(b.seqs()) < 3):
         time.sleep(0.5)
-    assert len(a.windows) >= 3 and len(b.windows) >= 3, (len(a.windows), len(b.windows))
+    assert len(a.seqs()) >= 3 and len(b.seqs()) >= 3, (len(a.seqs()), len(b.seqs()))
 
-    # kill a's replica: a's capture socket closes, b goes on
-    ray.kill(ray.get_actor(a.reply["replica"], namespace="serve"), no_restart=True)
-    a.thread.join(30)
-    assert a.close is not None and a.closed_at - a.started_at < 10.0, (a.close, a.closed_at - a.started_at)
-    b_windows_at_kill = len(b.windows)
-    b.thread.join(90)
-    assert b.close is not None and b.close[0] == 1000, b.close
-    time.sleep(1.0)
-    assert len(b.windows) > b_windows_at_kill  # it went on after the kill
+    # kill b's replica (a's capture went straight to its own: nothing of a passes there
+    # but, maybe, a's dashboard stream, which reconnects as the page does): b's capture
+    # socket closes before its clip ends, a goes on to its end
+    killed = b.reply["replica"]
+    ray.kill(ray.get_actor(killed, namespace="serve"), no_restart=True)
+    b.thread.join(30)
+    assert b.close is not None and b.closed_early, b.close
+    a_windows_at_kill = len(a.seqs())
+    a.thread.join(90)
+    assert a.close is not None and a.close[0] == 1000 and not a.closed_early, a.close
+    a.viewer.join(30)
+    assert len(a.seqs()) > a_windows_at_kill  # it went on after the kill
 
     # each stream carried its own session's windows only
     assert {w["session"] for w in a.windows} == {a.reply["session"]}
@@ -204,9 +228,8 @@ def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_se
 
     # both recordings read back: the killed one up to its last written window
     rec_a, rec_b = _read(record, a.reply["session"]), _read(record, b.reply["session"])
-    assert len(rec_a.windows) >= 3
-    streamed_b = {w["seq"] for w in b.windows}
-    assert len(rec_b.windows) >= len(streamed_b) >= 15, (len(rec_b.windows), len(streamed_b))
+    assert len(rec_b.windows) >= 3
+    assert len(rec_a.windows) >= len(a.seqs()) >= 20, (len(rec_a.windows), len(a.seqs()))
 
     # Serve replaced the killed replica
     deadline = time.monotonic() + 90
@@ -216,7 +239,7 @@ def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_se
             replicas = _ingress_replicas()
         except AssertionError:
             replicas = set()
-        if len(replicas) == 2 and a.reply["replica"] not in replicas:
+        if len(replicas) == 2 and killed not in replicas:
             break
         time.sleep(1.0)
-    assert len(replicas) == 2 and a.reply["replica"] not in replicas, replicas
+    assert len(replicas) == 2 and killed not in replicas, replicas
