@@ -48,11 +48,11 @@ import typing
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response
 from ray import serve
@@ -203,7 +203,6 @@ class SpeechDeployment:
     def __init__(self, settings: ServeSettings) -> None:
         _one_thread(settings.threads)
         from hcl.checkpoint import default_live_checkpoint, load_checkpoint
-
         from realtime.batched_whisper import BatchedWhisper
         from realtime.sessions import live_transcriber
         from realtime.speech import SpeechOptions

@@ -23,11 +23,10 @@ ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 websockets = pytest.importorskip("websockets")
 
-from websockets.exceptions import ConnectionClosed  # noqa: E402
-from websockets.sync.client import connect  # noqa: E402
-
-from capture_clients import clip_messages, jpeg_of, send_paced  # noqa: E402
-from media_fixtures import espeak_available, face_image, faint_noise, speak  # noqa: E402
+from capture_clients import clip_messages, jpeg_of, send_paced
+from media_fixtures import espeak_available, face_image, faint_noise, speak
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 FPS = 5.0
 
@@ -77,7 +76,7 @@ class Client:
         self.closed_early = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> "Client":
+    def start(self) -> Client:
         self.thread.start()
         assert self.ready.wait(120), f"{self.name}: no session reply"
         assert self.reply is not None and self.reply.get("type") == "session", self.reply
