@@ -204,9 +204,9 @@ def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_se
     assert a.reply["replica"] in replicas_before and b.reply["replica"] in replicas_before
 
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(a.seqs()) < 3 or len(b.seqs()) < 3):
+    while time.monotonic() < deadline and (len(a.seqs()) < 6 or len(b.seqs()) < 6):
         time.sleep(0.5)
-    assert len(a.seqs()) >= 3 and len(b.seqs()) >= 3, (len(a.seqs()), len(b.seqs()))
+    assert len(a.seqs()) >= 6 and len(b.seqs()) >= 6, (len(a.seqs()), len(b.seqs()))
 
     # kill b's replica (a's capture went straight to its own: nothing of a passes there
     # but, maybe, a's dashboard stream, which reconnects as the page does): b's capture
@@ -227,7 +227,8 @@ def test_two_clients_get_their_own_windows_and_a_killed_replica_ends_only_its_se
 
     # both recordings read back: the killed one up to its last written window
     rec_a, rec_b = _read(record, a.reply["session"]), _read(record, b.reply["session"])
-    assert len(rec_b.windows) >= 3
+    # (a window is recorded once its words are final: the recording may trail the stream)
+    assert len(rec_b.windows) >= 1 and {w["seq"] for w in rec_b.windows} <= b.seqs(), (len(rec_b.windows), b.seqs())
     assert len(rec_a.windows) >= len(a.seqs()) >= 20, (len(rec_a.windows), len(a.seqs()))
 
     # Serve replaced the killed replica
