@@ -233,7 +233,9 @@ def _start_ray(options: ArchiveOptions):
     if options.address:
         ray.init(address=options.address, log_to_driver=False, **env)
     else:
-        ray.init(log_to_driver=False, include_dashboard=False, **env)
+        # "local": a Ray of our own, even when another one runs on this machine (ray.init()
+        # with no address would join that one and share its CPUs)
+        ray.init(address="local", log_to_driver=False, include_dashboard=False, **env)
     return ray, True
 
 
