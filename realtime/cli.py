@@ -47,12 +47,18 @@ def _setup_logging(verbose: bool) -> None:
             pass
 
 
-def _sigterm_as_interrupt() -> None:
+def _stop_signals_as_interrupt() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both stop the session cleanly (KeyboardInterrupt in the
+    main thread). SIGINT is set explicitly: a process started in the background of a
+    non-interactive shell inherits SIGINT ignored, and Python then installs no handler,
+    so without this `kill -INT` would not stop it."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread (tests calling live_main in a thread)
         pass
 
@@ -363,7 +369,7 @@ def _live(argv: Sequence[str] | None) -> int:
     server.alias_channel(own.secret)
     print(f"this session's own link (needs no token): {server.url.split('?')[0]}s/{own.secret}", flush=True)
     hub.start()
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     status = 0
     try:
         scorer.warm_up()
@@ -419,7 +425,7 @@ def _browser_sessions(args) -> int:
     server = _start_server(args, hello=session_hello(session_id="browser-sessions", scorer=scorer, mode="live"),
                            sessions=hub)
     server.set_status(protocol.STATUS_LOADING, "no local capture: press \"Start my camera and microphone\" to monitor yourself")
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     try:
         scorer.warm_up()
         hub.start()
@@ -471,7 +477,7 @@ def _ray_sessions(args) -> int:
         settings = ServeSettings.from_args(values)
     except (TypeError, ValueError) as exc:
         raise CliError(f"--ray-setting: {exc}") from None
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     ray.init(address=args.ray_address or "local", include_dashboard=False, log_to_driver=args.verbose)
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
@@ -597,7 +603,7 @@ def _annotate(argv: Sequence[str] | None) -> int:
     parser = annotate_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     if args.ray:
         from realtime.archive import archive_command
 
@@ -674,7 +680,7 @@ def _replay(argv: Sequence[str] | None) -> int:
     server = _start_server(args, hello=hello, session=session)
     server.attach_recording(args.directory)
     print(f"replaying {args.directory}: {len(session['windows'])} windows; Ctrl-C to stop", flush=True)
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     try:
         while True:
             time.sleep(1.0)

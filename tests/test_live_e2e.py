@@ -261,8 +261,11 @@ def test_ctrl_c_closes_the_recording_cleanly(demo_media, live_checkpoint, tmp_pa
 
     path, _ = demo_media
     folder = tmp_path / "rec"
+    # started with SIGINT ignored, as a background job of a non-interactive shell (a CI
+    # script) starts it: hcl-live must still stop on SIGINT
     proc = _spawn([str(BIN / "hcl-live"), "--file", str(path), "--record", str(folder), "--no-browser",
-                   "--port", "0", "--checkpoint", str(live_checkpoint)])
+                   "--port", "0", "--checkpoint", str(live_checkpoint)],
+                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     scores = folder / "scores.jsonl"
     try:
         deadline = time.time() + 150
