@@ -444,8 +444,8 @@ def _browser_sessions(args) -> int:
 
 
 def _report_stragglers() -> None:
-    """Name the threads still running once everything was stopped: the process can only
-    hang at exit in one of them (a native call in a daemon thread), so name them."""
+    """Name the threads still running once everything was stopped: a daemon thread still
+    in a native call when the interpreter exits is where a hang at exit would come from."""
     main = threading.main_thread()
     # tqdm's monitor only sleeps on an event between progress bars: it cannot hold up exit
     left = [t.name for t in threading.enumerate()
