@@ -361,9 +361,7 @@ def reaction_main(args, checkpoint, model_note) -> int:
     if args.levers:
         return levers_main(args, scorer, checkpoint, model_note, clip, sentences, clean, options)
     result = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, options)
-    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    out = write_result(result, args.out, "reaction.json")
     print(reaction_table(result))
     print(f"\nwritten to {out}")
     return 0
@@ -391,9 +389,7 @@ def levers_main(args, scorer, checkpoint, model_note, clip, sentences, clean, op
             print(reaction_table(runs[name]), flush=True)
         rounds.append(runs)
     result = {"levers": {k: v for k, v in LEVERS}, "rounds": rounds, "median": levers_median(rounds)}
-    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "reaction_levers.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    out = write_result(result, args.out, "reaction_levers.json")
     for k, runs in enumerate(rounds):
         print(f"\nround {k + 1}")
         print(levers_table(runs))
@@ -653,12 +649,18 @@ def main(argv=None) -> int:
     }
     if torch.cuda.is_available():
         result["scorer_step_cuda"] = {"eager": scorer_step_times(checkpoint, "cuda", False), "graph": scorer_step_times(checkpoint, "cuda", True)}
-    out = pathlib.Path(args.out or ROOT / "bench" / "results" / "live.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    out = write_result(result, args.out, "live.json")
     print(table(result))
     print(f"\nwritten to {out}")
     return 0
+
+
+def write_result(result: dict, out: str | None, name: str) -> pathlib.Path:
+    """The result as JSON at `out` (default bench/results/<name>); the path written."""
+    path = pathlib.Path(out or ROOT / "bench" / "results" / name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return path
 
 
 def table(r: dict) -> str:
