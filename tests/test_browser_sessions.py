@@ -69,7 +69,6 @@ def server(shipped_live_checkpoint, tmp_path):
     from realtime.governor import GovernorConfig
     from realtime.pipeline import PipelineOptions, session_hello
     from realtime.scorer import WindowScorer
-    from realtime.speech import SpeechOptions
     from realtime.server import DashboardServer
     from realtime.sessions import HubConfig, SessionHub
 
@@ -78,12 +77,12 @@ def server(shipped_live_checkpoint, tmp_path):
     scorer.warm_up()
     # health and capacity bounds off: this shared test machine is often busier than the
     # sessions need; admission is tested in test_sessions.py and test_governor.py.
-    # Windows wait for their words (the reproducible policy). The live policy (with or without
-    # provisional words) passed here once at load average ~13 and failed twice at 15-21 (2 and
-    # 3 windows with words in 150 s: the two transcripts lagged more than a window's text
-    # reaches back, with the process getting well under a core of this shared 2-core machine).
-    # What the live policy holds is measured by bench/sessions_bench.py.
-    options = PipelineOptions(policy=Policy.REPRODUCIBLE, speech=SpeechOptions(max_backlog=None))
+    # The live policy, as a browser session runs: windows never wait for their words. On an
+    # idle 2-core machine this test takes about 36 s; with other jobs on the cores (load
+    # average 15-21) the two transcripts lagged more than a window's text reaches back and
+    # it failed, so it needs the machine to itself, as CI gives it. What the live policy
+    # holds at 1-8 sessions is measured by bench/sessions_bench.py.
+    options = PipelineOptions(policy=Policy.LIVE)
     hub = SessionHub(scorer=scorer, options=options,
                      config=HubConfig(max_sessions=2, record_dir=tmp_path / "rec", max_lag_p95=None, refuse_on_drops=False,
                                       governor=GovernorConfig(admission=False)))
@@ -220,7 +219,9 @@ def test_two_browsers_monitor_themselves_at_once(server, clips):
             assert not ended.live, "closing the browser did not end its session"
             rec = read_session(pathlib.Path(hub.config.record_dir) / ids["positive"])
             assert rec.info["recording"]["ended_at"] is not None
-            assert len(rec.windows) >= len(people["positive"].windows(ids["positive"]))
+            # every window the page was sent is recorded (by seq: a live window may be sent
+            # again as a revision, and the recording keeps its last one)
+            assert {w["seq"] for w in rec.windows} >= {w["seq"] for w in people["positive"].windows(ids["positive"])}
             assert any(w["words"] for w in rec.windows) and rec.audio_path is not None
             # the other goes on
             n = len(people["negative"].windows(ids["negative"]))
