@@ -41,6 +41,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--extracted", action="append", default=[], metavar="DIR", help="dataset written by hcl-extract")
     g.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic trimodal task with N train samples")
     g.add_argument("--text-layer", type=int, default=None, help="encoder hidden state used as text features")
+    g.add_argument("--text-encoder", default=None, metavar="NAME",
+                   help="text encoder: packaged:all-MiniLM-L6-v2 (default, the live one), "
+                        "packaged:all-mpnet-base-v2, a local folder or a hub name")
     g.add_argument("--eval-transcripts", action="append", default=[], metavar="CSV",
                    help="label CSV whose test split is scored at the end; none of it is trained or selected on")
 
@@ -58,6 +61,36 @@ def _load_checkpoint_or_exit(path):
         return load_checkpoint(path or default_live_checkpoint())
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
+
+
+def with_text_encoder(settings, name: str | None):
+    """Settings whose text comes from encoder `name` (its hidden size read from its config)."""
+    if not name:
+        return settings
+    from hcl.features.text import encoder_hidden_size
+
+    try:
+        dim = encoder_hidden_size(name)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"error: --text-encoder {name}: {exc}") from None
+    return replace(settings, text=replace(settings.text, encoder=name, dim=dim))
+
+
+def soften_labels(train: list, targets_path: str, weight: float) -> list:
+    """Train samples whose label is (1 - weight) * label + weight * teacher score.
+
+    Distillation with an L1 loss: the student fits a mix of the gold label and the
+    teacher's score (`scripts/teacher_targets.py` writes them, {sample id: score}).
+    Valid and test keep their gold labels, so selection and scores are unchanged.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise SystemExit(f"--soft-weight must be in [0, 1], got {weight}")
+    targets = json.loads(Path(targets_path).read_text())
+    missing = [s.id for s in train if s.id not in targets]
+    if missing:
+        raise SystemExit(f"--soft-targets {targets_path} has no score for {len(missing)} train samples "
+                         f"(e.g. {missing[0]}): write it from the same training data")
+    return [replace(s, label=(1.0 - weight) * s.label + weight * float(targets[s.id])) for s in train]
 
 
 def base_text_settings(settings, tuned_layers: int):
@@ -170,6 +203,10 @@ def train_main(argv: list[str] | None = None) -> int:
                    help="fine-tune the top K text-encoder layers with HCL (0 = frozen encoder); "
                         "the layers under them are encoded once and cached")
     g.add_argument("--text-lr", type=float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
+    g.add_argument("--soft-targets", metavar="JSON", default=None,
+                   help="distil: teacher scores per train sample id (scripts/teacher_targets.py)")
+    g.add_argument("--soft-weight", type=float, default=0.5,
+                   help="share of the teacher score in each train target (with --soft-targets)")
     g.add_argument("--init", metavar="CKPT", default=None,
                    help="start from this checkpoint's weights (staged training, e.g. MOSEI+MOSI then MOSI); "
                         "its model config and text layers are kept")
@@ -190,10 +227,12 @@ def train_main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = base_text_settings(FeatureSettings(), args.tune_text_layers)
+    settings = base_text_settings(with_text_encoder(FeatureSettings(), args.text_encoder), args.tune_text_layers)
     if args.tune_text_layers and args.text_layer is not None:
         raise SystemExit("--tune-text-layers sets the text layer itself; drop --text-layer")
     data, settings = load_data(args, settings)
+    if args.soft_targets:
+        data = replace(data, train=soften_labels(data.train, args.soft_targets, args.soft_weight))
     text_top = init = None
     if args.init:
         init = _load_checkpoint_or_exit(args.init)
@@ -256,10 +295,13 @@ def eval_main(argv: list[str] | None = None) -> int:
                    help=f"data folder whose mosi/label.csv is scored when no dataset is named (default: ${DATA_ENV})")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--predictions", metavar="FILE",
+                   help="also write every scored sample's score as JSON {sample id: score} "
+                        "(teacher targets for hcl-train --soft-targets)")
     args = p.parse_args(argv)
 
     from hcl.metrics import format_metrics
-    from hcl.train import evaluate
+    from hcl.train import evaluate, predict
 
     if not (args.transcripts or args.mmsa or args.extracted or args.synthetic):
         default = data_folder(args.data) / "mosi" / "label.csv"
@@ -279,7 +321,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     else:
         layer = ckpt.features.text.layer if args.text_layer is None else args.text_layer
         settings = replace(ckpt.features, text=replace(ckpt.features.text, layer=layer))
-    results = {}
+    results, scores = {}, {}
     for kind, src in _sources(args):
         splits, _ = load_source(kind, src, settings, trust_pickle=args.trust_pickle)
         samples = splits.get(args.split, [])
@@ -288,9 +330,13 @@ def eval_main(argv: list[str] | None = None) -> int:
             continue
         m = evaluate(model, samples)
         results[_source_name(src)] = m
+        if args.predictions:
+            scores.update({s.id: float(y) for s, y in zip(samples, predict(model, samples))})
         print(f"{_source_name(src)} {args.split} (n={len(samples)}): {format_metrics(m)}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    if args.predictions:
+        Path(args.predictions).write_text(json.dumps(scores))
     return 0 if results else 1
 
 

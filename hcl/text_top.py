@@ -38,13 +38,31 @@ def _layer_list(encoder) -> nn.ModuleList:
     return layers
 
 
+class RelativePositionBias(nn.Module):
+    """The attention bias of an encoder whose stack adds relative positions in every layer
+    (MPNet: `encoder.relative_attention_bias`, computed once per forward and passed to each
+    layer as `position_bias`). A frozen copy, so the top layers see what they saw in the
+    whole encoder: hidden (B, L, D) -> bias (B, heads, L, L)."""
+
+    def __init__(self, stack: nn.Module) -> None:
+        super().__init__()
+        self.relative_attention_bias = copy.deepcopy(stack.relative_attention_bias).requires_grad_(False)
+        # the encoder's own bucketing and bias code, so both paths compute the same thing
+        self.relative_position_bucket = type(stack).relative_position_bucket
+        self._compute = type(stack).compute_position_bias
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._compute(self, hidden)
+
+
 class TextTop(nn.Module):
     """k Transformer layers taken from the top of a text encoder: h_{L-k} (B, L, D) -> h_L (B, L, D)."""
 
-    def __init__(self, layers: nn.ModuleList, encoder_config) -> None:
+    def __init__(self, layers: nn.ModuleList, encoder_config, position: RelativePositionBias | None = None) -> None:
         super().__init__()
         self.layers = layers
         self.encoder_config = encoder_config  # the transformers config, for its attention-mask rules
+        self.position = position  # MPNet's relative position bias; None for BERT/MiniLM (absolute positions)
 
     @classmethod
     def from_encoder(cls, config: TextFeatureConfig, k: int) -> "TextTop":
@@ -59,7 +77,9 @@ class TextTop(nn.Module):
         stack = _layer_list(encoder)
         if not 1 <= k <= len(stack):
             raise ValueError(f"tune between 1 and {len(stack)} text-encoder layers, got {k}")
-        return cls(nn.ModuleList(copy.deepcopy(layer) for layer in stack[len(stack) - k :]), encoder.config)
+        stack_module = encoder.encoder
+        position = RelativePositionBias(stack_module) if hasattr(stack_module, "relative_attention_bias") else None
+        return cls(nn.ModuleList(copy.deepcopy(layer) for layer in stack[len(stack) - k :]), encoder.config, position)
 
     @property
     def k(self) -> int:
@@ -75,8 +95,9 @@ class TextTop(nn.Module):
         safe = mask.clone()
         safe[:, 0] |= ~mask.any(dim=1)
         attn = create_bidirectional_mask(config=self.encoder_config, inputs_embeds=hidden, attention_mask=safe.long())
+        extra = {} if self.position is None else {"position_bias": self.position(hidden)}
         for layer in self.layers:
-            out = layer(hidden, attention_mask=attn)
+            out = layer(hidden, attention_mask=attn, **extra)
             hidden = out[0] if isinstance(out, tuple) else out
         # padded rows stay zero: HCL masks them, and a fixed value keeps batches comparable
         return hidden.masked_fill(~mask[..., None], 0.0)

