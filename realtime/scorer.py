@@ -45,7 +45,9 @@ class WindowScorer:
 
     checkpoint: path (default `hcl.checkpoint.default_live_checkpoint()`);
     device: "cpu", "cuda" or "auto"; max_streams: batch buffer rows;
-    cuda_graphs: replay the step as a CUDA graph on CUDA.
+    cuda_graphs: replay the step as a CUDA graph on CUDA;
+    text_runtime: what runs the text encoder ("auto", "onnxruntime", "torch"; see
+    `hcl.features.text`).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class WindowScorer:
         cuda_graphs: bool = True,
         fast: str = "auto",
         text_cache: int = 32,
+        text_runtime: str = "auto",
         loaded=None,
     ) -> None:
         import torch
@@ -75,7 +78,9 @@ class WindowScorer:
         self.model = loaded.model.to(self.device).eval()
         self.features = loaded.features
         self.config = loaded.model_config
-        self.text_encoder = TextEncoder(config=self.features.text, device="cpu", tuned_state=getattr(loaded, "text_top", None))
+        # "auto": onnxruntime when installed (same features within 1e-5, about 1.5x faster on one thread)
+        self.text_encoder = TextEncoder(config=self.features.text, device="cpu", tuned_state=getattr(loaded, "text_top", None),
+                                        runtime=text_runtime)
         self.max_streams = int(max_streams)
         lengths = {"text": self.features.text.max_tokens, "audio": self.features.window_steps, "video": self.features.window_steps}
         dims = {"text": self.config.text_dim, "audio": self.config.audio_dim, "video": self.config.video_dim}
@@ -291,7 +296,8 @@ class WindowScorer:
         ]
 
     def stats(self) -> dict[str, Any]:
-        return {"step_ms": self.step_ms.summary(), "text_cache": {"hits": self.text_hits, "misses": self.text_misses}}
+        return {"step_ms": self.step_ms.summary(), "text_cache": {"hits": self.text_hits, "misses": self.text_misses},
+                "text_runtime": self.text_encoder.runtime}
 
     def buffer_pointers(self) -> dict[str, int]:
         """data_ptr of every input buffer (tests: they never change)."""

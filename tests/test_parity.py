@@ -299,8 +299,9 @@ def test_scorer_equals_the_eager_model_on_collated_samples(live, trimodal_checkp
         for text in TEXTS:
             score, weights, text_features = eager_reference(reference_model, w, text)
             live_window = _with_text(w, text)
-            # the scorer's text features are the checkpoint encoder's (what training used)
-            np.testing.assert_array_equal(scorer.encode_text(text), text_features)
+            # the scorer's text features are the checkpoint encoder's (what training used); on CPU
+            # onnxruntime runs that encoder (text_runtime="auto"), equal within float rounding
+            np.testing.assert_allclose(scorer.encode_text(text), text_features, atol=1e-4, rtol=0)
             result = scorer.score(live_window)
             if hasattr(live_window, "text_features"):  # the window as the pipeline sends it: text encoded upstream
                 carried = scorer.score(dataclasses.replace(live_window, text_features=scorer.encode_text(text)))
