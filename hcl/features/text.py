@@ -147,6 +147,9 @@ class OnnxEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
+        # no busy-waiting between calls: the live encoder runs twice a second per session,
+        # and spinning threads would take the cores from Whisper and the face models
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, enc) -> list[np.ndarray]:
