@@ -244,7 +244,8 @@ class TextEncoder:
         want = (self.config.layer,) if layers is None else layers
         out: dict[int, list[np.ndarray]] = {layer: [None] * len(texts) for layer in want}  # type: ignore[list-item]
         norm = [normalize_text(t, self.config.normalization) for t in texts]
-        order = [i for i, t in enumerate(norm) if t]
+        # similar lengths batched together: a batch pads to its longest text
+        order = sorted((i for i, t in enumerate(norm) if t), key=lambda i: len(norm[i]))
         for i, t in enumerate(norm):
             if not t:
                 for layer in want:
