@@ -3,7 +3,8 @@
 `SpeechService` shared by all, the load governor of realtime/governor.py).
 
     python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction] [--arrival S]
-                                   [--max-sessions M] [--governor on|off] [--face-fps F] [--speech-period P]
+                                   [--max-sessions M] [--governor on|off] [--levels FPS:PERIOD,...]
+                                   [--face-fps F] [--speech-period P]
                                    [--speech-batch B] [--no-admission] [--out PATH]
     python bench/sessions_bench.py --whisper-batch      # can faster-whisper batch passes? (see below)
     python bench/sessions_bench.py --costs              # CPU ms of each model's unit of work
@@ -230,15 +231,16 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
     load_before = os.getloadavg()
     busy0 = {k: (svc._busy_s, svc.passes) for k, svc in (("scorer", scoring), ("speech", speech_service))}
     turns0 = speech_service.turns
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, mono0 = time.process_time(), time.perf_counter(), time.monotonic()
     threads0 = thread_cpu()
     sampler = ThreadCpuSampler().start()
     levels: list[tuple[float, int]] = []
     stop_trace = threading.Event()
 
-    def trace():  # the governor's level over the run
+    def trace():  # the governor's level and the sessions' speech lateness (s) over the run
         while not stop_trace.wait(0.5):
-            levels.append((round(time.perf_counter() - wall0, 1), hub.governor.level))
+            st = hub.governor.state()
+            levels.append((round(time.perf_counter() - wall0, 1), st["level"], st["speech_late_s"]))
 
     tracer = threading.Thread(target=trace, daemon=True)
     tracer.start()
@@ -296,6 +298,7 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
             "skipped_passes": m["transcript"]["skipped_passes"],
             "speech_passes": speech_stats["served"],
             "speech_wait_ms": speech_stats["wait_ms"],
+            "speech_pass_ms": pipe.speech.transcript.pass_ms.summary(),  # a pass's wall time, its wait included
             "speech_period_s": pipe.speech.period,
             "face_frames": m["video"]["frames"], "faces": m["video"]["faces"],
             "dropped_frames": m["video"]["dropped_frames"],
@@ -340,7 +343,8 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
         "cpu_percent_per_session": round(100 * cpu / wall / max(1, admitted), 1),
         "cpu_percent_by_stage": stages,  # % of one core, all sessions together
         "services": busy,
-        "governor": {**governor, "max_level": max((lv for _, lv in levels), default=0), "trace": levels},
+        "governor": {**governor, "max_level": max((lv for _, lv, _ in levels), default=0), "trace": levels,
+                     "changes_log": [(round(t - mono0, 1), lv, b) for t, lv, b in hub.governor.history]},
         "scorer_batch": scoring.batch_sizes.summary(),
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in load_after],
@@ -484,6 +488,7 @@ def main(argv=None) -> int:
                     help="the hub's --max-sessions (default: the largest N, so only measured health refuses)")
     ap.add_argument("--governor", choices=("on", "off"), default="on",
                     help="thin every session alike under load (realtime/governor.py); off: fixed settings")
+    ap.add_argument("--levels", help="with --governor on: the levels as FPS:PERIOD,... (default realtime.governor's)")
     ap.add_argument("--face-fps", type=float, default=10.0, help="with --governor off: the face analysis rate")
     ap.add_argument("--speech-period", type=float, default=1.0, help="with --governor off: s between speech passes")
     ap.add_argument("--no-admission", action="store_true",
@@ -523,7 +528,8 @@ def main(argv=None) -> int:
     counts = [int(x) for x in args.sessions.split(",") if x.strip()]
     max_sessions = args.max_sessions or max(counts)
     if args.governor == "on":
-        governor = GovernorConfig(admission=not args.no_admission)
+        levels = tuple(Level(*map(float, x.split(":"))) for x in args.levels.split(",")) if args.levels else None
+        governor = GovernorConfig(admission=not args.no_admission, **({"levels": levels} if levels else {}))
     else:
         governor = GovernorConfig(levels=(Level(args.face_fps, args.speech_period),), enabled=False)
     config = HubConfig(max_sessions=max_sessions, speech_batch=args.speech_batch, speech_gather=args.gather,

@@ -8,11 +8,23 @@ amount, and a new session is refused when even the thinnest setting would not ho
     governor.refusal(live_sessions)                  # None, or why a new session would not fit
     governor.state()                                 # for /metrics and the operator view
 
-What is measured: the busy fraction of the shared speech thread over the last
-`window` s (realtime.services: wall time spent in Whisper passes). It is the
-signal that saturates first (Whisper is about half of a session's CPU), and it
-also rises when the face models and other sessions' threads crowd the cores,
-because a pass then takes longer in wall time.
+What is measured, once a tick (a second), over the live sessions (the evidence that
+they fall behind, not how busy the shared threads are):
+  - lateness: how far each live speech stream's passes are behind its audio (the audio
+    beyond one period past its latest pass, `SpeechStream.lateness`); a tick counts as
+    late when some session is more than `late` s behind;
+  - passes skipped to catch up (`SpeechStream.skipped`) and windows dropped (the
+    pipeline's queue), since the last tick.
+And the busy fraction of the shared speech thread over the last `window` s
+(realtime.services: wall time spent in Whisper passes): the headroom to fall back
+by, and admission's measure of capacity.
+
+Why not the busy fraction for rising: with several sessions the shared thread is busy
+in bursts (their phrase-end passes coincide) well above 0.9 for a few seconds while
+every pass still finishes within its period; thinning on that thinned 4 sessions to
+the lowest level on an idle machine (3 s passes, transcript lag p95 3.5 s) where 1 s
+passes held. A session that really falls behind shows it: its passes wait (lateness
+that lasts), it skips passes, or it drops windows.
 
 What is changed: one level for all sessions (so they degrade evenly and none
 starves), each level a little cheaper than the one before, in order of what it
@@ -27,19 +39,26 @@ costs the result:
 
 Pause passes (a pass as soon as a phrase ends) are never thinned: they commit a
 phrase's words at once, so most words keep their lag; periodic passes only
-commit the middle of long phrases. The level rises by one when the busy fraction is
-above `high` (by two when the thread is saturated), once the last change had
-`settle` s to show its effect, and falls by one after `calm` s below `low`.
+commit the middle of long phrases.
 
-Admission: `refusal(n)` says why an (n + 1)-th session would not fit: the busy
-fraction measured now is over `high` (the running sessions are being thinned to keep
-up; sessions arriving faster than the level can follow are refused here), or, scaled to the thinnest level (by the ratio of the periods,
-but never below `min_speech_scale` of it: pause passes are not thinned) and to one
-more session, would be above `high`.
+Rules (only the ticks since the last change count, so a change is judged on its own
+effect): the level rises by one, at most every `settle` s, when the sessions fall
+behind: at least `late_share` of the ticks of the last `window` s were late, or they
+skipped `max_skipped` passes per session in that time, or a window was dropped (then by
+two). It falls by one after `calm` s with none of that and the speech thread busy less
+than `low` (the next level down costs more, so it needs the room).
+
+Admission: `refusal(n)` says why an (n + 1)-th session would not fit: the sessions
+fall behind now (the evidence above, in the last `window` s), or the speech thread is
+saturated now (busy over `saturated`: sessions arriving faster than the level can
+follow are refused here), or the busy fraction scaled to the thinnest level (by the
+ratio of the periods, but never below `min_speech_scale` of it: pause passes are not
+thinned) and to one more session would be above `high`.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -69,12 +88,15 @@ class GovernorConfig:
     """When to thin and by how much (see the module docstring)."""
 
     levels: tuple[Level, ...] = DEFAULT_LEVELS
-    high: float = 0.8  # speech busy fraction above which the level rises
-    saturated: float = 0.95  # ... rises by two levels
-    low: float = 0.4  # below which (for `calm` s) it falls
-    window: float = 4.0  # s of busy fraction measured
+    late: float = 0.5  # s: a tick is late when some session's passes are this far behind its audio
+    late_share: float = 0.75  # ... and the level rises when this share of the window's ticks were late
+    max_skipped: float = 1.0  # passes skipped per session in the window that raise the level
+    low: float = 0.4  # speech busy fraction below which (for `calm` s, nothing behind) it falls
+    high: float = 0.8  # admission: the predicted busy fraction with one more session must stay under
+    saturated: float = 0.95  # admission: refuse while the speech thread is busy above this now
+    window: float = 4.0  # s of evidence (and of busy fraction) considered
     settle: float = 3.0  # s after a change before the next rise
-    calm: float = 10.0  # s below `low` before a fall
+    calm: float = 10.0  # s without evidence and below `low` before a fall
     enabled: bool = True  # False: measure and report only, level stays 0
     admission: bool = True  # refusal() may refuse a new session (False: thin only)
     # the least share of its speech work a level change can leave: thinning periodic passes
@@ -86,12 +108,26 @@ class GovernorConfig:
             raise ValueError("a governor needs at least one level")
         if not 0 < self.low < self.high <= self.saturated <= 1:
             raise ValueError("need 0 < low < high <= saturated <= 1")
-        if self.window <= 0 or self.settle < 0 or self.calm < 0:
-            raise ValueError("window must be > 0 s, settle and calm >= 0 s")
+        if self.window <= 0 or self.settle < 0 or self.calm < 0 or self.late < 0:
+            raise ValueError("window must be > 0 s, settle, calm and late >= 0 s")
+        if not 0 < self.late_share <= 1 or self.max_skipped <= 0:
+            raise ValueError("need 0 < late_share <= 1 and max_skipped > 0")
+
+
+@dataclass(frozen=True)
+class Behind:
+    """One tick's evidence of the live sessions falling behind (`LoadGovernor.observe`)."""
+
+    lateness: float = 0.0  # s, the most any live session's speech passes are behind its audio
+    skipped: int = 0  # speech passes skipped to catch up since the last tick, all sessions
+    dropped: int = 0  # windows dropped since the last tick, all sessions
+    sessions: int = 0  # live sessions measured
 
 
 class LoadGovernor:
-    """Measures the shared speech thread, picks one level for every session, applies it.
+    """Watches the live sessions for falling behind, picks one level for every session,
+    applies it; measures the shared speech thread's busy fraction for falling back and
+    for admission.
 
     `speech`: anything with `busy_fraction(recent_s)` (a `SpeechService`); None measures
     nothing and keeps level 0. Thread-safe: `tick` runs on a monitor thread while
@@ -103,9 +139,12 @@ class LoadGovernor:
         self.level = 0
         self.busy: float | None = None
         self.changes = 0
+        self.reason = ""  # why the level last rose (or fell)
         self.history: list[tuple[float, int, float | None]] = []  # (monotonic, level, busy) per change, the last 64
         self._changed_at = time.monotonic()
         self._calm_since: float | None = None
+        self._samples: collections.deque[tuple[float, Behind]] = collections.deque()
+        self._counts: dict[int, tuple[int, int]] = {}  # id(pipeline) -> (skipped, dropped) at the last tick
         self._lock = threading.Lock()
 
     @property
@@ -114,38 +153,100 @@ class LoadGovernor:
 
     def reset(self) -> None:
         with self._lock:
-            self.level, self.busy, self.changes, self._calm_since = 0, None, 0, None
+            self.level, self.busy, self.changes, self._calm_since, self.reason = 0, None, 0, None, ""
             self._changed_at = time.monotonic()
+            self._samples.clear()
+            self._counts.clear()
             self.history.clear()
 
+    # ---------------------------------------------------------------- evidence
+    def observe(self, pipelines: Iterable[Any]) -> Behind:
+        """This tick's evidence from the running pipelines: the live speech streams'
+        lateness, and the passes skipped and windows dropped since the last tick."""
+        lateness, skipped, dropped, n = 0.0, 0, 0, 0
+        counts: dict[int, tuple[int, int]] = {}
+        for p in pipelines:
+            speech = getattr(p, "speech", None)
+            stream = getattr(speech, "stream", None)
+            if stream is None or not stream.catch_up:  # only live speech falls behind this way
+                continue
+            n += 1
+            audio = getattr(speech, "audio", None)
+            if audio is not None and audio.start_time is not None and not audio.ended:
+                lateness = max(lateness, stream.lateness(audio.horizon))
+            queue = getattr(p, "queue", None)
+            now = (int(stream.skipped), int(getattr(queue, "dropped", 0)))
+            last = self._counts.get(id(p), (0, 0))
+            skipped += max(0, now[0] - last[0])
+            dropped += max(0, now[1] - last[1])
+            counts[id(p)] = now
+        self._counts = counts  # ended sessions are forgotten
+        return Behind(round(lateness, 3), skipped, dropped, n)
+
+    def _evidence(self, now: float, *, since_change: bool = True) -> str:
+        """Why the sessions count as falling behind over the ticks of the last `window` s
+        (since the last change, unless `since_change` is False), or "" (under _lock)."""
+        cfg = self.config
+        since = max(now - cfg.window, self._changed_at) if since_change else now - cfg.window
+        recent = [b for t, b in self._samples if since + 1e-9 < t <= now + 1e-9]
+        if not recent:
+            return ""
+        dropped = sum(b.dropped for b in recent)
+        if dropped:
+            return f"{dropped} windows dropped"
+        skipped = sum(b.skipped for b in recent)
+        sessions = max(1, max(b.sessions for b in recent))
+        if skipped >= cfg.max_skipped * sessions:
+            return f"{skipped} speech passes skipped by {sessions} sessions"
+        late = sum(b.lateness > cfg.late for b in recent)
+        # the share counts only once the window is covered (a short burst at its start is not a trend)
+        covered = now - since >= min(cfg.window, cfg.settle) - 1e-9
+        if covered and len(recent) >= 2 and late >= cfg.late_share * len(recent):
+            worst = max(b.lateness for b in recent)
+            return f"speech passes late in {late} of {len(recent)} ticks (up to {worst:.1f} s behind)"
+        return ""
+
+    def _unsettled(self, now: float) -> bool:
+        """Any sign of falling behind (a late tick, a skipped pass, a dropped window) in the
+        last `window` s (under _lock): no fall then, even with the speech thread idle."""
+        cfg = self.config
+        return any(b.lateness > cfg.late or b.skipped or b.dropped
+                   for t, b in self._samples if now - cfg.window + 1e-9 < t <= now + 1e-9)
+
     # ---------------------------------------------------------------- the loop
-    def decide(self, busy: float | None, now: float) -> int:
-        """The level for a measured busy fraction at monotonic time `now` (updates the
-        governor's state; `tick` = measure + decide + apply)."""
+    def decide(self, busy: float | None, now: float, behind: Behind | None = None) -> int:
+        """The level for this tick's measured busy fraction and evidence at monotonic time
+        `now` (updates the governor's state; `tick` = observe + measure + decide + apply)."""
         cfg = self.config
         with self._lock:
             self.busy = busy
+            if behind is not None:
+                self._samples.append((now, behind))
+            while self._samples and self._samples[0][0] < now - max(cfg.window, cfg.calm) - 1.0:
+                self._samples.popleft()
             top = len(cfg.levels) - 1
             if not cfg.enabled or busy is None:
                 return self.level
-            new = self.level
-            if busy > cfg.high:
+            new, why = self.level, self._evidence(now)
+            if why:
                 self._calm_since = None
                 if now - self._changed_at >= cfg.settle:
-                    new = min(top, self.level + (2 if busy >= cfg.saturated else 1))
-            elif busy < cfg.low:
+                    new = min(top, self.level + (2 if "dropped" in why else 1))
+            elif busy < cfg.low and not self._unsettled(now):
                 if self._calm_since is None:
                     self._calm_since = now
                 if now - max(self._calm_since, self._changed_at) >= cfg.calm:
                     new = max(0, self.level - 1)
+                    why = f"calm: speech busy {100 * busy:.0f} %"
             else:
                 self._calm_since = None
             if new != self.level:
-                log.info("load level %d -> %d (speech busy %.2f): face %g fps, speech passes every %g s",
-                         self.level, new, busy, cfg.levels[new].face_fps, cfg.levels[new].speech_period)
+                log.info("load level %d -> %d (%s; speech busy %.2f): face %g fps, speech passes every %g s",
+                         self.level, new, why, busy, cfg.levels[new].face_fps, cfg.levels[new].speech_period)
                 self._calm_since = now if new < self.level else None  # a fall: the next one needs `calm` s more
                 self.level = new
                 self.changes += 1
+                self.reason = why
                 self._changed_at = now
                 self.history = (self.history + [(now, new, round(busy, 3))])[-64:]
             return self.level
@@ -156,8 +257,10 @@ class LoadGovernor:
         return self.speech.busy_fraction(self.config.window)
 
     def tick(self, pipelines: Iterable[Any], now: float | None = None) -> int:
-        """Measure, decide, and apply the level to every pipeline; the level."""
-        self.decide(self.measure(), time.monotonic() if now is None else now)
+        """Observe the pipelines, measure, decide, and apply the level to every pipeline; the level."""
+        pipelines = list(pipelines)
+        behind = self.observe(pipelines)
+        self.decide(self.measure(), time.monotonic() if now is None else now, behind)
         for p in pipelines:
             self.apply(p)
         return self.level
@@ -176,16 +279,21 @@ class LoadGovernor:
             stream.set_period(level.speech_period)
 
     # ---------------------------------------------------------------- admission
-    def refusal(self, sessions: int) -> str | None:
+    def refusal(self, sessions: int, now: float | None = None) -> str | None:
         """Why one more session (beyond `sessions` live ones) would not fit, or None: the
-        busy fraction now, scaled to the thinnest level and to sessions + 1, over `high`."""
+        sessions fall behind now, the speech thread is saturated now, or its busy fraction
+        scaled to the thinnest level and to sessions + 1 would be over `high`."""
         cfg = self.config
+        now = time.monotonic() if now is None else now
         with self._lock:
             busy, level = self.busy, self.level
+            why = self._evidence(now, since_change=False) if self._samples else ""
         if not (cfg.enabled and cfg.admission) or busy is None or sessions < 1:
             return None
         now_period, thin_period = cfg.levels[level].speech_period, cfg.levels[-1].speech_period
-        if busy > cfg.high:  # over the mark now: the sessions there are being thinned to keep up
+        if why:
+            return (f"the server is not keeping up: the {sessions} sessions fall behind ({why}); try again later")
+        if busy > cfg.saturated:  # no headroom now: sessions arriving faster than the level can follow
             return (f"the server is not keeping up: speech recognition is busy {100 * busy:.0f} % of the time with "
                     f"{sessions} sessions (passes every {now_period:g} s); try again later")
         scale = max(now_period / thin_period, min(1.0, cfg.min_speech_scale))
@@ -198,6 +306,8 @@ class LoadGovernor:
 
     def state(self) -> dict[str, Any]:
         level = self.current
+        with self._lock:
+            last = self._samples[-1][1] if self._samples else None
         return {
             "enabled": self.config.enabled,
             "level": self.level,
@@ -205,5 +315,7 @@ class LoadGovernor:
             "face_fps": level.face_fps,
             "speech_period_s": level.speech_period,
             "speech_busy": None if self.busy is None else round(self.busy, 3),
+            "speech_late_s": None if last is None else last.lateness,
             "changes": self.changes,
+            "reason": self.reason or None,
         }

@@ -20,9 +20,10 @@ provides them when present; otherwise one `WindowScorer` / `SpeechTranscriber`
 per process, called under a lock (neither is safe to call from two threads).
 
 Load: with the shared services, a `realtime.governor.LoadGovernor` watches the
-shared speech thread once a second and thins every session alike when it cannot
-keep up (face analysis 10 -> 5 fps, speech passes every 1 -> 3 s); the level is
-in `stats()["load"]` and each session's line.
+live sessions once a second and thins every session alike when they fall behind
+(speech passes late or skipped, windows dropped: face analysis 10 -> 5 fps, speech
+passes every 1 -> 3 s); it falls back when the shared speech thread has room. The
+level is in `stats()["load"]` and each session's line.
 
 Admission: a new session is refused when `max_sessions` are live, or when the
 measured health says the machine is not keeping up: a live session dropped
@@ -442,7 +443,7 @@ class SessionHub(Worker):
                     raise AdmissionRefused(
                         f"the server is not keeping up: transcript lag p95 {lag:.1f} s (bound "
                         f"{cfg.max_lag_p95:g} s); try again later")
-            reason = self.governor.refusal(len(live) + self._pending)
+            reason = self.governor.refusal(len(live) + self._pending, now)
             if reason is not None:
                 raise AdmissionRefused(reason)
 

@@ -50,7 +50,7 @@ class TimedWord:
     end: float
     probability: float
     available_at: float  # session time from which windows may use it
-    committed_at: float  # session clock when the speech thread committed it
+    committed_at: float  # session clock when the speech thread committed it (after its pass)
 
     def as_dict(self) -> dict:
         return {"w": self.text, "start": round(self.start, 3), "end": round(self.end, 3), "p": round(self.probability, 3)}
@@ -342,7 +342,9 @@ class SpeechStream:
     or a pause pass) when one is due with the audio complete up to `horizon`, and
     returns the words it committed (None when no pass was due); `finish(end, now)` is
     the final pass. `read(t0, t1)` gives the audio (`AudioRing.read`); `now` is the
-    session clock, only used to stamp `committed_at`."""
+    session clock when the pass starts. `committed_at` is stamped by `clock()` when the
+    pass has its words (the pass and any wait for a shared Whisper count in the lag), or
+    with `now` when there is no clock (a step driven by a test's own times)."""
 
     def __init__(
         self,
@@ -355,9 +357,11 @@ class SpeechStream:
         origin: float = 0.0,
         on_commit: Callable[[list[TimedWord]], None] | None = None,
         on_hypothesis: Callable[[list[TimedWord]], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         o = options
         self.read = read
+        self.clock = clock
         self.sample_rate = int(sample_rate)
         self.transcribe = transcribe
         self.origin = origin
@@ -387,6 +391,17 @@ class SpeechStream:
         """Speech up to here is transcribed for good (a pause pass committed it); inf when
         there are no pause passes (the reproducible policy: windows wait for their passes)."""
         return self._paused_until if self.pause_passes else math.inf
+
+    @property
+    def last_horizon(self) -> float:
+        """Horizon of the latest pass started (the stream's origin before the first)."""
+        return self._last_h
+
+    def lateness(self, horizon: float) -> float:
+        """How far (s) this stream's passes are behind the audio up to `horizon`: the audio
+        beyond one period past the latest pass (0 while the passes keep up; it grows while
+        a pass, or the shared Whisper it waits for, takes longer than a period)."""
+        return max(0.0, horizon - self._last_h - self.period)
 
     @property
     def next_periodic(self) -> float:
@@ -469,6 +484,8 @@ class SpeechStream:
         else:
             words = self.transcribe(wave, offset=t0)
             self.transcript.pass_ms.add((time.perf_counter() - started) * 1000)
+        if self.clock is not None:
+            now = self.clock()  # the words exist from here: the pass's own time is part of their lag
         if final or pause:
             forced = h  # the stream ended, or the audio ends in a pause: nothing is cut
         else:
@@ -525,7 +542,7 @@ class SpeechWorker(Worker):
         self.poll = poll
         self.stream = SpeechStream(
             read=audio.read, sample_rate=audio.sample_rate, transcribe=transcribe, options=options, policy=policy,
-            on_commit=on_commit, on_hypothesis=on_hypothesis,
+            on_commit=on_commit, on_hypothesis=on_hypothesis, clock=clock.now,
         )
         self.transcript = self.stream.transcript
 
