@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_fixtures import write_mosi_subset
 
 from hcl.cli import eval_main, soften_labels, train_main, with_text_encoder
 from hcl.data.sample import FeatureSample
 from hcl.features.config import FeatureSettings
 from hcl.text_top import TextTop
-
-MOSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi" / "label.csv"
 
 
 def _tiny_mpnet(tmp_path: Path):
@@ -99,17 +98,7 @@ def test_soft_targets_mix_gold_and_teacher(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_csv(tmp_path_factory):
-    if not MOSI.is_file():
-        pytest.skip(f"MOSI transcripts {MOSI} not available (see shared/data/README.md)")
-    rows = list(csv.DictReader(MOSI.open()))
-    picked = [r for r in rows if r["mode"] == "train"][:40] + [r for r in rows if r["mode"] == "valid"][:12]
-    path = tmp_path_factory.mktemp("data") / "mosi" / "label.csv"
-    path.parent.mkdir()
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(picked)
-    return path
+    return write_mosi_subset(tmp_path_factory.mktemp("data"), train=40, valid=12)
 
 
 def test_teacher_predictions_drive_a_student(small_csv, tmp_path, monkeypatch):

@@ -3,32 +3,18 @@
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from data_fixtures import write_mosi_subset
 
 from hcl.checkpoint import load_checkpoint
 from hcl.cli import eval_main, info_main, train_main
 
-MOSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi" / "label.csv"
-
 
 @pytest.fixture(scope="module")
 def small_csv(tmp_path_factory):
-    if not MOSI.is_file():
-        pytest.skip(f"MOSI transcripts {MOSI} not available (see shared/data/README.md)")
-    rows = list(csv.DictReader(MOSI.open()))
-    picked = [r for r in rows if r["mode"] == "train"][:48] + [r for r in rows if r["mode"] == "valid"][:16] + [
-        r for r in rows if r["mode"] == "test"
-    ][:16]
-    path = tmp_path_factory.mktemp("data") / "mosi" / "label.csv"
-    path.parent.mkdir()
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(picked)
-    return path
+    return write_mosi_subset(tmp_path_factory.mktemp("data"), train=48, valid=16, test=16)
 
 
 def test_train_eval_info(small_csv, tmp_path, monkeypatch, capsys):
