@@ -24,8 +24,10 @@ to B sessions' passes decoded as one batch, default 4), each has its own face mo
 busy; `--governor off --face-fps F --speech-period P` runs fixed settings instead.
 
 Per N: sessions admitted, windows scored and dropped, scoring latency (queue wait +
-model) and total window latency p95, transcript lag p95 (word committed minus word
-end), speech passes skipped to catch up, the speech and scorer threads' busy
+model) and total window latency p95, transcript lag p50/p95 (word committed, after its
+pass, minus word end; also from the start of its pass, the definition before the
+pass's own time counted), a speech pass's wall time (its wait for the shared Whisper
+included), speech passes skipped to catch up, the speech and scorer threads' busy
 fraction, the governor's highest and last level, the scorer's batch size, CPU of the
 whole process per session, and (`--reaction`) the reaction time: end of a signed
 sentence's last word -> first window in its polarity band (bench/live_bench.py's
@@ -294,6 +296,9 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
             "scorer_wait_ms": scorer_stats["wait_ms"],
             "transcript_lag_s": m["transcript"]["lag_s"],
             "lags_s": [round(x, 3) for x in pipe.speech.transcript.lags.recent()],
+            # the same words' lag from the start of their pass (the definition before the
+            # pass's own time counted): what the commit rule alone makes
+            "start_lags_s": [round(x, 3) for x in pipe.speech.transcript.start_lags.recent()],
             "words": m["transcript"]["words"],
             "skipped_passes": m["transcript"]["skipped_passes"],
             "speech_passes": speech_stats["served"],
@@ -320,6 +325,8 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
     all_scoring = [x for s in sessions for x in s["session"].pipeline.latencies["scoring"].recent()]
     all_total = [x for s in sessions for x in s["session"].pipeline.latencies["total"].recent()]
     all_lags = [x for r in rows for x in r["lags_s"]]
+    start_lags = [x for r in rows for x in r["start_lags_s"]]
+    pass_ms = [x for s in sessions for x in s["session"].pipeline.speech.transcript.pass_ms.recent()]
     reactions = [x for r in rows for x in r.get("reactions_s", [])]
     admitted = len(sessions)
     return {
@@ -335,6 +342,8 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
         "scoring_ms": {"p50": pct(all_scoring, 50), "p95": pct(all_scoring, 95)},
         "total_ms": {"p50": pct(all_total, 50), "p95": pct(all_total, 95)},
         "transcript_lag_s": {"p50": pct(all_lags, 50), "p95": pct(all_lags, 95), "max": round(max(all_lags), 3) if all_lags else None},
+        "lag_from_pass_start_s": {"p50": pct(start_lags, 50), "p95": pct(start_lags, 95)},
+        "speech_pass_ms": {"p50": pct(pass_ms, 50), "p95": pct(pass_ms, 95)},
         "words": sum(r["words"] for r in rows),
         "skipped_passes": sum(r["skipped_passes"] for r in rows),
         "reaction_s": {"p50": pct([x for x in reactions if x is not None], 50), "p95": pct([x for x in reactions if x is not None], 95),
@@ -356,7 +365,8 @@ def table(results: list[dict]) -> str:
     def f(x, nd=2):
         return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
-    head = ("N", "admitted", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s", "skipped",
+    head = ("N", "admitted", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s",
+            "from pass start p50/p95 s", "pass wall p50/p95 ms", "skipped",
             "reaction p50/p95 s", "CPU/session %", "speech busy", "scorer busy", "level max/end", "load 1m")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in results:
@@ -364,7 +374,10 @@ def table(results: list[dict]) -> str:
         g = r.get("governor") or {}
         lines.append(" | ".join([
             str(r["sessions"]), str(r.get("admitted", r["sessions"])), str(r["windows"]), str(r["dropped_windows"]), f(r["scoring_ms"]["p95"], 1), f(r["total_ms"]["p95"], 1),
-            f"{f(r['transcript_lag_s']['p50'])} / {f(r['transcript_lag_s']['p95'])}", str(r["skipped_passes"]),
+            f"{f(r['transcript_lag_s']['p50'])} / {f(r['transcript_lag_s']['p95'])}",
+            f"{f((r.get('lag_from_pass_start_s') or {}).get('p50'))} / {f((r.get('lag_from_pass_start_s') or {}).get('p95'))}",
+            f"{f((r.get('speech_pass_ms') or {}).get('p50'), 0)} / {f((r.get('speech_pass_ms') or {}).get('p95'), 0)}",
+            str(r["skipped_passes"]),
             "-" if rx is None else f"{f(rx['p50'])} / {f(rx['p95'])} ({rx['never']} never)",
             f(r["cpu_percent_per_session"], 1), f(r["services"]["speech"]["busy_fraction"]), f(r["services"]["scorer"]["busy_fraction"]),
             f"{g.get('max_level', '-')}/{g.get('level', '-')}",

@@ -31,11 +31,18 @@ starves), each level a little cheaper than the one before, in order of what it
 costs the result:
 
     level  face analysis   speech passes every
-    0      10 fps          1.0 s      (the defaults)
-    1       5 fps          1.0 s      (a step is 0.5 s: 2-3 frames still average into it)
-    2       5 fps          1.5 s
-    3       5 fps          2.0 s
-    4       5 fps          3.0 s
+    0      10 fps          0.75 s     (faster than the pipeline's 1 s: see below)
+    1       5 fps          0.75 s     (a step is 0.5 s: 2-3 frames still average into it)
+    2       5 fps          1.0 s      (the pipeline's default period)
+    3       5 fps          1.5 s
+    4       5 fps          2.0 s
+    5       5 fps          3.0 s
+
+Level 0 passes every 0.75 s because the period sets the floor of the transcript lag
+(a word is committed when two passes agree on it, or by the pass at its phrase's end):
+one session on this 2-core CPU measured lag p95 2.0 s at 0.75 s and 2.6 s at 1 s
+(bench/sessions_bench.py, the pass's own time counted), for about 28 % more Whisper
+passes; with more sessions the governor gives that back first.
 
 Pause passes (a pass as soon as a phrase ends) are never thinned: they commit a
 phrase's words at once, so most words keep their lag; periodic passes only
@@ -75,7 +82,8 @@ class Level:
 
 
 DEFAULT_LEVELS: tuple[Level, ...] = (
-    Level(10.0, 1.0),
+    Level(10.0, 0.75),
+    Level(5.0, 0.75),
     Level(5.0, 1.0),
     Level(5.0, 1.5),
     Level(5.0, 2.0),
@@ -101,7 +109,9 @@ class GovernorConfig:
     admission: bool = True  # refusal() may refuse a new session (False: thin only)
     # the least share of its speech work a level change can leave: thinning periodic passes
     # does not touch pause passes, so busy does not fall in proportion to the period
-    min_speech_scale: float = 0.5
+    # (measured, bench/sessions_bench.py: 4 sessions at 1 s passes and 5 at 3 s kept the speech
+    # thread equally busy, 0.82: per session, 3 s passes left 80 % of its busy time)
+    min_speech_scale: float = 0.8
 
     def __post_init__(self) -> None:
         if not self.levels:

@@ -101,6 +101,9 @@ class Transcript:
         self.passes = Horizon()  # horizon H of the last finished pass; ended after the final one
         self.lags = RecentStats()  # committed_at - end, seconds (meaningful at real-time pace)
         self.pass_ms = RecentStats()
+        # committed words' lag counted from the start of their pass (without the pass's own
+        # time and its wait for a shared Whisper): how much of `lags` the commit rule makes
+        self.start_lags = RecentStats()
         self.on_commit = on_commit
         self.committed = 0  # words committed in the whole session; word i has sequence number i
         # the last pass's words after the committed ones: the latest hypothesis, not agreed on
@@ -484,6 +487,7 @@ class SpeechStream:
         else:
             words = self.transcribe(wave, offset=t0)
             self.transcript.pass_ms.add((time.perf_counter() - started) * 1000)
+        pass_start = now
         if self.clock is not None:
             now = self.clock()  # the words exist from here: the pass's own time is part of their lag
         if final or pause:
@@ -496,6 +500,8 @@ class SpeechStream:
             chosen, self._hypothesis = chosen + self._hypothesis[:n], self._hypothesis[n:]
         available = h if final else h + self.delay
         committed = [TimedWord(w.text, w.start, w.end, w.probability, available, now) for w in chosen]
+        for w in committed:
+            self.transcript.start_lags.add(pass_start - w.end)
         if committed:
             self._committed = (self._committed + committed)[-16:]
             self.transcript.commit(committed)

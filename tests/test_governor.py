@@ -81,8 +81,8 @@ def test_skipped_passes_and_dropped_windows_raise_the_level():
     assert g.decide(0.5, t + 4, Behind(dropped=1, sessions=4)) == 1  # within `settle` of the change
     assert g.decide(0.5, t + 6, ON_TIME) == 3  # a dropped window: two levels
     assert "1 windows dropped" in g.reason
-    assert g.decide(0.5, t + 20, Behind(dropped=3, sessions=4)) == 4  # the top
-    assert g.decide(0.5, t + 30, Behind(dropped=3, sessions=4)) == 4  # and no further
+    assert g.decide(0.5, t + 20, Behind(dropped=3, sessions=4)) == 5  # the top
+    assert g.decide(0.5, t + 30, Behind(dropped=3, sessions=4)) == 5  # and no further
 
 
 def test_level_falls_only_after_calm_seconds_on_time_and_below_low():
@@ -151,7 +151,8 @@ def test_levels_get_cheaper_step_by_step():
     for a, b in zip(DEFAULT_LEVELS, DEFAULT_LEVELS[1:]):
         assert b.face_fps <= a.face_fps and b.speech_period >= a.speech_period
         assert b.face_fps < a.face_fps or b.speech_period > a.speech_period
-    assert DEFAULT_LEVELS[0] == Level(10.0, 1.0)  # level 0 is the pipeline's defaults
+    assert DEFAULT_LEVELS[0] == Level(10.0, 0.75)  # room to spare: passes more often than the pipeline's 1 s
+    assert Level(5.0, 1.0) in DEFAULT_LEVELS and DEFAULT_LEVELS[-1] == Level(5.0, 3.0)
 
 
 def _stream(policy=Policy.LIVE):
@@ -213,7 +214,7 @@ def test_set_period_refuses_a_period_the_context_cannot_hold():
 
 def test_refusal_scales_the_measured_busy_to_the_thinnest_level_and_one_more_session():
     g = LoadGovernor(Busy(), GovernorConfig(levels=(Level(10, 1.0), Level(5, 2.0)), high=0.8, saturated=0.95,
-                                            settle=0.0))
+                                            settle=0.0, min_speech_scale=0.5))
     t = g._changed_at
     g.decide(0.6, t + 1, ON_TIME)  # 4 sessions at 1 s: 0.6 -> at 2 s about 0.3, with a fifth 0.375
     assert g.refusal(4, t + 1) is None
@@ -239,13 +240,15 @@ def test_refusal_scales_the_measured_busy_to_the_thinnest_level_and_one_more_ses
     g = LoadGovernor(Busy(), GovernorConfig(levels=levels, settle=1e9, min_speech_scale=0.9))
     g.decide(0.6, g._changed_at)
     assert "about 81 %" in g.refusal(2)  # 0.6 * 0.9 * 3/2 (by the period ratio alone: 0.23)
-    g = LoadGovernor(Busy(), GovernorConfig(levels=levels, settle=1e9))
+    g = LoadGovernor(Busy(), GovernorConfig(levels=levels, settle=1e9, min_speech_scale=0.5))
     g.decide(0.6, g._changed_at)
     assert g.refusal(2) is None  # 0.6 * 0.5 * 3/2 = 0.45
-    g = LoadGovernor(Busy(), GovernorConfig(settle=1e9))  # the default levels
-    g.decide(0.78, g._changed_at)
-    g.level = 3  # passes every 2 s, the thinnest every 3 s: 2/3 of the speech work would be left
-    assert "about 104 %" in g.refusal(1)  # 0.78 * 2/3 * 2
+    g = LoadGovernor(Busy(), GovernorConfig(settle=1e9))  # the defaults: thinning leaves at least 80 % of it
+    g.decide(0.6, g._changed_at)
+    assert g.level == 0 and "about 96 %" in g.refusal(1)  # 0.6 * 0.8 * 2 (0.75 s -> 3 s alone: 0.3)
+    assert g.refusal(4) is None  # 0.6 * 0.8 * 5/4 = 0.6
+    g.decide(0.9, g._changed_at)
+    assert "about 90 %" in g.refusal(4)  # 0.9 * 0.8 * 5/4: the fifth of 4 sessions this busy is refused
 
 
 class FakeSpeech:
