@@ -40,16 +40,17 @@ costs the result:
 
 Level 0 passes every 0.75 s because the period sets the floor of the transcript lag
 (a word is committed when two passes agree on it, or by the pass at its phrase's end):
-one session on this 2-core CPU measured lag p95 2.0 s at 0.75 s and 2.6 s at 1 s
-(bench/sessions_bench.py, the pass's own time counted), for about 28 % more Whisper
-passes; with more sessions the governor gives that back first.
+one session on this 2-core CPU measured lag p95 2.0 s at 0.75 s (bench/sessions_bench.py,
+the pass's own time counted) and about 2.6 s at 1 s (an offline replay of the same clip),
+for about 25 % more Whisper passes (36 instead of 29); with more sessions the governor
+gives that back first.
 
 Pause passes (a pass as soon as a phrase ends) are never thinned: they commit a
 phrase's words at once, so most words keep their lag; periodic passes only
 commit the middle of long phrases.
 
-Rules (only the ticks since the last change count, so a change is judged on its own
-effect): the level rises by one, at most every `settle` s, when the sessions fall
+Rules (only the ticks from `grace` s after the last change count, so a change is
+judged on its own effect and not on the backlog the level before it left): the level rises by one, at most every `settle` s, when the sessions fall
 behind: at least `late_share` of the ticks of the last `window` s were late, or they
 skipped `max_skipped` passes per session in that time, or a window was dropped (then by
 two). It falls by one after `calm` s with none of that and the speech thread busy less
@@ -104,6 +105,9 @@ class GovernorConfig:
     saturated: float = 0.95  # admission: refuse while the speech thread is busy above this now
     window: float = 4.0  # s of evidence (and of busy fraction) considered
     settle: float = 3.0  # s after a change before the next rise
+    # s after a change whose evidence is not held against the new level: the passes then
+    # in flight were set up under the old one (a backlog it left is skipped just after)
+    grace: float = 1.0
     calm: float = 10.0  # s without evidence and below `low` before a fall
     enabled: bool = True  # False: measure and report only, level stays 0
     admission: bool = True  # refusal() may refuse a new session (False: thin only)
@@ -118,8 +122,8 @@ class GovernorConfig:
             raise ValueError("a governor needs at least one level")
         if not 0 < self.low < self.high <= self.saturated <= 1:
             raise ValueError("need 0 < low < high <= saturated <= 1")
-        if self.window <= 0 or self.settle < 0 or self.calm < 0 or self.late < 0:
-            raise ValueError("window must be > 0 s, settle, calm and late >= 0 s")
+        if self.window <= 0 or self.settle < 0 or self.calm < 0 or self.late < 0 or not 0 <= self.grace < self.window:
+            raise ValueError("window must be > 0 s, settle, calm and late >= 0 s, 0 <= grace < window")
         if not 0 < self.late_share <= 1 or self.max_skipped <= 0:
             raise ValueError("need 0 < late_share <= 1 and max_skipped > 0")
 
@@ -197,7 +201,8 @@ class LoadGovernor:
         """Why the sessions count as falling behind over the ticks of the last `window` s
         (since the last change, unless `since_change` is False), or "" (under _lock)."""
         cfg = self.config
-        since = max(now - cfg.window, self._changed_at) if since_change else now - cfg.window
+        grace = cfg.grace if self.changes and since_change else 0.0  # only after a change
+        since = max(now - cfg.window, self._changed_at + grace) if since_change else now - cfg.window
         recent = [b for t, b in self._samples if since + 1e-9 < t <= now + 1e-9]
         if not recent:
             return ""
@@ -210,7 +215,7 @@ class LoadGovernor:
             return f"{skipped} speech passes skipped by {sessions} sessions"
         late = sum(b.lateness > cfg.late for b in recent)
         # the share counts only once the window is covered (a short burst at its start is not a trend)
-        covered = now - since >= min(cfg.window, cfg.settle) - 1e-9
+        covered = now - since >= min(cfg.window, cfg.settle) - grace - 1e-9
         if covered and len(recent) >= 2 and late >= cfg.late_share * len(recent):
             worst = max(b.lateness for b in recent)
             return f"speech passes late in {late} of {len(recent)} ticks (up to {worst:.1f} s behind)"

@@ -61,14 +61,27 @@ def test_sustained_lateness_raises_one_level_and_the_next_rise_needs_fresh_evide
     for k in (1, 2):
         assert g.decide(0.6, t + k, late(1.0)) == 0  # less than `settle` s seen: not a trend yet
     assert g.decide(0.6, t + 3, late(1.0)) == 1 and "late in 3 of 3 ticks" in g.reason
-    # the ticks before the change do not count again: 3 s of new late ticks are needed
-    assert g.decide(0.6, t + 4, late(1.0)) == 1
+    # the ticks before the change do not count again, nor those of its first second (the
+    # passes in flight were the old level's): 2 s of new late ticks are needed
+    assert g.decide(0.6, t + 4, late(5.0)) == 1
     assert g.decide(0.6, t + 5, late(1.0)) == 1
     assert g.decide(0.6, t + 6, late(1.0)) == 2
     # the thinner level holds: on time from here, no further rise however busy
     for k in range(7, 20):
         assert g.decide(0.99, t + k, ON_TIME) == 2
     assert [lv for _, lv, _ in g.history] == [1, 2]
+
+
+def test_the_backlog_a_change_inherits_is_not_held_against_the_new_level():
+    """Just after a rise the passes in flight were set up under the old level, and a stream
+    that was behind skips to catch up once: that first second is not evidence."""
+    g = LoadGovernor(Busy(), GovernorConfig(max_skipped=1.0, settle=3.0, window=4.0, grace=1.0))
+    t = g._changed_at
+    assert g.decide(0.9, t + 3, Behind(skipped=4, sessions=4)) == 1
+    assert g.decide(0.9, t + 3.9, Behind(skipped=8, sessions=4)) == 1  # the old level's backlog, skipped
+    for k in (4.5, 5.5, 6.5, 7.5, 8.5):
+        assert g.decide(0.9, t + k, Behind(skipped=0, sessions=4)) == 1  # the new level keeps up
+    assert g.decide(0.9, t + 9.5, Behind(skipped=5, sessions=4)) == 2  # its own skips count
 
 
 def test_skipped_passes_and_dropped_windows_raise_the_level():
@@ -78,7 +91,8 @@ def test_skipped_passes_and_dropped_windows_raise_the_level():
     assert g.decide(0.5, t + 2, Behind(skipped=1, sessions=4)) == 0
     assert g.decide(0.5, t + 3, Behind(skipped=1, sessions=4)) == 1  # 4 passes skipped by 4 sessions in 4 s
     assert "4 speech passes skipped" in g.reason
-    assert g.decide(0.5, t + 4, Behind(dropped=1, sessions=4)) == 1  # within `settle` of the change
+    assert g.decide(0.5, t + 3.8, Behind(dropped=1, sessions=4)) == 1  # within `grace` of the change: the old level's
+    assert g.decide(0.5, t + 4.5, Behind(dropped=1, sessions=4)) == 1  # within `settle` of the change
     assert g.decide(0.5, t + 6, ON_TIME) == 3  # a dropped window: two levels
     assert "1 windows dropped" in g.reason
     assert g.decide(0.5, t + 20, Behind(dropped=3, sessions=4)) == 5  # the top
