@@ -80,7 +80,8 @@ def soften_labels(train: list, targets_path: str, weight: float) -> list:
     """Train samples whose label is (1 - weight) * label + weight * teacher score.
 
     Distillation with an L1 loss: the student fits a mix of the gold label and the
-    teacher's score (`scripts/teacher_targets.py` writes them, {sample id: score}).
+    teacher's score (`hcl-eval TEACHER --split train --predictions FILE` writes them,
+    {sample id: score}).
     Valid and test keep their gold labels, so selection and scores are unchanged.
     """
     if not 0.0 <= weight <= 1.0:
@@ -204,7 +205,7 @@ def train_main(argv: list[str] | None = None) -> int:
                         "the layers under them are encoded once and cached")
     g.add_argument("--text-lr", type=float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
     g.add_argument("--soft-targets", metavar="JSON", default=None,
-                   help="distil: teacher scores per train sample id (scripts/teacher_targets.py)")
+                   help="distil: teacher scores per train sample id (hcl-eval TEACHER --split train --predictions FILE)")
     g.add_argument("--soft-weight", type=float, default=0.5,
                    help="share of the teacher score in each train target (with --soft-targets)")
     g.add_argument("--init", metavar="CKPT", default=None,
