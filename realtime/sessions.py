@@ -22,7 +22,7 @@ per process, called under a lock (neither is safe to call from two threads).
 Load: with the shared services, a `realtime.governor.LoadGovernor` watches the
 live sessions once a second and thins every session alike when they fall behind
 (speech passes late or skipped, windows dropped: face analysis 10 -> 5 fps, speech
-passes every 1 -> 3 s); it falls back when the shared speech thread has room. The
+passes every 0.75 -> 3 s); it falls back when the shared speech thread has room. The
 level is in `stats()["load"]` and each session's line.
 
 Admission: a new session is refused when `max_sessions` are live, or when the
