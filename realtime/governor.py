@@ -197,36 +197,40 @@ class LoadGovernor:
         self._counts = counts  # ended sessions are forgotten
         return Behind(round(lateness, 3), skipped, dropped, n)
 
-    def _evidence(self, now: float, *, since_change: bool = True) -> str:
-        """Why the sessions count as falling behind over the ticks of the last `window` s
-        (since the last change, unless `since_change` is False), or "" (under _lock)."""
+    def _ticks(self, since: float, now: float) -> list[Behind]:
+        """The evidence of the ticks in (since, now] (under _lock)."""
+        return [b for t, b in self._samples if since + 1e-9 < t <= now + 1e-9]
+
+    def _evidence(self, now: float, *, since_change: bool = True) -> tuple[int, str]:
+        """How many levels the evidence of the last `window` s calls for (since the last
+        change, unless `since_change` is False), and why: (0, "") when the sessions keep
+        up, (2, ...) for dropped windows, (1, ...) otherwise (under _lock)."""
         cfg = self.config
         grace = cfg.grace if self.changes and since_change else 0.0  # only after a change
         since = max(now - cfg.window, self._changed_at + grace) if since_change else now - cfg.window
-        recent = [b for t, b in self._samples if since + 1e-9 < t <= now + 1e-9]
+        recent = self._ticks(since, now)
         if not recent:
-            return ""
+            return 0, ""
         dropped = sum(b.dropped for b in recent)
         if dropped:
-            return f"{dropped} windows dropped"
+            return 2, f"{dropped} windows dropped"
         skipped = sum(b.skipped for b in recent)
         sessions = max(1, max(b.sessions for b in recent))
         if skipped >= cfg.max_skipped * sessions:
-            return f"{skipped} speech passes skipped by {sessions} sessions"
+            return 1, f"{skipped} speech passes skipped by {sessions} sessions"
         late = sum(b.lateness > cfg.late for b in recent)
         # the share counts only once the window is covered (a short burst at its start is not a trend)
         covered = now - since >= min(cfg.window, cfg.settle) - grace - 1e-9
         if covered and len(recent) >= 2 and late >= cfg.late_share * len(recent):
             worst = max(b.lateness for b in recent)
-            return f"speech passes late in {late} of {len(recent)} ticks (up to {worst:.1f} s behind)"
-        return ""
+            return 1, f"speech passes late in {late} of {len(recent)} ticks (up to {worst:.1f} s behind)"
+        return 0, ""
 
     def _unsettled(self, now: float) -> bool:
         """Any sign of falling behind (a late tick, a skipped pass, a dropped window) in the
         last `window` s (under _lock): no fall then, even with the speech thread idle."""
         cfg = self.config
-        return any(b.lateness > cfg.late or b.skipped or b.dropped
-                   for t, b in self._samples if now - cfg.window + 1e-9 < t <= now + 1e-9)
+        return any(b.lateness > cfg.late or b.skipped or b.dropped for b in self._ticks(now - cfg.window, now))
 
     # ---------------------------------------------------------------- the loop
     def decide(self, busy: float | None, now: float, behind: Behind | None = None) -> int:
@@ -242,11 +246,11 @@ class LoadGovernor:
             top = len(cfg.levels) - 1
             if not cfg.enabled or busy is None:
                 return self.level
-            new, why = self.level, self._evidence(now)
-            if why:
+            (rise, why), new = self._evidence(now), self.level
+            if rise:
                 self._calm_since = None
                 if now - self._changed_at >= cfg.settle:
-                    new = min(top, self.level + (2 if "dropped" in why else 1))
+                    new = min(top, self.level + rise)
             elif busy < cfg.low and not self._unsettled(now):
                 if self._calm_since is None:
                     self._calm_since = now
@@ -302,7 +306,7 @@ class LoadGovernor:
         now = time.monotonic() if now is None else now
         with self._lock:
             busy, level = self.busy, self.level
-            why = self._evidence(now, since_change=False) if self._samples else ""
+            why = self._evidence(now, since_change=False)[1]
         if not (cfg.enabled and cfg.admission) or busy is None or sessions < 1:
             return None
         now_period, thin_period = cfg.levels[level].speech_period, cfg.levels[-1].speech_period
