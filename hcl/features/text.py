@@ -158,19 +158,16 @@ class OnnxEncoder:
 
 def resolve_text_runtime(runtime: str, device: str) -> str:
     """"torch" or "onnxruntime" for a `TextEncoder(runtime=...)` on `device`."""
+    import importlib.util
+
     if runtime not in TEXT_RUNTIMES:
         raise ValueError(f"text runtime must be one of {TEXT_RUNTIMES}, got {runtime!r}")
+    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
     if runtime == "auto":
-        import importlib.util
-
-        have = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
-        return "onnxruntime" if have and str(device) == "cpu" else "torch"
+        return "onnxruntime" if not missing and str(device) == "cpu" else "torch"
     if runtime == "onnxruntime":
         if str(device) != "cpu":
             raise ValueError(f"the onnxruntime text runtime runs on cpu, not {device}: use runtime='torch'")
-        import importlib.util
-
-        missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
         if missing:
             raise RuntimeError(f"text runtime 'onnxruntime' needs {' and '.join(missing)}: "
                                f"pip install {' '.join(missing)}, or use runtime='torch'")
