@@ -139,9 +139,15 @@ class FaceFeatureConfig:
         return asdict(self)
 
 
+SPEECH_ENGINES = ("whisper", "moonshine")
+
+
 @dataclass(frozen=True)
 class SpeechConfig:
-    """faster-whisper transcription, VAD-gated."""
+    """Speech to words, VAD-gated: `engine` "whisper" (faster-whisper, `model` below) or
+    "moonshine" (Moonshine base-en from the moonshine-cpp package, converted once into
+    `moonshine_dir`; "" = ~/.cache/hcl-live/moonshine-base-en). `repeat_guard`: a pass's
+    words that loop are given once (hcl.features.repeat_guard)."""
 
     model: str = PACKAGED_WHISPER_TINY_EN  # or a faster-whisper model name / path
     language: str = "en"
@@ -149,6 +155,14 @@ class SpeechConfig:
     vad: bool = True
     compute_type: str = "int8"
     device: str = "auto"
+    engine: str = "whisper"
+    moonshine_dir: str = ""
+    repeat_guard: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.engine in SPEECH_ENGINES, f"speech engine must be one of {SPEECH_ENGINES}, got {self.engine!r}")
+        _check(self.engine != "moonshine" or self.language == "en",
+               f"the moonshine engine is English only (language {self.language!r}); use engine 'whisper'")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
