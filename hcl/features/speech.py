@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hcl.features.config import PACKAGED_WHISPER_TINY_EN, SAMPLE_RATE, SpeechConfig
+from hcl.features.repeat_guard import drop_repeats
 
 # Whisper's own "no speech" rule (as in openai-whisper's transcribe)
 NO_SPEECH_PROB = 0.6
@@ -87,7 +88,12 @@ class SpeechTranscriber:
     """faster-whisper with word timestamps. `cpu_threads` 0 = CTranslate2's default.
 
     `fit_encoder`: the encoder sees the pass's audio + 1 s instead of 30 s (see the
-    module docstring); `temperature_fallback=False`: decode once at temperature 0."""
+    module docstring); `temperature_fallback=False`: decode once at temperature 0.
+    A `hcl.features.speech_engine.SpeechEngine`: times come from Whisper itself."""
+
+    name = "whisper"
+    sample_rate = SAMPLE_RATE
+    word_times = True
 
     def __init__(
         self,
@@ -129,6 +135,10 @@ class SpeechTranscriber:
                 self._model.encode = lambda features: encode(fit_features(features))
         return self._model
 
+    def load(self) -> None:
+        """Load the model now (otherwise on the first pass)."""
+        self.model
+
     def transcribe(self, wave_16k: np.ndarray, offset: float = 0.0) -> list[Word]:
         """Words in `wave_16k` ((N,) float at 16 kHz mono), times + `offset` seconds."""
         wave = np.asarray(wave_16k, dtype=np.float32)
@@ -159,4 +169,4 @@ class SpeechTranscriber:
                 text = w.word.strip()
                 if text:
                     words.append(Word(text, float(w.start) + offset, float(w.end) + offset, float(w.probability)))
-        return words
+        return drop_repeats(words, lambda w: w.text) if cfg.repeat_guard else words
