@@ -45,9 +45,9 @@ class FakeClock:
 def messages(seconds: float, fps: float, width: int, quality: int) -> tuple[list[tuple[float, bytes]], list[int]]:
     """(arrival time, message bytes) of a client, in sending order; the JPEG sizes."""
     import cv2
-
     from media_fixtures import face_image
-    from realtime.capture_protocol import CaptureKind, pack, pack_audio
+
+    from realtime.sources.capture_wire import CaptureKind, pack, pack_audio
 
     img = face_image(512)
     h = int(round(width * 3 / 4 / 2)) * 2
@@ -76,8 +76,8 @@ def messages(seconds: float, fps: float, width: int, quality: int) -> tuple[list
 
 
 def run_once(msgs: list[tuple[float, bytes]]) -> dict:
-    from realtime.capture_protocol import CaptureGuard, unpack
     from realtime.sources.browser import BrowserSource
+    from realtime.sources.capture_wire import CaptureGuard, unpack
 
     clock = FakeClock()
     source = BrowserSource()
@@ -117,13 +117,13 @@ def live_session(fps: float) -> dict:
     import threading
 
     import torch
-
     from capture_clients import clip_messages, jpeg_of, live_options, send_paced
     from media_fixtures import face_image, faint_noise, speak
-    from realtime.capture_protocol import parse_hello, unpack
-    from realtime.pipeline import LivePipeline
-    from realtime.scorer import WindowScorer
+
+    from realtime.pipeline.live import LivePipeline
+    from realtime.pipeline.scorer import WindowScorer
     from realtime.sources.browser import BrowserSource
+    from realtime.sources.capture_wire import parse_hello, unpack
 
     torch.set_num_threads(1)
     audio = np.concatenate([

@@ -38,7 +38,7 @@ def rss_mb() -> float:
 
 
 def pct(values: list[float], q: float) -> float:
-    from realtime.component import percentile
+    from realtime.core.component import percentile
 
     return percentile(values, q)
 
@@ -68,11 +68,11 @@ def many_windows(n: int, session: str = "test-session") -> list[dict]:
 
 
 def replay_flood(n_windows: int, n_requests: int) -> dict:
+    from test_server import make_hello
     from websockets.sync.client import connect
 
-    from realtime import protocol
-    from realtime.server import DashboardServer
-    from test_server import make_hello
+    from realtime.core import protocol
+    from realtime.web.server import DashboardServer
 
     session = protocol.session_message(session="long", windows=many_windows(n_windows, "long"))
     rss0 = rss_mb()
@@ -115,9 +115,9 @@ def replay_flood(n_windows: int, n_requests: int) -> dict:
 
 def late_tab(n_windows: int, repeat: int) -> dict:
     from playwright.sync_api import sync_playwright
-
-    from realtime.server import DashboardServer
     from test_server import make_hello
+
+    from realtime.web.server import DashboardServer
 
     times: list[float] = []
     with DashboardServer(hello=make_hello(), history=n_windows, stats_interval=60) as srv:

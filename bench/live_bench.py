@@ -47,14 +47,15 @@ sys.path.insert(0, str(ROOT))
 
 
 def pct(values, q):
-    from realtime.component import percentile
+    from realtime.core.component import percentile
 
     v = percentile(values, q)
     return None if v is None else round(v, 3)
 
 
 def make_clip(directory: pathlib.Path, repeat: int) -> pathlib.Path:
-    from realtime.demo import NEGATIVE, POSITIVE, make_clip as make
+    from realtime.sources.demo import NEGATIVE, POSITIVE
+    from realtime.sources.demo import make_clip as make
 
     path = directory / f"bench-{repeat}.mp4"
     make(path, sentences=(POSITIVE, NEGATIVE) * repeat, lead=0.5, gap=1.5)
@@ -78,8 +79,8 @@ def scorer_step_times(checkpoint, device: str, graphs: bool, n: int = 200) -> di
     import numpy as np
     import torch
 
-    from realtime.scorer import WindowScorer
-    from realtime.windowing import Window
+    from realtime.pipeline.scorer import WindowScorer
+    from realtime.pipeline.windowing import Window
 
     scorer = WindowScorer(checkpoint=checkpoint, device=device, cuda_graphs=graphs)
     rng = np.random.default_rng(0)
@@ -137,7 +138,7 @@ def make_reaction_clip(directory: pathlib.Path) -> tuple[pathlib.Path, list[dict
     import numpy as np
 
     from hcl.features.media import write_media
-    from realtime.demo import SAMPLE_RATE, face_image, speak
+    from realtime.sources.demo import SAMPLE_RATE, face_image, speak
 
     lead, fps = 0.5, 15
     parts = [np.zeros(int(lead * SAMPLE_RATE), np.float32)]
@@ -215,9 +216,9 @@ def run_live(path: pathlib.Path, scorer, options) -> dict:
     websocket client timestamps every window message on the session clock."""
     from websockets.sync.client import connect
 
-    from realtime.pipeline import LivePipeline, new_session_id, session_hello
-    from realtime.server import DashboardServer
+    from realtime.pipeline.live import LivePipeline, new_session_id, session_hello
     from realtime.sources.file import FileSource
+    from realtime.web.server import DashboardServer
 
     source = FileSource(path=path, policy=options.policy, fps=scorer.features.face.frames_per_second)
     session_id = new_session_id()
@@ -323,7 +324,7 @@ def forward_times(scorer, n: int = 300) -> dict:
     """The scorer's forward pass at batch 1 on its input buffers (the path `score` takes)."""
     import numpy as np
 
-    from realtime.windowing import Window
+    from realtime.pipeline.windowing import Window
 
     rng = np.random.default_rng(0)
     w = Window(0, 0, 4, rng.normal(size=(8, scorer.config.audio_dim)).astype(np.float32), np.ones(8, bool),
@@ -344,9 +345,9 @@ def summary(values) -> dict:
 
 
 def reaction_main(args, checkpoint, model_note) -> int:
-    from realtime.component import Policy
-    from realtime.pipeline import PipelineOptions
-    from realtime.scorer import WindowScorer
+    from realtime.core.component import Policy
+    from realtime.pipeline.live import PipelineOptions
+    from realtime.pipeline.scorer import WindowScorer
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="reaction-bench-"))
     clip, sentences = make_reaction_clip(tmp)
@@ -531,7 +532,7 @@ def _whisper_settings(pipeline) -> dict | None:
 def _text_window(scorer, text: str):
     import numpy as np
 
-    from realtime.windowing import Window
+    from realtime.pipeline.windowing import Window
 
     s = scorer.features
     return Window(0, 0.0, 4.0, np.zeros((s.window_steps, scorer.config.audio_dim), np.float32), np.zeros(s.window_steps, bool),
@@ -592,10 +593,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from realtime.component import Policy
-    from realtime.pipeline import PipelineOptions
-    from realtime.scorer import WindowScorer
-    from realtime.speech import SpeechOptions
+    from realtime.core.component import Policy
+    from realtime.pipeline.live import PipelineOptions
+    from realtime.pipeline.scorer import WindowScorer
+    from realtime.pipeline.speech import SpeechOptions
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="live-bench-"))
     model_note = None

@@ -42,7 +42,7 @@ SENTENCES = (
 
 def make_long_wav(path: Path, seconds: int) -> Path:
     """Silence, a tone burst every 10 s, a spoken sentence every 120 s; written 10 s at a time."""
-    from realtime.demo import speak
+    from realtime.sources.demo import speak
 
     if path.exists():
         return path
@@ -70,7 +70,7 @@ def make_4k_clip(path: Path, seconds: int) -> Path:
     """A 4K H.264 + AAC clip of a real face with speech (frames made one at a time)."""
     import av
 
-    from realtime.demo import face_image, speak
+    from realtime.sources.demo import face_image, speak
 
     if path.exists():
         return path

@@ -51,7 +51,7 @@ def time_calls(fn, device, repeats: int, warmup: int = 3, cpu: list | None = Non
 
 def traced(model: HCL, x: dict) -> torch.jit.ScriptModule:
     """The model traced on inputs x, frozen and optimised for inference (what
-    realtime.scorer does on CPU)."""
+    realtime.pipeline.scorer does on CPU)."""
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():

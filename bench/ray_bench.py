@@ -7,9 +7,9 @@ N generated clips (two espeak-ng sentences over the astronaut's face, about 9 s
 each, H.264 + AAC) are annotated three ways into fresh folders:
 
 - single: one Python process, the scorer, face model and Whisper loaded once, the files
-  one after another through `realtime.cli.annotate` (the hcl-annotate path with its
+  one after another through `realtime.pipeline.build.annotate` (the hcl-annotate path with its
   default threads: torch 1, Whisper 2);
-- ray-K: `realtime.archive.annotate_archive` on a local Ray started here with
+- ray-K: `realtime.scale.archive.annotate_archive` on a local Ray started here with
   `--cpus` CPUs and K actors (one torch / Whisper thread each), Ray Data streaming
   the files to the pool.
 
@@ -27,7 +27,7 @@ Serve: N simulated browsers (the capture protocol at real-time pace over a webso
 espeak-ng sentences over the astronaut's face, 10 JPEGs/s) at once, each followed by its
 own dashboard stream, against (a) the single-process server (`hcl-live --browser`: one
 SessionHub behind one DashboardServer) and (b) the Ray Serve application
-(`realtime.ray_serve`, one local Ray with `--cpus` CPUs; `--ingress` replicas). Per N:
+(`realtime.scale.serve`, one local Ray with `--cpus` CPUs; `--ingress` replicas). Per N:
 windows received, dropped windows, score latency p95 (the window's scoring stage,
 queue + model), window latency p95 (all stages), transcript lag p95 (from the session's
 own stats messages), and how many sessions were held in real time (no dropped window,
@@ -56,14 +56,14 @@ SENTENCES = (
 
 
 def pct(values, q):
-    from realtime.component import percentile
+    from realtime.core.component import percentile
 
     v = percentile(list(values), q)
     return None if v is None else round(v, 3)
 
 
 def make_clips(folder: pathlib.Path, n: int) -> list[pathlib.Path]:
-    from realtime.demo import make_clip
+    from realtime.sources.demo import make_clip
 
     out = []
     for i in range(n):
@@ -83,8 +83,8 @@ def scores_of(folder: pathlib.Path) -> list[float]:
 
 def run_single(files, out: pathlib.Path, checkpoint) -> dict:
     from hcl.features.segment import SegmentFeaturizer
-
-    from realtime.cli import _load_scorer, annotate
+    from realtime.pipeline.build import annotate
+    from realtime.pipeline.build import load_scorer as _load_scorer
 
     t0 = time.perf_counter()
     scorer = _load_scorer(checkpoint, "cpu")
@@ -106,7 +106,7 @@ def run_single(files, out: pathlib.Path, checkpoint) -> dict:
 def run_ray(files, out: pathlib.Path, checkpoint, workers: int, cpus: int) -> dict:
     import ray
 
-    from realtime.archive import THREAD_ENV, ArchiveOptions, annotate_archive
+    from realtime.scale.archive import THREAD_ENV, ArchiveOptions, annotate_archive
 
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": dict(THREAD_ENV)})
@@ -168,7 +168,7 @@ def live_clip(seconds: float):
     sys.path.insert(0, str(ROOT / "tests"))
     from capture_clients import jpeg_of
 
-    from realtime.demo import compose_audio, face_image
+    from realtime.sources.demo import compose_audio, face_image
 
     audio, _ = compose_audio(SERVE_SENTENCES, lead=0.5, gap=1.5, tail=1.5)
     reps = int(np.ceil(seconds * 16000 / len(audio)))
@@ -270,10 +270,10 @@ def run_clients(base: str, n: int, clip, *, fps: float = 10.0, query: str = "") 
 
 def single_server(checkpoint, max_sessions: int):
     """What `hcl-live --browser` runs, in this process: (server, hub, startup s)."""
-    from realtime.cli import _load_scorer
-    from realtime.pipeline import session_hello
-    from realtime.server import DashboardServer
-    from realtime.sessions import HubConfig, SessionHub
+    from realtime.pipeline.build import load_scorer as _load_scorer
+    from realtime.pipeline.live import session_hello
+    from realtime.sessions.hub import HubConfig, SessionHub
+    from realtime.web.server import DashboardServer
 
     t0 = time.perf_counter()
     scorer = _load_scorer(checkpoint, "cpu", max_streams=max_sessions)
@@ -292,7 +292,7 @@ def serve_app(checkpoint, max_sessions: int, cpus: int, ingress: int):
     import ray
     from ray import serve
 
-    from realtime.ray_serve import APP_NAME, ServeSettings, build_app
+    from realtime.scale.serve import APP_NAME, ServeSettings, build_app
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -371,7 +371,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.serve:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from realtime.cli import _setup_logging
+        from realtime.core.logs import setup_logging as _setup_logging
 
         _setup_logging(False)
         return serve_main(args)
@@ -380,7 +380,7 @@ def main(argv=None) -> int:
         print_table(json.loads(out_path.read_text()))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from realtime.cli import _setup_logging
+    from realtime.core.logs import setup_logging as _setup_logging
 
     _setup_logging(False)
     with tempfile.TemporaryDirectory(prefix="ray_bench_") as tmp:

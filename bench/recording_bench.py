@@ -51,7 +51,7 @@ def rss_mb() -> float:
 
 
 def pct(values: list[float], q: float) -> float:
-    from realtime.component import percentile
+    from realtime.core.component import percentile
 
     p = percentile(values, q)
     return float("nan") if p is None else p
@@ -61,7 +61,7 @@ class Session:
     """The messages, audio and words of a simulated session, window by window."""
 
     def __init__(self, step: float) -> None:
-        from realtime import protocol
+        from realtime.core import protocol
 
         self.protocol = protocol
         self.step = step

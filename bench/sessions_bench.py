@@ -1,6 +1,6 @@
 """Many sessions at once on one process: N simulated browser captures arriving at one
-`SessionHub` (realtime/sessions.py: admission, one `ScorerService` and one
-`SpeechService` shared by all, the load governor of realtime/governor.py).
+`SessionHub` (realtime/sessions/hub.py: admission, one `ScorerService` and one
+`SpeechService` shared by all, the load governor of realtime/sessions/governor.py).
 
     python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction] [--arrival S]
                                    [--max-sessions M] [--governor on|off] [--levels FPS:PERIOD,...]
@@ -38,7 +38,7 @@ bench/results/sessions.json.
 `--whisper-batch`: CTranslate2's encoder and greedy decoder on B independent 4 s
 passes as one batch vs one by one (B = 1, 2, 4): the speed-up a batched speech
 service could get at most (faster-whisper's BatchedInferencePipeline cannot batch
-independent passes with their own VAD and word timing; see realtime/services.py).
+independent passes with their own VAD and word timing; see realtime/sessions/services.py).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ FPS = 10.0
 
 
 def pct(values, q):
-    from realtime.component import percentile
+    from realtime.core.component import percentile
 
     v = percentile(list(values), q)
     return None if v is None else round(v, 3)
@@ -74,7 +74,7 @@ def make_speech(n_sentences: int):
     [(sign, text, wave, (first, last) loud second)]."""
     from live_bench import REACTION_SENTENCES, speech_span
 
-    from realtime.demo import SAMPLE_RATE, speak
+    from realtime.sources.demo import SAMPLE_RATE, speak
 
     out = []
     for sign, text in REACTION_SENTENCES[:n_sentences]:
@@ -88,7 +88,7 @@ def session_clip(speech, index: int, *, lead: float = 0.5, gap: float = 1.5, tai
     sentences' sign, text, start of the first / end of the last word in clip seconds."""
     import numpy as np
 
-    from realtime.demo import SAMPLE_RATE
+    from realtime.sources.demo import SAMPLE_RATE
 
     k = index % len(speech)
     order = speech[k:] + speech[:k]
@@ -222,9 +222,9 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
     from capture_clients import clip_messages, send_paced
     from live_bench import reaction_times
 
-    from realtime.capture_protocol import unpack
-    from realtime.sessions import AdmissionRefused
+    from realtime.sessions.hub import AdmissionRefused
     from realtime.sources.browser import BrowserSource
+    from realtime.sources.capture_wire import unpack
 
     collector = hub.channels
     hub.governor.reset()
@@ -396,8 +396,8 @@ def whisper_batch(seconds: float = 4.0, repeat: int = 7) -> dict:
 
     from hcl.features.config import FeatureSettings
     from hcl.features.speech import fit_features
-    from realtime.demo import speak
-    from realtime.pipeline import PipelineOptions
+    from realtime.pipeline.live import PipelineOptions
+    from realtime.sources.demo import speak
 
     whisper = whisper_for(FeatureSettings(), PipelineOptions())
     model = whisper.model
@@ -448,11 +448,11 @@ def costs(repeat: int = 5) -> dict:
 
     from hcl.features.config import FeatureSettings
     from hcl.features.face import FaceFeatureExtractor
-    from realtime.batched_whisper import BatchedWhisper
-    from realtime.demo import face_image, speak
-    from realtime.pipeline import PipelineOptions
-    from realtime.scorer import WindowScorer
-    from realtime.services import _blank_window
+    from realtime.pipeline.live import PipelineOptions
+    from realtime.pipeline.scorer import WindowScorer
+    from realtime.sessions.batched_whisper import BatchedWhisper
+    from realtime.sessions.services import _blank_window
+    from realtime.sources.demo import face_image, speak
 
     def cpu_of(fn):
         best = float("inf")
@@ -500,8 +500,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-sessions", type=int, default=0,
                     help="the hub's --max-sessions (default: the largest N, so only measured health refuses)")
     ap.add_argument("--governor", choices=("on", "off"), default="on",
-                    help="thin every session alike under load (realtime/governor.py); off: fixed settings")
-    ap.add_argument("--levels", help="with --governor on: the levels as FPS:PERIOD,... (default realtime.governor's)")
+                    help="thin every session alike under load (realtime/sessions/governor.py); off: fixed settings")
+    ap.add_argument("--levels", help="with --governor on: the levels as FPS:PERIOD,... (default realtime.sessions.governor's)")
     ap.add_argument("--face-fps", type=float, default=10.0, help="with --governor off: the face analysis rate")
     ap.add_argument("--speech-period", type=float, default=1.0, help="with --governor off: s between speech passes")
     ap.add_argument("--no-admission", action="store_true",
@@ -533,10 +533,10 @@ def main(argv=None) -> int:
 
     from capture_clients import jpeg_of
 
-    from realtime.demo import face_image
-    from realtime.governor import GovernorConfig, Level
-    from realtime.scorer import WindowScorer
-    from realtime.sessions import HubConfig, SessionHub
+    from realtime.pipeline.scorer import WindowScorer
+    from realtime.sessions.governor import GovernorConfig, Level
+    from realtime.sessions.hub import HubConfig, SessionHub
+    from realtime.sources.demo import face_image
 
     counts = [int(x) for x in args.sessions.split(",") if x.strip()]
     max_sessions = args.max_sessions or max(counts)

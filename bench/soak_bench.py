@@ -230,23 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from hcl.features.segment import SegmentFeaturizer
-    from realtime.cli import session_info
-    from realtime.component import Policy
-    from realtime.demo import NEGATIVE, POSITIVE, face_image
-    from realtime.pipeline import (
+    from realtime.core.component import Policy
+    from realtime.pipeline.build import session_info
+    from realtime.pipeline.live import (
         LivePipeline,
         PipelineOptions,
         new_session_id,
         session_hello,
     )
+    from realtime.pipeline.scorer import WindowScorer
     from realtime.recording import SessionRecorder
-    from realtime.scorer import WindowScorer
-    from realtime.server import DashboardServer
+    from realtime.sources.demo import NEGATIVE, POSITIVE, face_image
     from realtime.sources.generated import (
         GeneratedSource,
         ScriptedTranscriber,
         SpeechLoop,
     )
+    from realtime.web.server import DashboardServer
 
     rss_start = rss_mb()
     t_setup = time.perf_counter()

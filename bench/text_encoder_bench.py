@@ -6,7 +6,7 @@ per session, and many sessions share the machine, so the budget is 40 ms p95 for
 
 - the shipped live encoder: packaged MiniLM-L6 with the checkpoint's fine-tuned top
   layer installed, float32, run by PyTorch (eager) and by onnxruntime (what
-  `realtime.scorer.WindowScorer` runs when onnxruntime is installed); the onnxruntime
+  `realtime.pipeline.scorer.WindowScorer` runs when onnxruntime is installed); the onnxruntime
   features are checked against the PyTorch ones on MOSI valid;
 - the same with dynamic int8 quantisation of its Linear layers
   (`torch.ao.quantization.quantize_dynamic`); its quality is checked on MOSI valid:

@@ -52,14 +52,14 @@ TARGETS = (
     Target("kmeans", "hcl/kmeans.py", ("tests/test_kmeans.py",)),
     Target("cowa", "hcl/cowa.py", ("tests/test_cowa.py",)),
     Target("ccl", "hcl/ccl.py", ("tests/test_ccl.py", "tests/test_model.py")),
-    Target("protocol", "realtime/protocol.py", ("tests/test_protocol_table.py",)),
-    Target("windowing", "realtime/windowing.py",
+    Target("protocol", "realtime/core/protocol.py", ("tests/test_protocol_table.py",)),
+    Target("windowing", "realtime/pipeline/windowing.py",
            ("tests/test_windowing.py", "tests/test_window_readiness.py", "tests/test_window_assembler.py",
             "tests/test_utterance_text.py", "tests/test_window_waits.py")),
-    Target("web", "realtime/web.py", ("tests/test_http.py", "tests/test_access_tokens.py"),
+    Target("web", "realtime/web/http.py", ("tests/test_http.py", "tests/test_access_tokens.py"),
            note="the server's pure HTTP layer: access checks (Access, is_loopback, split_host, token_of), "
            "static files, ranges, content types, responses"),
-    Target("component", "realtime/component.py", ("tests/test_component.py",)),
+    Target("component", "realtime/core/component.py", ("tests/test_component.py",)),
 )
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
@@ -81,10 +81,10 @@ ISSUE_SURVIVORS = (
     HandMutation("training returns the last epoch instead of the best valid epoch", "hcl/train.py",
                  "    if best_state is not None:\n        model.load_state_dict(best_state)",
                  "    if False:\n        model.load_state_dict(best_state)", ("tests/test_train.py",)),
-    HandMutation("class7 truncates instead of rounding", "realtime/protocol.py",
+    HandMutation("class7 truncates instead of rounding", "realtime/core/protocol.py",
                  "return int(max(-3, min(3, round(score))))", "return int(max(-3, min(3, int(score))))",
                  ("tests/test_protocol_table.py",)),
-    HandMutation("the token check accepts any prefix of the token", "realtime/web.py",
+    HandMutation("the token check accepts any prefix of the token", "realtime/web/http.py",
                  "if not hmac.compare_digest(given.encode(), self.token.encode()):",
                  "if not self.token.startswith(given):", ("tests/test_access_tokens.py",)),
     HandMutation("the missing-camera error lists no camera indices", "realtime/sources/camera.py",

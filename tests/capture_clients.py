@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from realtime.capture_protocol import CaptureHello, CaptureKind, pack, pack_audio, pack_hello
+from realtime.sources.capture_wire import CaptureHello, CaptureKind, pack, pack_audio, pack_hello
 
 SR = 16000
 
@@ -84,8 +84,8 @@ def live_options():
     """PipelineOptions of the live policy (`policy=`, or the older `strict`/`realtime` pair)."""
     import dataclasses
 
-    from realtime.component import Policy
-    from realtime.pipeline import PipelineOptions
+    from realtime.core.component import Policy
+    from realtime.pipeline.live import PipelineOptions
 
     if "policy" in {f.name for f in dataclasses.fields(PipelineOptions)}:
         return PipelineOptions(policy=Policy.LIVE)

@@ -145,7 +145,7 @@ def live_scorer(live_checkpoint):
     """One warmed-up CPU WindowScorer for the session (one torch thread)."""
     import torch
 
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     torch.set_num_threads(1)
     scorer = WindowScorer(checkpoint=live_checkpoint, device="cpu")
@@ -159,7 +159,7 @@ def demo_media(tmp_path_factory):
     (path, [Utterance])."""
     import shutil
 
-    from realtime.demo import make_clip
+    from realtime.sources.demo import make_clip
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")

@@ -12,9 +12,9 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from hcl.features.media import write_media
-
 import numpy as np
+
+from hcl.features.media import write_media
 
 SR = 16000
 
@@ -34,7 +34,7 @@ def espeak_available() -> bool:
 
 def speak(text: str, *, speed: int = 140) -> np.ndarray:
     """espeak-ng speech of `text` as 16 kHz mono float32 (N,) (the demo clip's voice)."""
-    from realtime.demo import speak as demo_speak
+    from realtime.sources.demo import speak as demo_speak
 
     return demo_speak(text, words_per_minute=speed)
 

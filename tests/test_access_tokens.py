@@ -10,8 +10,9 @@ import urllib.parse
 
 import pytest
 
-from realtime import protocol
-from realtime.server import DashboardServer, is_loopback
+from realtime.core import protocol
+from realtime.web.http import is_loopback
+from realtime.web.server import DashboardServer
 
 websockets = pytest.importorskip("websockets")
 from websockets.exceptions import InvalidStatus  # noqa: E402

@@ -20,7 +20,6 @@ import wave
 
 import numpy as np
 import pytest
-
 from test_capture_client import write_y4m  # a still RGB image as a y4m file for Chromium's fake camera
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -33,7 +32,7 @@ MIN_WORDS = 2  # a window that read at least this many words of its sentence
 
 
 def _write_wav(path: pathlib.Path, audio16k: np.ndarray, rate: int = 48000) -> pathlib.Path:
-    from realtime.demo import resample
+    from realtime.sources.demo import resample
 
     pcm = (np.clip(resample(audio16k, 16000, rate), -1, 1) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as w:
@@ -49,7 +48,7 @@ def clips(tmp_path_factory):
     """(positive wav, negative wav, face y4m): espeak-ng sentences (looped by Chromium) over the astronaut."""
     import cv2
 
-    from realtime.demo import NEGATIVE, POSITIVE, compose_audio, face_image
+    from realtime.sources.demo import NEGATIVE, POSITIVE, compose_audio, face_image
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
@@ -65,13 +64,13 @@ def server(shipped_live_checkpoint, tmp_path):
     """hcl-live --browser in-process: no local session, browser sessions recorded under tmp/rec."""
     import torch
 
-    from realtime.component import Policy
-    from realtime.governor import GovernorConfig
-    from realtime.pipeline import PipelineOptions, session_hello
-    from realtime.scorer import WindowScorer
-    from realtime.speech import SpeechOptions
-    from realtime.server import DashboardServer
-    from realtime.sessions import HubConfig, SessionHub
+    from realtime.core.component import Policy
+    from realtime.pipeline.live import PipelineOptions, session_hello
+    from realtime.pipeline.scorer import WindowScorer
+    from realtime.pipeline.speech import SpeechOptions
+    from realtime.sessions.governor import GovernorConfig
+    from realtime.sessions.hub import HubConfig, SessionHub
+    from realtime.web.server import DashboardServer
 
     torch.set_num_threads(1)
     scorer = WindowScorer(checkpoint=shipped_live_checkpoint, device="cpu", max_streams=2)

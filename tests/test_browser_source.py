@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from realtime.capture_protocol import (
+from realtime.sources.browser import BrowserSource, BrowserTiming
+from realtime.sources.capture_wire import (
     CaptureFormatError,
     CaptureHello,
     CaptureKind,
@@ -22,7 +23,6 @@ from realtime.capture_protocol import (
     parse_hello,
     unpack,
 )
-from realtime.sources.browser import BrowserSource, BrowserTiming
 
 SR = 16000
 CHUNK = 1600  # 100 ms
@@ -455,7 +455,8 @@ def test_a_simulated_browser_client_drives_the_live_pipeline(live_scorer):
 
     from capture_clients import clip_messages, live_options, send_paced
     from media_fixtures import espeak_available, face_image, faint_noise, speak
-    from realtime.pipeline import LivePipeline
+
+    from realtime.pipeline.live import LivePipeline
 
     if not espeak_available():
         pytest.skip("espeak-ng is not installed")

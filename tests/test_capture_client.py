@@ -16,7 +16,7 @@ import wave
 import numpy as np
 import pytest
 
-from realtime.capture_protocol import CaptureKind, parse_hello, unpack
+from realtime.sources.capture_wire import CaptureKind, parse_hello, unpack
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 websockets_sync = pytest.importorskip("websockets.sync.server")
@@ -40,7 +40,6 @@ def write_tone_wav(path: pathlib.Path, seconds: float = 4.0, rate: int = 48000) 
 
 def face_frame() -> np.ndarray:
     import cv2
-
     from media_fixtures import face_image
 
     return cv2.resize(face_image(256), (640, 480), interpolation=cv2.INTER_AREA)
@@ -93,7 +92,7 @@ class Receiver:
     BrowserSource as the server will."""
 
     def __init__(self) -> None:
-        from realtime.clock import SessionClock
+        from realtime.core.clock import SessionClock
         from realtime.sources.browser import BrowserSource
 
         self.messages: list[tuple[float, object]] = []

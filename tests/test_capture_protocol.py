@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from realtime.capture_protocol import (
+from realtime.sources.capture_wire import (
     CAPTURE_MAGIC,
     CAPTURE_VERSION,
     CLOSE_INVALID,
@@ -36,7 +36,6 @@ from realtime.capture_protocol import (
 
 def jpeg(width: int, height: int, quality: int = 80) -> bytes:
     import cv2
-
     from media_fixtures import face_image
 
     img = cv2.resize(face_image(256), (width, height), interpolation=cv2.INTER_AREA)
@@ -196,7 +195,6 @@ def test_jpeg_size_reads_the_frame_header_of_real_jpegs(size):
 
 def test_jpeg_size_reads_progressive_jpegs():
     import cv2
-
     from media_fixtures import face_image
 
     ok, buf = cv2.imencode(".jpg", face_image(200)[:, :150], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
@@ -293,7 +291,7 @@ def test_guard_memory_is_bounded_by_the_message_limit():
 
 
 # ------------------------------------------------------------------ receiver
-from realtime.capture_protocol import CaptureReceiver, Violation  # noqa: E402
+from realtime.sources.capture_wire import CaptureReceiver, Violation  # noqa: E402
 
 
 def test_receiver_takes_a_normal_connection():

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from realtime.capture_protocol import (
+from realtime.sources.capture_wire import (
     CLOSE_INVALID,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
@@ -118,7 +118,6 @@ def test_a_server_with_a_small_max_size_can_raise_it_for_the_capture_connection(
     """The dashboard server's sockets take 4 KiB JSON; its capture route raises the bound
     for that connection only (websockets reads `protocol.max_message_size` per frame)."""
     import cv2
-
     from media_fixtures import face_image
 
     limits = CaptureLimits()

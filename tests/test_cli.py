@@ -9,8 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from realtime.component import Policy
-from realtime.cli import annotate_main, live_main, replay_main
+from realtime.app.annotate import annotate_main
+from realtime.app.live import live_main
+from realtime.app.replay import replay_main
+from realtime.core.component import Policy
 
 
 def test_list_devices(capsys):
@@ -78,7 +80,7 @@ def test_missing_checkpoint_is_explained(demo_media, tmp_path, capsys):
 
 def test_demo_clip_is_made_once_and_has_face_and_speech(tmp_path):
     from hcl.features.media import read_media
-    from realtime.demo import DEFAULT_SENTENCES, demo_clip, read_utterances
+    from realtime.sources.demo import DEFAULT_SENTENCES, demo_clip, read_utterances
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
@@ -97,7 +99,7 @@ def test_demo_clip_is_made_once_and_has_face_and_speech(tmp_path):
 
 
 def test_demo_without_espeak_says_how_to_install(tmp_path, monkeypatch):
-    from realtime.demo import DemoError, demo_clip
+    from realtime.sources.demo import DemoError, demo_clip
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on this PATH
     with pytest.raises(DemoError, match="apt-get install espeak-ng"):
@@ -107,7 +109,7 @@ def test_demo_without_espeak_says_how_to_install(tmp_path, monkeypatch):
 def test_file_source_plays_audio_only_files_fast(tmp_path):
     import wave
 
-    from realtime.clock import SessionClock
+    from realtime.core.clock import SessionClock
     from realtime.sources.file import FileSource
 
     path = tmp_path / "tone.wav"
@@ -128,7 +130,7 @@ def test_file_source_plays_audio_only_files_fast(tmp_path):
 
 
 def test_file_source_real_time_pace(demo_media):
-    from realtime.clock import SessionClock
+    from realtime.core.clock import SessionClock
     from realtime.sources.file import FileSource
 
     path, _ = demo_media
@@ -152,7 +154,7 @@ def test_file_source_real_time_pace(demo_media):
 def test_camera_that_disappears_is_marked_absent_and_reopened(demo_media):
     """A video file through cv2.VideoCapture stands in for a camera: when it runs out
     the source marks video absent, retries with backoff and delivers frames again."""
-    from realtime.clock import SessionClock
+    from realtime.core.clock import SessionClock
     from realtime.sources.camera import CameraSource
 
     path, _ = demo_media
@@ -178,7 +180,8 @@ def test_camera_that_disappears_is_marked_absent_and_reopened(demo_media):
 
 
 def test_record_folder_is_named_by_session_inside_a_used_folder(tmp_path):
-    from realtime.cli import CliError, _record_dir
+    from realtime.app.console import CliError
+    from realtime.app.live import record_dir as _record_dir
 
     assert _record_dir(str(tmp_path / "new"), "s1") == tmp_path / "new"
     (tmp_path / "used").mkdir()

@@ -8,21 +8,21 @@ import threading
 import numpy as np
 import pytest
 
-from realtime.component import Component, Policy, RecentStats, Worker, percentile, percentiles
+from realtime.core.component import Component, Policy, RecentStats, Worker, percentile, percentiles
+from realtime.core.streams import AudioRing, FrameFeed
 from realtime.sources import DeviceSource, Source
-from realtime.streams import AudioRing, FrameFeed
 
 
 def test_every_live_component_implements_the_contract(tmp_path):
-    from realtime.clock import SessionClock
-    from realtime.faces import FaceWorker
-    from realtime.pipeline import ScoringLoop, TextPrefetch
+    from realtime.core.clock import SessionClock
+    from realtime.pipeline.faces import FaceWorker
+    from realtime.pipeline.live import ScoringLoop, TextPrefetch
+    from realtime.pipeline.speech import SpeechWorker
+    from realtime.pipeline.windowing import WindowAssembler, WindowQueue
     from realtime.sources.browser import BrowserSource
     from realtime.sources.camera import CameraSource
     from realtime.sources.file import FileSource
     from realtime.sources.microphone import MicrophoneSource
-    from realtime.speech import SpeechWorker
-    from realtime.windowing import WindowAssembler, WindowQueue
 
     ring = AudioRing(capacity_seconds=5)
     settings = type("S", (), {"step_seconds": 0.5, "window_steps": 8, "audio": type("A", (), {"dim": 4}), "face": type("F", (), {"dim": 3})})
@@ -111,7 +111,7 @@ def test_one_policy_one_meaning():
 
 
 def test_fast_policy_queues_wait_instead_of_dropping():
-    from realtime.windowing import WindowQueue
+    from realtime.pipeline.windowing import WindowQueue
 
     frame = np.zeros((2, 2, 3), np.uint8)
     q = WindowQueue(maxsize=1, policy=Policy.LIVE)
@@ -215,7 +215,7 @@ def test_worker_thread_name_daemon_and_self_join():
 
 def test_a_worker_without_run_reports_not_implemented(caplog):
     w = Worker()
-    with caplog.at_level("ERROR", logger="realtime.component"):
+    with caplog.at_level("ERROR", logger="realtime.core.component"):
         w.start()
         assert w.done.wait(5)
     assert isinstance(w.error, NotImplementedError) and w.stats()["error"].startswith("NotImplementedError")

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import pytest
-
-from realtime import protocol
-from realtime.recording import SessionRecorder, read_session
-from realtime.server import DashboardServer
-
 from test_server import make_hello, make_window
+
+from realtime.core import protocol
+from realtime.recording import SessionRecorder, read_session
+from realtime.web.server import DashboardServer
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 

@@ -17,13 +17,12 @@ import time
 from typing import Any, Callable, Iterator
 
 import pytest
-
-from realtime import protocol
-from realtime.recording import SessionRecorder, read_session
-from realtime.server import DashboardServer
-
 from test_dashboard import ARTIFACTS, DashboardPage, browser  # noqa: F401  (browser is a fixture)
 from test_server import make_hello, make_window
+
+from realtime.core import protocol
+from realtime.recording import SessionRecorder, read_session
+from realtime.web.server import DashboardServer
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1920, "height": 1080}
@@ -458,7 +457,7 @@ def test_hcl_replay_serves_the_folder_video_to_the_page(open_page, tmp_path):
     record(folder, 12)
     make_video(folder / "video.mp4", 10)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from realtime.cli import replay_main; sys.exit(replay_main(sys.argv[1:]))",
+        [sys.executable, "-c", "import sys; from realtime.app.replay import replay_main; sys.exit(replay_main(sys.argv[1:]))",
          str(folder), "--port", "0", "--no-browser"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=pathlib.Path(__file__).resolve().parent.parent,
         env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parent.parent)},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.windowing import Window
+from realtime.pipeline.windowing import Window
 
 
 def window(rng, *, text: str, audio_steps: int, video_steps: int) -> Window:
@@ -36,7 +36,7 @@ CASES = [
 def scorers(live_checkpoint):
     import torch
 
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     torch.set_num_threads(1)
     eager = WindowScorer(checkpoint=live_checkpoint, device="cpu", fast="eager")
@@ -82,7 +82,7 @@ def test_traced_model_equals_the_model_itself(scorers, live_checkpoint):
 
 
 def test_auto_is_the_graph_on_cpu_and_a_bad_choice_is_refused(live_checkpoint):
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     assert WindowScorer(checkpoint=live_checkpoint, device="cpu").fast == "trace"
     with pytest.raises(ValueError, match="fast"):

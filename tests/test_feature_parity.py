@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from realtime.component import Policy
 from test_parity import RecordingScorer  # the real scorer keeping every window it is handed
+
+from realtime.core.component import Policy
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ AUDIO_MEAN = 0.005
 @pytest.fixture(scope="module")
 def live_windows(mosi_video_path, live_scorer):
     from hcl.features.segment import SegmentFeaturizer
-    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.pipeline.live import LivePipeline, PipelineOptions
     from realtime.sources.file import FileSource
 
     featurizer = SegmentFeaturizer(settings=live_scorer.features)

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from realtime.clock import SessionClock
-from realtime.component import Policy
+from realtime.core.clock import SessionClock
+from realtime.core.component import Policy
 from realtime.sources import Source
 from realtime.sources.generated import (
     VOCABULARY,

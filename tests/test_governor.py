@@ -1,4 +1,4 @@
-"""The load governor (realtime.governor): when it thins, by how much, how it applies a
+"""The load governor (realtime.sessions.governor): when it thins, by how much, how it applies a
 level to real pipeline parts (a live SpeechStream's pass grid, a FaceWorker on a live
 feed), what it leaves alone, its admission rule, and what the hub shows of it."""
 
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realtime.component import Policy
-from realtime.governor import DEFAULT_LEVELS, Behind, GovernorConfig, Level, LoadGovernor
+from realtime.core.component import Policy
+from realtime.sessions.governor import DEFAULT_LEVELS, Behind, GovernorConfig, Level, LoadGovernor
 
 
 class Busy:
@@ -170,7 +170,7 @@ def test_levels_get_cheaper_step_by_step():
 
 
 def _stream(policy=Policy.LIVE):
-    from realtime.speech import SpeechOptions, SpeechStream
+    from realtime.pipeline.speech import SpeechOptions, SpeechStream
 
     calls = []
 
@@ -185,8 +185,8 @@ def _stream(policy=Policy.LIVE):
 
 
 def test_applied_period_moves_the_live_pass_grid_from_the_next_pass_on():
-    from realtime.faces import FaceWorker
-    from realtime.streams import FrameFeed
+    from realtime.core.streams import FrameFeed
+    from realtime.pipeline.faces import FaceWorker
 
     stream, calls = _stream()
     for h in (1.0, 2.0, 3.0):
@@ -210,8 +210,8 @@ def test_applied_period_moves_the_live_pass_grid_from_the_next_pass_on():
 
 
 def test_reproducible_streams_and_file_feeds_are_not_thinned():
-    from realtime.faces import FaceWorker
-    from realtime.streams import FrameFeed
+    from realtime.core.streams import FrameFeed
+    from realtime.pipeline.faces import FaceWorker
 
     stream, _ = _stream(Policy.REPRODUCIBLE)
     faces = FaceWorker(feed=FrameFeed(latest_only=False), extract=lambda rgb, t: None, fps=10.0)
@@ -280,7 +280,7 @@ class FakeSpeech:
 
 
 def test_hub_shows_the_level_and_refuses_what_would_not_fit():
-    from realtime.sessions import AdmissionRefused, HubConfig, SessionHub
+    from realtime.sessions.hub import AdmissionRefused, HubConfig, SessionHub
 
     hub = SessionHub(scorer=None, config=HubConfig(max_sessions=8))
     service = Busy(0.99)

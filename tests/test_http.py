@@ -1,4 +1,4 @@
-"""realtime.web: the dashboard server's HTTP side as plain functions, tested without
+"""realtime.web.http: the dashboard server's HTTP side as plain functions, tested without
 a socket (requests built as websockets parses them)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
-from realtime import web
-from realtime.web import Access, content_type, parse_range, resolve_static
+from realtime.web import http as web
+from realtime.web.http import Access, content_type, parse_range, resolve_static
 
 CLIENT = pathlib.Path(__file__).resolve().parent.parent / "client"
 
@@ -328,8 +328,8 @@ def test_the_dashboard_modules_are_served_to_a_token_page_without_the_token():
     import http.client
     import re
 
-    from realtime import protocol
-    from realtime.server import DashboardServer
+    from realtime.core import protocol
+    from realtime.web.server import DashboardServer
 
     html = (CLIENT / "index.html").read_text()
     assert re.search(r'<script type="module" src="app.js"></script>', html)

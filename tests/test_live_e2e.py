@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from realtime.component import Policy
-from realtime.speech import SpeechOptions
-from realtime import protocol
+from realtime.core import protocol
+from realtime.core.component import Policy
+from realtime.pipeline.speech import SpeechOptions
 
 pytestmark = pytest.mark.slow
 websockets = pytest.importorskip("websockets")
@@ -36,7 +36,7 @@ except pytest.skip.Exception:  # playwright missing: that test skips
 @pytest.fixture(scope="module")
 def annotated(demo_media, live_scorer, tmp_path_factory):
     """hcl-annotate's path (as fast as possible) over the demo clip: (folder, pipeline)."""
-    from realtime.cli import annotate
+    from realtime.pipeline.build import annotate
 
     path, _ = demo_media
     out = tmp_path_factory.mktemp("annotated") / "session"
@@ -55,8 +55,8 @@ def assert_window_schema(msg: dict) -> None:
 
 
 def test_annotate_writes_a_session_of_scored_windows(annotated, demo_media, live_scorer):
+    from realtime.pipeline.windowing import last_step
     from realtime.recording import read_session
-    from realtime.windowing import last_step
 
     folder, pipeline = annotated
     session = read_session(folder)
@@ -108,9 +108,9 @@ def http_json(port: int, path: str) -> dict:
 def test_realtime_replay_through_the_server(annotated, demo_media, live_scorer):
     """Real-time pace, real server: a client gets every window (schema, increasing times);
     a stalled client delays nobody; the scores equal the as-fast-as-possible run's."""
-    from realtime.pipeline import LivePipeline, PipelineOptions
-    from realtime.server import DashboardServer
+    from realtime.pipeline.live import LivePipeline, PipelineOptions
     from realtime.sources.file import FileSource
+    from realtime.web.server import DashboardServer
 
     path, _ = demo_media
     source = FileSource(path=path, policy=Policy.REPRODUCIBLE, fps=live_scorer.features.face.frames_per_second)
@@ -221,9 +221,9 @@ def test_dashboard_shows_the_real_pipeline(demo_media, live_scorer, request):
     pytest.importorskip("playwright.sync_api")
     from test_dashboard import ARTIFACTS, assert_shows
 
-    from realtime.pipeline import LivePipeline, PipelineOptions
-    from realtime.server import DashboardServer
+    from realtime.pipeline.live import LivePipeline, PipelineOptions
     from realtime.sources.file import FileSource
+    from realtime.web.server import DashboardServer
 
     open_page = request.getfixturevalue("dashboard_page")
     path, _ = demo_media
@@ -319,8 +319,8 @@ def trimodal_checkpoint(tmp_path_factory):
 def test_the_trimodal_checkpoint_reads_audio_and_video(trimodal_checkpoint):
     import numpy as np
 
-    from realtime.scorer import WindowScorer
-    from realtime.windowing import Window
+    from realtime.pipeline.scorer import WindowScorer
+    from realtime.pipeline.windowing import Window
 
     scorer = WindowScorer(checkpoint=trimodal_checkpoint, device="cpu")
     rng = np.random.default_rng(0)

@@ -69,7 +69,7 @@ def test_annotate_a_cut_file_and_the_bar_ends_at_100_percent(tmp_path, live_scor
     """hcl-annotate on half a faststart mp4: the windows of the part that decodes, the
     session video with sound, and a progress bar that ends at 100 % although the header
     promised twice the length."""
-    from realtime.cli import annotate
+    from realtime.pipeline.build import annotate
     from realtime.recording import read_session
 
     full = tmp_path / "full.mp4"
@@ -93,7 +93,7 @@ def test_annotate_a_cut_file_and_the_bar_ends_at_100_percent(tmp_path, live_scor
 
 
 def test_camera_accepts_a_url(capsys):
-    from realtime.cli import live_main
+    from realtime.app.live import live_main
 
     # nothing listens on port 9: the URL reaches the camera source, which says what failed
     assert live_main(["--camera", "rtsp://127.0.0.1:9/stream", "--no-browser", "--port", "0"]) == 2
@@ -103,8 +103,8 @@ def test_camera_accepts_a_url(capsys):
 
 
 def test_camera_accepts_a_device_path(monkeypatch):
-    from realtime import cli
-    from realtime.sources import camera as camera_mod
+    from realtime.app import live as cli
+    from realtime.app import options
 
     opened = []
 
@@ -125,22 +125,23 @@ def test_camera_accepts_a_device_path(monkeypatch):
         def open(self):
             pass
 
-    monkeypatch.setattr(camera_mod, "CameraSource", FakeCamera)
-    monkeypatch.setattr("realtime.sources.microphone.MicrophoneSource", FakeMic)
-    args = cli.live_parser().parse_args(["--camera", "/dev/video2"])
-    source = cli._device_source(args.camera, None, need_camera=True)
+    monkeypatch.setattr(cli, "CameraSource", FakeCamera)
+    monkeypatch.setattr(cli, "MicrophoneSource", FakeMic)
+    args = options.live_parser().parse_args(["--camera", "/dev/video2"])
+    source = cli.device_source(args.camera, None, need_camera=True)
     assert opened == ["/dev/video2"] and source.camera is not None
 
 
 def test_microphone_only_session(monkeypatch, capsys):
     """--no-camera: a DeviceSource with a microphone and no camera (no camera is opened);
     without a microphone it says so and exits 2."""
-    from realtime import cli
+    from realtime.app import live as cli
+    from realtime.app import options
 
     def no_camera(**kw):
         raise AssertionError("--no-camera must not open a camera")
 
-    monkeypatch.setattr("realtime.sources.camera.CameraSource", no_camera)
+    monkeypatch.setattr(cli, "CameraSource", no_camera)
 
     class FakeMic:
         def __init__(self, *, device=None):
@@ -150,13 +151,13 @@ def test_microphone_only_session(monkeypatch, capsys):
         def open(self):
             pass
 
-    real_mic = __import__("realtime.sources.microphone", fromlist=["MicrophoneSource"]).MicrophoneSource
-    monkeypatch.setattr("realtime.sources.microphone.MicrophoneSource", FakeMic)
-    args = cli.live_parser().parse_args(["--no-camera"])
+    real_mic = cli.MicrophoneSource
+    monkeypatch.setattr(cli, "MicrophoneSource", FakeMic)
+    args = options.live_parser().parse_args(["--no-camera"])
     assert args.no_camera and args.camera is None
-    source = cli._device_source(None, args.mic, need_camera=False)
+    source = cli.device_source(None, args.mic, need_camera=False)
     assert source.camera is None and source.frames is None and source.microphone is not None
-    monkeypatch.setattr("realtime.sources.microphone.MicrophoneSource", real_mic)
+    monkeypatch.setattr(cli, "MicrophoneSource", real_mic)
     from realtime.sources.microphone import list_microphones
 
     try:
@@ -168,15 +169,15 @@ def test_microphone_only_session(monkeypatch, capsys):
         err = capsys.readouterr().err
         assert "microphone" in err.lower() and "Traceback" not in err
     with pytest.raises(SystemExit):
-        cli.live_parser().parse_args(["--no-camera", "--camera", "1"])  # one source at a time
+        options.live_parser().parse_args(["--no-camera", "--camera", "1"])  # one source at a time
 
 
 QUIET_CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
-    from realtime.cli import _setup_logging
-    _setup_logging({verbose})
+    from realtime.core.logs import setup_logging
+    setup_logging({verbose})
     from hcl.features.face import FaceFeatureExtractor
     from hcl.features.text import TextEncoder
     FaceFeatureExtractor().close()

@@ -11,7 +11,7 @@ import pytest
 from hcl.features import audio as audio_mod
 from hcl.features.audio import AudioFeatureExtractor
 from hcl.features.media import read_media, write_media
-from realtime.component import Policy
+from realtime.core.component import Policy
 
 SR = 16000
 
@@ -86,7 +86,7 @@ def test_file_source_streams_and_bounds_its_ring(tmp_path):
     and every sample arrives in order (checked against the decoded file)."""
     import threading
 
-    from realtime.clock import SessionClock
+    from realtime.core.clock import SessionClock
     from realtime.sources.file import FileSource
 
     seconds = 75
@@ -128,7 +128,7 @@ def test_file_source_streams_and_bounds_its_ring(tmp_path):
 
 
 def test_4k_frames_are_scaled_down_as_decoded(tmp_path):
-    from realtime.clock import SessionClock
+    from realtime.core.clock import SessionClock
     from realtime.sources.file import FileSource
 
     frames = [np.full((2160, 3840, 3), 90 + 10 * i, np.uint8) for i in range(3)]

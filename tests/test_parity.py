@@ -88,7 +88,7 @@ def trimodal_checkpoint(tmp_path_factory):
 def _scorer(checkpoint, **kw):
     import torch
 
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     torch.set_num_threads(1)
     scorer = WindowScorer(checkpoint=checkpoint, device=kw.pop("device", "cpu"), **kw)
@@ -104,18 +104,18 @@ def run_live(path, scorer, featurizer):
     possible with every window waiting for its inputs (no transcription: text is set below)."""
     import inspect
 
-    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.pipeline.live import LivePipeline, PipelineOptions
     from realtime.sources.file import FileSource
 
     fps = scorer.features.face.frames_per_second
     if "policy" in inspect.signature(FileSource).parameters:  # one Policy for every component
-        from realtime.component import Policy
+        from realtime.core.component import Policy
 
         source = FileSource(path=path, policy=Policy.FAST, fps=fps)
     else:
         source = FileSource(path=path, realtime=False, fps=fps)
     if "policy" in {f.name for f in dataclasses.fields(PipelineOptions)}:
-        from realtime.component import Policy
+        from realtime.core.component import Policy
 
         options = PipelineOptions(policy=Policy.FAST, transcribe=False)
     else:

@@ -7,10 +7,10 @@ import threading
 import time
 
 import numpy as np
-
-from realtime.component import Policy
-from hcl.features.speech import Word
 from media_fixtures import tone, write_wav
+
+from hcl.features.speech import Word
+from realtime.core.component import Policy
 
 
 class Transcriber:
@@ -23,7 +23,7 @@ class Transcriber:
 
 
 def test_stop_joins_the_text_prefetch_thread(tmp_path, live_scorer, monkeypatch):
-    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.pipeline.live import LivePipeline, PipelineOptions
     from realtime.sources.file import FileSource
 
     path = write_wav(tmp_path / "speech-8k.wav", np.tile(tone(300, 0.5), 12)[::2], sample_rate=8000)  # 6 s, audio only

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from realtime import protocol
+from realtime.core import protocol
 
 # score -> (class7, label, polarity)
 TABLE = [

@@ -14,8 +14,8 @@ import shutil
 
 import pytest
 
-from realtime.archive import ArchiveError, finished, folder_names, media_files, read_summary, workers_for, ArchiveOptions
-from realtime.cli import annotate_main
+from realtime.app.annotate import annotate_main
+from realtime.scale.archive import ArchiveError, ArchiveOptions, finished, folder_names, media_files, read_summary, workers_for
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'hcl-live[ray]')")
 
@@ -83,7 +83,7 @@ def test_ray_options_need_ray_and_several_files_need_ray(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """Three short clips (one espeak-ng sentence each over a real face) and a corrupt 'video'."""
-    from realtime.demo import make_clip
+    from realtime.sources.demo import make_clip
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
@@ -100,7 +100,7 @@ def clips(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_process(clips, live_scorer, tmp_path_factory):
     """Scores per clip from the single-process hcl-annotate path: {stem: [score per window]}."""
-    from realtime.cli import annotate
+    from realtime.pipeline.build import annotate
 
     out = tmp_path_factory.mktemp("single")
     scores = {}

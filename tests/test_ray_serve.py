@@ -1,4 +1,4 @@
-"""The live sessions on Ray Serve (realtime.ray_serve), against a real local Ray.
+"""The live sessions on Ray Serve (realtime.scale.serve), against a real local Ray.
 
 Two simulated capture clients (espeak-ng speech over a real face, the binary capture
 protocol at the browser's pace) connect to Serve's HTTP proxy at once; two ingress
@@ -32,7 +32,7 @@ FPS = 5.0
 
 
 def test_settings_from_serve_run_arguments_are_typed_and_checked():
-    from realtime.ray_serve import ServeSettings
+    from realtime.scale.serve import ServeSettings
 
     s = ServeSettings.from_args({"ingress_replicas": "3", "scorer_gpus": "0.5", "transcribe": "no", "record_dir": "/r"})
     assert (s.ingress_replicas, s.scorer_gpus, s.transcribe, s.record_dir) == (3, 0.5, False, "/r")
@@ -45,7 +45,7 @@ def test_settings_from_serve_run_arguments_are_typed_and_checked():
 
 
 def test_hcl_live_ray_refuses_a_bad_setting_before_starting_ray(capsys):
-    from realtime.cli import live_main
+    from realtime.app.live import live_main
 
     assert live_main(["--ray", "--ray-setting", "ingress_replicas"]) == 2
     assert "give KEY=VALUE" in capsys.readouterr().err
@@ -141,7 +141,7 @@ def clip():
 @pytest.fixture(scope="module")
 def served(live_checkpoint, tmp_path_factory):
     """A local Ray (2 CPUs), Serve on a free port, the app with two ingress replicas."""
-    from realtime.ray_serve import APP_NAME, ServeSettings, build_app
+    from realtime.scale.serve import APP_NAME, ServeSettings, build_app
 
     record = tmp_path_factory.mktemp("recordings")
     port = _free_port()
@@ -160,7 +160,7 @@ def served(live_checkpoint, tmp_path_factory):
 
 
 def _ingress_replicas() -> set[str]:
-    from realtime.ray_serve import APP_NAME
+    from realtime.scale.serve import APP_NAME
 
     status = serve.status().applications[APP_NAME].deployments["Ingress"]
     assert status.status.value == "HEALTHY", status

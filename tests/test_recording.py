@@ -13,7 +13,7 @@ import wave
 import numpy as np
 import pytest
 
-from realtime import protocol
+from realtime.core import protocol
 from realtime.recording import (
     RecorderClosed,
     SessionError,
@@ -125,7 +125,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, {repo!r})
     from realtime.recording import SessionRecorder
-    from realtime import protocol
+    from realtime.core import protocol
     rec = SessionRecorder({folder!r}, session_info={{"session": "killed"}})
     seq = 0
     while True:

@@ -13,11 +13,11 @@ import wave
 
 import numpy as np
 import pytest
+from test_reliability import tiny_disk  # a real small tmpfs, one definition for both disk-full tests
 
-from realtime import protocol
+from realtime.core import protocol
 from realtime.recording import SessionError, SessionRecorder, read_session, read_wav
 from realtime.recording.wav import WavWriter
-from test_reliability import tiny_disk  # a real small tmpfs, one definition for both disk-full tests
 
 INFO = {"session": "sink-test", "model": {"name": "hcl-test", "version": "0"}}
 SR = 16000
@@ -265,7 +265,7 @@ def test_full_disk_in_the_sink_stops_the_recording_only(tmp_path):
 def test_hcl_replay_gets_the_words_of_words_jsonl(tmp_path):
     """hcl-replay's session message takes its words from read_session: here the windows
     carry none, so every word must come from words.jsonl."""
-    from realtime.cli import replay_messages
+    from realtime.app.replay import replay_messages
 
     folder = tmp_path / "s"
     with SessionRecorder(folder, session_info={**INFO, "settings": {"step_seconds": STEP}}) as rec:

@@ -17,7 +17,7 @@ import uuid
 import numpy as np
 import pytest
 
-from realtime import protocol
+from realtime.core import protocol
 from realtime.recording import SessionRecorder, read_session, read_wav
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,7 +107,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, {repo!r})
     from realtime.recording import SessionRecorder
-    from realtime import protocol
+    from realtime.core import protocol
     rec = SessionRecorder({folder!r}, session_info={{"session": "killed"}}, video_fps=10)
     rgb = np.random.default_rng(0).integers(0, 255, size=(180, 320, 3), dtype=np.uint8)
     t = np.arange(8000) / 16000
@@ -258,7 +258,7 @@ def test_stalled_camera_is_marked_absent_reconnected_and_stops_promptly():
     import threading
     import time
 
-    from realtime.clock import SessionClock
+    from realtime.core.clock import SessionClock
     from realtime.sources.camera import CameraSource
 
     unblock = threading.Event()
@@ -316,8 +316,8 @@ def test_full_disk_during_hcl_annotate_keeps_scoring_every_window(tmp_path, live
     """The live path end to end on a real full disk: the recording stops (reported as a
     problem), every window is still scored, and the folder holds what was written."""
     from hcl.features.media import write_media
-    from realtime.cli import annotate
-    from realtime.windowing import last_step
+    from realtime.pipeline.build import annotate
+    from realtime.pipeline.windowing import last_step
 
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 255, size=(240, 320, 3), dtype=np.uint8) for _ in range(80)]  # 8 s of noise
@@ -346,7 +346,7 @@ def test_chromium_plays_and_seeks_the_recorded_video(tmp_path):
     import cv2  # noqa: F401  (imported before the frames, so the encoder thread keeps up)
     from playwright.sync_api import sync_playwright
 
-    from realtime.server import DashboardServer
+    from realtime.web.server import DashboardServer
 
     folder = tmp_path / "s"
     rgb = np.random.default_rng(0).integers(0, 255, size=(180, 320, 3), dtype=np.uint8)
@@ -384,7 +384,7 @@ def test_real_network_camera_that_goes_silent_is_detected_and_reconnected():
     import time
 
     cv2 = pytest.importorskip("cv2")
-    from realtime.clock import SessionClock
+    from realtime.core.clock import SessionClock
     from realtime.sources.camera import CameraSource
 
     jpg = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))[1].tobytes()

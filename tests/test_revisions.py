@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from test_speech_stream import make, phrase
 
-from realtime.component import Policy
-from realtime.pipeline import PipelineOptions, ScoringLoop
+from realtime.core.component import Policy
+from realtime.pipeline.live import PipelineOptions, ScoringLoop
+from realtime.pipeline.windowing import Window, WindowQueue
 from realtime.recording import SessionRecorder, read_session
-from realtime.windowing import Window, WindowQueue
 
 
 # ------------------------------------------------------------------ speech: provisional words
@@ -66,7 +66,7 @@ class TextScorer:
         return None  # no text encoder: `score` reads the window's text
 
     def score(self, window):
-        from realtime.scorer import ScoreResult
+        from realtime.pipeline.scorer import ScoreResult
 
         self.calls += 1
         self.texts.append(window.text)
@@ -76,7 +76,7 @@ class TextScorer:
 
 
 def window(seq: int, words: list[dict]) -> Window:
-    from realtime.windowing import window_text
+    from realtime.pipeline.windowing import window_text
 
     z = np.zeros((8, 2), np.float32)
     m = np.zeros(8, bool)
@@ -252,7 +252,7 @@ def test_the_recording_holds_one_final_row_per_seq_with_committed_words(tmp_path
 def test_the_reader_keeps_the_last_row_per_seq(tmp_path):
     """A file holding revisions (e.g. written by a tool that appends every message) reads
     as one window per seq, the last row of each, in the place of its first."""
-    from realtime import protocol
+    from realtime.core import protocol
 
     folder = tmp_path / "s"
     folder.mkdir()
@@ -292,11 +292,13 @@ def test_reproducible_and_fast_runs_refuse_the_levers_and_never_revise():
 
 
 def test_hcl_live_refuses_provisional_words_outside_the_live_policy(capsys):
-    from realtime import cli
+    from realtime.app import live as cli
+    from realtime.app.console import run_command
+    from realtime.app.options import live_parser
 
     for flag in ("--fast", "--reproducible"):
-        assert cli._run(cli._live, ["--file", "missing.wav", flag, "--provisional-words", "--no-browser"]) == 2
+        assert run_command(cli.live, ["--file", "missing.wav", flag, "--provisional-words", "--no-browser"]) == 2
         err = capsys.readouterr().err
         assert "--provisional-words needs the live policy: leave out --reproducible and --fast" in err
-    assert cli.live_parser().parse_args(["--provisional-words"]).provisional_words is True
-    assert cli.live_parser().parse_args([]).provisional_words is False
+    assert live_parser().parse_args(["--provisional-words"]).provisional_words is True
+    assert live_parser().parse_args([]).provisional_words is False

@@ -12,8 +12,8 @@ import pytest
 from test_dashboard import browser, dashboard_page  # noqa: F401  (fixtures)
 from test_server import make_hello
 
-from realtime import protocol
-from realtime.server import DashboardServer
+from realtime.core import protocol
+from realtime.web.server import DashboardServer
 
 pytest.importorskip("playwright.sync_api")
 

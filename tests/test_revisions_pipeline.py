@@ -12,7 +12,7 @@ import numpy as np
 from media_fixtures import tone, write_wav
 
 from hcl.features.speech import Word
-from realtime.component import Policy
+from realtime.core.component import Policy
 
 SECONDS = 4.0
 
@@ -35,7 +35,7 @@ class Counting:
 
 
 def run(tmp_path, live_scorer, policy, **options):
-    from realtime.pipeline import LivePipeline, PipelineOptions
+    from realtime.pipeline.live import LivePipeline, PipelineOptions
     from realtime.recording import SessionRecorder
     from realtime.sources.file import FileSource
 
@@ -94,7 +94,7 @@ def test_fast_runs_send_one_message_per_window_and_never_provisional(tmp_path, l
 def test_live_without_speech_records_each_window_before_sending_it(tmp_path, live_scorer, monkeypatch):
     """No transcript, nothing to revise: the live policy keeps the old order (each window on
     disk before any client sees it), not the open-window deferral."""
-    from realtime.pipeline import ScoringLoop
+    from realtime.pipeline.live import ScoringLoop
 
     order = []
     original = ScoringLoop.close_open

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.windowing import Window
+from realtime.pipeline.windowing import Window
 
 
 def make_window(rng, seq: int, *, text: str = "i really like this", audio: bool = True, video: bool = True, steps: int = 8):
@@ -56,7 +56,7 @@ def test_same_window_same_score_and_buffers_are_reset_between_windows(live_score
 
 
 def test_score_many_matches_one_by_one(live_checkpoint):
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     scorer = WindowScorer(checkpoint=live_checkpoint, device="cpu", max_streams=3)
     rng = np.random.default_rng(4)
@@ -80,7 +80,7 @@ def test_model_info_and_settings_come_from_the_checkpoint(live_scorer):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     with pytest.raises(FileNotFoundError, match="not found"):
         WindowScorer(checkpoint=tmp_path / "nope.pt", device="cpu")
@@ -88,7 +88,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()")
 def test_cuda_graph_replay_matches_eager(live_checkpoint):
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     rng = np.random.default_rng(5)
     windows = [make_window(rng, i, text=t) for i, t in enumerate(["good", "bad news", ""])]

@@ -34,7 +34,7 @@ def checkpoint(tmp_path_factory):
 
 
 def make_windows(features, n: int, seed: int):
-    from realtime.windowing import Window
+    from realtime.pipeline.windowing import Window
 
     rng = np.random.default_rng(seed)
     texts = ["what a great film", "i did not like it at all", "it was fine i guess", "", "terrible plot but good acting"]
@@ -52,7 +52,7 @@ def make_windows(features, n: int, seed: int):
 @pytest.fixture(scope="module")
 def reference(checkpoint):
     """Eager, one window at a time: score and COWA weights of each window."""
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     torch.set_num_threads(1)
     scorer = WindowScorer(checkpoint=checkpoint, device="cpu", fast="eager", cuda_graphs=False)
@@ -80,7 +80,7 @@ def check_schedule(scorer, reference_score, seed: int, schedule=SCHEDULE) -> Non
 
 @pytest.mark.slow  # tracing and freezing takes seconds per batch size
 def test_traced_graphs_at_several_batch_sizes_score_like_eager(checkpoint, reference):
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     scorer = WindowScorer(checkpoint=checkpoint, device="cpu", max_streams=2, fast="trace")
     check_schedule(scorer, reference[1], seed=10, schedule=[1, 2, 1, 2])
@@ -88,7 +88,7 @@ def test_traced_graphs_at_several_batch_sizes_score_like_eager(checkpoint, refer
 
 
 def test_a_trace_that_fails_falls_back_to_eager(checkpoint, reference, monkeypatch, caplog):
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     def broken_trace(*args, **kwargs):
         raise RuntimeError("this op cannot be traced")
@@ -164,7 +164,7 @@ class FakeGraphs:
 
 
 def graph_scorer(checkpoint, monkeypatch, *, fail: bool = False):
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     scorer = WindowScorer(checkpoint=checkpoint, device="cpu", max_streams=3, fast="eager")
     fakes = FakeGraphs(scorer.model, fail=fail)

@@ -12,8 +12,11 @@ import time
 
 import pytest
 
-from realtime import protocol
-from realtime.server import DashboardServer, default_client_dir, percentiles, resolve_static
+from realtime.core import protocol
+from realtime.core.component import percentiles
+from realtime.web.files import default_client_dir
+from realtime.web.http import resolve_static
+from realtime.web.server import DashboardServer
 
 websockets = pytest.importorskip("websockets")
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
@@ -235,7 +238,7 @@ def test_default_client_dir_falls_back_to_installed_hcl_client(tmp_path):
     no_repo = tmp_path / "no-repo"
     no_repo.mkdir()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = f"from realtime.server import default_client_dir; print(default_client_dir(repo_root={str(no_repo)!r}))"
+    code = f"from realtime.web.files import default_client_dir; print(default_client_dir(repo_root={str(no_repo)!r}))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, str(site)])}
     out = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(site / "hcl_client")

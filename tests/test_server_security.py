@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
-
-from realtime import protocol
-from realtime.server import DashboardServer, is_loopback, parse_range
-
 from test_server import StalledClient, http_get, make_hello, make_window, recv_json, recv_until
+
+from realtime.core import protocol
+from realtime.web.http import is_loopback, parse_range
+from realtime.web.server import DashboardServer
 
 websockets = pytest.importorskip("websockets")
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402

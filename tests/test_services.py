@@ -1,4 +1,4 @@
-"""Shared models (realtime.services): one scoring thread batching the windows of all
+"""Shared models (realtime.sessions.services): one scoring thread batching the windows of all
 sessions fairly, one speech thread serving all sessions round-robin; closing a session
 fails its pending request at once; a failure reaches only its own caller."""
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realtime.services import ScorerService, SessionClosed, SpeechService
+from realtime.sessions.services import ScorerService, SessionClosed, SpeechService
 
 
 # ---------------------------------------------------------------- fakes
@@ -233,7 +233,7 @@ def test_real_scorer_batched_scores_equal_single_scores(live_checkpoint):
     import torch
     from test_scorer import make_window
 
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     torch.set_num_threads(1)
     # eager: tracing a graph per batch size costs seconds here; traced batches equal
@@ -447,7 +447,7 @@ def test_real_whisper_batched_passes_give_the_words_of_single_runs(whisper):
 
     from media_fixtures import espeak_available, speak
 
-    from realtime.batched_whisper import BatchedWhisper
+    from realtime.sessions.batched_whisper import BatchedWhisper
 
     if not espeak_available():
         pytest.skip("espeak-ng is not installed")

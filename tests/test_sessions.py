@@ -1,4 +1,4 @@
-"""Sessions on one server (realtime.sessions + the server's /capture, /s/<secret>,
+"""Sessions on one server (realtime.sessions.hub + the server's /capture, /s/<secret>,
 /ws?session=<secret>, /sessions): simulated capture clients send a real face and
 real audio over the binary capture protocol on a real websocket on 127.0.0.1; each
 session's viewers get only its windows; a flooding client is closed with its reason
@@ -25,7 +25,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from capture_clients import clip_messages, jpeg_of, send_paced
 
 websockets = pytest.importorskip("websockets")
@@ -107,10 +106,10 @@ class Capturer:
 @pytest.fixture
 def hub_server(live_scorer, tmp_path):
     """make(max_sessions=2, token=None, **config) -> (hub, server); all stopped at the end."""
-    from realtime.component import Policy
-    from realtime.pipeline import PipelineOptions, session_hello
-    from realtime.server import DashboardServer
-    from realtime.sessions import HubConfig, SessionHub
+    from realtime.core.component import Policy
+    from realtime.pipeline.live import PipelineOptions, session_hello
+    from realtime.sessions.hub import HubConfig, SessionHub
+    from realtime.web.server import DashboardServer
 
     made = []
 
@@ -169,7 +168,7 @@ def _fake_pipeline(session_id: str, *, dropped: int = 0, lag_p95: float | None =
 
 
 def test_admission_refuses_when_full_and_says_so():
-    from realtime.sessions import AdmissionRefused, HubConfig, SessionHub
+    from realtime.sessions.hub import AdmissionRefused, HubConfig, SessionHub
 
     hub = SessionHub(scorer=None, config=HubConfig(max_sessions=2))
     hub.check_admission()
@@ -182,7 +181,7 @@ def test_admission_refuses_when_full_and_says_so():
 
 
 def test_admission_refuses_while_a_session_drops_windows_and_recovers_after_the_window():
-    from realtime.sessions import AdmissionRefused, HubConfig, SessionHub
+    from realtime.sessions.hub import AdmissionRefused, HubConfig, SessionHub
 
     hub = SessionHub(scorer=None, config=HubConfig(max_sessions=4, health_window=10.0))
     pipeline = _fake_pipeline("a")
@@ -201,7 +200,7 @@ def test_admission_refuses_while_a_session_drops_windows_and_recovers_after_the_
 
 
 def test_admission_refuses_when_the_transcript_lags():
-    from realtime.sessions import AdmissionRefused, HubConfig, SessionHub
+    from realtime.sessions.hub import AdmissionRefused, HubConfig, SessionHub
 
     hub = SessionHub(scorer=None, config=HubConfig(max_sessions=4, max_lag_p95=2.5))
     hub.adopt(_fake_pipeline("ok", lag_p95=1.2), kind="file")
@@ -212,7 +211,7 @@ def test_admission_refuses_when_the_transcript_lags():
 
 
 def test_links_are_unguessable_and_distinct():
-    from realtime.sessions import HubConfig, SessionHub
+    from realtime.sessions.hub import HubConfig, SessionHub
 
     hub = SessionHub(scorer=None, config=HubConfig(max_sessions=64))
     secrets = {hub.adopt(_fake_pipeline(f"s{i}"), kind="file").secret for i in range(50)}
@@ -270,7 +269,7 @@ def test_a_flooding_client_is_closed_and_does_not_hold_up_another_session(hub_se
     sender.start()
     time.sleep(4.0)
     # a second client: a valid hello, then audio chunks as fast as the socket takes them
-    from realtime.capture_protocol import pack_audio
+    from realtime.sources.capture_wire import pack_audio
 
     flood = Capturer(_urls(server, "/capture"), _clip(1.0))
     assert flood.answer["type"] == "session"
@@ -358,8 +357,8 @@ def test_links_need_no_token_but_capture_and_the_operator_view_do(hub_server):
 
 
 def test_capture_is_not_served_without_sessions():
-    from realtime import protocol
-    from realtime.server import DashboardServer
+    from realtime.core import protocol
+    from realtime.web.server import DashboardServer
 
     hello = protocol.hello_message(session="s", mode="live", model={"name": "m", "version": "0"}, step_seconds=0.5,
                                    window_steps=8, clusters=8)
@@ -382,9 +381,9 @@ def _self_signed(tmp: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def test_https_and_wss_with_a_self_signed_pair(tmp_path):
-    from realtime import protocol
-    from realtime.cli import _tls_context
-    from realtime.server import DashboardServer
+    from realtime.app.console import tls_context as _tls_context
+    from realtime.core import protocol
+    from realtime.web.server import DashboardServer
 
     cert, key = _self_signed(tmp_path)
     ctx = _tls_context(SimpleNamespace(tls_cert=str(cert), tls_key=str(key)))
@@ -407,7 +406,8 @@ def test_https_and_wss_with_a_self_signed_pair(tmp_path):
 
 
 def test_tls_options_are_checked(tmp_path):
-    from realtime.cli import CliError, _tls_context
+    from realtime.app.console import CliError
+    from realtime.app.console import tls_context as _tls_context
 
     with pytest.raises(CliError, match="go together"):
         _tls_context(SimpleNamespace(tls_cert="x.pem", tls_key=None))
@@ -416,7 +416,7 @@ def test_tls_options_are_checked(tmp_path):
 
 
 def test_cli_refuses_bad_session_options_before_loading_models(capsys):
-    from realtime.cli import live_main
+    from realtime.app.live import live_main
 
     assert live_main(["--browser", "--no-browser", "--max-sessions", "0"]) == 2
     assert "--max-sessions must be at least 1" in capsys.readouterr().err

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media_fixtures import faint_noise
 
 from hcl.features.config import PACKAGED_WHISPER_TINY_EN, SpeechConfig
 from hcl.features.speech import SpeechTranscriber, Word, resolve_whisper_model
-from media_fixtures import faint_noise
 
 
 def words_of(words: list[Word]) -> set[str]:
@@ -81,7 +81,7 @@ def test_model_given_by_path(tmp_path, talking_clip):
 
 
 def test_transcript_counts_every_committed_word_after_pruning():
-    from realtime.speech import TimedWord, Transcript
+    from realtime.pipeline.speech import TimedWord, Transcript
 
     tr = Transcript(keep_seconds=1.5)
     tr.commit([TimedWord(f"w{i}", i, i + 0.4, 0.9, i + 1, i + 1) for i in range(10)])

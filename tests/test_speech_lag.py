@@ -1,13 +1,13 @@
 """The transcript lag counts the pass itself: a word is committed when its pass has
 returned (the Whisper pass, and the wait for a shared Whisper thread), not when the
-pass started (realtime.speech.SpeechStream's clock)."""
+pass started (realtime.pipeline.speech.SpeechStream's clock)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from realtime.component import Policy
-from realtime.speech import SpeechOptions, SpeechStream
+from realtime.core.component import Policy
+from realtime.pipeline.speech import SpeechOptions, SpeechStream
 
 
 class Word:

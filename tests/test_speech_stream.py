@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hcl.features.speech import Word
-from realtime.component import Policy
-from realtime.speech import SpeechOptions, SpeechStream, speech_end, utterance_start
+from realtime.core.component import Policy
+from realtime.pipeline.speech import SpeechOptions, SpeechStream, speech_end, utterance_start
 
 SR = 16000
 

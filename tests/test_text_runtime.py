@@ -92,7 +92,7 @@ def test_export_needs_a_padded_batch(encoders):
 
 
 def test_live_scorer_runs_onnxruntime_by_default():
-    from realtime.scorer import WindowScorer
+    from realtime.pipeline.scorer import WindowScorer
 
     scorer = WindowScorer(device="cpu")
     scorer.encode_text("hello")

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from realtime.component import Policy
-from realtime.clock import SessionClock
-from realtime.speech import TimedWord, Transcript
-from realtime.streams import AudioRing
-from realtime.windowing import WindowAssembler, WindowQueue
+from realtime.core.clock import SessionClock
+from realtime.core.component import Policy
+from realtime.core.streams import AudioRing
+from realtime.pipeline.speech import TimedWord, Transcript
+from realtime.pipeline.windowing import WindowAssembler, WindowQueue
 
 SR = 16000
 

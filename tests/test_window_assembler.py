@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realtime.component import Policy
-from realtime.clock import SessionClock
-from realtime.faces import FaceTrack
-from realtime.speech import TimedWord, Transcript
-from realtime.streams import AudioRing
-from realtime.windowing import WindowAssembler, WindowQueue
+from realtime.core.clock import SessionClock
+from realtime.core.component import Policy
+from realtime.core.streams import AudioRing
+from realtime.pipeline.faces import FaceTrack
+from realtime.pipeline.speech import TimedWord, Transcript
+from realtime.pipeline.windowing import WindowAssembler, WindowQueue
 
 SR = 16000
 STEP, STEPS = 0.5, 4
@@ -285,7 +285,8 @@ def test_text_follows_the_current_utterance():
 
 
 def test_pure_helpers_at_their_edges():
-    from realtime.windowing import last_step, percentile, stack_steps, window_text
+    from realtime.core.component import percentile
+    from realtime.pipeline.windowing import last_step, stack_steps, window_text
 
     assert window_text([{"w": " "}, {"w": " a "}, {"w": ""}, {"w": "b"}]) == "a b"
     assert percentile(list(range(101)), 100) == 100 and percentile([5.0], 100) == 5.0
@@ -296,7 +297,7 @@ def test_pure_helpers_at_their_edges():
 
 
 def test_window_queue_get_waits_for_a_window():
-    from realtime.windowing import Window
+    from realtime.pipeline.windowing import Window
 
     def later(q, delay):
         w = Window(0, 0, 1, np.zeros((1, 1)), np.zeros(1, bool), np.zeros((1, 1)), np.zeros(1, bool), [], "", {})

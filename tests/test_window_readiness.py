@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from realtime.component import Policy
-from realtime.streams import AudioRing, Horizon
-from realtime.windowing import WindowAssembler, WindowQueue
+from realtime.core.component import Policy
+from realtime.core.streams import AudioRing, Horizon
+from realtime.pipeline.windowing import WindowAssembler, WindowQueue
 
 
 class FakeClock:

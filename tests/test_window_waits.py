@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realtime.component import Policy
-from realtime.windowing import WindowAssembler, WindowQueue
+from realtime.core.component import Policy
+from realtime.pipeline.windowing import WindowAssembler, WindowQueue
 
 POLL = 0.2  # the longest single wait before the thread asks `missing()` again
 
@@ -324,7 +324,7 @@ def test_step_flags_are_false_without_inputs():
 
 
 def test_the_window_carries_the_encoded_text_and_the_capture_delay():
-    from realtime.speech import TimedWord, Transcript
+    from realtime.pipeline.speech import TimedWord, Transcript
 
     tr = Transcript()
     tr.commit([TimedWord("so", 0.1, 0.3, 1.0, 0.0, 0.0), TimedWord("good", 0.3, 0.6, 1.0, 0.0, 0.0)])
@@ -358,7 +358,7 @@ def test_assembly_time_is_in_milliseconds_from_readiness():
 
 
 def test_text_start_without_a_speech_worker_uses_every_utterance():
-    from realtime.streams import AudioRing
+    from realtime.core.streams import AudioRing
 
     sr = 16000
     t = np.arange(int(4.0 * sr)) / sr
@@ -372,9 +372,9 @@ def test_text_start_without_a_speech_worker_uses_every_utterance():
 
 
 def test_an_utterance_is_current_once_settled_to_within_the_tolerance_inclusive():
-    from realtime.speech import utterance_onsets
-    from realtime.streams import AudioRing
-    from realtime.windowing import UTTERANCE_TOLERANCE
+    from realtime.core.streams import AudioRing
+    from realtime.pipeline.speech import utterance_onsets
+    from realtime.pipeline.windowing import UTTERANCE_TOLERANCE
 
     sr = 16000
     t = np.arange(int(4.0 * sr)) / sr

@@ -8,14 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realtime.component import Policy
-from realtime.speech import agreed_prefix, commit_rule, drop_committed
-from realtime.streams import AudioRing, FrameFeed, Horizon
-from realtime.windowing import (
+from realtime.core.component import Policy, percentile
+from realtime.core.streams import AudioRing, FrameFeed, Horizon
+from realtime.pipeline.speech import agreed_prefix, commit_rule, drop_committed
+from realtime.pipeline.windowing import (
     Window,
     WindowQueue,
     last_step,
-    percentile,
     presence,
     stack_steps,
     step_end,
@@ -160,7 +159,7 @@ def test_drop_committed_by_time_and_repeated_words():
 
 
 def test_words_before_a_pause_are_final():
-    from realtime.speech import pause_after
+    from realtime.pipeline.speech import pause_after
 
     sr = 1000
     wave = np.full(3 * sr, 0.3, np.float32)  # speech everywhere ...

@@ -16,7 +16,6 @@ from realtime.recording.layout import (
     AUDIO,
     FORMAT_VERSION,
     INFO,
-    SAMPLE_RATE,
     SCORES,
     VIDEO,
     VTT,
@@ -33,7 +32,7 @@ from realtime.recording.wav import WavWriter, read_wav, to_int16
 from realtime.recording.words import cue_groups, format_cue, normalize_word, vtt_timestamp
 
 __all__ = [
-    "AUDIO", "FORMAT_VERSION", "INFO", "SAMPLE_RATE", "SCORES", "VIDEO", "VTT", "WORDS", "WORDS_V1",
+    "AUDIO", "FORMAT_VERSION", "INFO", "SCORES", "VIDEO", "VTT", "WORDS", "WORDS_V1",
     "RecordedSession", "RecorderClosed", "SessionError", "SessionRecorder", "VideoWriter", "WavWriter",
     "cue_groups", "draw_score", "format_cue", "normalize_word", "read_session", "read_wav", "to_int16",
     "vtt_timestamp",

@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-from hcl.features.config import SAMPLE_RATE  # noqa: F401  (re-exported: the session audio's rate)
-
 FORMAT_VERSION = 2  # 2: words.jsonl, appended; 1: words.json, rewritten whole
 INFO = "session.json"
 SCORES = "scores.jsonl"

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from realtime import protocol
+from realtime.core import protocol
 
 
 def draw_score(rgb: np.ndarray, score: float | None, t: float) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from realtime import protocol
+from realtime.core import protocol
 from realtime.recording.layout import AUDIO, INFO, SCORES, VIDEO, WORDS, WORDS_V1, SessionError
 from realtime.recording.wav import read_wav
 

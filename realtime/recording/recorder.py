@@ -17,16 +17,17 @@ import pathlib
 import platform
 import queue
 import threading
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from hcl.atomic_file import atomic_write_text
+from hcl.features.config import SAMPLE_RATE
 from realtime.recording.layout import (
     AUDIO,
     FORMAT_VERSION,
     INFO,
-    SAMPLE_RATE,
     SCORES,
     VIDEO,
     VTT,
@@ -53,8 +54,6 @@ def _now_iso() -> str:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
     for dist in ("hcl-live", "numpy", "torch", "av", "websockets"):
         try:

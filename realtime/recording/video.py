@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pathlib
+from fractions import Fraction
 
 import numpy as np
 
-from realtime.recording.layout import SAMPLE_RATE
+from hcl.features.config import SAMPLE_RATE
 
 
 class VideoWriter:
@@ -66,7 +67,6 @@ class VideoWriter:
 
     def _open(self, w: int, h: int) -> None:
         import av
-        from fractions import Fraction
 
         rate = Fraction(self.fps).limit_denominator(1000)
         gop = max(1, int(round(self.fps * self.fragment_seconds)))

@@ -15,7 +15,8 @@ import wave
 
 import numpy as np
 
-from realtime.recording.layout import SAMPLE_RATE, SessionError
+from hcl.features.config import SAMPLE_RATE
+from realtime.recording.layout import SessionError
 
 
 def to_int16(chunk: np.ndarray) -> np.ndarray:

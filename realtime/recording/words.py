@@ -13,7 +13,6 @@ import pathlib
 from typing import Any, Iterable, Sequence
 
 
-
 def normalize_word(word: Any) -> dict[str, Any]:
     """A protocol word {w, start, end[, p]} from a dict or a `Word(text, start, end, probability)`."""
     if isinstance(word, dict):

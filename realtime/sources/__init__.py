@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
-    from realtime.clock import SessionClock
-    from realtime.streams import AudioRing, FrameFeed
+    from realtime.core.clock import SessionClock
+    from realtime.core.streams import AudioRing, FrameFeed
 
 # on_frame(t, rgb): called on the capture thread with every frame delivered, at the
 # capture rate (the recording's frame tap); it must not block

@@ -1,5 +1,5 @@
 """A browser's camera and microphone as a capture source, fed by the server with the
-capture messages of one client (realtime.capture_protocol).
+capture messages of one client (realtime.sources.capture_wire).
 
 The server calls `feed(msg)` from its receiving thread for every audio / video
 message and `end()` when the client sends "end" or closes. Audio goes straight into
@@ -52,7 +52,10 @@ from typing import Any
 
 import numpy as np
 
-from realtime.capture_protocol import (
+from hcl.features.media import ANALYSIS_MAX_SIDE
+from realtime.core.component import RecentStats, Worker
+from realtime.core.streams import AudioRing, FrameFeed
+from realtime.sources.capture_wire import (
     DEFAULT_LIMITS,
     SAMPLE_RATE,
     CaptureHello,
@@ -61,8 +64,6 @@ from realtime.capture_protocol import (
     CaptureMessage,
     check_jpeg_size,
 )
-from realtime.component import RecentStats, Worker
-from realtime.streams import AudioRing, FrameFeed
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ class BrowserSource(Worker):
         capacity_seconds: float = 120.0,
         max_side: int | None = None,
     ) -> None:
-        from hcl.features.media import ANALYSIS_MAX_SIDE
-
         super().__init__()
         if not (audio or video):
             raise ValueError("BrowserSource needs audio or video")

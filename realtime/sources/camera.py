@@ -23,9 +23,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from realtime.clock import SessionClock
+from hcl.features.media import ANALYSIS_MAX_SIDE
+from realtime.core.clock import SessionClock
+from realtime.core.streams import FrameFeed
 from realtime.sources import SourceError
-from realtime.streams import FrameFeed
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ class CameraSource:
         max_side: int | None = None,
         opener: Callable[[], Any] | None = None,
     ) -> None:
-        from hcl.features.media import ANALYSIS_MAX_SIDE
-
         # an index, or a device path / stream URL (anything cv2.VideoCapture opens)
         self.index = int(index) if isinstance(index, int) or str(index).isdigit() else str(index)
         self.width = width

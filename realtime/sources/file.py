@@ -15,10 +15,11 @@ import pathlib
 
 import numpy as np
 
-from realtime.component import Policy
+from hcl.features.media import ANALYSIS_MAX_SIDE, MediaError, read_media, scaled_size
+from realtime.core.component import Policy
+from realtime.core.streams import AudioRing, FrameFeed
 from realtime.sources import SourceError
 from realtime.sources.playback import PlayedSource
-from realtime.streams import AudioRing, FrameFeed
 
 log = logging.getLogger(__name__)
 FRAME_QUEUE_BYTES = 24 << 20
@@ -50,8 +51,6 @@ class FileSource(PlayedSource):
         buffer_seconds: float | None = None,
         max_side: int | None = None,
     ) -> None:
-        from hcl.features.media import ANALYSIS_MAX_SIDE
-
         super().__init__(policy=policy, read_ahead=read_ahead)
         self.path = pathlib.Path(path)
         self.fps = float(fps)
@@ -65,8 +64,6 @@ class FileSource(PlayedSource):
     def open(self) -> None:
         """Read the file's header (and its first audio); raises SourceError naming the file.
         Idempotent."""
-        from hcl.features.media import MediaError, read_media, scaled_size
-
         if self.clip is not None:
             return
         if not self.path.exists():

@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
-from realtime.component import Policy
+from hcl.features.speech import Word
+from realtime.core.component import Policy
+from realtime.core.streams import AudioRing, FrameFeed
+from realtime.sources.demo import speak
 from realtime.sources.playback import PlayedSource
-from realtime.streams import AudioRing, FrameFeed
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,8 @@ class SpeechLoop:
     def spoken(
         cls, sentences: Sequence[str], *, lead: float = 0.5, gap: float = 2.0, noise: float = 0.002, seed: int = 0
     ) -> SpeechLoop:
-        """espeak-ng speech of `sentences` (`realtime.demo.speak`), each followed by `gap`
+        """espeak-ng speech of `sentences` (`realtime.sources.demo.speak`), each followed by `gap`
         s of faint noise (a room, not digital silence); needs espeak-ng."""
-        from realtime.demo import speak
-
         rng = np.random.default_rng(seed)
         parts = [rng.normal(0.0, noise, int(lead * SAMPLE_RATE)).astype(np.float32)]
         t = lead
@@ -168,8 +168,6 @@ class ScriptedTranscriber:
         return spread_words(text, u.start, u.end)
 
     def transcribe(self, wave: np.ndarray, offset: float = 0.0) -> list:
-        from hcl.features.speech import Word
-
         self.calls += 1
         t0, t1 = float(offset), float(offset) + len(wave) / self.sample_rate
         out = []

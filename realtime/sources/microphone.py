@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
-from realtime.clock import SessionClock
+from realtime.core.clock import SessionClock
+from realtime.core.streams import AudioRing
 from realtime.sources import SourceError
-from realtime.streams import AudioRing
 
 log = logging.getLogger(__name__)
 

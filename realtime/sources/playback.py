@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from realtime.clock import SessionClock
-from realtime.component import Policy, Worker
+from realtime.core.clock import SessionClock
+from realtime.core.component import Policy, Worker
+from realtime.core.streams import AudioRing, FrameFeed, Horizon
 from realtime.sources import FrameTap
-from realtime.streams import AudioRing, FrameFeed, Horizon
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from hcl.features.config import SAMPLE_RATE
 
 CAPTURE_MAGIC = b"HCLc"
@@ -175,8 +177,6 @@ def pack(kind: CaptureKind | int, seq: int, t_ms: float, payload: bytes = b"") -
 
 def pack_audio(seq: int, t_ms: float, samples) -> bytes:
     """Audio (float in [-1, 1] or int16 samples) as an audio message."""
-    import numpy as np
-
     x = np.asarray(samples).reshape(-1)
     if x.dtype != np.int16:
         x = np.round(np.clip(x.astype(np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)

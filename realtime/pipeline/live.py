@@ -30,11 +30,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from realtime import protocol
-from realtime.clock import SessionClock
-from realtime.component import Policy, RecentStats, Worker
-from realtime.speech import SpeechOptions
-from realtime.windowing import Window, WindowAssembler, WindowQueue, window_text
+import torch
+
+from hcl.features.segment import SegmentFeaturizer
+from hcl.features.speech import SpeechTranscriber
+from realtime.core import protocol
+from realtime.core.clock import SessionClock
+from realtime.core.component import Policy, RecentStats, Worker
+from realtime.pipeline.faces import FaceWorker
+from realtime.pipeline.speech import SpeechOptions, SpeechWorker
+from realtime.pipeline.windowing import Window, WindowAssembler, WindowQueue, window_text
 
 log = logging.getLogger(__name__)
 # how far (s) the face analysis may run in front of the windowing before its frames are
@@ -433,16 +438,12 @@ class LivePipeline:
     @property
     def featurizer(self):
         if self._featurizer is None:
-            from hcl.features.segment import SegmentFeaturizer
-
             self._featurizer = SegmentFeaturizer(settings=self.settings)
         return self._featurizer
 
     def _speech_transcriber(self):
         """The Whisper transcriber with the policy's decoding (greedy live, the checkpoint's otherwise)."""
         if self._transcriber is None:
-            from hcl.features.speech import SpeechTranscriber
-
             o = self.options.speech
             config = self.settings.speech
             beam = o.beam_size if o.beam_size is not None else (1 if self.policy is Policy.LIVE else None)
@@ -457,15 +458,11 @@ class LivePipeline:
         """Open everything, load the models, then start the session clock and the threads."""
         opts = self.options
         if opts.torch_threads:
-            import torch
-
             torch.set_num_threads(opts.torch_threads)
         self.source.open()
         self.scorer.warm_up()
         featurizer = self.featurizer
         if self.source.frames is not None:
-            from realtime.faces import FaceWorker
-
             face = featurizer.face  # load the face model before the clock starts
             keep = math.inf if self.policy is Policy.REPRODUCIBLE else FACE_KEEP_SECONDS  # a file waiting for slow speech
             self.faces = FaceWorker(feed=self.source.frames, extract=face.frame, fps=self.settings.face.frames_per_second,
@@ -476,8 +473,6 @@ class LivePipeline:
             _ = transcriber.model  # load before the clock starts
         self.clock = SessionClock()
         if transcriber is not None:
-            from realtime.speech import SpeechWorker
-
             self.speech = SpeechWorker(
                 audio=self.source.audio,
                 transcribe=transcriber.transcribe,

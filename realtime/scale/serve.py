@@ -1,6 +1,6 @@
 """Live sessions on Ray Serve: many browser sessions spread over the replicas of a cluster.
 
-    serve run realtime.ray_serve:app checkpoint=models/x.pt ingress_replicas=2 record_dir=/shared/rec
+    serve run realtime.scale.serve:app checkpoint=models/x.pt ingress_replicas=2 record_dir=/shared/rec
     hcl-live --ray [--ray-address auto] [--ray-setting ingress_replicas=2 ...]   # the same, from the CLI
 
 Four deployments (`build_app(ServeSettings)`):
@@ -56,6 +56,20 @@ import numpy as np
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response
 from ray import serve
+from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from hcl.checkpoint import default_live_checkpoint, load_checkpoint
+from realtime.core.component import percentiles
+from realtime.pipeline.live import session_hello
+from realtime.pipeline.scorer import WindowScorer
+from realtime.pipeline.speech import SpeechOptions
+from realtime.sessions.batched_whisper import BatchedWhisper
+from realtime.sessions.hub import HubConfig, SessionHub, live_transcriber
+from realtime.sessions.services import ScorerService
+from realtime.web import http
+from realtime.web.server import DashboardServer
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +163,6 @@ class ScorerDeployment:
 
     def __init__(self, settings: ServeSettings) -> None:
         _one_thread(settings.threads)
-        from realtime.scorer import WindowScorer
-        from realtime.services import ScorerService
-
         self.scorer = WindowScorer(checkpoint=settings.checkpoint, max_streams=settings.batch_size,
                                    device="cuda" if settings.scorer_gpus > 0 else "cpu")
         # trace every batch size now, not in the first live passes (ScorerService's warm-up)
@@ -187,8 +198,6 @@ class ScorerDeployment:
         return True  # warmed in __init__
 
     def stats(self) -> dict[str, Any]:
-        from realtime.component import percentiles
-
         out = dict(self.scorer.stats())
         out["serve_batch_size"] = percentiles(list(self.batch_sizes))
         return out
@@ -197,16 +206,11 @@ class ScorerDeployment:
 @serve.deployment(name="Speech")
 class SpeechDeployment:
     """Whisper for the sessions' speech passes: a `@serve.batch` over passes of every
-    session and replica, decoded together (`realtime.batched_whisper.BatchedWhisper`),
+    session and replica, decoded together (`realtime.sessions.batched_whisper.BatchedWhisper`),
     one batch at a time per replica (CTranslate2 already spreads one over its threads)."""
 
     def __init__(self, settings: ServeSettings) -> None:
         _one_thread(settings.threads)
-        from hcl.checkpoint import default_live_checkpoint, load_checkpoint
-        from realtime.batched_whisper import BatchedWhisper
-        from realtime.sessions import live_transcriber
-        from realtime.speech import SpeechOptions
-
         path = settings.checkpoint or default_live_checkpoint()
         features = load_checkpoint(pathlib.Path(path), map_location="cpu").features
         if settings.speech_gpus > 0:
@@ -393,10 +397,6 @@ class Ingress:
         _one_thread(settings.threads)
         import ray
 
-        from realtime.pipeline import session_hello
-        from realtime.server import DashboardServer
-        from realtime.sessions import HubConfig, SessionHub
-
         self.settings = settings
         self.directory = directory
         context = serve.get_replica_context()
@@ -412,7 +412,7 @@ class Ingress:
         self.token = settings.internal_token or settings.token or secrets.token_urlsafe(24)
         hello = session_hello(session_id=f"serve-{context.replica_id.unique_id}", scorer=remote, mode="live")
         self.server = DashboardServer(host=host, port=0, token=self.token, hello=hello, sessions=self.hub).start()
-        self.address = f"{self.server._url_host()}:{self.server.port}"
+        self.address = self.server.address
         self.hub.warm_up()
         self.hub.start()
         log.info("ingress replica %s: sessions served at %s", self.replica, self.address)
@@ -440,9 +440,7 @@ class Ingress:
         return path + "?" + urllib.parse.urlencode(params)
 
     def _token_ok(self, given: str | None, path: str) -> bool:
-        from realtime import web
-
-        if self.settings.token is None or web.is_public_asset(path) or path.startswith("/s/"):
+        if self.settings.token is None or http.is_public_asset(path) or path.startswith("/s/"):
             return True
         return given is not None and secrets.compare_digest(given.encode(), self.settings.token.encode())
 
@@ -493,15 +491,9 @@ class Ingress:
     async def _relay(self, ws: WebSocket, path: str, holder: str, *, replica: str | None = None) -> None:
         """Relay one websocket to the dashboard server at `holder`, both ways, until either
         side closes; the close code and reason go through."""
-        from websockets.asyncio.client import connect
-        from websockets.datastructures import Headers
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-        from realtime import web
-
         query = ws.url.query
         headers = Headers(list(ws.headers.items()))
-        if not self._token_ok(self._given_token(query, ws.headers), path) or not web.Access(
+        if not self._token_ok(self._given_token(query, ws.headers), path) or not http.Access(
                 host="127.0.0.1", token=self.settings.token).origin_allowed(headers):
             await ws.close(1008, "refused: the token is missing or wrong, or the page is of another site")
             return
@@ -605,5 +597,5 @@ def build_app(settings: ServeSettings = ServeSettings()):
 
 
 def app(args: dict[str, str] | None = None):
-    """The application builder of `serve run realtime.ray_serve:app [key=value ...]`."""
+    """The application builder of `serve run realtime.scale.serve:app [key=value ...]`."""
     return build_app(ServeSettings.from_args(dict(args or {})))

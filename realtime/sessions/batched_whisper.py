@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import BatchedInferencePipeline, TranscriptionOptions, get_suppressed_tokens
+from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
 
 from hcl.features.config import SAMPLE_RATE
 from hcl.features.speech import (
@@ -70,14 +74,6 @@ class BatchedWhisper:
     def _prepare(self, wave_16k: np.ndarray, offset: float) -> _Pass | None:
         """The pass's padded features, or None when it gives no words (too short, silent,
         no speech for the VAD): the checks of `SpeechTranscriber.transcribe`."""
-        from faster_whisper.audio import pad_or_trim
-        from faster_whisper.vad import (
-            SpeechTimestampsMap,
-            VadOptions,
-            collect_chunks,
-            get_speech_timestamps,
-        )
-
         wave = np.asarray(wave_16k, dtype=np.float32)
         if wave.ndim != 1:
             raise ValueError(f"expected mono audio (N,), got {wave.shape}; average the channels first")
@@ -96,12 +92,6 @@ class BatchedWhisper:
                      max_new_tokens=budget, vad_map=vad_map)
 
     def _decoding(self, max_new_tokens: int):
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import (
-            TranscriptionOptions,
-            get_suppressed_tokens,
-        )
-
         model = self.model
         if self._tokenizer is None:
             self._tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
@@ -120,8 +110,6 @@ class BatchedWhisper:
 
     def transcribe_many(self, items: Sequence[tuple[np.ndarray, float]]) -> list[list[Word]]:
         """The words of each (wave, offset) pass, decoded as one batch."""
-        from faster_whisper.transcribe import BatchedInferencePipeline
-
         passes = [self._prepare(wave, offset) for wave, offset in items]
         todo = [p for p in passes if p is not None]
         out: dict[int, list[Word]] = {}

@@ -2,7 +2,7 @@
 keep up, every session's speech passes and face analysis are thinned by the same
 amount, and a new session is refused when even the thinnest setting would not hold.
 
-    governor = LoadGovernor(speech_service)          # realtime.services.SpeechService
+    governor = LoadGovernor(speech_service)          # realtime.sessions.services.SpeechService
     governor.tick(pipelines)                         # once a second: measure, decide, apply
     governor.apply(pipeline)                         # a session that just started
     governor.refusal(live_sessions)                  # None, or why a new session would not fit
@@ -16,7 +16,7 @@ they fall behind, not how busy the shared threads are):
   - passes skipped to catch up (`SpeechStream.skipped`) and windows dropped (the
     pipeline's queue), since the last tick.
 And the busy fraction of the shared speech thread over the last `window` s
-(realtime.services: wall time spent in Whisper passes): the headroom to fall back
+(realtime.sessions.services: wall time spent in Whisper passes): the headroom to fall back
 by, and admission's measure of capacity.
 
 Why not the busy fraction for rising: with several sessions the shared thread is busy

@@ -1,7 +1,7 @@
 """The dashboard server's HTTP side as plain functions of a request.
 
 `websockets` parses each HTTP request and writes the answer; in between, its
-`process_request` hook (in `realtime.server`) asks this module:
+`process_request` hook (in `realtime.web.server`) asks this module:
 
 - whether the request may be answered at all (`Access`: method, one Host, DNS
   rebinding, the token from `?token=` or `Authorization: Bearer`, the Origin of a
@@ -30,6 +30,9 @@ import pathlib
 import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
+
+from websockets.datastructures import Headers
+from websockets.http11 import Response
 
 if TYPE_CHECKING:  # websockets is imported when a response is built: importing this module needs only the stdlib
     from websockets.datastructures import Headers
@@ -289,9 +292,6 @@ def _digits(s: str) -> bool:
 # ---------------------------------------------------------------- responses
 def response(status: int, body: bytes, ctype: str, extra: Iterable[tuple[str, str]] = ()) -> Response:
     """A complete response: never cached, never sniffed, no referrer, one per connection."""
-    from websockets.datastructures import Headers
-    from websockets.http11 import Response
-
     code = http.HTTPStatus(status)
     headers = Headers(
         [

@@ -9,7 +9,7 @@ behind its oldest queued message is dropped and counted, so a stalled browser ne
 slows the pipeline or the other clients.
 
 The HTTP side (who may ask, static files, content types, ranges, the responses) is
-`realtime.web`, plain functions of a request; this module keeps the routes that need
+`realtime.web.http`, plain functions of a request; this module keeps the routes that need
 the server's state and the websocket sessions.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import importlib.util
 import itertools
 import json
 import logging
@@ -31,13 +30,18 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from realtime import protocol, web
-from realtime.component import percentiles
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
-# re-exported: callers and tests import these from here
-from realtime.web import is_loopback, parse_range, resolve_static  # noqa: F401
+from realtime.core import protocol
+from realtime.core.component import percentiles
+from realtime.recording import SessionError, read_session
+from realtime.sessions.hub import AdmissionRefused
+from realtime.sources.capture_wire import DEFAULT_LIMITS, CaptureKind, CaptureReceiver, Violation, close_reason
+from realtime.web import http
+from realtime.web.files import default_client_dir, default_model_card
 
-if TYPE_CHECKING:  # websockets is imported where it is used: importing this module needs only the stdlib
+if TYPE_CHECKING:
     from websockets.http11 import Request, Response
 
 log = logging.getLogger(__name__)
@@ -49,53 +53,8 @@ SESSION_LINK = "/s/"  # a session's page: /s/<link secret>; its stream: /ws?sess
 CAPTURE_HELLO_TIMEOUT = 15.0  # s a capture client has to send its hello (getUserMedia may ask the person)
 
 
-def default_client_dir(*, repo_root: str | pathlib.Path | None = None) -> pathlib.Path | None:
-    """Where the dashboard's files are, in this order:
-
-    1. `client/` at the repository root (a source checkout or an editable install);
-    2. the installed package `hcl_client` (a wheel built by `pip install .` maps the
-       top-level `client/` folder there).
-
-    None when neither holds an index.html. `repo_root` is for tests."""
-    root = pathlib.Path(repo_root) if repo_root is not None else pathlib.Path(__file__).resolve().parent.parent
-    if (root / "client" / "index.html").is_file():
-        return root / "client"
-    try:
-        spec = importlib.util.find_spec("hcl_client")
-    except (ImportError, ValueError):
-        spec = None
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        if (pathlib.Path(location) / "index.html").is_file():
-            return pathlib.Path(location)
-    return None
-
-
-def default_model_card(hello: dict[str, Any], *, models: str | pathlib.Path | None = None) -> pathlib.Path | None:
-    """models/<hello.model.name>/README.md of the shipped models (the source checkout's
-    `models/`, else the installed `hcl_models`), or None when there is none. The name
-    must be one plain folder name: a hello cannot point the server elsewhere."""
-    name = str((hello.get("model") or {}).get("name") or "")
-    if not name or name in (".", "..") or any(c in name for c in "/\\\x00:"):
-        return None
-    roots: list[pathlib.Path] = []
-    if models is not None:
-        roots.append(pathlib.Path(models))
-    else:
-        roots.append(pathlib.Path(__file__).resolve().parent.parent / "models")
-        try:
-            spec = importlib.util.find_spec("hcl_models")
-        except (ImportError, ValueError):
-            spec = None
-        roots += [pathlib.Path(p) for p in ((spec.submodule_search_locations or []) if spec is not None else [])]
-    for root in roots:
-        card = root / name / "README.md"
-        if card.is_file():
-            return card
-    return None
-
-
 @dataclass
-class _Channel:
+class _Stream:
     """One session's stream: what a page that connects gets first (hello, the history of
     windows or a replayed session, the status, the last error) and who is watching it.
     The server's own session is the channel at /ws; every other session's is at
@@ -118,11 +77,11 @@ class _Channel:
         self.history.append(text)
 
 
-class SessionChannel:
+class DashboardChannel:
     """A session's publish channel on the server (DashboardServer.open_channel): what its
     pipeline publishes goes to its own viewers only."""
 
-    def __init__(self, server: "DashboardServer", channel: _Channel) -> None:
+    def __init__(self, server: "DashboardServer", channel: _Stream) -> None:
         self._server = server
         self._channel = channel
         self.key = channel.key
@@ -151,7 +110,7 @@ class _Client:
     queue: asyncio.Queue
     peer: str
     connected_at: float
-    channel: _Channel | None = None
+    channel: _Stream | None = None
     sent: int = 0
     dropped: int = 0
     last_session_request: float = -math.inf  # monotonic time of the last get_session served
@@ -217,16 +176,16 @@ class DashboardServer:
         capture_limits: Any = None,
     ) -> None:
         if hello.get("type") != "hello":
-            raise ValueError("hello must be a protocol hello message (realtime.protocol.hello_message)")
+            raise ValueError("hello must be a protocol hello message (realtime.core.protocol.hello_message)")
         if session is not None and session.get("type") != "session":
-            raise ValueError("session must be a protocol session message (realtime.protocol.session_message)")
+            raise ValueError("session must be a protocol session message (realtime.core.protocol.session_message)")
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         if not send_timeout > 0:
             raise ValueError("send_timeout must be > 0 seconds")
         if token is not None and not token:
             raise ValueError("token must be a non-empty string or None")
-        if token is None and not is_loopback(host):
+        if token is None and not http.is_loopback(host):
             raise ValueError(
                 f"refusing to serve scores on {host!r} without a token: anyone on the network could read "
                 "them; pass token=... (hcl-live --token) or bind 127.0.0.1"
@@ -235,13 +194,13 @@ class DashboardServer:
         self._requested_port = port
         self.port: int | None = None
         self.token = token
-        self._access = web.Access(host=host, token=token)  # who may ask (Host, token, Origin)
+        self._access = http.Access(host=host, token=token)  # who may ask (Host, token, Origin)
         self.client_dir = pathlib.Path(client_dir) if client_dir is not None else default_client_dir()
         self._history_limit = max(0, history)
         # the server's own session (/ws); a replayed session is serialised once: every
         # client and every get_session gets this same string, so a flood of requests
         # costs no CPU and no copies
-        self._own = _Channel(
+        self._own = _Stream(
             key=None,
             hello=dict(hello),
             session=session,
@@ -252,7 +211,7 @@ class DashboardServer:
             ),
             history=collections.deque(maxlen=self._history_limit),
         )
-        self._channels: dict[str, _Channel] = {}  # other sessions' streams by link secret
+        self._channels: dict[str, _Stream] = {}  # other sessions' streams by link secret
         self.send_timeout = float(send_timeout)
         self.model_card = pathlib.Path(model_card) if model_card is not None else default_model_card(self.hello)
         self._metrics = metrics
@@ -263,8 +222,6 @@ class DashboardServer:
         self.ssl_context = ssl_context
         self.sessions = sessions  # a realtime.sessions.SessionHub: browser capture at /capture, links /s/<secret>
         if capture_limits is None:
-            from realtime.capture_protocol import DEFAULT_LIMITS
-
             capture_limits = DEFAULT_LIMITS
         self.capture_limits = capture_limits
         self._clients: dict[str, _Client] = {}
@@ -288,18 +245,18 @@ class DashboardServer:
     recording = property(lambda self: self._own.recording)
 
     # ---------------------------------------------------------------- channels
-    def open_channel(self, key: str, hello: dict[str, Any]) -> SessionChannel:
+    def open_channel(self, key: str, hello: dict[str, Any]) -> DashboardChannel:
         """A stream for another session at /ws?session=<key> (its link secret); thread-safe."""
         if not key or key in self._channels:
             raise ValueError("a channel needs a new, non-empty key")
-        channel = _Channel(
+        channel = _Stream(
             key=key,
             hello=dict(hello),
             status=protocol.status_message(protocol.STATUS_LOADING, "starting the session; the first score follows"),
             history=collections.deque(maxlen=self._history_limit),
         )
         self._channels[key] = channel
-        return SessionChannel(self, channel)
+        return DashboardChannel(self, channel)
 
     def alias_channel(self, key: str) -> None:
         """Make /ws?session=<key> (and /s/<key>) reach the server's own session."""
@@ -309,7 +266,7 @@ class DashboardServer:
         """Forget a channel: its link stops working (viewers already connected stay)."""
         self._channels.pop(key, None)
 
-    def channel_for(self, key: str | None) -> _Channel | None:
+    def channel_for(self, key: str | None) -> _Stream | None:
         if key is None:
             return self._own
         return self._channels.get(key)
@@ -367,6 +324,11 @@ class DashboardServer:
             raise RuntimeError("DashboardServer is not started; call start() first")
         return self.port
 
+    @property
+    def address(self) -> str:
+        """host:port where this server is reached (a wildcard host as its loopback address)."""
+        return f"{self._url_host()}:{self._port()}"
+
     def _url_host(self) -> str:
         host = self.host
         if host in ("0.0.0.0", ""):
@@ -382,7 +344,7 @@ class DashboardServer:
         stop() goes only to history."""
         self._publish(self._own, msg)
 
-    def _publish(self, channel: _Channel, msg: dict[str, Any]) -> None:
+    def _publish(self, channel: _Stream, msg: dict[str, Any]) -> None:
         text = json.dumps(msg, separators=(",", ":"), allow_nan=False)
         is_window = msg.get("type") == "window"
         if msg.get("type") == "error":
@@ -408,7 +370,7 @@ class DashboardServer:
         call set_status(STATUS_FINISHED, ...) when a file has ended."""
         self._set_status(self._own, state, detail)
 
-    def _set_status(self, channel: _Channel, state: str, detail: str = "") -> None:
+    def _set_status(self, channel: _Stream, state: str, detail: str = "") -> None:
         msg = protocol.status_message(state, detail)
         channel.status = msg
         text = json.dumps(msg, separators=(",", ":"))
@@ -430,7 +392,7 @@ class DashboardServer:
         afterwards learn of it in their hello."""
         self._own.recording = pathlib.Path(directory) if directory is not None else None
 
-    def _fanout(self, text: str, window: dict[str, Any] | None, t_published: float, channel: _Channel | None = None) -> None:
+    def _fanout(self, text: str, window: dict[str, Any] | None, t_published: float, channel: _Stream | None = None) -> None:
         channel = channel if channel is not None else self._own
         c = self._counters
         with self._lock:
@@ -536,8 +498,6 @@ class DashboardServer:
             self._loop = None
 
     async def _main(self) -> None:
-        from websockets.asyncio.server import serve
-
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
@@ -617,77 +577,77 @@ class DashboardServer:
     # ---------------------------------------------------------------- HTTP side
     async def _process_request(self, connection: Any, request: Request) -> Response | None:
         """The answer to a plain HTTP request, or None to go on with the websocket
-        handshake at /ws (see realtime.web for the checks)."""
+        handshake at /ws (see realtime.web.http for the checks)."""
         refused = self._access.check_request(request)
         if refused is not None:
             return refused
-        path = web.request_path(request.path)
+        path = http.request_path(request.path)
         if path == "/ws":
             key = _session_key(request.path)
             if key is None:
                 return self._access.check_websocket(request)
             # a session's link is its own key: its stream needs no token, only the secret
             if key not in self._channels:
-                return web.text_response(404, "No live session at this link: it ended, or the link is wrong.\n")
+                return http.text_response(404, "No live session at this link: it ended, or the link is wrong.\n")
             if request.method == "HEAD":
-                return web.text_response(405, "The websocket handshake is a GET.\n", [("Allow", "GET")])
+                return http.text_response(405, "The websocket handshake is a GET.\n", [("Allow", "GET")])
             if not self._access.origin_allowed(request.headers):
-                return web.text_response(403, "Cross-origin websocket connections are refused.\n")
+                return http.text_response(403, "Cross-origin websocket connections are refused.\n")
             return None
         if path == "/capture":
             if self.sessions is None:
-                return web.text_response(404, "This server takes no browser capture (start hcl-live with --browser).\n")
+                return http.text_response(404, "This server takes no browser capture (start hcl-live with --browser).\n")
             return self._access.check_websocket(request)  # loopback, or the token
-        if web.asks_upgrade(request.headers):
-            return web.text_response(404, "The websocket is at /ws.\n")
+        if http.asks_upgrade(request.headers):
+            return http.text_response(404, "The websocket is at /ws.\n")
         response = await self._route(request, path)
-        return web.without_body(response) if request.method == "HEAD" else response
+        return http.without_body(response) if request.method == "HEAD" else response
 
     async def _route(self, request: Request, path: str) -> Response:
-        if path.startswith(SESSION_LINK) and web.is_public_asset(path):
+        if path.startswith(SESSION_LINK) and http.is_public_asset(path):
             # a session's page at /s/<secret> asks for its code relative to /s/
-            return web.static_response(self.client_dir, "/" + path[len(SESSION_LINK):])
-        if web.is_public_asset(path):
-            return web.static_response(self.client_dir, path)
+            return http.static_response(self.client_dir, "/" + path[len(SESSION_LINK):])
+        if http.is_public_asset(path):
+            return http.static_response(self.client_dir, path)
         if path.startswith(SESSION_LINK):  # a session's page: its secret is the key
             key = path[len(SESSION_LINK):].rstrip("/")
             if key and key in self._channels:
-                return web.static_response(self.client_dir, "/index.html")
-            return web.text_response(404, "No live session at this link: it ended, or the link is wrong.\n")
+                return http.static_response(self.client_dir, "/index.html")
+            return http.text_response(404, "No live session at this link: it ended, or the link is wrong.\n")
         denied = self._access.check_token(request)
         if denied is not None:
             return denied
         if path == "/sessions":  # the operator view's figures
             if self.sessions is None:
-                return web.json_response(200, {"sessions": [], "live": 0, "max_sessions": 0})
-            return web.json_response(200, await asyncio.to_thread(self.sessions.stats))
+                return http.json_response(200, {"sessions": [], "live": 0, "max_sessions": 0})
+            return http.json_response(200, await asyncio.to_thread(self.sessions.stats))
         if path == "/operator":  # the dashboard with the sessions table on top (client/operator.js)
-            return web.static_response(self.client_dir, "/index.html")
+            return http.static_response(self.client_dir, "/index.html")
         if path == "/health":
-            return web.json_response(200, self.health())
+            return http.json_response(200, self.health())
         if path == "/metrics":
-            return web.json_response(200, await self._metrics_async(sessions=True))
+            return http.json_response(200, await self._metrics_async(sessions=True))
         if path == "/model-card":
             return self._model_card()
         if path == "/help":  # the dashboard with its help panel open
-            query = web.query_of(request.path)
-            return web.redirect("/" + (f"?{query}" if query else "") + "#help")
+            query = http.query_of(request.path)
+            return http.redirect("/" + (f"?{query}" if query else "") + "#help")
         if path == "/recording/video.mp4":
             return await asyncio.to_thread(self._video, request)
         if path == "/recording/scores.csv":
             return await asyncio.to_thread(self._session_csv)
-        return web.static_response(self.client_dir, path)
+        return http.static_response(self.client_dir, path)
 
     def _model_card(self) -> Response:
         card = self.model_card
         if card is None or not card.is_file():
-            return web.text_response(
+            return http.text_response(
                 404, f"No model card for {((self.hello.get('model') or {}).get('name'))!r} (models/<name>/README.md).\n"
             )
         try:
-            return web.response(200, card.read_bytes(), "text/plain; charset=utf-8")
+            return http.response(200, card.read_bytes(), "text/plain; charset=utf-8")
         except OSError as exc:
-            return web.text_response(404, f"The model card cannot be read: {exc}\n")
+            return http.text_response(404, f"The model card cannot be read: {exc}\n")
 
     def _recording_file(self, name: str) -> pathlib.Path | None:
         if self.recording is None:
@@ -696,30 +656,29 @@ class DashboardServer:
         return path if path.is_file() else None
 
     def _video(self, request: Request) -> Response:
-        """The recording's video.mp4, in Range pieces (web.range_response)."""
+        """The recording's video.mp4, in Range pieces (http.range_response)."""
         path = self._recording_file("video.mp4")
         if path is None:
-            return web.text_response(404, "This session has no recorded video (record with hcl-live --record).\n")
+            return http.text_response(404, "This session has no recorded video (record with hcl-live --record).\n")
         try:
-            return web.range_response(path, request.headers.get_all("Range"), "video/mp4")
+            return http.range_response(path, request.headers.get_all("Range"), "video/mp4")
         except OSError as exc:
-            return web.text_response(404, f"The video cannot be read: {exc}\n")
+            return http.text_response(404, f"The video cannot be read: {exc}\n")
 
     def _session_csv(self) -> Response:
         """The whole recorded session as CSV (protocol.CSV_COLUMNS), read from the folder."""
         if self.recording is None:
-            return web.text_response(
+            return http.text_response(
                 404, "No recording is attached: start hcl-live with --record to export whole sessions.\n"
             )
-        from realtime.recording import SessionError, read_session
 
         try:
             rec = read_session(self.recording)
         except (SessionError, OSError) as exc:
-            return web.text_response(404, f"The recording cannot be read: {exc}\n")
+            return http.text_response(404, f"The recording cannot be read: {exc}\n")
         body = protocol.csv_text(rec.windows).encode()
         name = re.sub(r"[^\w.-]+", "_", rec.session_id or "session")
-        return web.response(
+        return http.response(
             200, body, "text/csv; charset=utf-8", [("Content-Disposition", f'attachment; filename="hcl-{name}-scores.csv"')]
         )
 
@@ -732,12 +691,7 @@ class DashboardServer:
         Server -> client: JSON text, {"type": "session", "session", "link", "stream"} once
         the session is admitted, {"type": "refused", "reason"} before a refusal's close.
         A client that breaks the format or the limits is closed with the code and reason
-        of realtime.capture_protocol; a refusal closes with 1013 (try again later)."""
-        from websockets.exceptions import ConnectionClosed
-
-        from realtime.capture_protocol import CaptureKind, CaptureReceiver, Violation
-        from realtime.sessions import AdmissionRefused
-
+        of realtime.sources.capture_wire; a refusal closes with 1013 (try again later)."""
         hub = self.sessions
         peer = str(ws.remote_address[0]) if ws.remote_address else "?"
         # the JSON bound of the other routes is far too small for a JPEG: this connection's own
@@ -760,7 +714,6 @@ class DashboardServer:
             except AdmissionRefused as exc:
                 log.info("capture from %s refused: %s", peer, exc.reason)
                 await ws.send(json.dumps({"type": "refused", "reason": exc.reason}))
-                from realtime.capture_protocol import close_reason
 
                 await ws.close(1013, close_reason(exc.reason))
                 return
@@ -805,10 +758,8 @@ class DashboardServer:
 
     # ---------------------------------------------------------------- websocket side
     async def _handle(self, ws: Any) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         target = ws.request.path if getattr(ws, "request", None) is not None else "/ws"
-        path = web.request_path(target)
+        path = http.request_path(target)
         if path == "/capture":
             return await self._handle_capture(ws)
         key = _session_key(target)
@@ -853,7 +804,7 @@ class DashboardServer:
             except (asyncio.CancelledError, ConnectionClosed):
                 pass
 
-    def hello_for_client(self, channel: _Channel | None = None) -> dict[str, Any]:
+    def hello_for_client(self, channel: _Stream | None = None) -> dict[str, Any]:
         """The hello a connecting page gets: the pipeline's, plus what this server holds
         (history kept and cut, the model card, the recording's video and CSV). Another
         session's recording is on disk but not served: its page exports what it holds."""
@@ -919,8 +870,6 @@ class DashboardServer:
                     client.ws.transport.abort()
 
     async def _send_loop(self, ws: Any, client: _Client, initial: list[str]) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             for text in initial:
                 await self._send(ws, client, text)
@@ -978,5 +927,5 @@ class DashboardServer:
 
 def _session_key(target: str) -> str | None:
     """The link secret in ?session=... of a websocket URL, or None."""
-    values = urllib.parse.parse_qs(web.query_of(target)).get("session")
+    values = urllib.parse.parse_qs(http.query_of(target)).get("session")
     return values[0] if values and values[0] else None

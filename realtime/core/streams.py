@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
-from realtime.component import Policy
+from realtime.core.component import Policy
 
 
 class AudioRing:

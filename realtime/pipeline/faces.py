@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from realtime.component import RecentStats, Worker
-from realtime.streams import FrameFeed
+from realtime.core.component import RecentStats, Worker
+from realtime.core.streams import FrameFeed
 
 
 class FaceTrack:

@@ -30,9 +30,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hcl.features.face import aggregate_steps
 from hcl.features.media import n_steps_for
-from realtime.clock import SessionClock
-from realtime.component import Policy, RecentStats, Worker, percentile  # noqa: F401  (percentile: re-exported)
+from realtime.core.clock import SessionClock
+from realtime.core.component import Policy, RecentStats, Worker
+from realtime.pipeline.speech import utterance_onsets
 
 log = logging.getLogger(__name__)
 UTTERANCE_TOLERANCE = 0.15  # s: a word whose midpoint is this much before an utterance's onset still belongs to it
@@ -313,8 +315,6 @@ class WindowAssembler(Worker):
     # ---------------------------------------------------------------- one window
     def step_features(self, k: int) -> tuple[np.ndarray, bool, np.ndarray, bool]:
         """(audio row, speech flag, video row, face flag) of step k."""
-        from hcl.features.face import aggregate_steps
-
         t1 = step_end(k, self.step)
         t0 = t1 - self.step
         a_row = np.zeros(self.audio_dim, np.float32)
@@ -340,7 +340,6 @@ class WindowAssembler(Worker):
         t0 = end - self.text_context
         if self.utterance_pause is None or self.audio is None:
             return t0
-        from realtime.speech import utterance_onsets
 
         settled = self.speech.settled_until if self.speech is not None else math.inf
         wave = self.audio.read(t0, end)

@@ -23,9 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
+from hcl.checkpoint import default_live_checkpoint, load_checkpoint
 from hcl.features.config import MODALITIES
-from realtime.component import RecentStats
+from hcl.features.text import TextEncoder
+from realtime.core.component import RecentStats
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ class ScoreResult:
 
 
 class WindowScorer:
-    """Scores `Window`s (see `realtime.windowing`) with a checkpoint.
+    """Scores `Window`s (see `realtime.pipeline.windowing`) with a checkpoint.
 
     checkpoint: path (default `hcl.checkpoint.default_live_checkpoint()`);
     device: "cpu", "cuda" or "auto"; max_streams: batch buffer rows;
@@ -62,11 +66,6 @@ class WindowScorer:
         text_runtime: str = "auto",
         loaded=None,
     ) -> None:
-        import torch
-
-        from hcl.checkpoint import default_live_checkpoint, load_checkpoint
-        from hcl.features.text import TextEncoder
-
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -156,8 +155,6 @@ class WindowScorer:
 
     # ------------------------------------------------------------------ scoring
     def _fill(self, row: int, window, text_feats: np.ndarray) -> None:
-        import torch
-
         target = self._pinned if self._pinned is not None else {"data": self.buffers, "mask": self.masks}
         arrays = {
             "text": (text_feats, np.ones(len(text_feats), bool)),
@@ -192,8 +189,6 @@ class WindowScorer:
         }
 
     def _forward(self, n: int):
-        import torch
-
         with torch.inference_mode():
             if self.fast == "trace" and not self.use_graphs:
                 traced = self._traced.get(n) or self._trace(n)
@@ -210,8 +205,6 @@ class WindowScorer:
 
     def _trace(self, n: int):
         """Trace the forward pass at batch size n into a frozen TorchScript graph (falls back to eager)."""
-        import torch
-
         inputs = tuple(self._inputs(n).values())
         try:
             with torch.inference_mode(False), torch.no_grad():
@@ -235,8 +228,6 @@ class WindowScorer:
 
     def _capture(self, n: int):
         """Capture the forward pass for batch size n as a CUDA graph (falls back to eager)."""
-        import torch
-
         inputs = self._inputs(n)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -261,8 +252,6 @@ class WindowScorer:
 
     def score_many(self, windows: Sequence) -> list[ScoreResult]:
         """Score up to `max_streams` windows (one per stream) in one batched pass."""
-        import torch
-
         if not windows:
             return []
         if len(windows) > self.max_streams:
@@ -328,9 +317,6 @@ class _Details:
 def _DetailedForward(model):
     """`model(..., details=True)` as a module returning tensors only (for tracing):
     (score (B,), COWA weights (B, 3, K) or (B, 0, K), shown attention map)."""
-    import torch
-    from torch import nn
-
     class DetailedForward(nn.Module):
         def __init__(self) -> None:
             super().__init__()

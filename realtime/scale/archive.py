@@ -33,6 +33,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+import torch
+from tqdm import tqdm
+
+from hcl.features.segment import SegmentFeaturizer
+from hcl.features.speech import SpeechTranscriber
+from realtime.core.errors import SetupError
+from realtime.core.logs import setup_logging
+from realtime.pipeline.build import annotate, load_scorer
+from realtime.pipeline.speech import SpeechOptions
+from realtime.recording.reader import read_session
+
 log = logging.getLogger(__name__)
 
 # what a folder given as input is searched for (recursively); a file named directly is taken as it is
@@ -124,8 +135,6 @@ def finished(folder: pathlib.Path) -> bool:
 
 def folder_row(file: pathlib.Path, folder: pathlib.Path) -> dict[str, Any]:
     """The summary row of a finished session folder (read back from what it holds)."""
-    from realtime.recording.reader import read_session
-
     s = read_session(folder)
     scores = [float(w["score"]) for w in s.windows]
     rec = s.info.get("recording") or {}
@@ -165,22 +174,14 @@ def _clear_unfinished(folder: pathlib.Path) -> None:
 # --------------------------------------------------------------------- one actor
 class ArchiveAnnotator:
     """A Ray Data actor: loads the models once, then annotates each file of every batch it gets
-    with `realtime.cli.annotate` (the single-process path). Never raises for a bad file: its
+    with `realtime.pipeline.build.annotate` (the single-process path). Never raises for a bad file: its
     row says what went wrong."""
 
     def __init__(self, checkpoint: str | None = None, device: str = "cpu", threads: int = 1) -> None:
         os.environ.update({k: str(threads) for k in THREAD_ENV})
-        import torch
-
         torch.set_num_threads(threads)
-        from hcl.features.segment import SegmentFeaturizer
-        from hcl.features.speech import SpeechTranscriber
-
-        from realtime.cli import _load_scorer, _setup_logging
-        from realtime.speech import SpeechOptions
-
-        _setup_logging(False)
-        self.scorer = _load_scorer(checkpoint, device)
+        setup_logging(False)
+        self.scorer = load_scorer(checkpoint, device)
         self.scorer.warm_up()
         self.featurizer = SegmentFeaturizer(settings=self.scorer.features)  # image mode: no state across files
         _ = self.featurizer.face
@@ -201,14 +202,12 @@ class ArchiveAnnotator:
         return {k: [r[k] for r in rows] for k in SUMMARY_FIELDS}
 
     def annotate_one(self, file: pathlib.Path, folder: pathlib.Path) -> dict[str, Any]:
-        from realtime.cli import CliError, annotate
-
         t0 = time.perf_counter()
         try:
             _clear_unfinished(folder)
             pipeline = annotate(str(file), str(folder), scorer=self.scorer, featurizer=self.featurizer,
                                 transcriber=self.transcriber, progress=False)
-        except (CliError, ArchiveError, OSError) as exc:
+        except (SetupError, ArchiveError, OSError) as exc:
             return _row(file, folder, "error", seconds=time.perf_counter() - t0, node=self.node, error=str(exc))
         except Exception as exc:  # a decoder or model failure on this file: the others go on
             log.exception("annotating %s failed", file)
@@ -249,8 +248,6 @@ def workers_for(options: ArchiveOptions, cluster_cpus: float, n_files: int) -> i
 def annotate_archive(files: Sequence[pathlib.Path], options: ArchiveOptions, *, progress: bool = True) -> list[dict[str, Any]]:
     """Annotate `files` into `options.output` on Ray; returns the summary rows in input order (also
     written to `options.output / options.summary`)."""
-    from tqdm import tqdm
-
     # absolute paths: an actor's working folder is not the caller's (another node, a Ray worker dir)
     files = [pathlib.Path(os.path.abspath(f)) for f in files]
     out = pathlib.Path(os.path.abspath(options.output))
@@ -343,39 +340,3 @@ def read_summary(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
-
-__all__ = ["ArchiveAnnotator", "ArchiveError", "ArchiveOptions", "annotate_archive", "archive_command", "finished", "folder_names",
-           "media_files", "read_summary", "workers_for"]
-
-
-# --------------------------------------------------------------------- hcl-annotate --ray
-def archive_command(args) -> int:
-    """`hcl-annotate --ray INPUTS... -o OUT [--ray-address A] [--ray-workers N]`: 0 when every file is
-    done, 1 when some failed (named in the summary and on stderr), 2 for a user error."""
-    import sys
-
-    from realtime.cli import CliError
-
-    if args.ray_workers is not None and args.ray_workers < 1:
-        raise CliError("--ray-workers must be 1 or more")
-    try:
-        files = media_files(args.inputs)
-        options = ArchiveOptions(output=args.output, checkpoint=args.checkpoint,
-                                 device="cpu" if args.device == "auto" else args.device,
-                                 address=args.ray_address, workers=args.ray_workers)
-        rows = annotate_archive(files, options, progress=not args.quiet)
-    except ArchiveError as exc:
-        raise CliError(str(exc)) from None
-    except ImportError as exc:
-        raise CliError(f"--ray needs Ray: pip install 'hcl-live[ray]' ({exc})") from None
-    except KeyboardInterrupt:
-        print(f"interrupted; finished files are in {args.output} (run the same command again to resume)", file=sys.stderr)
-        return 130
-    counts = {k: sum(r["status"] == k for r in rows) for k in ("done", "skipped", "error")}
-    windows = sum(r["windows"] or 0 for r in rows)
-    print(f"{len(rows)} files: {counts['done']} annotated, {counts['skipped']} already done, {counts['error']} failed; "
-          f"{windows} windows; summary in {pathlib.Path(args.output) / SUMMARY}")
-    for r in rows:
-        if r["status"] == "error":
-            print(f"failed: {r['file']}: {r['error']}", file=sys.stderr)
-    return 1 if counts["error"] else 0

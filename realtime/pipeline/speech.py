@@ -36,9 +36,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from realtime.clock import SessionClock
-from realtime.component import Policy, RecentStats, Worker
-from realtime.streams import AudioRing, Horizon
+from realtime.core.clock import SessionClock
+from realtime.core.component import Policy, RecentStats, Worker
+from realtime.core.streams import AudioRing, Horizon
 
 log = logging.getLogger(__name__)
 

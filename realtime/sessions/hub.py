@@ -15,11 +15,11 @@ its `LivePipeline`, its optional `SessionRecorder` (`record_dir/<session id>/`) 
 its publish channel (only that session's viewers get its windows).
 
 Models are shared: every session scores through one scorer and transcribes with
-one Whisper. `realtime.services` (a batching scorer thread and a speech service)
-provides them when present; otherwise one `WindowScorer` / `SpeechTranscriber`
-per process, called under a lock (neither is safe to call from two threads).
+one Whisper. `realtime.sessions.services` (a batching scorer thread and a speech service)
+provides them; with `HubConfig(shared_models="locked")`, one `WindowScorer` /
+`SpeechTranscriber` per process, called under a lock (neither is safe to call from two threads).
 
-Load: with the shared services, a `realtime.governor.LoadGovernor` watches the
+Load: with the shared services, a `realtime.sessions.governor.LoadGovernor` watches the
 live sessions once a second and thins every session alike when they fall behind
 (speech passes late or skipped, windows dropped: face analysis 10 -> 5 fps, speech
 passes every 0.75 -> 3 s); it falls back when the shared speech thread has room. The
@@ -46,8 +46,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from realtime.component import Policy, Worker
-from realtime.governor import GovernorConfig, LoadGovernor
+from hcl.features.speech import SpeechTranscriber
+from realtime.core import protocol
+from realtime.core.component import Policy, Worker
+from realtime.pipeline.build import session_info
+from realtime.pipeline.live import LivePipeline, PipelineOptions, new_session_id, session_hello
+from realtime.pipeline.speech import SpeechOptions
+from realtime.recording import SessionRecorder
+from realtime.sessions import services
+from realtime.sessions.batched_whisper import BatchedWhisper
+from realtime.sessions.governor import GovernorConfig, LoadGovernor
+from realtime.sources.browser import BrowserSource
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +85,10 @@ class HubConfig:
     record_dir: pathlib.Path | None = None  # each session in record_dir/<session id>/
     end_timeout: float = 20.0  # s a closing session has to score what it has
     keep_ended: int = 16  # ended sessions listed (and their streams kept) for late viewers
-    # "auto": realtime.services when it is there, else one scorer / Whisper under a lock;
-    # "services" or "locked" to choose
+    # "auto" or "services": realtime.sessions.services (one batching scorer thread, one speech
+    # thread); "locked": one scorer / Whisper per process under a lock
     shared_models: str = "auto"
-    # most sessions' Whisper passes decoded as one batch (realtime.batched_whisper); 1: one at a time
+    # most sessions' Whisper passes decoded as one batch (realtime.sessions.batched_whisper); 1: one at a time
     speech_batch: int = 4
     # s a batch that is not full waits for the sessions of the last one (SpeechService.gather);
     # off: it made bigger batches but no faster transcript in the one comparison measured
@@ -99,7 +108,7 @@ class HubConfig:
 
 
 class Channel(Protocol):
-    """A session's publish channel (realtime.server.DashboardServer.open_channel)."""
+    """A session's publish channel (realtime.web.server.DashboardServer.open_channel)."""
 
     def publish(self, msg: dict[str, Any]) -> None: ...
 
@@ -108,7 +117,7 @@ class Channel(Protocol):
     def attach_recording(self, directory: Any) -> None: ...
 
 
-class Channels(Protocol):
+class ChannelOpener(Protocol):
     def open_channel(self, key: str, hello: dict[str, Any]) -> Channel: ...
 
     def close_channel(self, key: str) -> None: ...
@@ -118,7 +127,7 @@ class Channels(Protocol):
 class SharedScorer:
     """One process-wide `WindowScorer` behind the WindowScorer interface, one caller at a
     time (its buffers and text cache are not thread-safe). What a session gets from
-    `SessionHub.scorer_client` until `realtime.services` exists."""
+    `SessionHub.scorer_client` with `HubConfig.shared_models="locked"`."""
 
     def __init__(self, scorer, lock: threading.RLock) -> None:
         self._scorer = scorer
@@ -169,8 +178,6 @@ class SharedTranscriber:
 
 def live_transcriber(settings, options):
     """The Whisper transcriber of a live session: greedy decoding unless options say otherwise."""
-    from hcl.features.speech import SpeechTranscriber
-
     config = dataclasses.replace(settings.speech, beam_size=options.beam_size if options.beam_size is not None else 1)
     return SpeechTranscriber(config=config, cpu_threads=options.threads, fit_encoder=options.fit_encoder,
                              temperature_fallback=options.temperature_fallback)
@@ -320,9 +327,6 @@ class SessionHub(Worker):
         make_recorder: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
-        from realtime.pipeline import PipelineOptions
-        from realtime.speech import SpeechOptions
-
         self.config = config
         self.options = options if options is not None else PipelineOptions(
             policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0))
@@ -333,7 +337,7 @@ class SessionHub(Worker):
         self._scorer_service = None
         self._speech_service = None
         self._make_recorder = make_recorder
-        self.channels: Channels | None = None
+        self.channels: ChannelOpener | None = None
         self._sessions: dict[str, LiveSession] = {}
         self._by_secret: dict[str, LiveSession] = {}
         self._ended: collections.deque[LiveSession] = collections.deque()
@@ -346,33 +350,23 @@ class SessionHub(Worker):
         self.governor = LoadGovernor(None, config.governor or GovernorConfig(enabled=False))
 
     # ---------------------------------------------------------------- wiring
-    def bind_channels(self, channels: Channels) -> None:
+    def bind_channels(self, channels: ChannelOpener) -> None:
         """Where sessions publish (the dashboard server calls this when given the hub)."""
         self.channels = channels
 
     def _services(self):
-        """realtime.services (one batching scorer thread, one speech thread) when it exists
-        and `config.shared_models` allows; None: the locked shared models."""
+        """The shared (scorer, speech) services, started on first use; None with
+        `config.shared_models="locked"` (the locked shared models)."""
         if self.config.shared_models == "locked":
             return None
         if self._scorer_service is None:
-            try:
-                from realtime import services  # type: ignore[attr-defined]
-            except ImportError:
-                if self.config.shared_models == "services":
-                    raise
-                return None
             with self._lock:
                 if self._scorer_service is None:
                     streams = int(getattr(self._scorer, "max_streams", 1))
                     scoring = services.ScorerService(self._scorer, max_batch=max(1, min(streams, self.config.max_sessions)))
                     whisper, batch = self._shared_whisper(), self.config.speech_batch
                     if batch > 1 and not callable(getattr(whisper, "transcribe_many", None)):
-                        from hcl.features.speech import SpeechTranscriber
-
                         if isinstance(whisper, SpeechTranscriber):
-                            from realtime.batched_whisper import BatchedWhisper
-
                             whisper = BatchedWhisper(whisper)
                         else:  # a transcriber that cannot batch: one pass at a time
                             batch = 1
@@ -392,16 +386,16 @@ class SessionHub(Worker):
 
     def scorer_client(self, session_id: str):
         """What a session scores through: a client of the shared scorer."""
-        services = self._services()
-        if services is not None:
-            return services[0].client(session_id)
+        shared = self._services()
+        if shared is not None:
+            return shared[0].client(session_id)
         return SharedScorer(self._scorer, self._scorer_lock)
 
     def speech_client(self, session_id: str):
         """What a session transcribes with: a client of the shared Whisper."""
-        services = self._services()
-        if services is not None:
-            return services[1].client(session_id)
+        shared = self._services()
+        if shared is not None:
+            return shared[1].client(session_id)
         return SharedTranscriber(self._shared_whisper(), self._speech_lock)
 
     def warm_up(self) -> None:
@@ -465,15 +459,11 @@ class SessionHub(Worker):
 
     def open_browser(self, hello, *, peer: str = "") -> LiveSession:
         """A session for a capture client's hello (not started: `start_session`)."""
-        from realtime.sources.browser import BrowserSource
-
         source = BrowserSource.from_hello(hello)
         return self.open(source, kind="browser", peer=peer)
 
     def open(self, source, *, kind: str, peer: str = "", session_id: str | None = None) -> LiveSession:
         """Admit, then build a session around `source` (a pipeline, a channel, a recorder)."""
-        from realtime.pipeline import LivePipeline, new_session_id, session_hello
-
         self._admit()
         try:
             session_id = session_id or new_session_id()
@@ -518,14 +508,9 @@ class SessionHub(Worker):
         folder_root = self.config.record_dir
         if folder_root is None:
             return None
-        from realtime.cli import session_info
-        from realtime.recording import SessionRecorder
-
         def failed(message: str) -> None:
             log.warning("session %s: %s", session_id, message)
             if channel is not None:
-                from realtime import protocol
-
                 channel.publish(protocol.error_message(message))
 
         make = self._make_recorder or SessionRecorder

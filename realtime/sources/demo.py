@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
+from hcl.features.media import write_media
 
 DEMO_VERSION = 3
 POSITIVE = "I absolutely love this, it is wonderful and makes me so happy."
@@ -141,8 +142,6 @@ def make_clip(
     with_video: bool = True,
 ) -> list[Utterance]:
     """Write an mp4 (H.264 + AAC) of the face speaking `sentences`; also `<path>.json`."""
-    from hcl.features.media import write_media
-
     path = pathlib.Path(path)
     audio, utterances = compose_audio(sentences, lead=lead, gap=gap, tail=tail)
     duration = len(audio) / SAMPLE_RATE

@@ -33,7 +33,7 @@ CTranslate2 already spreads one pass over `cpu_threads` cores, two passes at onc
 whisper's `BatchedInferencePipeline.transcribe` batches the VAD chunks of ONE long
 audio (one clip list, one running word-timing state), so it cannot take the short
 independent passes of several sessions; its `forward` step can, and
-`realtime.batched_whisper.BatchedWhisper` wraps a `SpeechTranscriber` so that
+`realtime.sessions.batched_whisper.BatchedWhisper` wraps a `SpeechTranscriber` so that
 `transcribe_many` decodes several passes (each with its own VAD) as one batch. Given
 such a transcriber and `max_batch > 1`, each turn takes the oldest pending pass of up
 to `max_batch` sessions in rotation order and runs them together (about half the
@@ -56,7 +56,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from realtime.component import RecentStats, Worker
+from realtime.core.component import RecentStats, Worker
+from realtime.pipeline.windowing import Window
 
 log = logging.getLogger(__name__)
 
@@ -417,8 +418,6 @@ class ScorerClient:
 
 def _blank_window(scorer):
     """A window of zeros with the text "hello" (warm-up passes)."""
-    from realtime.windowing import Window
-
     steps = scorer.features.window_steps
     return Window(
         seq=0, start=0.0, end=float(steps * scorer.features.step_seconds),
@@ -439,7 +438,7 @@ class SpeechService(_SharedService):
     the others and no session waits more than one pass of each other session.
 
     `max_batch > 1` with a transcriber that has `transcribe_many([(wave, offset), ...])`
-    (`realtime.batched_whisper.BatchedWhisper`): a turn takes the oldest pending pass of
+    (`realtime.sessions.batched_whisper.BatchedWhisper`): a turn takes the oldest pending pass of
     up to `max_batch` sessions, in rotation order, and decodes them as one batch. A batch
     that raises is run again pass by pass, so an error reaches only its own caller.
 
@@ -460,7 +459,7 @@ class SpeechService(_SharedService):
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_batch > 1 and not callable(getattr(transcriber, "transcribe_many", None)):
             raise ValueError("max_batch > 1 needs a transcriber with transcribe_many: wrap it in "
-                             "realtime.batched_whisper.BatchedWhisper")
+                             "realtime.sessions.batched_whisper.BatchedWhisper")
         self.transcriber = transcriber
         self.max_batch = int(max_batch)
         self.gather = max(0.0, float(gather)) if self.max_batch > 1 else 0.0

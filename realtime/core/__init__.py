@@ -1,0 +1,1 @@
+"""What every live part shares: the component contract, the clock, streams, messages, logging."""

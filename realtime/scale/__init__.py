@@ -1,0 +1,1 @@
+"""Beyond one process: Ray Serve sessions and Ray Data archives."""

@@ -1,0 +1,1 @@
+"""Many sessions on one server: the hub, the shared scorer and speech services, the load governor."""

@@ -1,0 +1,1 @@
+"""The dashboard server: websockets, pages, its HTTP rules, the sessions' channels."""
