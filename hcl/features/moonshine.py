@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -228,8 +229,14 @@ def _quantize(model: onnx.ModelProto, out: Path, tmp: Path) -> None:
 
     src = tmp / f"{out.stem}.float.onnx"
     onnx.save(model, str(src))
-    quantize_dynamic(src, out, per_channel=True, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gather"])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic warns on the root logger to run its pre-processing (not needed here)
+    try:
+        quantize_dynamic(src, out, per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gather"])
+    finally:
+        root.setLevel(level)
     src.unlink()
 
 
