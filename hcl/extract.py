@@ -2,9 +2,22 @@
 
     hcl-extract VIDEOS_DIR --labels mosi/label.csv -o data/mosi_feats
     hcl-extract talk1.mp4 talk2.webm -o data/unlabelled
+    hcl-extract recordings/ -o data/mine        # session folders with labels.json
 
 Inputs are media files and/or folders (searched recursively for
 mp4/webm/mkv/mov/avi/wav/flac/mp3/ogg/m4a).
+
+Labelled recordings: a session folder that `hcl-live --record` wrote, with a
+`labels.json` beside its files (spans with a sentiment in [-3, 3]; the schema is
+in `hcl.data.recordings`), found among the inputs (recursively), gives one
+sample per span: the span's sound from audio.wav, its frames from video.mp4,
+its words from the recorded transcript (words whose middle lies in the span;
+Whisper only if the folder has no words file), id "<folder>_<start>-<end>", the
+span's mode or, unmarked, the per-recording time split of
+`hcl.data.recordings.assign_modes` (last 20 % valid). Their media files are not
+also taken as unlabelled files. Spans that changed since an earlier run into
+the same -o give new samples, and the old ones are reported as stale (write
+to a new folder to drop them).
 
 With --labels (MOSI form: video_id, clip_id, label, mode, text, start, end):
 each row is one sample with id "<video_id>_<clip_id>". A file named
@@ -62,6 +75,7 @@ class Job:
     label: float
     mode: str
     text: str | None  # None = transcribe
+    text_source: str = "labels"  # where `text` came from: "labels" (the CSV) or "recording" (its words)
 
 
 def find_media(inputs: Sequence[str]) -> list[Path]:
@@ -78,6 +92,27 @@ def find_media(inputs: Sequence[str]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     return list(found)
+
+
+def plan_recording_jobs(recordings: list[Path]) -> tuple[list[Job], list[str]]:
+    """(one job per labelled span of each session folder, problems: folders whose labels cannot be used)."""
+    from hcl.data.recordings import LabelsError, assign_modes, read_labels as read_span_labels, read_words, span_text
+
+    jobs, problems = [], []
+    names = [r.name for r in recordings]
+    for folder in recordings:
+        name = folder.name if names.count(folder.name) == 1 else f"{folder.parent.name}_{folder.name}"
+        try:
+            spans = assign_modes(read_span_labels(folder))
+            words = read_words(folder)
+        except (LabelsError, OSError) as exc:
+            problems.append(str(exc))
+            continue
+        for s in spans:
+            text = None if words is None else span_text(words, s.start, s.end)
+            jobs.append(Job(f"{name}_{s.start:.2f}-{s.end:.2f}", folder, s.start, s.end, s.label, str(s.mode), text,
+                            "recording" if text is not None else "labels"))
+    return jobs, problems
 
 
 def read_labels(path: str | Path) -> list[dict]:
@@ -173,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract per-step text/audio/face features from videos into a dataset for hcl-train.",
         epilog="Without --labels samples get mode 'unlabelled' (not usable for training). Re-run to resume.",
     )
-    p.add_argument("inputs", nargs="+", help="media files and/or folders")
+    p.add_argument("inputs", nargs="+",
+                   help="media files and/or folders; session folders (hcl-live --record) with a labels.json are labelled recordings")
     p.add_argument("-o", "--out", required=True, help="output dataset folder (created; resumed if it exists)")
     p.add_argument("--labels", help="MOSI-style label CSV: video_id,clip_id,text,label,mode,start,end")
     p.add_argument("--text", choices=["labels", "whisper"], default="labels",
@@ -207,14 +243,24 @@ def _settings_for(args, out: Path):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
+    from hcl.data.recordings import find_recordings, open_recording
+
     try:
-        files = find_media(args.inputs)
+        recordings = find_recordings(args.inputs)
+        # a recording's own media files are its spans, not unlabelled files
+        files = [f for f in find_media(args.inputs) if not any(r in f.parents for r in recordings)]
         rows = read_labels(args.labels) if args.labels else None
         settings = _settings_for(args, out)
     except (FileNotFoundError, ValueError) as exc:
         print(f"hcl-extract: {exc}", file=sys.stderr)
         return 2
-    jobs, missing, unused = plan_jobs(files, rows, text_from=args.text)
+    jobs, missing, unused = plan_jobs(files, rows, text_from=args.text) if files or not recordings else ([], [], [])
+    recording_jobs, label_problems = plan_recording_jobs(recordings)
+    jobs += recording_jobs
+    if recordings and not recording_jobs and not jobs:
+        for problem in label_problems:
+            print(f"hcl-extract: {problem}", file=sys.stderr)
+        return 2
     if args.verbose:
         os.environ["HCL_NATIVE_LOGS"] = "1"  # read by hcl.features.face
     else:  # set before transformers is imported: it reads the switch then
@@ -254,9 +300,12 @@ def main(argv: list[str] | None = None) -> int:
             by_file.setdefault(j.path, []).append(j)
         for path, file_jobs in by_file.items():
             try:
-                clip = read_media(path, load_audio=False)
-                if clip.has_audio and clip.duration <= LOAD_AUDIO_SECONDS:
-                    clip = read_media(path)
+                if path.is_dir():  # a labelled recording: video.mp4 + audio.wav
+                    clip = open_recording(path, load_audio_seconds=LOAD_AUDIO_SECONDS)
+                else:
+                    clip = read_media(path, load_audio=False)
+                    if clip.has_audio and clip.duration <= LOAD_AUDIO_SECONDS:
+                        clip = read_media(path)
             except MediaError as exc:
                 failed.append((str(path), str(exc)))
                 writer.record_skipped(str(path), str(exc))
@@ -272,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"segment {job.start:.2f}-{job.end} s lies outside the file ({clip.duration:.2f} s); check the label CSV"
                         )
                     features = featurizer.featurize(clip, job.start, end)
-                    text, source = job.text, "labels"
+                    text, source = job.text, job.text_source
                     if text is None:
                         if transcriber is None:
                             transcriber = SpeechTranscriber(config=settings.speech, cpu_threads=args.threads)
@@ -299,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         featurizer.close()
 
     total = len(writer)
+    planned = {j.id for j in jobs}
+    stale = [e["id"] for e in writer.entries() if Path(e["source"]) in set(recordings) and e["id"] not in planned]
     print(f"hcl-extract: wrote {written} new sample(s) to {out} ({total} in the dataset, {done_before} already done before)")
     if failed:
         print(f"skipped {len(failed)} file(s)/segment(s):")
@@ -310,8 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     if unused:
         shown = ", ".join(p.name for p in unused[:5]) + (" ..." if len(unused) > 5 else "")
         print(f"{len(unused)} media file(s) not named in --labels were ignored: {shown}")
-    if rows is None and written:
-        print("note: no --labels, so samples have mode 'unlabelled' and label 0.0 (not usable by hcl-train)")
+    for problem in label_problems:
+        print(f"labels not used: {problem}")
+    if stale:
+        shown = ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else "")
+        print(f"{len(stale)} sample(s) in {out} come from spans no longer in the recordings' labels "
+              f"(changed or removed): {shown}; extract into a new folder (-o) to leave them out")
+    if rows is None and written and any(j.mode == "unlabelled" for j in jobs):
+        print("note: no --labels, so media files outside labelled recordings have mode 'unlabelled' "
+              "and label 0.0 (not usable by hcl-train)")
     return 0 if total > 0 else 1
 
 

@@ -22,7 +22,8 @@ manifest.json (UTF-8 JSON, rewritten atomically: temp file + rename):
         source       the media file it was cut from
         start, end   seconds of the segment within the source
         text         transcript used for the text features
-        text_source  "labels" (the CSV's text) or "whisper" (transcribed)
+        text_source  "labels" (the CSV's text), "recording" (a labelled recording's words)
+                     or "whisper" (transcribed)
         steps        number of time steps S of audio/video
         speech_steps, face_steps, text_tokens   counts, for a quick look
     skipped         [{source, reason}] of the latest run: files/segments that failed
@@ -183,6 +184,10 @@ class ExtractedDatasetWriter:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def entries(self) -> list[dict]:
+        """The manifest entries of the samples held now (copies), in writing order."""
+        return [dict(e) for e in self._entries.values()]
 
     def add(
         self,
