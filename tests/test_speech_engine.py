@@ -74,3 +74,11 @@ def test_spread_words_by_characters_and_around_pauses():
     assert all(a <= b for a, b in times) and all(y[0] >= x[1] for x, y in zip(times, times[1:]))
     with pytest.raises(ValueError, match="voiced run"):
         spread_words(["x"], [])
+
+
+def test_repeat_guard_cuts_a_restarted_hypothesis_longer_than_the_audio_holds():
+    said = "The report and a fee on the report and a fee".split()
+    assert drop_repeats(said) == said  # no adjacent or long repeat: English could say this
+    assert " ".join(drop_repeats(said, max_items=7)) == "The report and a fee on"
+    assert drop_repeats(said, max_items=3) == said[:3]
+    assert drop_repeats(said, max_items=20) == said

@@ -57,6 +57,7 @@ BOS, EOS = 1, 2  # tokenizer ids of <s> and </s>
 WORD_START = "\u2581".encode()  # SentencePiece's word-start mark
 N_LAYERS, N_HEADS, HEAD_DIM = 8, 8, 52  # Moonshine base: 8 decoder layers, 8 heads of 52 (d_model 416)
 TOKENS_PER_SECOND = 6.5  # Moonshine's own cap is ~6 tokens per second of audio
+MAX_WORDS_PER_S = 5.0  # of voiced time: more words than this (+2) from a phrase is a loop (fast speech is ~4)
 MIN_SAMPLES = SAMPLE_RATE // 10  # Moonshine needs at least 0.1 s
 # phrases for Moonshine: Silero VAD segments split at pauses >= 0.4 s, padded 0.2 s a side
 # (Moonshine decodes one phrase at a time; the segments also carry the word times)
@@ -415,11 +416,12 @@ class MoonshineEngine:
             segment = wave[a:b]
             decoded = self.model.decode(segment)
             pairs = self.model.tokenizer.words(decoded.tokens, decoded.probabilities)
+            runs = voiced_runs(segment, SAMPLE_RATE) or [(0.0, len(segment) / SAMPLE_RATE)]
             if self.config.repeat_guard:
-                pairs = drop_repeats(pairs, lambda p: p[0])
+                most = int(np.ceil(MAX_WORDS_PER_S * sum(e - s for s, e in runs))) + 2
+                pairs = drop_repeats(pairs, lambda p: p[0], max_items=most)
             if not pairs:
                 continue
-            runs = voiced_runs(segment, SAMPLE_RATE) or [(0.0, len(segment) / SAMPLE_RATE)]
             t0 = a / SAMPLE_RATE + offset
             for (text, p), (s, e) in zip(pairs, spread_words([w for w, _ in pairs], runs)):
                 words.append(Word(text, round(t0 + s, 3), round(t0 + e, 3), p))
