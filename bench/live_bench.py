@@ -522,7 +522,7 @@ def measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, opt
 
 
 def _whisper_settings(pipeline) -> dict | None:
-    t = getattr(pipeline, "_transcriber", None)
+    t = pipeline.transcriber
     if t is None:
         return None
     return {"beam_size": t.config.beam_size, "fit_encoder": getattr(t, "fit_encoder", False),

@@ -96,7 +96,7 @@ def run_single(files, out: pathlib.Path, checkpoint) -> dict:
     for f in files:
         t = time.perf_counter()
         pipeline = annotate(str(f), str(out / f.stem), scorer=scorer, featurizer=featurizer, transcriber=transcriber, progress=False)
-        transcriber = pipeline._transcriber  # keep the loaded Whisper for the next file, as an actor does
+        transcriber = pipeline.transcriber  # keep the loaded Whisper for the next file, as an actor does
         per_file.append(time.perf_counter() - t)
         windows += pipeline.scores.count
     featurizer.close()

@@ -215,7 +215,7 @@ class Collector:
         pass
 
 
-def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: float) -> dict:
+def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool, arrival: float) -> dict:
     """N simulated browsers arriving `arrival` s apart at one `SessionHub` (the server's
     own path: admission, the shared services, the load governor). Refused arrivals are
     counted with their reason; the admitted ones run their clip at real-time pace."""
@@ -226,9 +226,8 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
     from realtime.sources.browser import BrowserSource
     from realtime.sources.capture_wire import unpack
 
-    collector = hub.channels
     hub.governor.reset()
-    scoring, speech_service = hub._services()
+    scoring, speech_service = hub.models.services()
     sessions, refused = [], []
     load_before = os.getloadavg()
     busy0 = {k: (svc._busy_s, svc.passes) for k, svc in (("scorer", scoring), ("speech", speech_service))}
@@ -252,7 +251,7 @@ def run_sessions(n: int, hub, speech, jpeg: bytes, *, reaction: bool, arrival: f
         audio, sentences = session_clip(speech, i)
         source = BrowserSource(audio=True, video=True, name=f"simulated {i}")
         try:
-            session = hub.open(source, kind="browser", session_id=f"bench-{n}-{i}")
+            session = hub.open(source, kind="browser", session_id=f"bench-{n}-{i}", channels=collector)
         except AdmissionRefused as exc:
             refused.append({"index": i, "at_s": round(time.perf_counter() - wall0, 1), "reason": exc.reason})
             print(f"   session {i} refused: {exc.reason}", flush=True)
@@ -552,7 +551,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     scorer = WindowScorer(checkpoint=args.checkpoint, device="cpu", max_streams=max_sessions)
     hub = SessionHub(scorer=scorer, config=config)
-    hub.bind_channels(Collector())
+    collector = Collector()
     hub.warm_up()  # the scorer's graphs for every batch size, Whisper loaded
     hub.start()
     warm_s = time.perf_counter() - t0
@@ -563,7 +562,7 @@ def main(argv=None) -> int:
     try:
         for n in counts:
             print(f"-- {n} session(s)", flush=True)
-            r = run_sessions(n, hub, speech, jpeg, reaction=args.reaction, arrival=args.arrival)
+            r = run_sessions(n, hub, collector, speech, jpeg, reaction=args.reaction, arrival=args.arrival)
             results.append(r)
             print(table([r]).splitlines()[-1], flush=True)
             time.sleep(3)  # let the last passes of this N drain before the next

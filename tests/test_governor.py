@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from realtime.core.component import Policy
-from realtime.sessions.governor import DEFAULT_LEVELS, Behind, GovernorConfig, Level, LoadGovernor
+from realtime.core.load import Backlog, Level
+from realtime.sessions.governor import DEFAULT_LEVELS, Behind, GovernorConfig, LoadGovernor
 
 
 class Busy:
@@ -128,10 +129,9 @@ def test_observe_reads_live_streams_lateness_and_counts_since_the_last_tick():
     stream.step(1.0, now=1.0)  # a pass at 1: the next is due at 2
     audio = SimpleNamespace(start_time=0.0, ended=False, horizon=2.0)
     queue = SimpleNamespace(dropped=0)
-    p = SimpleNamespace(speech=SimpleNamespace(stream=stream, audio=audio), queue=queue)
+    p = Session(stream, audio, queue)
     repro, _ = _stream(Policy.REPRODUCIBLE)
-    other = SimpleNamespace(speech=SimpleNamespace(stream=repro, audio=SimpleNamespace(start_time=0.0, ended=False, horizon=9.0)),
-                            queue=SimpleNamespace(dropped=5))
+    other = Session(repro, SimpleNamespace(start_time=0.0, ended=False, horizon=9.0), SimpleNamespace(dropped=5))
     g = LoadGovernor(Busy())
     assert g.observe([p, other]) == Behind(lateness=0.0, skipped=0, dropped=0, sessions=1)  # reproducible: not counted
     audio.horizon = 3.7  # the pass due at 2 has not run: 1.7 s beyond a period past the pass at 1
@@ -169,6 +169,27 @@ def test_levels_get_cheaper_step_by_step():
     assert Level(5.0, 1.0) in DEFAULT_LEVELS and DEFAULT_LEVELS[-1] == Level(5.0, 3.0)
 
 
+class Session:
+    """A pipeline's face to the governor (`backlog()`, `throttle(level)`) over real parts: a
+    speech stream with its audio, a window queue, a face worker (the way LivePipeline does it)."""
+
+    def __init__(self, stream=None, audio=None, queue=None, faces=None):
+        self.stream, self.audio, self.faces = stream, audio, faces
+        self.queue = queue or SimpleNamespace(dropped=0)
+
+    def backlog(self):
+        audio = self.audio
+        running = audio is not None and audio.start_time is not None and not audio.ended
+        b = self.stream.backlog(audio.horizon if running else -np.inf) if self.stream is not None else None
+        return None if b is None else Backlog(b.lateness, b.skipped_passes, self.queue.dropped)
+
+    def throttle(self, level):
+        if self.stream is not None:
+            self.stream.throttle(level)
+        if self.faces is not None:
+            self.faces.throttle(level)
+
+
 def _stream(policy=Policy.LIVE):
     from realtime.pipeline.speech import SpeechOptions, SpeechStream
 
@@ -193,7 +214,7 @@ def test_applied_period_moves_the_live_pass_grid_from_the_next_pass_on():
         stream.step(h, now=h)
     assert stream.next_periodic == pytest.approx(4.0)
     faces = FaceWorker(feed=FrameFeed(latest_only=True), extract=lambda rgb, t: None, fps=10.0)
-    pipeline = SimpleNamespace(speech=SimpleNamespace(stream=stream), faces=faces)
+    pipeline = Session(stream, faces=faces)
     g = LoadGovernor(Busy(), GovernorConfig(levels=(Level(10.0, 1.0), Level(5.0, 2.0)), settle=0.0))
     g.decide(0.9, g._changed_at + 1, Behind(skipped=1, sessions=1))
     assert g.level == 1
@@ -216,7 +237,7 @@ def test_reproducible_streams_and_file_feeds_are_not_thinned():
     stream, _ = _stream(Policy.REPRODUCIBLE)
     faces = FaceWorker(feed=FrameFeed(latest_only=False), extract=lambda rgb, t: None, fps=10.0)
     g = LoadGovernor(Busy(), GovernorConfig(levels=(Level(5.0, 3.0),)))
-    g.apply(SimpleNamespace(speech=SimpleNamespace(stream=stream), faces=faces))
+    g.apply(Session(stream, faces=faces))
     assert stream.period == 1.0 and faces.min_interval == 0.0
 
 
@@ -265,35 +286,36 @@ def test_refusal_scales_the_measured_busy_to_the_thinnest_level_and_one_more_ses
     assert "about 90 %" in g.refusal(4)  # 0.9 * 0.8 * 5/4: the fifth of 4 sessions this busy is refused
 
 
-class FakeSpeech:
-    """A speech worker's face to the hub and governor: its stream, period and transcript."""
+class HubSession(Session):
+    """What the hub reads of a pipeline (its operator-view line), over the same parts."""
 
-    _thread = None
+    def __init__(self, stream, faces):
+        super().__init__(stream, faces=faces)
+        self.session_id = "a"
+        self.source = SimpleNamespace(name="fake", kind="camera")
+        self.speech = SimpleNamespace(transcript=SimpleNamespace(stats=lambda: {"lag_s": {}}))
+        self.scoring = SimpleNamespace(stats=lambda: {"windows": 0, "dropped_windows": 0, "latency_ms": {}})
 
-    def __init__(self, stream):
-        self.stream = stream
-        self.transcript = SimpleNamespace(stats=lambda: {"lag_s": {}})
+    def threads(self):
+        return []
 
-    @property
-    def period(self):
-        return self.stream.period
+    def problems(self):
+        return []
+
+    def thinning(self):
+        return {"face_fps": self.faces.fps, "speech_period_s": self.stream.period}
 
 
 def test_hub_shows_the_level_and_refuses_what_would_not_fit():
+    from realtime.core.streams import FrameFeed
+    from realtime.pipeline.faces import FaceWorker
     from realtime.sessions.hub import AdmissionRefused, HubConfig, SessionHub
 
-    hub = SessionHub(scorer=None, config=HubConfig(max_sessions=8))
     service = Busy(0.99)
-    hub.governor.speech = service
-    faces = SimpleNamespace(min_interval=0.09, feed=SimpleNamespace(latest_only=True))
+    hub = SessionHub(scorer=None, config=HubConfig(max_sessions=8), governor=LoadGovernor(service, GovernorConfig()))
+    faces = FaceWorker(feed=FrameFeed(latest_only=True), extract=lambda rgb, t: None, fps=10.0)
     stream, _ = _stream()
-    pipeline = SimpleNamespace(
-        session_id="a", source=SimpleNamespace(name="fake", kind="camera", _thread=None),
-        queue=SimpleNamespace(dropped=0), faces=faces, assembler=None, prefetch=None,
-        speech=FakeSpeech(stream),
-        scoring=SimpleNamespace(stats=lambda: {"windows": 0, "dropped_windows": 0, "latency_ms": {}}, _thread=None),
-        problems=lambda: [],
-    )
+    pipeline = HubSession(stream, faces)
     hub.adopt(pipeline, kind="browser")
     t = hub.governor._changed_at
     hub.governor.tick([pipeline], now=t + 10)  # busy 99 %, but nothing late: not thinned

@@ -79,20 +79,28 @@ def token_for(host: str, token: str | None) -> str | None:
     return token
 
 
-def start_server(args, *, hello: dict, metrics=None, session: dict | None = None, sessions=None):
-    token = token_for(args.host, args.token)
-    server = DashboardServer(host=args.host, port=args.port, token=token, hello=hello, metrics=metrics, session=session,
-                             sessions=sessions, ssl_context=tls_context(args))
+def dashboard_server(args, *, hello: dict, metrics=None, session: dict | None = None, sessions=None) -> DashboardServer:
+    """The dashboard server of --host/--port/--token/--tls-*, not started yet."""
+    return DashboardServer(host=args.host, port=args.port, token=token_for(args.host, args.token), hello=hello,
+                           metrics=metrics, session=session, sessions=sessions, ssl_context=tls_context(args))
+
+
+def serve_dashboard(server: DashboardServer, args) -> DashboardServer:
+    """Start `server`, print its URL (and why it has a token), open a browser unless --no-browser."""
     try:
         server.start()
     except OSError as exc:
         raise CliError(f"{exc}; choose another --port (0 = any free one)") from None
     print(f"dashboard: {server.url}", flush=True)
-    if token and args.token is None:
+    if server.token and args.token is None:
         print("  (--host is not a loopback address: the dashboard needs this token; pass --token to choose it)", flush=True)
     if not args.no_browser:
         open_browser(server.url)
     return server
+
+
+def start_server(args, *, hello: dict, metrics=None, session: dict | None = None, sessions=None) -> DashboardServer:
+    return serve_dashboard(dashboard_server(args, hello=hello, metrics=metrics, session=session, sessions=sessions), args)
 
 
 def report_stragglers() -> None:

@@ -12,8 +12,10 @@ from hcl.features.config import FeatureSettings
 from realtime.app.console import (
     SHUTDOWN_WAIT,
     CliError,
+    dashboard_server,
     report_stragglers,
     run_command,
+    serve_dashboard,
     start_server,
     stop_signals_as_interrupt,
     tls_context,
@@ -23,10 +25,9 @@ from realtime.app.options import live_parser
 from realtime.core import protocol
 from realtime.core.component import Policy
 from realtime.core.logs import setup_logging
-from realtime.pipeline.build import load_scorer, open_file_source, session_info
-from realtime.pipeline.live import LivePipeline, PipelineOptions, new_session_id, session_hello
+from realtime.pipeline.build import build_session, load_scorer, open_file_source
+from realtime.pipeline.live import PipelineOptions, new_session_id, session_hello
 from realtime.pipeline.speech import SpeechOptions
-from realtime.recording import SessionRecorder
 from realtime.sessions.hub import HubConfig, SessionHub
 from realtime.sources import DeviceSource, SourceError
 from realtime.sources.camera import CameraSource, list_cameras
@@ -120,37 +121,29 @@ def live(argv: Sequence[str] | None) -> int:
     else:
         source = device_source(args.camera, args.mic, need_camera=True)
     scorer = load_scorer(args.checkpoint, args.device, max_streams=args.max_sessions)
-    if source.kind == "file" and scorer.features.face.frames_per_second != fps:
-        source.fps = scorer.features.face.frames_per_second
+    if source.kind == "file" and scorer.features.face.frames_per_second != fps:  # the checkpoint's frame rate
+        source = open_file_source(str(source.path), policy=policy, fps=scorer.features.face.frames_per_second)
     options = PipelineOptions(policy=policy, speech=SpeechOptions(max_backlog=None if args.reproducible else 4.0),
                               provisional_words=args.provisional_words or None)
     session_id = new_session_id()
-    recorder = None
-    server = None
-
-    def recording_failed(message: str) -> None:
-        report_recording_error(server, message)
-
-    if args.record:
-        folder = record_dir(args.record, session_id)
-        try:
-            recorder = SessionRecorder(
-                folder,
-                session_info=session_info(session_id=session_id, scorer=scorer, options=options, mode="live", source=source.name),
-                audio=source.audio is not None,
-                on_error=recording_failed,
-            )
-        except (FileExistsError, OSError) as exc:
-            raise CliError(f"--record {folder}: {exc}") from None
-        print(f"recording into {folder}", flush=True)
-    pipeline = None  # the server starts first (the pipeline publishes to it); /metrics reads the pipeline once made
+    folder = record_dir(args.record, session_id) if args.record else None
+    pipeline = None  # /metrics reads the pipeline once it is made
     hub = session_hub(args, scorer)
-    server = start_server(args, hello=session_hello(session_id=session_id, scorer=scorer, mode="live"),
-                           metrics=lambda: live_metrics(pipeline, recorder), sessions=hub)
+    server = dashboard_server(args, hello=session_hello(session_id=session_id, scorer=scorer, mode="live"),
+                              metrics=lambda: live_metrics(pipeline), sessions=hub)
     # this session is one of the hub's: it scores through the shared scorer and is listed,
     # measured and counted for admission like the browsers' (its own link is printed)
-    pipeline = LivePipeline(source=source, scorer=hub.scorer_client(session_id), options=options,
-                            session_id=session_id, publish=server.publish, recorder=recorder)
+    try:
+        pipeline = build_session(source=source, scorer=hub.models.scorer_client(session_id), options=options, mode="live",
+                                 session_id=session_id, publish=server.publish, record_to=folder,
+                                 on_recording_error=lambda message: report_recording_error(server, message))
+    except (FileExistsError, OSError) as exc:
+        hub.stop()
+        raise CliError(f"--record {folder}: {exc}") from None
+    recorder = pipeline.recorder
+    if recorder is not None:
+        print(f"recording into {folder}", flush=True)
+    serve_dashboard(server, args)
     server.attach_recording(recorder.directory if recorder is not None else None)
     own = hub.adopt(pipeline, kind=source.kind, recorder=recorder)
     server.alias_channel(own.secret)
@@ -277,11 +270,13 @@ def report_recording_error(server, message: str) -> None:
         server.publish(protocol.error_message(message))
 
 
-def live_metrics(pipeline, recorder) -> dict[str, Any]:
+def live_metrics(pipeline) -> dict[str, Any]:
     """The /metrics body: the pipeline's figures plus the recorder's state (its error, if any)."""
-    out = pipeline.metrics() if pipeline is not None else {}
-    if recorder is not None:
-        out["recording"] = recorder.stats()
+    if pipeline is None:
+        return {}
+    out = pipeline.metrics()
+    if pipeline.recorder is not None:
+        out["recording"] = pipeline.recorder.stats()
     return out
 
 

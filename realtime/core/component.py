@@ -199,6 +199,11 @@ class Worker:
             self._thread.join(timeout)
 
     @property
+    def thread(self) -> threading.Thread | None:
+        """The worker's thread once started (for its CPU time)."""
+        return self._thread
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -1,10 +1,20 @@
-"""Assembling a session: the scorer, a file source, what session.json says, an annotated file."""
+"""Assembling a session, the one way every caller does it (hcl-live, the session hub, hcl-annotate,
+Ray Data through `annotate`, Ray Serve through the hub):
+
+    scorer = load_scorer(checkpoint)                       # or a shared scorer's client
+    source = open_file_source(path, policy=..., fps=...)   # or a device / browser source, opened
+    pipeline = build_session(source=source, scorer=scorer, options=PipelineOptions(...),
+                             mode="live", publish=channel.publish, record_to=folder)
+
+`build_session` makes the recorder (session.json from `session_info`) and the pipeline;
+the caller starts, waits for and stops the pipeline.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -61,31 +71,56 @@ def session_info(*, session_id: str, scorer, options, mode: str, source: str) ->
     }
 
 
+def build_session(
+    *,
+    source,
+    scorer,
+    options: PipelineOptions,
+    mode: str,
+    session_id: str | None = None,
+    source_name: str | None = None,
+    publish: Callable[[dict[str, Any]], None] | None = None,
+    record_to: str | pathlib.Path | None = None,
+    on_recording_error: Callable[[str], None] | None = None,
+    featurizer=None,
+    transcriber=None,
+    on_window: Callable[[dict[str, Any]], None] | None = None,
+) -> LivePipeline:
+    """A session around an opened `source`: its recorder (into `record_to`, when given:
+    OSError / FileExistsError when the folder cannot be made) and its pipeline.
+    `mode` ("live", "annotate") and `source_name` (default `source.name`) go into session.json."""
+    session_id = session_id or new_session_id()
+    recorder = None
+    if record_to is not None:
+        info = session_info(session_id=session_id, scorer=scorer, options=options, mode=mode,
+                            source=source_name or source.name)
+        recorder = SessionRecorder(pathlib.Path(record_to), session_info=info, audio=source.audio is not None,
+                                   on_error=on_recording_error)
+    return LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id, publish=publish,
+                        recorder=recorder, featurizer=featurizer, transcriber=transcriber, on_window=on_window)
+
+
 def annotate(path: str, output: str, *, checkpoint: str | None = None, device: str = "auto", progress: bool = True, scorer=None,
-             featurizer=None, transcriber=None):
+             featurizer=None, transcriber=None) -> LivePipeline:
     """Run the live path on `path` as fast as possible into session folder `output`; returns the pipeline.
 
     `scorer`, `featurizer` (a SegmentFeaturizer, image mode: no state between frames) and
     `transcriber` (a SpeechTranscriber) may be given to keep loaded models across files
     (the --ray actors do); by default each is made for this file."""
-    source = open_file_source(path, policy=Policy.FAST, fps=FeatureSettings().face.frames_per_second)  # fail fast on the file
+    fps = FeatureSettings().face.frames_per_second
+    source = open_file_source(path, policy=Policy.FAST, fps=fps)  # fail fast on the file, before the model loads
     scorer = scorer or load_scorer(checkpoint, device)
-    source.fps = scorer.features.face.frames_per_second
-    session_id = new_session_id()
-    options = PipelineOptions(policy=Policy.FAST)
-    out = pathlib.Path(output)
+    if scorer.features.face.frames_per_second != fps:  # the checkpoint's frame rate
+        source = open_file_source(path, policy=Policy.FAST, fps=scorer.features.face.frames_per_second)
+    bar = tqdm(total=last_step(source.duration or 0.0, scorer.features.step_seconds), unit="win",
+               desc=pathlib.Path(path).name, disable=not progress)
     try:
-        recorder = SessionRecorder(
-            out,
-            session_info=session_info(session_id=session_id, scorer=scorer, options=options, mode="annotate", source=str(path)),
-            audio=source.audio is not None,
-        )
+        pipeline = build_session(source=source, scorer=scorer, options=PipelineOptions(policy=Policy.FAST), mode="annotate",
+                                 source_name=str(path), record_to=output, featurizer=featurizer, transcriber=transcriber,
+                                 on_window=lambda msg: bar.update(1))
     except (FileExistsError, OSError) as exc:
-        raise SetupError(f"-o {out}: {exc}") from None
-    total = last_step(source.duration or 0.0, scorer.features.step_seconds)
-    bar = tqdm(total=total, unit="win", desc=pathlib.Path(path).name, disable=not progress)
-    pipeline = LivePipeline(source=source, scorer=scorer, options=options, session_id=session_id, recorder=recorder,
-                            featurizer=featurizer, transcriber=transcriber, on_window=lambda msg: bar.update(1))
+        bar.close()
+        raise SetupError(f"-o {pathlib.Path(output)}: {exc}") from None
     try:
         pipeline.start()
         while not pipeline.wait(0.5):

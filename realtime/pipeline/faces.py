@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from realtime.core.component import RecentStats, Worker
+from realtime.core.load import Level
 from realtime.core.streams import FrameFeed
 
 
@@ -66,7 +67,9 @@ class FaceWorker(Worker):
     """Consumes `feed`; `extract(rgb, t_ms)` is the face extractor's `frame`.
 
     For a latest-only feed (camera) frames closer than `1 / fps` to the previous
-    analysed one are skipped, so the analysis rate matches training data.
+    analysed one are skipped, so the analysis rate matches training data; a loaded
+    server lowers that rate through `throttle(level)`. A feed that keeps every frame
+    (a file) is analysed whole.
     """
 
     name = "faces"
@@ -108,6 +111,16 @@ class FaceWorker(Worker):
 
     def finish(self) -> None:
         self.feed.close()
+
+    def throttle(self, level: Level) -> None:
+        """Analyse a live feed at `level.face_fps` from now on (a file's feed is left alone)."""
+        if self.feed.latest_only:
+            self.min_interval = 0.9 / level.face_fps
+
+    @property
+    def fps(self) -> float | None:
+        """The rate a live feed is analysed at (None: every frame of a file)."""
+        return round(0.9 / self.min_interval, 1) if self.min_interval else None
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -33,12 +33,12 @@ from typing import Any, Callable
 import torch
 
 from hcl.features.segment import SegmentFeaturizer
-from hcl.features.speech import SpeechTranscriber
 from realtime.core import protocol
 from realtime.core.clock import SessionClock
 from realtime.core.component import Policy, RecentStats, Worker
+from realtime.core.load import Backlog, Level
 from realtime.pipeline.faces import FaceWorker
-from realtime.pipeline.speech import SpeechOptions, SpeechWorker
+from realtime.pipeline.speech import SpeechOptions, SpeechWorker, transcriber_for
 from realtime.pipeline.windowing import Window, WindowAssembler, WindowQueue, window_text
 
 log = logging.getLogger(__name__)
@@ -385,7 +385,11 @@ class LivePipeline:
         on_words: Callable[[list], None] | None = None,
     ) -> None:
         """`publish(msg)`: each window message, after `recorder` has it on disk; `on_window(msg)`
-        after both; `on_words(words)`: each speech pass's committed `TimedWord`s (speech thread)."""
+        after both; `on_words(words)`: each speech pass's committed `TimedWord`s (speech thread).
+        `featurizer` (a SegmentFeaturizer) and `transcriber` (Whisper, or a shared service's
+        client) default to the session's own. The source is opened here (idempotent): what
+        it carries decides which parts the session has."""
+        source.open()
         self.source = source
         self.scorer = scorer
         self.publish = publish
@@ -394,9 +398,12 @@ class LivePipeline:
         self.policy = options.policy
         self.session_id = session_id or new_session_id()
         self.settings = scorer.features
-        self._featurizer = featurizer
+        self.featurizer = featurizer if featurizer is not None else SegmentFeaturizer(settings=self.settings)
         self._own_featurizer = featurizer is None
-        self._transcriber = transcriber
+        self.transcribes = source.audio is not None and options.transcribe
+        if self.transcribes and transcriber is None:
+            transcriber = transcriber_for(self.settings, options.speech, self.policy)
+        self.transcriber = transcriber if self.transcribes else None
         self.on_window = on_window
         self.on_words = on_words
         self.clock: SessionClock | None = None
@@ -414,7 +421,8 @@ class LivePipeline:
             on_window=on_window,
             after=self._after_scoring,
             history=options.history,
-            words_at=self._words_at,
+            # no speech, no words to revise: each window is recorded before it is sent
+            words_at=self._words_at if self.transcribes else None,
             revise=options.revises,
             provisional=options.provisional,
         )
@@ -425,7 +433,7 @@ class LivePipeline:
         self._started_wall = 0.0
         self._started_cpu = 0.0
 
-    # the scoring loop's figures, kept under their old names
+    # the session's figures (the scoring loop holds them)
     messages = property(lambda self: list(self.scoring.messages))  # the newest `options.history` window messages
     latencies = property(lambda self: self.scoring.latencies)
     scores = property(lambda self: self.scoring.scores)
@@ -435,31 +443,11 @@ class LivePipeline:
     def hello(self, mode: str = "live") -> dict[str, Any]:
         return session_hello(session_id=self.session_id, scorer=self.scorer, mode=mode)
 
-    @property
-    def featurizer(self):
-        if self._featurizer is None:
-            self._featurizer = SegmentFeaturizer(settings=self.settings)
-        return self._featurizer
-
-    def _speech_transcriber(self):
-        """The Whisper transcriber with the policy's decoding (greedy live, the checkpoint's otherwise)."""
-        if self._transcriber is None:
-            o = self.options.speech
-            config = self.settings.speech
-            beam = o.beam_size if o.beam_size is not None else (1 if self.policy is Policy.LIVE else None)
-            if beam is not None:
-                config = dataclasses.replace(config, beam_size=beam)
-            self._transcriber = SpeechTranscriber(
-                config=config, cpu_threads=o.threads, fit_encoder=o.fit_encoder, temperature_fallback=o.temperature_fallback
-            )
-        return self._transcriber
-
     def start(self) -> None:
         """Open everything, load the models, then start the session clock and the threads."""
         opts = self.options
         if opts.torch_threads:
             torch.set_num_threads(opts.torch_threads)
-        self.source.open()
         self.scorer.warm_up()
         featurizer = self.featurizer
         if self.source.frames is not None:
@@ -467,9 +455,8 @@ class LivePipeline:
             keep = math.inf if self.policy is Policy.REPRODUCIBLE else FACE_KEEP_SECONDS  # a file waiting for slow speech
             self.faces = FaceWorker(feed=self.source.frames, extract=face.frame, fps=self.settings.face.frames_per_second,
                                     keep_seconds=keep)
-        transcriber = None
-        if self.source.audio is not None and opts.transcribe:
-            transcriber = self._speech_transcriber()
+        transcriber = self.transcriber
+        if transcriber is not None:
             _ = transcriber.model  # load before the clock starts
         self.clock = SessionClock()
         if transcriber is not None:
@@ -499,8 +486,6 @@ class LivePipeline:
         )
         if opts.prefetch_text and self.speech is not None:
             self.prefetch = TextPrefetch(assembler=self.assembler, encode_text=self.scorer.encode_text)
-        if self.speech is None:  # no words, nothing to revise: each window recorded before it is sent
-            self.scoring.revise = self.scoring.provisional = False
         self._started_wall = time.perf_counter()
         self._started_cpu = time.process_time()
         for part in self._workers():
@@ -590,10 +575,33 @@ class LivePipeline:
                 part.join(timeout)
         if self.recorder is not None:
             self.recorder.close()
-        if self._own_featurizer and self._featurizer is not None and (self.faces is None or not self.faces.running):
-            # close mediapipe now: its finaliser can hang at interpreter exit
-            self._featurizer.close()
-            self._featurizer = None
+        if self._own_featurizer and (self.faces is None or not self.faces.running):
+            # close mediapipe now (idempotent): its finaliser can hang at interpreter exit
+            self.featurizer.close()
+
+    # ---------------------------------------------------------------- load
+    def throttle(self, level: Level) -> None:
+        """A loaded server's setting for this session's live parts (face rate, speech passes)."""
+        for part in (self.faces, self.speech):
+            if part is not None:
+                part.throttle(level)
+
+    def backlog(self) -> Backlog | None:
+        """How far this session's live speech is behind (None: no live speech)."""
+        backlog = self.speech.backlog() if self.speech is not None else None
+        if backlog is None:
+            return None
+        return dataclasses.replace(backlog, dropped_windows=int(self.queue.dropped))
+
+    def thinning(self) -> dict[str, float | None]:
+        """The face analysis rate and speech pass period this session runs at now."""
+        return {"face_fps": self.faces.fps if self.faces is not None else None,
+                "speech_period_s": self.speech.period if self.speech is not None else None}
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads that work for this session alone (a shared model's are not counted)."""
+        parts = [self.source, self.faces, self.speech, self.assembler, self.scoring, self.prefetch]
+        return [t for t in (getattr(p, "thread", None) for p in parts if p is not None) if t is not None]
 
     def problems(self) -> list[str]:
         out = []

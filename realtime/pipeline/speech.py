@@ -27,6 +27,7 @@ transcriber's), read by the stream, the worker and the pipeline alike.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import threading
@@ -36,8 +37,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from hcl.features.config import FeatureSettings
+from hcl.features.speech import SpeechTranscriber
 from realtime.core.clock import SessionClock
 from realtime.core.component import Policy, RecentStats, Worker
+from realtime.core.load import Backlog, Level
 from realtime.core.streams import AudioRing, Horizon
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,16 @@ class SpeechOptions:
     def __post_init__(self) -> None:
         if self.period <= 0 or self.context <= self.period or self.delay < 0:
             raise ValueError("speech options need period > 0, context > period, delay >= 0")
+
+
+def transcriber_for(settings: FeatureSettings, options: SpeechOptions, policy: Policy) -> SpeechTranscriber:
+    """The Whisper transcriber of a session (the model loads on first use): the checkpoint's
+    speech settings, decoded greedily under the live policy unless `options.beam_size` says
+    otherwise, with the checkpoint's beam for the other policies."""
+    beam = options.beam_size if options.beam_size is not None else (1 if policy is Policy.LIVE else None)
+    config = settings.speech if beam is None else dataclasses.replace(settings.speech, beam_size=beam)
+    return SpeechTranscriber(config=config, cpu_threads=options.threads, fit_encoder=options.fit_encoder,
+                             temperature_fallback=options.temperature_fallback)
 
 
 class Transcript:
@@ -414,6 +428,22 @@ class SpeechStream:
         """The latest pass horizon whose words a window ending at `t` may use."""
         return math.floor((t - self.delay) / self.period + 1e-9) * self.period
 
+    def begin_at(self, origin: float) -> None:
+        """The audio starts at session time `origin` (its first sample): passes are timed from there."""
+        self.origin = self._scan_start = self._paused_until = origin
+
+    def throttle(self, level: Level) -> None:
+        """A loaded server's setting: live passes every `level.speech_period` s (other policies
+        keep their period: their windows wait for the passes)."""
+        if self.catch_up and abs(self.period - level.speech_period) > 1e-9:
+            self.set_period(level.speech_period)
+
+    def backlog(self, horizon: float) -> Backlog | None:
+        """How far live passes are behind the audio up to `horizon` (None: not live speech)."""
+        if not self.catch_up:
+            return None
+        return Backlog(lateness=self.lateness(horizon), skipped_passes=int(self.skipped))
+
     def set_period(self, period: float) -> None:
         """Space the periodic passes `period` s apart from the next one on (a loaded
         server thins live passes; pause passes are unchanged): the next periodic pass is
@@ -566,7 +596,7 @@ class SpeechWorker(Worker):
         while self.audio.start_time is None and not self.audio.ended and not self.stopping:
             self.audio.wait_until(0.0, timeout=0.2)
         stream = self.stream
-        stream.origin = stream._scan_start = stream._paused_until = self.audio.start_time or 0.0
+        stream.begin_at(self.audio.start_time or 0.0)
         while not self.stopping:
             horizon = self.audio.horizon
             if stream.step(horizon, self.clock.now()) is not None:
@@ -583,6 +613,15 @@ class SpeechWorker(Worker):
 
     def finish(self) -> None:
         self.transcript.passes.end()
+
+    def throttle(self, level: Level) -> None:
+        self.stream.throttle(level)
+
+    def backlog(self) -> Backlog | None:
+        """The live stream's backlog (lateness only while the audio runs); None when not live."""
+        audio = self.audio
+        running = audio.start_time is not None and not audio.ended
+        return self.stream.backlog(audio.horizon if running else -math.inf)
 
     def stats(self) -> dict[str, Any]:
         s = self.stream

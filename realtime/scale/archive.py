@@ -37,11 +37,11 @@ import torch
 from tqdm import tqdm
 
 from hcl.features.segment import SegmentFeaturizer
-from hcl.features.speech import SpeechTranscriber
+from realtime.core.component import Policy
 from realtime.core.errors import SetupError
 from realtime.core.logs import setup_logging
 from realtime.pipeline.build import annotate, load_scorer
-from realtime.pipeline.speech import SpeechOptions
+from realtime.pipeline.speech import SpeechOptions, transcriber_for
 from realtime.recording.reader import read_session
 
 log = logging.getLogger(__name__)
@@ -185,10 +185,8 @@ class ArchiveAnnotator:
         self.scorer.warm_up()
         self.featurizer = SegmentFeaturizer(settings=self.scorer.features)  # image mode: no state across files
         _ = self.featurizer.face
-        speech = SpeechOptions()
         # the transcriber the FAST pipeline makes for itself (the checkpoint's decoding), on `threads` threads
-        self.transcriber = SpeechTranscriber(config=self.scorer.features.speech, cpu_threads=threads,
-                                             fit_encoder=speech.fit_encoder, temperature_fallback=speech.temperature_fallback)
+        self.transcriber = transcriber_for(self.scorer.features, SpeechOptions(threads=threads), Policy.FAST)
         _ = self.transcriber.model
         try:
             import ray

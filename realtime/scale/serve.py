@@ -61,12 +61,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from hcl.checkpoint import default_live_checkpoint, load_checkpoint
-from realtime.core.component import percentiles
-from realtime.pipeline.live import session_hello
+from realtime.core.component import Policy, percentiles
+from realtime.pipeline.live import PipelineOptions, session_hello
 from realtime.pipeline.scorer import WindowScorer
-from realtime.pipeline.speech import SpeechOptions
+from realtime.pipeline.speech import SpeechOptions, transcriber_for
 from realtime.sessions.batched_whisper import BatchedWhisper
-from realtime.sessions.hub import HubConfig, SessionHub, live_transcriber
+from realtime.sessions.hub import HubConfig, SessionHub
 from realtime.sessions.services import ScorerService
 from realtime.web import http
 from realtime.web.server import DashboardServer
@@ -215,7 +215,7 @@ class SpeechDeployment:
         features = load_checkpoint(pathlib.Path(path), map_location="cpu").features
         if settings.speech_gpus > 0:
             features = dataclasses.replace(features, speech=dataclasses.replace(features.speech, device="cuda"))
-        self.whisper = BatchedWhisper(live_transcriber(features, SpeechOptions(max_backlog=4.0, threads=settings.threads)))
+        self.whisper = BatchedWhisper(transcriber_for(features, SpeechOptions(max_backlog=4.0, threads=settings.threads), Policy.LIVE))
         _ = self.whisper.model  # load Whisper now, not at the first session's first pass
         self.transcribe.set_max_batch_size(settings.speech_batch)
         self.transcribe.set_batch_wait_timeout_s(settings.batch_wait_s)
@@ -405,9 +405,8 @@ class Ingress:
         self.hub = SessionHub(
             scorer=remote, transcriber=RemoteTranscriber(speech) if settings.transcribe else None,
             config=HubConfig(max_sessions=settings.max_sessions, shared_models="services",
-                             record_dir=pathlib.Path(settings.record_dir) if settings.record_dir else None))
-        if not settings.transcribe:
-            self.hub.options = dataclasses.replace(self.hub.options, transcribe=False)
+                             record_dir=pathlib.Path(settings.record_dir) if settings.record_dir else None),
+            options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0), transcribe=settings.transcribe))
         host = settings.internal_host or ray.util.get_node_ip_address()
         self.token = settings.internal_token or settings.token or secrets.token_urlsafe(24)
         hello = session_hello(session_id=f"serve-{context.replica_id.unique_id}", scorer=remote, mode="live")

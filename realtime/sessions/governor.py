@@ -73,13 +73,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from realtime.core.load import Level
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Level:
-    face_fps: float
-    speech_period: float  # s between periodic speech passes
 
 
 DEFAULT_LEVELS: tuple[Level, ...] = (
@@ -143,8 +139,10 @@ class LoadGovernor:
     applies it; measures the shared speech thread's busy fraction for falling back and
     for admission.
 
-    `speech`: anything with `busy_fraction(recent_s)` (a `SpeechService`); None measures
-    nothing and keeps level 0. Thread-safe: `tick` runs on a monitor thread while
+    `speech`: anything with `busy_fraction(recent_s)` (the hub's shared models: the
+    `SpeechService`'s, None while there is none); None measures nothing and keeps level 0.
+    The pipelines it is given offer `backlog()` (a `realtime.core.load.Backlog`, None when
+    not live) and `throttle(level)`. Thread-safe: `tick` runs on a monitor thread while
     sessions start (`apply`) and the operator view reads `state()`."""
 
     def __init__(self, speech=None, config: GovernorConfig = GovernorConfig()) -> None:
@@ -175,21 +173,18 @@ class LoadGovernor:
 
     # ---------------------------------------------------------------- evidence
     def observe(self, pipelines: Iterable[Any]) -> Behind:
-        """This tick's evidence from the running pipelines: the live speech streams'
-        lateness, and the passes skipped and windows dropped since the last tick."""
+        """This tick's evidence from the running pipelines' `backlog()` (None: no live
+        speech): the most lateness, and the passes skipped and windows dropped since the
+        last tick."""
         lateness, skipped, dropped, n = 0.0, 0, 0, 0
         counts: dict[int, tuple[int, int]] = {}
         for p in pipelines:
-            speech = getattr(p, "speech", None)
-            stream = getattr(speech, "stream", None)
-            if stream is None or not stream.catch_up:  # only live speech falls behind this way
+            backlog = p.backlog()
+            if backlog is None:  # only live speech falls behind this way
                 continue
             n += 1
-            audio = getattr(speech, "audio", None)
-            if audio is not None and audio.start_time is not None and not audio.ended:
-                lateness = max(lateness, stream.lateness(audio.horizon))
-            queue = getattr(p, "queue", None)
-            now = (int(stream.skipped), int(getattr(queue, "dropped", 0)))
+            lateness = max(lateness, backlog.lateness)
+            now = (backlog.skipped_passes, backlog.dropped_windows)
             last = self._counts.get(id(p), (0, 0))
             skipped += max(0, now[0] - last[0])
             dropped += max(0, now[1] - last[1])
@@ -285,17 +280,9 @@ class LoadGovernor:
         return self.level
 
     def apply(self, pipeline) -> None:
-        """Give a running `LivePipeline` the current level (its face rate, its speech
-        passes' period). Only live capture is thinned: a face feed that keeps every frame
-        (a file played for a reproducible run) and non-live speech are left alone."""
-        level = self.current
-        faces = getattr(pipeline, "faces", None)
-        if faces is not None and getattr(faces.feed, "latest_only", False):
-            faces.min_interval = 0.9 / level.face_fps
-        speech = getattr(pipeline, "speech", None)
-        stream = getattr(speech, "stream", None)
-        if stream is not None and stream.catch_up and abs(stream.period - level.speech_period) > 1e-9:
-            stream.set_period(level.speech_period)
+        """Give a running pipeline the current level (`pipeline.throttle(level)`: only live
+        capture is thinned, a file's frames and non-live speech are left alone)."""
+        pipeline.throttle(self.current)
 
     # ---------------------------------------------------------------- admission
     def refusal(self, sessions: int, now: float | None = None) -> str | None:

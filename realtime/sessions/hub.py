@@ -44,18 +44,15 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from hcl.features.speech import SpeechTranscriber
 from realtime.core import protocol
 from realtime.core.component import Policy, Worker
-from realtime.pipeline.build import session_info
-from realtime.pipeline.live import LivePipeline, PipelineOptions, new_session_id, session_hello
+from realtime.pipeline.build import build_session
+from realtime.pipeline.live import PipelineOptions, new_session_id, session_hello
 from realtime.pipeline.speech import SpeechOptions
-from realtime.recording import SessionRecorder
-from realtime.sessions import services
-from realtime.sessions.batched_whisper import BatchedWhisper
 from realtime.sessions.governor import GovernorConfig, LoadGovernor
+from realtime.sessions.shared import SharedModels
 from realtime.sources.browser import BrowserSource
 
 log = logging.getLogger(__name__)
@@ -123,66 +120,6 @@ class ChannelOpener(Protocol):
     def close_channel(self, key: str) -> None: ...
 
 
-# ------------------------------------------------------------------ shared models
-class SharedScorer:
-    """One process-wide `WindowScorer` behind the WindowScorer interface, one caller at a
-    time (its buffers and text cache are not thread-safe). What a session gets from
-    `SessionHub.scorer_client` with `HubConfig.shared_models="locked"`."""
-
-    def __init__(self, scorer, lock: threading.RLock) -> None:
-        self._scorer = scorer
-        self._lock = lock
-        self.features = scorer.features
-        self.config = scorer.config
-        self.model_info = scorer.model_info
-        self.path = scorer.path
-
-    def score(self, window):
-        with self._lock:
-            return self._scorer.score(window)
-
-    def encode_text(self, text: str):
-        with self._lock:
-            return self._scorer.encode_text(text)
-
-    def warm_up(self) -> None:
-        with self._lock:
-            self._scorer.warm_up()
-
-    def stats(self) -> dict[str, Any]:
-        return self._scorer.stats()
-
-    def close(self) -> None:
-        pass
-
-
-class SharedTranscriber:
-    """One process-wide Whisper for every session, one pass at a time."""
-
-    def __init__(self, transcriber, lock: threading.Lock) -> None:
-        self._transcriber = transcriber
-        self._lock = lock
-
-    @property
-    def model(self):
-        with self._lock:
-            return self._transcriber.model
-
-    def transcribe(self, wave, offset: float = 0.0):
-        with self._lock:
-            return self._transcriber.transcribe(wave, offset=offset)
-
-    def close(self) -> None:
-        pass
-
-
-def live_transcriber(settings, options):
-    """The Whisper transcriber of a live session: greedy decoding unless options say otherwise."""
-    config = dataclasses.replace(settings.speech, beam_size=options.beam_size if options.beam_size is not None else 1)
-    return SpeechTranscriber(config=config, cpu_threads=options.threads, fit_encoder=options.fit_encoder,
-                             temperature_fallback=options.temperature_fallback)
-
-
 # ------------------------------------------------------------------ one session
 def _thread_cpu(thread: threading.Thread | None) -> float:
     """CPU seconds a live thread has used (0 when it is gone or the platform cannot say)."""
@@ -194,12 +131,6 @@ def _thread_cpu(thread: threading.Thread | None) -> float:
         return 0.0
 
 
-def _face_fps(faces) -> float | None:
-    """The rate a face worker analyses a live feed at (None: no video, or every frame of a file)."""
-    interval = getattr(faces, "min_interval", 0.0)
-    return round(0.9 / interval, 1) if interval else None
-
-
 @dataclass
 class LiveSession:
     id: str
@@ -208,6 +139,7 @@ class LiveSession:
     name: str
     pipeline: Any
     channel: Any = None
+    channels: Any = None  # the ChannelOpener that opened `channel` (closes it when the session is forgotten)
     recorder: Any = None
     peer: str = ""
     owned: bool = True  # the hub starts and ends it (False: adopted, its owner does)
@@ -239,15 +171,9 @@ class LiveSession:
     def live(self) -> bool:
         return self.ended is None
 
-    def threads(self) -> list[threading.Thread]:
-        """The threads that work for this session alone (its shared models' are not counted)."""
-        p = self.pipeline
-        parts = [p.source, p.faces, p.speech, p.assembler, p.scoring, p.prefetch]
-        return [t for t in (getattr(x, "_thread", None) for x in parts if x is not None) if t is not None]
-
     def sample(self, now: float) -> None:
         """One monitor tick: CPU since the last tick, the dropped-window count."""
-        cpu = {t.ident: _thread_cpu(t) for t in self.threads() if t.ident is not None}
+        cpu = {t.ident: _thread_cpu(t) for t in self.pipeline.threads() if t.ident is not None}
         if self._cpu_last is not None:
             t_last, last = self._cpu_last
             used = sum(max(0.0, v - last.get(k, 0.0)) for k, v in cpu.items())
@@ -295,9 +221,8 @@ class LiveSession:
             "transcript_lag_s": p.speech.transcript.stats()["lag_s"] if p.speech is not None else None,
             "cpu_percent": self.cpu_percent,
             "cpu_seconds": round(self.cpu_seconds, 2),
-            # what the load governor gives this session now
-            "speech_period_s": getattr(p.speech, "period", None),
-            "face_fps": _face_fps(p.faces),
+            # what the load governor gives this session now (speech_period_s, face_fps)
+            **p.thinning(),
             "recording": str(self.recorder.directory) if self.recorder is not None else None,
             "problems": p.problems(),
         }
@@ -323,21 +248,18 @@ class SessionHub(Worker):
         scorer,
         transcriber=None,
         config: HubConfig = HubConfig(),
-        options=None,
-        make_recorder: Callable[..., Any] | None = None,
+        options: PipelineOptions | None = None,
+        governor: LoadGovernor | None = None,
     ) -> None:
+        """`scorer` and `transcriber` (default: Whisper, made on first use) are shared by every
+        session (`models`); `governor` defaults to one over the shared speech thread."""
         super().__init__()
         self.config = config
         self.options = options if options is not None else PipelineOptions(
             policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0))
-        self._scorer = scorer
-        self._transcriber = transcriber
-        self._scorer_lock = threading.RLock()
-        self._speech_lock = threading.Lock()
-        self._scorer_service = None
-        self._speech_service = None
-        self._make_recorder = make_recorder
-        self.channels: ChannelOpener | None = None
+        self.models = SharedModels(scorer, transcriber=transcriber, speech=self.options.speech,
+                                   services=config.shared_models != "locked", max_batch=config.max_sessions,
+                                   speech_batch=config.speech_batch, speech_gather=config.speech_gather)
         self._sessions: dict[str, LiveSession] = {}
         self._by_secret: dict[str, LiveSession] = {}
         self._ended: collections.deque[LiveSession] = collections.deque()
@@ -346,74 +268,13 @@ class SessionHub(Worker):
         self.refused: collections.Counter[str] = collections.Counter()
         self.created = 0
         self._wake = threading.Event()
-        # measures nothing until the shared speech service exists (`_services`)
-        self.governor = LoadGovernor(None, config.governor or GovernorConfig(enabled=False))
-
-    # ---------------------------------------------------------------- wiring
-    def bind_channels(self, channels: ChannelOpener) -> None:
-        """Where sessions publish (the dashboard server calls this when given the hub)."""
-        self.channels = channels
-
-    def _services(self):
-        """The shared (scorer, speech) services, started on first use; None with
-        `config.shared_models="locked"` (the locked shared models)."""
-        if self.config.shared_models == "locked":
-            return None
-        if self._scorer_service is None:
-            with self._lock:
-                if self._scorer_service is None:
-                    streams = int(getattr(self._scorer, "max_streams", 1))
-                    scoring = services.ScorerService(self._scorer, max_batch=max(1, min(streams, self.config.max_sessions)))
-                    whisper, batch = self._shared_whisper(), self.config.speech_batch
-                    if batch > 1 and not callable(getattr(whisper, "transcribe_many", None)):
-                        if isinstance(whisper, SpeechTranscriber):
-                            whisper = BatchedWhisper(whisper)
-                        else:  # a transcriber that cannot batch: one pass at a time
-                            batch = 1
-                    speech = services.SpeechService(whisper, max_batch=batch, gather=self.config.speech_gather)
-                    scoring.start()
-                    speech.start()
-                    self._scorer_service, self._speech_service = scoring, speech
-                    self.governor.speech = speech
-        return self._scorer_service, self._speech_service
-
-    def _shared_whisper(self):
-        if self._transcriber is None:
-            with self._lock:
-                if self._transcriber is None:
-                    self._transcriber = live_transcriber(self._scorer.features, self.options.speech)
-        return self._transcriber
-
-    def scorer_client(self, session_id: str):
-        """What a session scores through: a client of the shared scorer."""
-        shared = self._services()
-        if shared is not None:
-            return shared[0].client(session_id)
-        return SharedScorer(self._scorer, self._scorer_lock)
-
-    def speech_client(self, session_id: str):
-        """What a session transcribes with: a client of the shared Whisper."""
-        shared = self._services()
-        if shared is not None:
-            return shared[1].client(session_id)
-        return SharedTranscriber(self._shared_whisper(), self._speech_lock)
+        # measures nothing until the shared speech service runs
+        self.governor = governor or LoadGovernor(self.models, config.governor or GovernorConfig(enabled=False))
 
     def warm_up(self) -> None:
         """Load and warm the shared models now (the scorer's graphs, Whisper), so a new
         session starts in about the time its own face model takes to load."""
-        scorer = self.scorer_client("warm-up")
-        try:
-            scorer.warm_up()
-        finally:
-            scorer.close()
-        if self.options.transcribe:
-            speech = self.speech_client("warm-up")
-            try:
-                _ = speech.model
-            finally:
-                close = getattr(speech, "close", None)
-                if close is not None:
-                    close()
+        self.models.warm_up(speech=self.options.transcribe)
 
     # ---------------------------------------------------------------- admission
     def check_admission(self, now: float | None = None) -> None:
@@ -457,30 +318,34 @@ class SessionHub(Worker):
             if secret not in self._by_secret:
                 return secret
 
-    def open_browser(self, hello, *, peer: str = "") -> LiveSession:
+    def open_browser(self, hello, *, peer: str = "", channels: ChannelOpener | None = None) -> LiveSession:
         """A session for a capture client's hello (not started: `start_session`)."""
         source = BrowserSource.from_hello(hello)
-        return self.open(source, kind="browser", peer=peer)
+        return self.open(source, kind="browser", peer=peer, channels=channels)
 
-    def open(self, source, *, kind: str, peer: str = "", session_id: str | None = None) -> LiveSession:
-        """Admit, then build a session around `source` (a pipeline, a channel, a recorder)."""
+    def open(self, source, *, kind: str, peer: str = "", session_id: str | None = None,
+             channels: ChannelOpener | None = None) -> LiveSession:
+        """Admit, then build a session around `source` (its pipeline, its recorder under
+        `config.record_dir`, its channel from `channels`: the server its viewers watch)."""
         self._admit()
         try:
             session_id = session_id or new_session_id()
             secret = self._new_secret()
-            scorer = self.scorer_client(session_id)
-            speech = self.speech_client(session_id) if source.audio is not None and self.options.transcribe else None
+            scorer = self.models.scorer_client(session_id)
+            speech = self.models.speech_client(session_id) if source.audio is not None and self.options.transcribe else None
             hello = session_hello(session_id=session_id, scorer=scorer, mode="live")
-            channel = self.channels.open_channel(secret, hello) if self.channels is not None else None
-            recorder = self._recorder(session_id, scorer, source, channel)
-            pipeline = LivePipeline(source=source, scorer=scorer, transcriber=speech, options=self.options,
-                                    session_id=session_id, recorder=recorder,
-                                    publish=channel.publish if channel is not None else None)
-            if channel is not None and recorder is not None:
-                channel.attach_recording(recorder.directory)
+            channel = channels.open_channel(secret, hello) if channels is not None else None
+            root = self.config.record_dir
+            pipeline = build_session(
+                source=source, scorer=scorer, transcriber=speech, options=self.options, mode="live", session_id=session_id,
+                publish=channel.publish if channel is not None else None,
+                record_to=pathlib.Path(root) / session_id if root is not None else None,
+                on_recording_error=lambda message: self._recording_failed(session_id, channel, message))
+            if channel is not None and pipeline.recorder is not None:
+                channel.attach_recording(pipeline.recorder.directory)
             session = LiveSession(id=session_id, secret=secret, kind=kind, name=source.name, pipeline=pipeline,
-                                  channel=channel, recorder=recorder, peer=peer, scorer_client=scorer,
-                                  speech_client=speech)
+                                  channel=channel, channels=channels, recorder=pipeline.recorder, peer=peer,
+                                  scorer_client=scorer, speech_client=speech)
             self._register(session)
             return session
         finally:
@@ -504,20 +369,12 @@ class SessionHub(Worker):
             self._by_secret[session.secret] = session
             self.created += 1
 
-    def _recorder(self, session_id: str, scorer, source, channel):
-        folder_root = self.config.record_dir
-        if folder_root is None:
-            return None
-        def failed(message: str) -> None:
-            log.warning("session %s: %s", session_id, message)
-            if channel is not None:
-                channel.publish(protocol.error_message(message))
-
-        make = self._make_recorder or SessionRecorder
-        return make(pathlib.Path(folder_root) / session_id,
-                    session_info=session_info(session_id=session_id, scorer=scorer, options=self.options, mode="live",
-                                              source=source.name),
-                    audio=source.audio is not None, on_error=failed)
+    @staticmethod
+    def _recording_failed(session_id: str, channel, message: str) -> None:
+        """A session's recorder stopped (e.g. the disk is full): the log and its viewers are told."""
+        log.warning("session %s: %s", session_id, message)
+        if channel is not None:
+            channel.publish(protocol.error_message(message))
 
     def start_session(self, session: LiveSession) -> None:
         """Start its pipeline (loads the per-session face model; blocks a second or two).
@@ -581,8 +438,8 @@ class SessionHub(Worker):
                 while len(self._ended) > self.config.keep_ended:
                     old = self._ended.popleft()
                     self._by_secret.pop(old.secret, None)
-                    if self.channels is not None:
-                        self.channels.close_channel(old.secret)
+                    if old.channels is not None:
+                        old.channels.close_channel(old.secret)
         return session
 
     # ---------------------------------------------------------------- monitor
@@ -612,27 +469,21 @@ class SessionHub(Worker):
                     log.exception("ending session %s", session.id)
         super().stop()
         self._wake.set()
-        if self._scorer_service is not None:
+        if self.models.running:
             # a session's last speech pass may still be running on a busy machine: let it
             # finish on the shared service before that stops
             for session in self.sessions(live_only=False):
-                speech = getattr(session.pipeline, "speech", None)
-                if speech is not None and hasattr(speech, "join"):
+                speech = session.pipeline.speech
+                if speech is not None:
                     speech.join(self.config.end_timeout)
-            for service in (self._scorer_service, self._speech_service):
-                for name in ("stop", "close"):
-                    fn = getattr(service, name, None)
-                    if fn is not None:
-                        fn()
-                        break
+            self.models.stop()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the monitor and the shared services: a Whisper pass still running in a
         daemon thread while the interpreter exits can hang the process in native code."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for part in (super(), self._scorer_service, self._speech_service):
-            if part is not None:
-                part.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        super().join(timeout)
+        self.models.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def stats(self) -> dict[str, Any]:
         """The operator view: every live (and recently ended) session with its lag, drops
@@ -654,7 +505,7 @@ class SessionHub(Worker):
             "refusing_because": why,
             "refused": dict(self.refused),
             "cores": os.cpu_count(),
-            "shared_models": "services" if self._scorer_service is not None else "locked",
+            **self.models.stats(),
             "load": self.governor.state(),
             "sessions": lines,
         }

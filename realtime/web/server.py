@@ -236,8 +236,6 @@ class DashboardServer:
         self._lock = threading.Lock()  # guards counters read from other threads
         if recording is not None:
             self.attach_recording(recording)
-        if sessions is not None:
-            sessions.bind_channels(self)
 
     # the server's own session
     hello = property(lambda self: self._own.hello)
@@ -710,7 +708,7 @@ class DashboardServer:
                 await ws.close(got.code, got.reason)
                 return
             try:
-                session = await asyncio.to_thread(hub.open_browser, rx.hello, peer=peer)
+                session = await asyncio.to_thread(hub.open_browser, rx.hello, peer=peer, channels=self)
             except AdmissionRefused as exc:
                 log.info("capture from %s refused: %s", peer, exc.reason)
                 await ws.send(json.dumps({"type": "refused", "reason": exc.reason}))
