@@ -188,6 +188,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--guide", choices=list(MODALITIES), default="text")
     g.add_argument("--layers", type=int, default=3, help="guidance layers N")
     g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--text-prior", choices=["none", "sentimentai"], default="none",
+                   help="sentimentai: the score adds a learned a * s + b, s the packaged zero-shot sentiment head "
+                        "over the mean text features (needs --text-encoder packaged:multilingual-e5-small)")
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -218,6 +221,8 @@ def train_main(argv: list[str] | None = None) -> int:
     g.add_argument("--threads", type=int, default=0)
     g.add_argument("--device", default="auto")
     g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--no-test", action="store_true",
+                   help="do not score the test splits (compare runs on valid; score the chosen one with hcl-eval)")
     args = p.parse_args(argv)
 
     from hcl.config import ModelConfig, TrainConfig
@@ -234,6 +239,8 @@ def train_main(argv: list[str] | None = None) -> int:
     data, settings = load_data(args, settings)
     if args.soft_targets:
         data = replace(data, train=soften_labels(data.train, args.soft_targets, args.soft_weight))
+    if args.no_test:
+        data = replace(data, tests={})
     text_top = init = None
     if args.init:
         init = _load_checkpoint_or_exit(args.init)
@@ -254,6 +261,7 @@ def train_main(argv: list[str] | None = None) -> int:
         guide=args.guide,
         guidance_layers=args.layers,
         dropout=args.dropout,
+        text_prior=args.text_prior,
     )
     train_config = TrainConfig(
         lr=args.lr,
@@ -288,6 +296,41 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _checkpoint_model(args):
+    """The model of `args.checkpoint` (the shipped one by default) and the settings its inputs need."""
+    ckpt = _load_checkpoint_or_exit(args.checkpoint)
+    model = ckpt.model
+    tuned = ckpt.features.text.tuned_layers
+    if tuned:
+        # the training path: cached states under the tuned layers, then the fine-tuned layers
+        from hcl.text_top import TunedTextHCL, text_top_from_state
+
+        settings = base_text_settings(ckpt.features, tuned)
+        model = TunedTextHCL(ckpt.model, text_top_from_state(ckpt.features.text, ckpt.text_top)).eval()
+    else:
+        layer = ckpt.features.text.layer if args.text_layer is None else args.text_layer
+        settings = replace(ckpt.features, text=replace(ckpt.features.text, layer=layer))
+    return model, settings
+
+
+def zero_shot_scorer(args):
+    """The packaged sentimentai head over e5-small's last layer, its map to [-3, 3] fitted on the
+    valid split of the named sources (all of them together), and the settings its inputs need."""
+    from hcl.config import ModelConfig
+    from hcl.features.config import PACKAGED_E5, FeatureSettings
+    from hcl.zero_shot import ZeroShotScorer
+
+    settings = with_text_encoder(FeatureSettings(), PACKAGED_E5)
+    valid = [s for kind, src in _sources(args)
+             for s in load_source(kind, src, settings, trust_pickle=args.trust_pickle)[0].get("valid", [])]
+    if not valid:
+        raise SystemExit("error: --zero-shot fits its map to the label range on the valid split: the data has none")
+    scorer = ZeroShotScorer(ModelConfig(text_dim=settings.text.dim, inputs=("text",))).fit(valid)
+    print(f"zero-shot sentimentai head: score = {scorer.scale:.3f} * (P+ - P-) + {scorer.bias:.3f} "
+          f"(fitted on {len(valid)} valid clips)")
+    return scorer.eval(), settings
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hcl-eval", description="Score a checkpoint on a split of a dataset.")
     p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (default: the shipped live model)")
@@ -295,6 +338,9 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", metavar="DIR", default=None,
                    help=f"data folder whose mosi/label.csv is scored when no dataset is named (default: ${DATA_ENV})")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--zero-shot", action="store_true",
+                   help="score the packaged sentimentai head over packaged:multilingual-e5-small instead of a "
+                        "checkpoint (no MOSI/MOSEI training; its map to [-3, 3] is fitted on the valid split)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--predictions", metavar="FILE",
                    help="also write every scored sample's score as JSON {sample id: score} "
@@ -310,18 +356,12 @@ def eval_main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: {default} not found: give a dataset (--transcripts CSV, --mmsa PKL or "
                              f"--extracted DIR) or a data folder holding mosi/label.csv (--data DIR / {DATA_ENV})")
         args.transcripts = [str(default)]
-    ckpt = _load_checkpoint_or_exit(args.checkpoint)
-    model = ckpt.model
-    tuned = ckpt.features.text.tuned_layers
-    if tuned:
-        # the training path: cached states under the tuned layers, then the fine-tuned layers
-        from hcl.text_top import TunedTextHCL, text_top_from_state
-
-        settings = base_text_settings(ckpt.features, tuned)
-        model = TunedTextHCL(ckpt.model, text_top_from_state(ckpt.features.text, ckpt.text_top)).eval()
+    if args.zero_shot:
+        if args.checkpoint:
+            raise SystemExit("error: --zero-shot scores the packaged head, not a checkpoint: drop one of them")
+        model, settings = zero_shot_scorer(args)
     else:
-        layer = ckpt.features.text.layer if args.text_layer is None else args.text_layer
-        settings = replace(ckpt.features, text=replace(ckpt.features.text, layer=layer))
+        model, settings = _checkpoint_model(args)
     results, scores = {}, {}
     for kind, src in _sources(args):
         splits, _ = load_source(kind, src, settings, trust_pickle=args.trust_pickle)

@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from hcl.features.config import MODALITIES, Modality, _from_dict
 
-__all__ = ["MODALITIES", "Modality", "ModelConfig", "TrainConfig"]
+__all__ = ["MODALITIES", "Modality", "ModelConfig", "TrainConfig", "SCORE_RANGE"]
+
+SCORE_RANGE = 3.0  # labels and scores lie in [-3, 3]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class ModelConfig:
     # trainer drops a modality that never occurs in the training data, so a model
     # trained on transcripts only is not swayed by untrained audio/video weights.
     inputs: tuple[Modality, ...] = MODALITIES
+    # "sentimentai": the score adds a * s + b, s the packaged zero-shot sentiment head
+    # (hcl.zero_shot) over the mean of the text features (e5-small's last layer), a and b
+    # learned; "none": HCL alone
+    text_prior: Literal["none", "sentimentai"] = "none"
 
     def __post_init__(self) -> None:
         if self.d_model % self.clusters:
@@ -57,6 +63,8 @@ class ModelConfig:
             raise ValueError(f"inputs must be a non-empty subset of {MODALITIES}, got {self.inputs}")
         if self.fusion_readout not in ("text", "cls"):
             raise ValueError(f"fusion_readout must be 'text' or 'cls', got {self.fusion_readout!r}")
+        if self.text_prior not in ("none", "sentimentai"):
+            raise ValueError(f"text_prior must be 'none' or 'sentimentai', got {self.text_prior!r}")
         if self.kmeans_iters < 0 or self.guidance_layers < 1:
             raise ValueError("kmeans_iters must be >= 0 and guidance_layers >= 1")
 

@@ -21,13 +21,14 @@ import torch
 from torch import nn
 
 from hcl.ccl import CCL
-from hcl.config import ModelConfig
+from hcl.config import SCORE_RANGE, ModelConfig
 from hcl.features.config import MODALITIES
 from hcl.cowa import COWA
 from hcl.embedding import ModalityEmbedding
 from hcl.layers import CrossTransformerLayer
+from hcl.zero_shot import ZeroShotHead
 
-SCORE_RANGE = 3.0
+__all__ = ["HCL", "HCLOutput", "FusionHead", "SCORE_RANGE", "count_parameters"]
 
 
 @dataclass
@@ -98,6 +99,11 @@ class HCL(nn.Module):
         )
         self.ccl = CCL(config=config)
         self.fusion = FusionHead(config=config)
+        if config.text_prior == "sentimentai":
+            # the packaged head (frozen) and its map to the label range, a * s + b (learned;
+            # a starts at about what a least-squares fit on MOSI/MOSEI gives)
+            self.prior = ZeroShotHead(config.text_dim)
+            self.prior_map = nn.Parameter(torch.tensor([1.5, 0.0]))
         # modality -> (key, H_m^1 of the absent row (1, T, d)): see `_embedded`
         self._absent: dict[str, tuple[tuple, torch.Tensor]] = {}
 
@@ -148,6 +154,9 @@ class HCL(nn.Module):
             h, weights, assignment = out.features, out.weights, out.assignment
         ccl = self.ccl(h, need_weights=details)
         raw = self.fusion(ccl.guide, ccl.hyper)
+        if self.config.text_prior == "sentimentai":
+            text, mask = inputs["text"]
+            raw = raw + self.prior_map[0] * self.prior(text, mask) + self.prior_map[1]
         # L1 training sees the raw output; at inference the score is clipped to the label range
         score = raw if self.training else raw.clamp(-SCORE_RANGE, SCORE_RANGE)
         if not details:

