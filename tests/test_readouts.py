@@ -22,6 +22,7 @@ from hcl.features.readouts import (
     blendshape_readouts,
     rotation_degrees,
     voice_readouts,
+    window_readouts,
     yin_pitch,
 )
 from hcl.features.speech import Word
@@ -97,6 +98,26 @@ def test_face_readouts_step_on_planted_observations():
     assert ro.step([], 1.0).faces == () and ro.step([], 1.1).speaker is None
 
 
+def test_window_readouts_summarise_each_face():
+    ro = FaceReadouts()
+    frames = []
+    for k in range(20):  # 2 s at 10 fps; the small face smiles only in the second second and turns 30 deg/s
+        faces = [_obs(0.25, 0.2, 3.0 * k, smile=0.8 if k >= 10 else 0.0), _obs(0.7, 0.4, 0.0)]
+        if k in (4, 5):
+            faces = faces[1:]  # the detector misses the small face twice
+        frames.append(ro.step(faces, k / 10))
+    voice = voice_readouts(tone(150, 1.0), [], 1.0, 2.0)
+    first, second = window_readouts(frames, 0.0, 1.0), window_readouts(frames, 1.0, 2.0, voice)
+    assert first.frames == second.frames == 10
+    speaker, small = first.faces
+    assert speaker.speaker and not small.speaker and speaker.frames == 10 and small.frames == 8
+    assert small.smile == 0.0 and second.faces[1].smile == pytest.approx(0.8)
+    assert second.faces[1].head_movement == pytest.approx(30.0, rel=1e-3) and speaker.head_movement == 0.0
+    d = second.to_dict()
+    assert d["voice"]["pitch_hz"] == pytest.approx(150, rel=0.01) and d["faces"][0]["face_id"] == speaker.face_id
+    assert window_readouts(frames, 5.0, 6.0).faces == () and first.voice is None
+
+
 def test_expression_classifier_needs_the_frame():
     class Fake:
         labels = ("happy", "sad")
@@ -141,6 +162,10 @@ def test_two_faces_get_their_own_ids_and_readouts(two_face_run):
     # the astronaut smiles in the photograph: both crops read as smiling, neither frowns
     assert min(f.smile for f in left + right) > 0.5
     assert max(f.frown for f in left + right) < 0.2
+    # over the whole clip as one window: two faces, the speaker first, the tilting one moving
+    window = window_readouts(frames, 0.0, clip.seconds)
+    assert [f.face_id for f in window.faces] == [*right_ids, *left_ids] and window.faces[0].speaker
+    assert window.faces[1].head_movement > 15.0 and window.faces[0].head_movement < 3.0
 
 
 def test_smile_of_the_astronaut_vs_the_mosi_speaker(mosi_clip, segment_featurizer):

@@ -38,8 +38,14 @@ pure function of the window's 16 kHz audio and the transcript's word timings:
                          words, the part inside [t0, t1) (silence before the first
                          and after the last word is not a pause: the person may be listening)
 
+Windows (`window_readouts(frames, t0, t1, voice)` -> `WindowReadouts`): each face's
+frames in the window summarised (readout means, the median head movement, the
+mean expression probabilities; a face is the window's speaker if it was in most
+of its frames), with the window's voice readouts: one row of one schema.
+
 Everything is computed with numpy on the calling thread: no model, no state
-beyond the tracker's.
+beyond the tracker's. A live part calls `FaceReadouts.step` per analysed frame
+and `voice_readouts` + `window_readouts` per window.
 """
 
 from __future__ import annotations
@@ -409,3 +415,78 @@ def voice_readouts(
         pauses=pauses,
         pause_seconds=float(pause_s),
     )
+
+
+# ---------------------------------------------------------------------------------- windows
+@dataclass(frozen=True)
+class FaceSummary:
+    """One face's readouts over a window: means of its frames (head movement: the median)."""
+
+    face_id: int
+    speaker: bool  # the speaker in most of the window's frames that show this face
+    frames: int  # the window's analysed frames that show this face
+    smile: float
+    frown: float
+    brow_lowered: float
+    brow_raised: float
+    eyes_widened: float
+    jaw_open: float
+    head_movement: float | None  # median degrees per second; None without two frames of the face
+    expression: Mapping[str, float] | None = None  # mean FER2013 probabilities (uncalibrated)
+
+    def to_dict(self, digits: int = 3) -> dict[str, Any]:
+        out = {k: (round(v, digits) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        if self.expression is not None:
+            out["expression"] = {k: round(float(v), digits) for k, v in self.expression.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class WindowReadouts:
+    """Everything a window shows beside its score: each face over the window, and the voice.
+
+    The one schema of a readouts row (e.g. a line of a recording's readouts.jsonl)."""
+
+    t0: float
+    t1: float
+    frames: int  # analysed frames in [t0, t1)
+    faces: tuple[FaceSummary, ...]  # the speaker first, then by id
+    voice: VoiceReadouts | None = None
+
+    @property
+    def speaker(self) -> FaceSummary | None:
+        return next((f for f in self.faces if f.speaker), None)
+
+    def to_dict(self, digits: int = 3) -> dict[str, Any]:
+        return {
+            "t0": round(self.t0, 3), "t1": round(self.t1, 3), "frames": self.frames,
+            "faces": [f.to_dict(digits) for f in self.faces],
+            "voice": None if self.voice is None else self.voice.to_dict(digits),
+        }
+
+
+def window_readouts(
+    frames: Sequence[FrameReadouts], t0: float, t1: float, voice: VoiceReadouts | None = None
+) -> WindowReadouts:
+    """Summarise the frames with t0 <= t < t1 per face id (frames outside are ignored)."""
+    inside = [fr for fr in frames if t0 <= fr.t < t1]
+    per_face: dict[int, list[FaceReadout]] = {}
+    for fr in inside:
+        for face in fr.faces:
+            per_face.setdefault(face.face_id, []).append(face)
+    names = [r.name for r in FACE_READOUTS]
+    out = []
+    for fid, seen in per_face.items():
+        values = np.mean([[getattr(f, n) for n in names] for f in seen], axis=0)
+        moves = [f.head_movement for f in seen if f.head_movement is not None]
+        expressions = [f.expression for f in seen if f.expression is not None]
+        expression = None
+        if expressions:
+            expression = {k: float(np.mean([e[k] for e in expressions])) for k in expressions[0]}
+        out.append(FaceSummary(
+            fid, 2 * sum(f.speaker for f in seen) > len(seen), len(seen),
+            *(float(v) for v in values),
+            head_movement=float(np.median(moves)) if moves else None, expression=expression,
+        ))
+    out.sort(key=lambda s: (not s.speaker, s.face_id))
+    return WindowReadouts(float(t0), float(t1), len(inside), tuple(out), voice)
