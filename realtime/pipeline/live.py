@@ -1,20 +1,16 @@
-"""The live session: source -> (faces, speech) -> windowing -> scoring -> publish / record.
+"""One live session: source -> (faces, speech) -> windowing -> scoring -> record / publish.
 
-    pipeline = LivePipeline(source=FileSource(path=...), scorer=WindowScorer(),
-                            publish=server.publish, recorder=recorder, options=PipelineOptions())
+    pipeline = build_session(source=..., scorer=..., options=PipelineOptions(), mode="live",
+                             publish=channel.publish, record_to=folder)   # realtime.pipeline.build
     pipeline.start(); pipeline.wait(); pipeline.stop()
 
-The data path is straight: each modality becomes features in one stage (frames in
-`FaceWorker`, speech in `SpeechWorker`, audio steps and the window's text in
-`WindowAssembler`), the scoring loop only runs the model, and its output goes to
-one sink (the recorder, then the dashboard). The recording gets the frames
-through one tap at the capture rate (`Source.start(clock, on_frame)`).
+Each modality becomes features in one stage (frames in `FaceWorker`, speech in
+`SpeechWorker`, audio steps and the window's text in `WindowAssembler`); the scoring loop
+only runs the model and hands each message to the recording (one `RecordingFeed`, which
+also gets the frames from the source's tap), then to `publish` and `on_window`.
 
-Every window message carries per-stage latencies in ms (capture: window end to
-its inputs being complete; features: step features, transcript words, text
-encoding; scoring: queue wait + model; send: message building and hand-over to
-the server); `metrics()` merges the components' `stats()` for /metrics.
-"""
+Window messages carry per-stage latencies in ms (capture, features, scoring, send);
+`metrics()` merges the components' `stats()` for /metrics."""
 
 from __future__ import annotations
 
@@ -38,6 +34,7 @@ from realtime.core.clock import SessionClock
 from realtime.core.component import Policy, RecentStats, Worker
 from realtime.core.load import Backlog, Level
 from realtime.pipeline.faces import FaceWorker
+from realtime.pipeline.record import RecordingFeed
 from realtime.pipeline.speech import SpeechOptions, SpeechWorker, transcriber_for
 from realtime.pipeline.windowing import Window, WindowAssembler, WindowQueue, window_text
 
@@ -428,8 +425,7 @@ class LivePipeline:
         )
         self.finished = self.scoring.done
         self._stop = threading.Event()
-        self._audio_recorded_until = 0.0
-        self._words_recorded = 0
+        self.recording: RecordingFeed | None = None  # the recorder's one writer, from start()
         self._started_wall = 0.0
         self._started_cpu = 0.0
 
@@ -486,11 +482,14 @@ class LivePipeline:
         )
         if opts.prefetch_text and self.speech is not None:
             self.prefetch = TextPrefetch(assembler=self.assembler, encode_text=self.scorer.encode_text)
+        if self.recorder is not None:
+            self.recording = RecordingFeed(self.recorder, audio=self.source.audio,
+                                           transcript=self.speech.transcript if self.speech is not None else None)
         self._started_wall = time.perf_counter()
         self._started_cpu = time.process_time()
         for part in self._workers():
             part.start()
-        self.source.start(self.clock, self._record_frame if self.recorder is not None else None)
+        self.source.start(self.clock, self.recording.frame if self.recording is not None else None)
 
     def _workers(self) -> list:
         """The pipeline's own components, in data order (the source is started last)."""
@@ -515,21 +514,7 @@ class LivePipeline:
 
     # ---------------------------------------------------------------- the sink
     def _record(self, msg: dict[str, Any], window: Window) -> None:
-        """The window, the audio up to its end and the words committed since the last one."""
-        audio = None
-        ring = self.source.audio
-        if ring is not None:
-            until = min(window.end, ring.horizon)
-            if until > self._audio_recorded_until:
-                audio = ring.read(self._audio_recorded_until, until)
-                self._audio_recorded_until = until
-        self.recorder.write_window(msg, audio=audio, words=self._new_words())
-
-    def _new_words(self) -> list[dict[str, Any]]:
-        if self.speech is None:
-            return []
-        words, self._words_recorded = self.speech.transcript.since(self._words_recorded)
-        return [w.as_dict() for w in words]
+        self.recording.window(msg, window)
 
     def _after_scoring(self) -> None:
         """The final speech pass commits the last words: wait for it, revise the last window
@@ -539,17 +524,8 @@ class LivePipeline:
             if not self._stop.is_set():
                 self.scoring.revise_open()
         self.scoring.close_open()
-        if self.recorder is not None:
-            try:
-                self.recorder.add_words(self._new_words())
-            except RuntimeError:  # stop() closed the recorder while a slow last pass ran
-                log.warning("the last speech pass ended after the recording closed; its words are not recorded")
-
-    def _record_frame(self, t: float, rgb) -> None:
-        try:
-            self.recorder.write_frame(rgb, t)
-        except RuntimeError:  # recorder closed during shutdown
-            pass
+        if self.recording is not None:
+            self.recording.last_words()
 
     # ---------------------------------------------------------------- lifecycle
     def wait(self, timeout: float | None = None) -> bool:
