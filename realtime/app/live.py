@@ -221,10 +221,8 @@ def browser_sessions(args) -> int:
 def ray_sessions(args) -> int:
     """hcl-live --ray: the browser sessions on Ray Serve (realtime.scale.serve) until Ctrl-C."""
     try:  # the optional extra hcl-live[ray]
-        import ray
-        from ray import serve
-
-        from realtime.scale.serve import APP_NAME, ServeSettings, build_app
+        from realtime.scale.deploy import describe_reservations, serving
+        from realtime.scale.serve import ServeSettings
     except ImportError as exc:
         raise CliError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
     if args.tls_cert or args.tls_key:
@@ -242,23 +240,18 @@ def ray_sessions(args) -> int:
     except (TypeError, ValueError) as exc:
         raise CliError(f"--ray-setting: {exc}") from None
     stop_signals_as_interrupt()
-    ray.init(address=args.ray_address or "local", include_dashboard=False, log_to_driver=args.verbose)
+    given = {item.partition("=")[0].strip() for item in args.ray_setting or []}  # kept as given; the rest fitted to the cluster
     try:
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-        print(f"dashboard: http://{host}:{args.port}/" + (f"?token={token}" if token else ""), flush=True)
-        print(f"Ray Serve: {settings.ingress_replicas} ingress replica(s) x {settings.max_sessions} sessions; Ctrl-C to stop",
-              flush=True)
-        while True:
-            time.sleep(1.0)
+        with serving(settings, given=given, address=args.ray_address, host=args.host, port=args.port,
+                     verbose=args.verbose) as placed:
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+            print(f"dashboard: http://{host}:{args.port}/" + (f"?token={token}" if token else ""), flush=True)
+            print(f"Ray Serve: {placed.ingress_replicas} ingress replica(s) x {placed.max_sessions} sessions; "
+                  f"reserved: {describe_reservations(placed)}; Ctrl-C to stop", flush=True)
+            while True:
+                time.sleep(1.0)
     except KeyboardInterrupt:
         print("stopping", flush=True)
-    finally:
-        try:
-            serve.delete(APP_NAME)  # the replicas stop: every session ends, its recording closes
-        finally:
-            ray.shutdown()
     return 0
 
 
