@@ -16,7 +16,16 @@ the test splits scored once:
   cached, as for HCL), AdamW, L1 loss, early stopping on valid MAE. With
   `--tune-layers` equal to the encoder's depth this is full fine-tuning.
 
-Prints a table and writes JSON (read by scripts/ship_model.py for the card).
+- **zero_shot** (`--zero-shot`, e5-small only): the sentimentai-py logistic head over
+  the frozen encoder's mean-pooled last layer, never trained on MOSI/MOSEI; its 1-D
+  map to [-3, 3] (a * score + b) is fitted on the valid split.
+
+`--text-encoder` picks the encoder (default the live MiniLM). Prints a table and writes
+JSON (read by scripts/ship_model.py for the card).
+
+    python bench/text_baselines.py --transcripts ../shared/data/mosi/label.csv \
+        --transcripts ../shared/data/mosei/label.csv --text-encoder packaged:multilingual-e5-small \
+        --tune-layers 2 --skip-finetuned --zero-shot --out bench/results/text_baselines_e5.json
 """
 
 from __future__ import annotations
@@ -93,6 +102,31 @@ def ridge_baseline(data: TrainingData, top: TextTop, alphas=tuple(10.0**e for e 
     return best
 
 
+class OnTop(nn.Module):
+    """A scorer of last-layer features run over the encoder's top layers: inputs are h_{L-k}."""
+
+    def __init__(self, top: TextTop, scorer: nn.Module) -> None:
+        super().__init__()
+        self.top, self.scorer, self.config = top, scorer, scorer.config
+
+    def forward(self, text, text_mask, *rest, **kw) -> torch.Tensor:
+        return self.scorer(self.top(text, text_mask), text_mask, *rest, **kw)
+
+
+def zero_shot_baseline(data: TrainingData, top: TextTop, dim: int) -> dict:
+    from hcl.zero_shot import ZeroShotScorer
+
+    scorer = ZeroShotScorer(ModelConfig(text_dim=dim, inputs=("text",)))
+    model = OnTop(top, scorer).eval()
+    scorer.scale, scorer.bias = 1.0, 0.0
+    from hcl.train import predict
+
+    s = np.asarray(predict(model, data.valid), np.float64)
+    scorer.scale, scorer.bias = (float(v) for v in np.polyfit(s, [x.label for x in data.valid], 1))
+    return {"scale": scorer.scale, "bias": scorer.bias, "head": "sentimentai-py 2.0.0 logistic 2.0 e5-small",
+            "valid": evaluate(model, data.valid), "test": {n: evaluate(model, t) for n, t in data.tests.items()}}
+
+
 def load(paths: list[str], settings: FeatureSettings) -> TrainingData:
     train, valid, tests = [], [], {}
     for path in paths:
@@ -115,12 +149,16 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-finetuned", action="store_true", help="only the ridge baseline")
+    p.add_argument("--text-encoder", default=None, metavar="NAME", help="text encoder (default: the live MiniLM)")
+    p.add_argument("--zero-shot", action="store_true", help="also the sentimentai head's zero-shot row (e5-small)")
     p.add_argument("--append", action="store_true",
                    help="keep the fine-tuned runs of other seeds already in --out (seeds run as separate processes)")
     p.add_argument("--out", default="bench/results/text_baselines.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = FeatureSettings()
+    from hcl.cli import with_text_encoder
+
+    settings = with_text_encoder(FeatureSettings(), args.text_encoder)
     result: dict = {"argv": sys.argv[1:] if argv is None else list(argv), "encoder": settings.text.encoder}
 
     depth = encoder_depth(settings.text)
@@ -130,6 +168,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     ridge = ridge_baseline(data, top)
     result["ridge"] = {**ridge, "seconds": time.perf_counter() - t0}
+    if args.zero_shot:
+        t0 = time.perf_counter()
+        result["zero_shot"] = {**zero_shot_baseline(data, top, settings.text.dim), "seconds": time.perf_counter() - t0}
 
     if not args.skip_finetuned:
         cfg = ModelConfig(text_dim=settings.text.dim, inputs=("text",))
@@ -157,6 +198,8 @@ def main(argv=None) -> int:
     print(f"{'baseline':<34} {'test':<6} metrics")
     for name, m in result["ridge"]["test"].items():
         print(f"{'ridge (alpha ' + str(result['ridge']['alpha']) + ')':<34} {name:<6} {format_metrics(m)}")
+    for name, m in result.get("zero_shot", {}).get("test", {}).items():
+        print(f"{'zero-shot sentimentai head':<34} {name:<6} {format_metrics(m)}")
     for run in result.get("finetuned", {}).get("runs", []):
         for name, m in run["test"].items():
             label = f"finetuned top {args.tune_layers} seed {run['seed']}"

@@ -135,3 +135,51 @@ def test_encode_keeps_the_order_of_texts_of_different_lengths():
     for t, a, b in zip(texts, together, alone):
         assert a.shape == b.shape, t
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_zero_shot_head_equals_sentimentai_forward():
+    """ZeroShotHead over token features == sentimentai's own numpy head over their mean (L2-normalised)."""
+    from sentimentai import _scoring
+
+    from hcl.zero_shot import ZeroShotHead, sentiment_head_file
+
+    head = _scoring.load_head(str(sentiment_head_file()))
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(5, 7, 384, generator=g)
+    mask = torch.ones(5, 7, dtype=torch.bool)
+    mask[1, 3:] = False
+    pooled = np.stack([text[i, mask[i]].mean(0).numpy() for i in range(5)])
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    want = _scoring.score_with_head(pooled, head)
+    got = ZeroShotHead(384)(text, mask).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.ptp(want) > 0.1  # the scores differ between the samples, so the check means something
+
+
+def test_hcl_with_the_zero_shot_prior_round_trips(tmp_path):
+    from hcl.checkpoint import load_checkpoint, save_checkpoint
+    from hcl.config import ModelConfig
+    from hcl.features.config import FeatureSettings
+    from hcl.model import HCL
+    from hcl.zero_shot import ZeroShotHead
+
+    cfg = ModelConfig(text_dim=384, inputs=("text",), text_prior="sentimentai")
+    model = HCL(config=cfg).eval()
+    with torch.no_grad():
+        model.prior_map.copy_(torch.tensor([2.0, 0.25]))
+    text = torch.randn(3, 6, 384)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    a, am = torch.zeros(3, 1, 48), torch.zeros(3, 1, dtype=torch.bool)
+    v, vm = torch.zeros(3, 1, 58), torch.zeros(3, 1, dtype=torch.bool)
+    with torch.no_grad():
+        before = model(text, mask, a, am, v, vm)
+        # the prior's share is the head's score through the learned map
+        plain = HCL(config=replace(cfg, text_prior="none")).eval()
+        plain.load_state_dict({k: t for k, t in model.state_dict().items() if not k.startswith("prior")})
+        share = (before - plain(text, mask, a, am, v, vm)).numpy()
+    np.testing.assert_allclose(share, (2.0 * ZeroShotHead(384)(text, mask) + 0.25).numpy(), atol=1e-4)
+    path = save_checkpoint(tmp_path / "m.pt", model, features=FeatureSettings(text=E5))
+    loaded = load_checkpoint(path)
+    assert loaded.model_config.text_prior == "sentimentai"
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.model(text, mask, a, am, v, vm).numpy(), before.numpy(), atol=1e-5)
