@@ -24,9 +24,9 @@ def annotate_command(argv: Sequence[str] | None) -> int:
         parser.error("--ray-address and --ray-workers go with --ray")
     if len(args.inputs) != 1:
         parser.error("one file without --ray (several files, folders or globs need --ray)")
-    args.file = args.inputs[0]
+    path = args.inputs[0]
     try:
-        pipeline = annotate(args.file, args.output, checkpoint=args.checkpoint, device=args.device, progress=not args.quiet)
+        pipeline = annotate(path, args.output, checkpoint=args.checkpoint, device=args.device, progress=not args.quiet)
     except KeyboardInterrupt:
         print("interrupted; the windows so far are in the session folder", file=sys.stderr)
         return 130
@@ -35,7 +35,7 @@ def annotate_command(argv: Sequence[str] | None) -> int:
         problems.append(pipeline.recorder.error)
     s = pipeline.scores
     print(
-        f"{args.file}: {s.count} windows"
+        f"{path}: {s.count} windows"
         + (f", mean score {s.mean:+.2f}, min {s.min:+.2f}, max {s.max:+.2f}" if s.count else "")
         + f"; written to {args.output}"
     )
