@@ -40,7 +40,7 @@ def test_the_smiling_astronaut_reads_happy(fer, segment_featurizer):
     assert probs.shape == (1, 7) and np.allclose(probs.sum(), 1.0, atol=1e-5)
     assert FER_LABELS[int(probs.argmax())] == "happy" and probs[0, FER_LABELS.index("happy")] > 0.9
     frame = FaceReadouts(expressions=fer).step(faces, 0.0, img)
-    assert frame.speaker.expression["happy"] > 0.9 and set(frame.speaker.expression) == set(FER_LABELS)
+    assert frame.speaker.uncalibrated_expression["happy"] > 0.9 and set(frame.speaker.uncalibrated_expression) == set(FER_LABELS)
 
 
 def test_mosi_speaker_reads_mostly_neutral(fer, mosi_clip, segment_featurizer):

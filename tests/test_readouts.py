@@ -42,7 +42,7 @@ def test_every_readout_is_documented_and_well_formed():
     voice = [f for f in VoiceReadouts.__dataclass_fields__ if f not in ("t0", "t1", "words")]
     for name, text in [*((n, READOUT_HELP[n]) for n in numeric), *((n, VOICE_HELP[n]) for n in voice)]:
         assert text.endswith(".") and text.count(". ") == 0 and len(text) < 160, name  # one sentence
-    assert "uncalibrated" in READOUT_HELP["expression"]
+    assert "uncalibrated" in READOUT_HELP["uncalibrated_expression"]
 
 
 def test_blendshape_readouts_are_the_documented_means():
@@ -94,7 +94,7 @@ def test_face_readouts_step_on_planted_observations():
     assert all(fr.speaker.head_movement in (None, 0.0) for fr in frames)
     assert small[-1].smile == pytest.approx(0.9) and last.speaker.smile == 0.0
     d = last.to_dict()
-    assert d["faces"][1]["smile"] == 0.9 and d["faces"][1]["expression"] is None
+    assert d["faces"][1]["smile"] == 0.9 and d["faces"][1]["uncalibrated_expression"] is None
     assert ro.step([], 1.0).faces == () and ro.step([], 1.1).speaker is None
 
 
@@ -129,7 +129,10 @@ def test_expression_classifier_needs_the_frame():
     with pytest.raises(ValueError, match="needs the frame"):
         ro.step([_obs(0.5, 0.3, 0.0)], 0.0)
     frame = ro.step([_obs(0.5, 0.3, 0.0)], 0.1, np.zeros((480, 640, 3), np.uint8))
-    assert frame.speaker.expression == {"happy": 0.75, "sad": 0.25}
+    assert frame.speaker.uncalibrated_expression == {"happy": 0.75, "sad": 0.25}
+    window = window_readouts([frame], 0.0, 1.0)
+    assert window.speaker.uncalibrated_expression == {"happy": 0.75, "sad": 0.25}
+    assert window.to_dict()["faces"][0]["uncalibrated_expression"] == {"happy": 0.75, "sad": 0.25}
 
 
 # ------------------------------------------------------------------ faces: real mediapipe

@@ -21,8 +21,8 @@ angle of the rotation between the face's previous analysed frame and this one
 between them; None on a face's first frame. The speaker is the face the model
 reads (`hcl.features.face.speaker_index`: the largest), marked `speaker=True`.
 With an `ExpressionClassifier` (`hcl.features.fer`) each face also gets the
-FER2013 classifier's 7 expression probabilities: an uncalibrated classifier's
-output, not a measurement of what the person feels.
+FER2013 classifier's 7 expression probabilities as `uncalibrated_expression`: an
+uncalibrated classifier's output, not a measurement of what the person feels.
 
 Voice, per window (`voice_readouts(wave, words, t0, t1)` -> `VoiceReadouts`), a
 pure function of the window's 16 kHz audio and the transcript's word timings:
@@ -94,7 +94,7 @@ EXPRESSION_HELP = ("Probabilities of 7 expressions from a small FER2013 classifi
 READOUT_HELP: dict[str, str] = {
     **{r.name: r.help for r in FACE_READOUTS},
     "head_movement": HEAD_MOVEMENT_HELP,
-    "expression": EXPRESSION_HELP,
+    "uncalibrated_expression": EXPRESSION_HELP,
 }
 
 # (6, 52): readouts = weights @ blendshapes
@@ -119,8 +119,9 @@ class FaceReadout:
     eyes_widened: float
     jaw_open: float
     head_movement: float | None  # degrees per second; None on the face's first frame
-    # FER2013 label -> probability (uncalibrated classifier); None when not computed
-    expression: Mapping[str, float] | None = None
+    # FER2013 label -> probability: an uncalibrated classifier (the name says so wherever the
+    # readout goes: JSON rows, CSV columns); None when no classifier runs
+    uncalibrated_expression: Mapping[str, float] | None = None
 
     def to_dict(self, digits: int = 4) -> dict[str, Any]:
         out = asdict(self)
@@ -128,8 +129,8 @@ class FaceReadout:
             if isinstance(v, float):
                 out[k] = round(v, digits)
         out["box"] = [round(v, digits) for v in self.box]
-        if self.expression is not None:
-            out["expression"] = {k: round(float(v), digits) for k, v in self.expression.items()}
+        if self.uncalibrated_expression is not None:
+            out["uncalibrated_expression"] = {k: round(float(v), digits) for k, v in self.uncalibrated_expression.items()}
         return out
 
 
@@ -215,7 +216,7 @@ class FaceReadouts:
             out.append(FaceReadout(
                 fid, i == speaker, tuple(float(v) for v in face.box),
                 *(float(v) for v in values[i]),
-                head_movement=movement, expression=expression,
+                head_movement=movement, uncalibrated_expression=expression,
             ))
         alive = {tr.id for tr in self._tracker.tracks}
         self._last = {k: v for k, v in self._last.items() if k in alive}
@@ -432,12 +433,12 @@ class FaceSummary:
     eyes_widened: float
     jaw_open: float
     head_movement: float | None  # median degrees per second; None without two frames of the face
-    expression: Mapping[str, float] | None = None  # mean FER2013 probabilities (uncalibrated)
+    uncalibrated_expression: Mapping[str, float] | None = None  # mean FER2013 probabilities
 
     def to_dict(self, digits: int = 3) -> dict[str, Any]:
         out = {k: (round(v, digits) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-        if self.expression is not None:
-            out["expression"] = {k: round(float(v), digits) for k, v in self.expression.items()}
+        if self.uncalibrated_expression is not None:
+            out["uncalibrated_expression"] = {k: round(float(v), digits) for k, v in self.uncalibrated_expression.items()}
         return out
 
 
@@ -479,14 +480,14 @@ def window_readouts(
     for fid, seen in per_face.items():
         values = np.mean([[getattr(f, n) for n in names] for f in seen], axis=0)
         moves = [f.head_movement for f in seen if f.head_movement is not None]
-        expressions = [f.expression for f in seen if f.expression is not None]
+        expressions = [f.uncalibrated_expression for f in seen if f.uncalibrated_expression is not None]
         expression = None
         if expressions:
             expression = {k: float(np.mean([e[k] for e in expressions])) for k in expressions[0]}
         out.append(FaceSummary(
             fid, 2 * sum(f.speaker for f in seen) > len(seen), len(seen),
             *(float(v) for v in values),
-            head_movement=float(np.median(moves)) if moves else None, expression=expression,
+            head_movement=float(np.median(moves)) if moves else None, uncalibrated_expression=expression,
         ))
     out.sort(key=lambda s: (not s.speaker, s.face_id))
     return WindowReadouts(float(t0), float(t1), len(inside), tuple(out), voice)
