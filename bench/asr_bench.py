@@ -1,11 +1,12 @@
 """Speech engines side by side: WER, word times, CPU per pass and memory, Whisper vs Moonshine.
 
-    python bench/asr_bench.py [--engines whisper,moonshine] [--passes 15] [--pause PIDFILE] [--out PATH]
+    python bench/asr_bench.py [--engines whisper,moonshine,whisper-b5] [--passes 15] [--pause PIDFILE] [--out PATH]
 
 Engines (hcl.features.speech_engine.make_engine), each on one CPU thread:
 - whisper: the packaged Whisper tiny.en as live passes run it (int8, greedy, the
   encoder fitted to the pass, no temperature fallback);
-- moonshine: Moonshine base-en converted from moonshine-cpp (hcl.features.moonshine).
+- moonshine: Moonshine base-en converted from moonshine-cpp (hcl.features.moonshine);
+- whisper-b5: Whisper tiny.en as the offline tools run it (beam 5, temperature fallback).
 
 WER (whole clip in one `transcribe`, as `hcl-annotate` / `hcl-extract` do; words
 lower case, letters and digits only, bench/live_bench.py's scoring) on:
@@ -21,8 +22,9 @@ Word times (generated clip): |start| and |end| differences between the engines o
 words both heard (aligned by difflib), and each engine's first-word start / last-word
 end against each sentence's true span (from the samples written).
 
-Timing: `--passes` buffers of 1, 3 and 5 s cut from the generated clip at evenly
-spread ends (so most are cut mid-phrase, as live passes are), each engine in its
+Timing: `--passes` buffers of 1, 3 and 5 s cut from the generated clip (pauses
+between sentences) and from the real read speech (continuous) at evenly spread ends
+(so most are cut mid-phrase, as live passes are), each engine in its
 own process (so RSS is its own): CPU ms (process time) and wall ms per pass, median
 and p95, after two warm-up passes; RSS after loading and the peak. The passes run
 with the repeat guard off and the bench counts how many hypotheses it would have
@@ -67,7 +69,7 @@ from live_bench import (  # noqa: E402  the same generated clip and WER scoring 
 
 SR = 16000
 BUFFERS_S = (1, 3, 5)
-ENGINES = ("whisper", "moonshine")
+ENGINES = ("whisper", "moonshine", "whisper-b5")
 TWO_CITIES = (
     "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
     "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
@@ -145,6 +147,8 @@ def make(engine: str, *, repeat_guard: bool = True):
     if engine == "whisper":  # as live passes run it (realtime's speech options)
         return make_engine(SpeechConfig(beam_size=1, repeat_guard=repeat_guard), cpu_threads=1,
                            fit_encoder=True, temperature_fallback=False)
+    if engine == "whisper-b5":  # as hcl-annotate / hcl-extract run it (beam 5, temperature fallback)
+        return make_engine(SpeechConfig(repeat_guard=repeat_guard), cpu_threads=1)
     return make_engine(SpeechConfig(engine=engine, repeat_guard=repeat_guard), cpu_threads=1)
 
 
@@ -180,35 +184,38 @@ def child_wer(engine: str, data: pathlib.Path) -> dict:
     return out
 
 
-def child_timing(engine: str, data: pathlib.Path, passes: int) -> dict:
+def child_timing(engine: str, data: pathlib.Path, passes: int, clip_names: list[str]) -> dict:
     from hcl.features.repeat_guard import drop_repeats
 
-    wave = np.load(data)["generated"]
+    loaded = np.load(data)
     eng = make(engine, repeat_guard=False)
     eng.load()
-    loaded = rss_mb()
-    out = {"after_load": loaded}
-    for seconds in BUFFERS_S:
-        n = seconds * SR
-        ends = np.linspace(n + SR // 2, len(wave), passes + 2).astype(int)
-        cpu, wall, loops = [], [], 0
-        for i, end in enumerate(ends):
-            buf = wave[end - n:end]
-            t, w = time.process_time(), time.perf_counter()
-            words = eng.transcribe(buf, (end - n) / SR)
-            c, d = time.process_time() - t, time.perf_counter() - w
-            if i >= 2:  # two warm-up passes
-                cpu.append(1000 * c)
-                wall.append(1000 * d)
-                texts = [x.text for x in words]
-                loops += int(len(drop_repeats(texts)) != len(texts))
-        out[f"{seconds}s"] = {"cpu_ms": stats(cpu), "wall_ms": stats(wall), "loops_caught_by_guard": loops}
+    out = {"after_load": rss_mb()}
+    for clip in clip_names:
+        wave = loaded[clip]
+        out[clip] = {}
+        for seconds in BUFFERS_S:
+            n = seconds * SR
+            ends = np.linspace(n + SR // 2, len(wave), passes + 2).astype(int)
+            cpu, wall, loops = [], [], 0
+            for i, end in enumerate(ends):
+                buf = wave[end - n:end]
+                t, w = time.process_time(), time.perf_counter()
+                words = eng.transcribe(buf, (end - n) / SR)
+                c, d = time.process_time() - t, time.perf_counter() - w
+                if i >= 2:  # two warm-up passes
+                    cpu.append(1000 * c)
+                    wall.append(1000 * d)
+                    texts = [x.text for x in words]
+                    loops += int(len(drop_repeats(texts)) != len(texts))
+            out[clip][f"{seconds}s"] = {"cpu_ms": stats(cpu), "wall_ms": stats(wall), "loops_caught_by_guard": loops}
     out["after_passes"] = rss_mb()
     return out
 
 
-def run_child(engine: str, stage: str, data: pathlib.Path, passes: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", engine, "--stage", stage, "--data", str(data), "--passes", str(passes)]
+def run_child(engine: str, stage: str, data: pathlib.Path, passes: int, timing_clips: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--child", engine, "--stage", stage, "--data", str(data), "--passes", str(passes),
+           "--timing-clips", ",".join(timing_clips)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -262,6 +269,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--passes", type=int, default=15, help="timed passes per buffer length")
+    ap.add_argument("--timing-clips", default="generated,real_two_cities",
+                    help="clips the timed buffers are cut from (those not there are left out)")
     ap.add_argument("--pause", type=pathlib.Path, help="file of PIDs to SIGSTOP during the timing part")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results" / "asr.json")
     ap.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
@@ -269,7 +278,8 @@ def main() -> None:
     ap.add_argument("--data", type=pathlib.Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        result = child_wer(args.child, args.data) if args.stage == "wer" else child_timing(args.child, args.data, args.passes)
+        result = (child_wer(args.child, args.data) if args.stage == "wer"
+                  else child_timing(args.child, args.data, args.passes, args.timing_clips.split(",")))
         print(json.dumps(result))
         return
 
@@ -281,17 +291,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = pathlib.Path(tmp) / "clips.npz"
         np.savez(data, **{k: v[0].astype(np.float32) for k, v in named.items()})
-        hyps = {e: run_child(e, "wer", data, args.passes) for e in engines}
+        timing_clips = [c for c in args.timing_clips.split(",") if c in named]
+        hyps = {e: run_child(e, "wer", data, args.passes, timing_clips) for e in engines}
         pids = [int(x) for x in args.pause.read_text().split()] if args.pause and args.pause.exists() else []
         stopped = signal_all(pids, signal.SIGSTOP)
         load_before = os.getloadavg()
         try:
-            timing = {e: run_child(e, "timing", data, args.passes) for e in engines}
+            timing = {e: run_child(e, "timing", data, args.passes, timing_clips) for e in engines}
         finally:
             signal_all(stopped, signal.SIGCONT)
         load_after = os.getloadavg()
 
-    results = {"clips": {}, "word_times": {}, "timing": timing, "engines": engines, "notes": notes,
+    results = {"clips": {}, "word_times": {}, "timing": timing, "timing_clips": timing_clips, "engines": engines, "notes": notes,
                "paused_pids": stopped, "pause_file": str(args.pause) if args.pause else None,
                "loadavg_timing": [round(x, 2) for x in (*load_before, *load_after)],
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
@@ -315,13 +326,14 @@ def main() -> None:
         cells = "".join(f"{r[e]['wer_percent']:>12} ({r[e]['errors']}/{r[e]['reference_words']})".rjust(22) for e in engines)
         print(f"{name:<26}{r['seconds']:>6}{cells}")
     print("\nCPU ms per pass (one thread), p50 / p95 [wall p50]; loops the guard caught")
-    print(f"{'buffer':<10}" + "".join(f"{e:>34}" for e in engines))
-    for s in BUFFERS_S:
-        cells = ""
-        for e in engines:
-            t = timing[e][f"{s}s"]
-            cells += f"{t['cpu_ms']['p50']} / {t['cpu_ms']['p95']} [{t['wall_ms']['p50']}] loops {t['loops_caught_by_guard']}".rjust(34)
-        print(f"{s} s{'':<7}{cells}")
+    print(f"{'clip, buffer':<24}" + "".join(f"{e:>34}" for e in engines))
+    for clip in timing_clips:
+        for s in BUFFERS_S:
+            cells = ""
+            for e in engines:
+                t = timing[e][clip][f"{s}s"]
+                cells += f"{t['cpu_ms']['p50']} / {t['cpu_ms']['p95']} [{t['wall_ms']['p50']}] loops {t['loops_caught_by_guard']}".rjust(34)
+            print(f"{clip + f', {s} s':<24}{cells}")
     print("RSS MB after load / peak: " + ", ".join(
         f"{e} {timing[e]['after_load']['rss_mb']} / {timing[e]['after_passes']['peak_rss_mb']}" for e in engines))
     print("\nWord times on the generated clip (ms, p50 / p95):")

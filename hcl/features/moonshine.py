@@ -12,7 +12,8 @@ imported). As shipped, the decoder dequantises every weight on each step
 2. fold each Cast -> Mul -> Add of an int8 initializer into a float initializer;
 3. split the decoder's `If` (use_cache_branch) into two models: `decoder_first`
    (the BOS step: computes the cross-attention keys/values) and `decoder_step`
-   (one token with the KV cache);
+   (one token with the KV cache); a Transpose of a weight (the output projection
+   tied to the embedding) becomes a transposed weight;
 4. re-quantise the MatMul/Gather weights int8 per channel (onnxruntime.quantization,
    dynamic activations).
 
@@ -49,7 +50,7 @@ from hcl.features.word_times import spread_words, voiced_runs
 PACKAGE = "moonshine_cpp"
 PACKAGE_VERSION = "0.1.4"
 MODEL_SUBDIR = "models/base-en"
-CONVERSION_VERSION = 1  # bump when `convert` changes what it writes
+CONVERSION_VERSION = 2  # bump when `convert` changes what it writes
 PARTS = ("encoder", "decoder_first", "decoder_step")
 DEFAULT_CACHE = Path.home() / ".cache" / "hcl-live" / "moonshine-base-en"
 
@@ -182,6 +183,19 @@ def _fold_dequantize(graph: onnx.GraphProto) -> None:
     graph.initializer.extend(kept + new_inits)
 
 
+def _fold_transposed_weights(graph: onnx.GraphProto) -> None:
+    """Replace each Transpose of an initializer by the transposed initializer (the tied
+    embedding / output projection): quantisation then gives the MatMul its own int8
+    weight instead of dequantising and transposing 32768 x 416 weights every step."""
+    inits = {t.name: t for t in graph.initializer}
+    for node in list(graph.node):
+        if node.op_type == "Transpose" and node.input[0] in inits:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            w = numpy_helper.to_array(inits[node.input[0]])
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(np.transpose(w, perm)), node.output[0]))
+            graph.node.remove(node)
+
+
 def _branch_model(model: onnx.ModelProto, branch: str) -> onnx.ModelProto:
     """One branch of the decoder's top-level `If` as a standalone model: the outer
     initializers and graph inputs it reads become its own; outputs keep the If's names."""
@@ -220,6 +234,7 @@ def _branch_model(model: onnx.ModelProto, branch: str) -> onnx.ModelProto:
         initializer=list(sub.initializer) + [inits[n] for n in sorted(used) if n in inits],
         value_info=list(sub.value_info),
     )
+    _fold_transposed_weights(graph)
     opsets = [o for o in model.opset_import if o.domain in ("", "com.microsoft")]
     return helper.make_model(graph, opset_imports=opsets, ir_version=model.ir_version)
 
@@ -273,6 +288,7 @@ def convert(cache_dir: Path, source: Path | None = None) -> Path:
         tmp = Path(tmp_name)
         encoder = _ort_to_onnx(source / "encoder_model.ort", tmp / "encoder.raw.onnx")
         _fold_dequantize(encoder.graph)
+        _fold_transposed_weights(encoder.graph)
         decoder = _ort_to_onnx(source / "decoder_model_merged.ort", tmp / "decoder.raw.onnx")
         _fold_dequantize(decoder.graph)
         models = {"encoder": encoder, "decoder_first": _branch_model(decoder, "else_branch"),
