@@ -189,19 +189,20 @@ class FaceReadouts:
 
     def __init__(self, *, tracker: TrackerConfig = TrackerConfig(), expressions: ExpressionClassifier | None = None) -> None:
         self._tracker = FaceTracker(tracker)
-        self.expressions = expressions
+        self._expressions = expressions
         self._last: dict[int, tuple[float, np.ndarray]] = {}  # face id -> (t, matrix) of its latest frame
 
     def step(self, faces: Sequence[FaceObservation], t: float, rgb: np.ndarray | None = None) -> FrameReadouts:
+        if self._expressions is not None and faces and rgb is None:
+            raise ValueError("FaceReadouts with an expression classifier needs the frame: step(faces, t, rgb)")
         t = float(t)
         ids = self._tracker.step([f.box for f in faces], t)
         speaker = speaker_index(faces)
         values = blendshape_readouts(np.stack([f.blendshapes for f in faces])) if faces else np.zeros((0, 6))
         probs = None
-        if self.expressions is not None and faces:
-            if rgb is None:
-                raise ValueError("FaceReadouts with an expression classifier needs the frame: step(faces, t, rgb)")
-            probs = self.expressions.classify(rgb, [f.box for f in faces])
+        if self._expressions is not None and faces:
+            probs = self._expressions.classify(rgb, [f.box for f in faces])
+        names = [r.name for r in FACE_READOUTS]
         out = []
         for i, (face, fid) in enumerate(zip(faces, ids)):
             movement = None
@@ -212,10 +213,10 @@ class FaceReadouts:
                 self._last[fid] = (t, np.asarray(face.matrix, np.float64))
             expression = None
             if probs is not None:
-                expression = {k: float(p) for k, p in zip(self.expressions.labels, probs[i])}
+                expression = {k: float(p) for k, p in zip(self._expressions.labels, probs[i])}
             out.append(FaceReadout(
-                fid, i == speaker, tuple(float(v) for v in face.box),
-                *(float(v) for v in values[i]),
+                face_id=fid, speaker=i == speaker, box=tuple(float(v) for v in face.box),
+                **{n: float(v) for n, v in zip(names, values[i])},
                 head_movement=movement, uncalibrated_expression=expression,
             ))
         alive = {tr.id for tr in self._tracker.tracks}
@@ -485,8 +486,8 @@ def window_readouts(
         if expressions:
             expression = {k: float(np.mean([e[k] for e in expressions])) for k in expressions[0]}
         out.append(FaceSummary(
-            fid, 2 * sum(f.speaker for f in seen) > len(seen), len(seen),
-            *(float(v) for v in values),
+            face_id=fid, speaker=2 * sum(f.speaker for f in seen) > len(seen), frames=len(seen),
+            **{n: float(v) for n, v in zip(names, values)},
             head_movement=float(np.median(moves)) if moves else None, uncalibrated_expression=expression,
         ))
     out.sort(key=lambda s: (not s.speaker, s.face_id))
