@@ -31,6 +31,13 @@ never shifts later audio earlier), counted in `gap_seconds`. One that starts
 earlier (late, or overlapping after the offset was lowered) has its overlapping
 head dropped, counted in `late_audio_seconds`.
 
+Jumps: a message whose time lies more than `max_jump` from the session clock (its
+mapped end that far ahead of now or behind it: a client clock that jumped, not one
+that drifts) and an audio chunk that would leave a gap of more than `max_jump` after
+the ring's end make `feed` raise `CaptureFormatError` (the server closes the client
+with the reason). So the zeros of a gap are bounded (at most `max_jump` s per message,
+a few MB of memset) and a client cannot make the server's thread fill hours of audio.
+
 Video: frames keep their mapped time; a frame not later than the previous one is
 dropped (counted). While audio comes with no frame for `video_absent_after` s the
 feed is marked absent (`frames.present = False`, as a camera that stopped), until
@@ -58,6 +65,7 @@ from realtime.core.streams import AudioRing, FrameFeed
 from realtime.sources.capture_wire import (
     DEFAULT_LIMITS,
     SAMPLE_RATE,
+    CaptureFormatError,
     CaptureHello,
     CaptureKind,
     CaptureLimits,
@@ -78,10 +86,13 @@ class BrowserTiming:
     max_lag: float = 1.0  # s: resync when every message of the last lag_window came later than this
     lag_window: float = 5.0  # s
     video_absent_after: float = 3.0  # s of audio without a frame: the camera counts as absent
+    max_jump: float = 60.0  # s: a message this far from the session clock, or an audio gap this long, is refused
 
     def __post_init__(self) -> None:
-        if self.tolerance < 0 or self.max_lag <= 0 or self.lag_window <= 0 or self.video_absent_after <= 0:
-            raise ValueError(f"BrowserTiming needs tolerance >= 0 and max_lag, lag_window, video_absent_after > 0: {self}")
+        if (self.tolerance < 0 or self.max_lag <= 0 or self.lag_window <= 0 or self.video_absent_after <= 0
+                or not self.max_jump > self.max_lag):
+            raise ValueError("BrowserTiming needs tolerance >= 0, max_lag, lag_window, video_absent_after > 0 "
+                             f"and max_jump > max_lag: {self}")
 
 
 class BrowserSource(Worker):
@@ -138,6 +149,7 @@ class BrowserSource(Worker):
         self.after_end = 0
         self.resyncs = 0
         self.clamped = 0  # messages that would have been ahead of the session clock
+        self.jumps = 0  # messages refused for lying more than timing.max_jump from the session clock
         self.video_outages = 0  # times frames stopped coming while audio went on
         self.delay_ms = RecentStats()  # arrival - mapped capture end
         self.decode_ms = RecentStats()
@@ -183,6 +195,11 @@ class BrowserSource(Worker):
     def ended(self) -> bool:
         return self._ended
 
+    @property
+    def started(self) -> bool:
+        """True once start() gave the session clock: messages fed before are dropped."""
+        return self._clock is not None
+
     # ---------------------------------------------------------------- input
     def feed(self, msg: CaptureMessage) -> None:
         """One decoded capture message from the client (the server's receiving thread)."""
@@ -221,6 +238,11 @@ class BrowserSource(Worker):
             self._offset = now - end
             self._window_start = now
         delay = now - (end + self._offset)
+        if abs(delay) > self.timing.max_jump:
+            self.jumps += 1
+            raise CaptureFormatError(
+                f"capture time {t_client * 1000:.0f} ms is {abs(delay):.0f} s {'behind' if delay > 0 else 'ahead of'} "
+                f"the session clock (limit {self.timing.max_jump:g} s): stamp messages in ms from the capture start")
         if delay < 0:  # would be ahead of the session clock
             self._offset += delay
             self.clamped += 1
@@ -250,6 +272,11 @@ class BrowserSource(Worker):
             self.audio_seconds += len(x) / SAMPLE_RATE
             return
         gap = t - ring.horizon
+        if gap > self.timing.max_jump:
+            self.jumps += 1
+            raise CaptureFormatError(
+                f"audio at {t:.1f} s would leave a gap of {gap:.0f} s after the last chunk (limit {self.timing.max_jump:g} s): "
+                "send audio continuously (silence as zeros) or reconnect")
         if gap > self.timing.tolerance:
             self._pad(int(round(gap * SAMPLE_RATE)))
         elif gap < -self.timing.tolerance:
@@ -341,6 +368,7 @@ class BrowserSource(Worker):
             before_start=self.before_start,
             resyncs=self.resyncs,
             clamped=self.clamped,
+            jumps=self.jumps,
             delay_ms=self.delay_ms.summary(),
         )
         if self.audio is not None:

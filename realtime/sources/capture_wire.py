@@ -23,8 +23,10 @@ All fields little-endian (`struct` layout HEADER below). Payloads:
   the 96 dB a microphone delivers fit, and the recording's WAV is 16-bit anyway.
   Chunks of 100-250 ms are expected; more than `max_audio_seconds` is refused.
 - video: one JPEG image (starts with FF D8); t_ms is the time it was drawn.
-  At most `max_jpeg_bytes`, and at most `max_frame_side` pixels a side as its
-  header declares (checked before decoding: no decompression bombs).
+  At most `max_jpeg_bytes`, at most `max_frame_side` pixels a side as its
+  header declares, and at most `max_jpeg_scans` scans (SOS markers: a baseline JPEG
+  has 1, a progressive one about 10; thousands of empty scans make one small file
+  take seconds to decode), checked before decoding: no decompression or CPU bombs.
 - end: empty; the client stops capturing (closing the socket means the same).
 
 A malformed message raises `CaptureFormatError`, whose `close_code` and reason are
@@ -96,13 +98,14 @@ class CaptureLimits:
     max_jpeg_bytes: int = 256 * 1024  # per video message
     max_frame_side: int = 1920  # pixels, width or height, as the JPEG declares
     min_frame_side: int = 16
+    max_jpeg_scans: int = 32  # SOS markers per JPEG: baseline 1, progressive ~10
     max_hello_bytes: int = 2048
     max_bytes_per_second: int = 1024 * 1024  # headers included, over the last `window_seconds`
     max_messages_per_second: int = 100
     window_seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("max_audio_seconds", "max_jpeg_bytes", "max_frame_side", "max_hello_bytes",
+        for name in ("max_audio_seconds", "max_jpeg_bytes", "max_frame_side", "max_jpeg_scans", "max_hello_bytes",
                      "max_bytes_per_second", "max_messages_per_second", "window_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CaptureLimits.{name} must be > 0, got {getattr(self, name)!r}")
@@ -248,6 +251,8 @@ def parse_hello(msg: CaptureMessage) -> CaptureHello:
         body = json.loads(msg.payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CaptureFormatError(f"hello payload is not UTF-8 JSON ({exc})") from None
+    except RecursionError:  # json nests one Python call per level: ~1,000 levels overflow the stack
+        raise CaptureFormatError("hello payload is nested too deep: send one flat JSON object") from None
     if not isinstance(body, dict):
         raise CaptureFormatError("hello payload must be a JSON object")
     fields: dict[str, Any] = {}
@@ -312,9 +317,22 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     raise CaptureFormatError("corrupt JPEG: no frame header (SOF) before the image data")
 
 
+def jpeg_scans(data: bytes) -> int:
+    """How many scans (SOS markers, FF DA) a JPEG holds. Exact without parsing: inside
+    entropy-coded data every FF byte is followed by 00 (stuffing) or a restart marker, so
+    FF DA is always a marker; one embedded in a segment (a thumbnail) counts too."""
+    return data.count(b"\xff\xda")
+
+
 def check_jpeg_size(data: bytes, limits: CaptureLimits = DEFAULT_LIMITS) -> tuple[int, int]:
-    """`jpeg_size`, refused outside [min_frame_side, max_frame_side]."""
+    """`jpeg_size`, refused outside [min_frame_side, max_frame_side] or with more than
+    `max_jpeg_scans` scans (a progressive JPEG of thousands of empty scans decodes for
+    seconds: a CPU bomb in 256 KiB)."""
     w, h = jpeg_size(data)
+    scans = jpeg_scans(data)
+    if scans > limits.max_jpeg_scans:
+        raise CaptureFormatError(f"JPEG of {scans} scans is over the limit of {limits.max_jpeg_scans}: send baseline JPEG",
+                                 close_code=CLOSE_TOO_BIG)
     if max(w, h) > limits.max_frame_side:
         raise CaptureFormatError(f"frame of {w}x{h} is over the limit of {limits.max_frame_side} px a side",
                                  close_code=CLOSE_TOO_BIG)

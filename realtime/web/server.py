@@ -729,9 +729,11 @@ class DashboardServer:
                     break
                 try:
                     source.feed(got)
-                except ValueError as exc:  # CaptureFormatError: e.g. a frame over the size limit
+                except ValueError as exc:  # CaptureFormatError: e.g. a frame over the size limit, a time jump
                     code = getattr(exc, "close_code", 1007)
-                    reason = getattr(exc, "reason", str(exc)[:120])
+                    reason = getattr(exc, "reason", close_reason(str(exc)))
+                    log.warning("capture client %s (session %s) closed: %s", peer, session.id, exc)
+                    session.end_reason = reason
                     await ws.close(code, reason)
                     break
                 if got.kind is CaptureKind.END:

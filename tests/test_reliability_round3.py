@@ -1,0 +1,236 @@
+"""Reliability round 3 (issue 25): what a hostile or unlucky client could still do.
+
+Each test reproduces one finding of the probe against the real server on 127.0.0.1
+(the real hub, the shipped-size scorer, real faces and audio over the binary capture
+protocol) and checks that the server stays responsive (/health p95 < 200 ms, polled
+from another thread) and that a well-behaved session beside the attacker is not hurt.
+Whisper is off (transcribe=False), as in test_sessions.py."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+
+import numpy as np
+import pytest
+from capture_clients import jpeg_of
+from test_sessions import Capturer, Viewer, _clip, _urls, _wait, hub_server  # noqa: F401  (hub_server: a fixture)
+
+from realtime.core.component import percentiles
+from realtime.sources.capture_wire import CaptureKind, pack, pack_audio
+
+websockets = pytest.importorskip("websockets")
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+HOUR_MS = 3600 * 1000.0
+HEALTH_P95_MS = 200.0
+
+
+class HealthPoller:
+    """GET /health every `period` s on its own connection per request; the wall time of
+    each (a request that fails or times out counts as its timeout)."""
+
+    def __init__(self, port: int, period: float = 0.05, timeout: float = 30.0) -> None:
+        self.port, self.period, self.timeout = port, period, timeout
+        self.ms: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                conn.request("GET", "/health")
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                if resp.status != 200:
+                    self.failures.append(f"status {resp.status}")
+            except OSError as exc:
+                self.failures.append(repr(exc))
+            self.ms.append((time.perf_counter() - t0) * 1000)
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> "HealthPoller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+
+    def summary(self) -> dict:
+        return {**percentiles(self.ms), "max": round(max(self.ms), 1) if self.ms else None, "failures": self.failures[:3]}
+
+
+def _closed(ws, timeout: float = 15.0) -> tuple[int | None, str]:
+    """The close code and reason the server sent (reading whatever came before it)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+    except ConnectionClosed as exc:
+        return (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+    except TimeoutError:
+        pass
+    return None, "no close"
+
+
+def _send_all(ws, messages) -> None:
+    try:
+        for data in messages:
+            ws.send(data)
+            time.sleep(0.02)  # 50 messages/s: well under the rate guard, so only the times are wrong
+    except ConnectionClosed:
+        pass
+
+
+# ---------------------------------------------------------------- 1. a timestamp jump
+@pytest.mark.parametrize("attack", ["frame_late_then_audio_from_zero", "audio_then_audio_1000h_later"])
+def test_a_timestamp_jump_is_refused_and_the_server_stays_responsive(hub_server, attack):
+    """A capture client stamps one message 1000 h away from the rest. Before the fix the
+    browser source filled the 1000 h gap with zeros on the event-loop thread (10 s at a
+    time): /health took ~22 s and the good session was then disconnected for the burst
+    of its queued messages. Now the message is refused with a reason, in O(1)."""
+    hub, server = hub_server(max_sessions=3)
+    good = Capturer(_urls(server, "/capture"), _clip(12.0))
+    viewer = Viewer(_urls(server, good.answer["stream"]))
+    _wait(viewer.running.is_set, 60, "the good session to start")
+    sender = threading.Thread(target=good.stream, daemon=True)
+    chunk = np.zeros(1600, np.int16)
+    frame = jpeg_of(np.full((120, 160, 3), 128, np.uint8))
+    if attack == "frame_late_then_audio_from_zero":
+        # the frame anchors the client's clock at 1000 h; audio from 0 then lies 1000 h behind
+        # (before the fix: kept, then resynced after 5 s, and the 1000 h gap filled)
+        messages = [pack(CaptureKind.VIDEO, 1, 1000 * HOUR_MS, frame)]
+        messages += [pack_audio(1 + i, i * 100.0, chunk) for i in range(1, 120)]
+    else:
+        messages = [pack_audio(1 + i, i * 100.0, chunk) for i in range(10)]
+        messages += [pack_audio(11 + i, 1000 * HOUR_MS + i * 100.0, chunk) for i in range(10)]
+    with HealthPoller(server.port) as health:
+        sender.start()
+        time.sleep(2.0)
+        bad = Capturer(_urls(server, "/capture"), _clip(1.0))
+        assert bad.answer["type"] == "session", bad.answer
+        bad_session = next(s for s in hub.sessions() if s.id == bad.answer["session"])
+        _wait(lambda: bad_session.source.started, 60, "the attacker's session to start")  # messages before are dropped
+        _send_all(bad.ws, messages)
+        code, reason = _closed(bad.ws)
+        sender.join(60)
+        assert viewer.finished.wait(60), "the good session did not finish"
+    summary = health.summary()
+    print("health during the attack (ms):", summary)
+    assert not health.failures and summary["p95"] < HEALTH_P95_MS, summary
+    assert code == 1007 and ("session clock" in reason or "gap" in reason), (code, reason)
+    # the good session was not disconnected: it ended by its own end message
+    good_code, good_reason = good.close_code(10)
+    assert good_code == 1000, (good_code, good_reason)
+    ended = {s.id: s for s in hub.sessions(live_only=False)}
+    assert ended[good.answer["session"]].end_reason == "the page stopped", ended[good.answer["session"]].end_reason
+    assert not bad_session.live and ("session clock" in bad_session.end_reason or "gap" in bad_session.end_reason)
+    times = [t for t, _ in viewer.windows()]
+    assert len(times) >= 10 and max(b - a for a, b in zip(times, times[1:])) < 3.0, times
+    viewer.close()
+
+
+# ---------------------------------------------------------------- 2. JPEG CPU bombs and tall frames
+def _progressive(width: int = 320, height: int = 240) -> bytes:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3)).astype(np.uint8), (0, 0), 4)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 60, cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert ok
+    return buf.tobytes()
+
+
+def _scan_bomb(scans: int) -> bytes:
+    """A progressive JPEG with its second scan repeated until it holds `scans` scans: each
+    extra scan is a pass over every block (at 1920x1920 about 1 ms each here; the probe's
+    24,700 empty scans in 256 KiB took 11.9 s to decode)."""
+    data = _progressive()
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA]
+    one_scan = data[starts[1] : starts[2]]  # SOS header + its entropy-coded data (+ any DHT before the next)
+    return data[:-2] + one_scan * (scans - len(starts)) + data[-2:]
+
+
+def _with_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """`jpeg` with its frame header (SOF) declaring width x height (the image data unchanged)."""
+    from realtime.sources.capture_wire import _SOF_MARKERS
+
+    i = 2
+    while True:
+        marker, seg = jpeg[i + 1], (jpeg[i + 2] << 8) | jpeg[i + 3]
+        if marker in _SOF_MARKERS:
+            return jpeg[: i + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[i + 9 :]
+        i += 2 + seg
+
+
+def test_baseline_and_progressive_jpegs_pass_and_a_scan_bomb_is_refused():
+    from realtime.sources.capture_wire import CaptureFormatError, CaptureLimits, check_jpeg_size, jpeg_scans
+
+    baseline = jpeg_of(np.full((240, 320, 3), 90, np.uint8))
+    progressive = _progressive()
+    assert jpeg_scans(baseline) == 1 and 2 <= jpeg_scans(progressive) <= 16
+    assert check_jpeg_size(baseline) == (320, 240) and check_jpeg_size(progressive) == (320, 240)
+    bomb = _scan_bomb(2000)
+    assert jpeg_scans(bomb) == 2000 and len(bomb) < CaptureLimits().max_jpeg_bytes  # every other check passes
+    with pytest.raises(CaptureFormatError, match="2000 scans is over the limit of 32") as err:
+        check_jpeg_size(bomb)
+    assert err.value.close_code == 1009
+    # the limit is the setting's: just over it is refused, at it accepted
+    limit = CaptureLimits(max_jpeg_scans=40)
+    assert check_jpeg_size(_scan_bomb(40), limit) == (320, 240)
+    with pytest.raises(CaptureFormatError, match="41 scans"):
+        check_jpeg_size(_scan_bomb(41), limit)
+
+
+def test_a_scan_bomb_closes_the_capture_connection_before_any_decode():
+    from realtime.sources.capture_wire import CaptureHello, CaptureReceiver, Violation, pack_hello
+
+    rx = CaptureReceiver()
+    assert not isinstance(rx.receive(0.0, pack_hello(CaptureHello(audio=False))), Violation)
+    assert not isinstance(rx.receive(0.1, pack(CaptureKind.VIDEO, 1, 0.0, _progressive())), Violation)
+    got = rx.receive(0.2, pack(CaptureKind.VIDEO, 2, 100.0, _scan_bomb(500)))
+    assert isinstance(got, Violation) and got.code == 1009 and "500 scans" in got.reason, got
+
+
+@pytest.mark.parametrize("width, height", [(1920, 60000), (60000, 1920), (640, 1921), (1921, 480)])
+def test_a_frame_over_tall_or_over_wide_is_refused(width, height):
+    """The height counts as much as the width: a 1920x60000 header would make cv2.imdecode
+    allocate ~345 MB."""
+    from realtime.sources.capture_wire import CaptureFormatError, check_jpeg_size, jpeg_size
+
+    jpeg = _with_size(jpeg_of(np.full((48, 64, 3), 90, np.uint8)), width, height)
+    assert jpeg_size(jpeg) == (width, height)
+    with pytest.raises(CaptureFormatError, match=f"frame of {width}x{height} is over the limit of 1920 px") as err:
+        check_jpeg_size(jpeg)
+    assert err.value.close_code == 1009
+    assert check_jpeg_size(_with_size(jpeg, 1920, 1920)) == (1920, 1920)  # the limit itself passes
+
+
+# ---------------------------------------------------------------- 7. a deeply nested hello
+NESTED = b"[" * 1000 + b"]" * 1000
+
+
+def test_a_deeply_nested_hello_is_refused_with_1007_and_a_reason():
+    from realtime.sources.capture_wire import CaptureReceiver, Violation
+
+    got = CaptureReceiver().receive(0.0, pack(CaptureKind.HELLO, 0, 0.0, NESTED))
+    assert isinstance(got, Violation) and got.code == 1007 and "nested too deep" in got.reason, got
+
+
+def test_a_deeply_nested_hello_on_the_server_closes_1007_without_a_traceback(hub_server, caplog):
+    from websockets.sync.client import connect
+
+    hub, server = hub_server(max_sessions=1)
+    with caplog.at_level("DEBUG"), connect(_urls(server, "/capture"), open_timeout=10) as ws:
+        ws.send(pack(CaptureKind.HELLO, 0, 0.0, NESTED))
+        code, reason = _closed(ws)
+    assert code == 1007 and "nested too deep" in reason, (code, reason)
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()], \
+        [r.getMessage() for r in caplog.records if r.levelno >= 30]
+    assert not hub.sessions(live_only=False)  # nothing was opened
