@@ -183,3 +183,22 @@ def test_hcl_with_the_zero_shot_prior_round_trips(tmp_path):
     assert loaded.model_config.text_prior == "sentimentai"
     with torch.no_grad():
         np.testing.assert_allclose(loaded.model(text, mask, a, am, v, vm).numpy(), before.numpy(), atol=1e-5)
+
+
+def test_a_text_seen_before_is_not_encoded_again():
+    encoder = TextEncoder(config=E5, seen=2)
+    first = encoder.encode(["the film was wonderful"])[0]
+    calls = []
+    model = encoder.model
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = encoder.encode(["The film was wonderful!"])[0]  # the same text once normalised
+        assert calls == [] and encoder.seen_hits == 1
+        np.testing.assert_array_equal(again, first)
+        again[:] = 0  # callers get their own copy
+        np.testing.assert_array_equal(encoder.encode(["the film was wonderful"])[0], first)
+        encoder.encode(["one", "two"])  # pushes it out of a 2-text memory
+        encoder.encode(["the film was wonderful"])
+        assert len(calls) == 2
+    finally:
+        hook.remove()
