@@ -1,13 +1,96 @@
-"""The command-line options of hcl-live, hcl-annotate and hcl-replay (argparse only)."""
+"""The command-line options of hcl-live, hcl-annotate and hcl-replay (argparse only).
+
+Values are checked as they are parsed (the `type=` helpers below): a bad one ends the
+command with argparse's usage line, the option's name and what to give instead (exit
+status 2), before any model loads.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+
+from hcl.config import ModelConfig
+from hcl.features.config import FeatureSettings
+
+# the most live sessions one server (or one Ray Serve ingress replica) takes: each place
+# reserves the shared scorer's input rows up front and has its batch size traced before
+# the first session (about a second each on a CPU); more sessions: more Serve replicas
+MAX_SESSIONS = 256
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def port_number(text: str) -> int:
+    """A TCP port: 0 (any free one) to 65535."""
+    port = _int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: give 1 to 65535, or 0 for any free port")
+    return port
+
+
+def positive_int(text: str) -> int:
+    n = _int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: give 1 or more")
+    return n
+
+
+def scorer_bytes_per_session() -> int:
+    """The shared scorer's input rows one session place reserves (float32 features and
+    their masks for the text, audio and video of one window), at the default model sizes."""
+    features, model = FeatureSettings(), ModelConfig()
+    lengths = {"text": features.text.max_tokens, "audio": features.window_steps, "video": features.window_steps}
+    return sum(lengths[m] * (4 * model.input_dim(m) + 1) for m in lengths)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def session_count(text: str) -> int:
+    """--max-sessions: 1 to MAX_SESSIONS."""
+    n = _int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: give 1 or more (the live sessions served at once)")
+    if n > MAX_SESSIONS:
+        raise argparse.ArgumentTypeError(
+            f"{n} is more than one server takes (at most {MAX_SESSIONS}): it would reserve "
+            f"{_size(n * scorer_bytes_per_session())} of scorer buffers up front "
+            f"({_size(scorer_bytes_per_session())} a session) and trace a batch of every size up to {n} before "
+            f"serving; for more sessions run hcl-live --ray with more ingress replicas (--ray-setting ingress_replicas=N)")
+    return n
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device_name(text: str) -> str:
+    """--device: auto, cpu, cuda or cuda:N."""
+    name = text.strip().lower()
+    if name in DEVICES or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device: choose auto, cpu, cuda or cuda:N (a GPU's index)")
+
+
+def non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a value or leave the option out")
+    return text
 
 
 def serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    parser.add_argument("--port", type=port_number, default=8765, help="port (default 8765; 0 = any free port)")
     parser.add_argument("--token", help="access token (generated when --host is not a loopback address)")
     parser.add_argument("--no-browser", action="store_true", help="do not open the dashboard in a browser")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS/WSS with this certificate (with --tls-key): "
@@ -30,14 +113,14 @@ def live_parser() -> argparse.ArgumentParser:
     src.add_argument("--browser", action="store_true",
                      help="no local capture: people start their own sessions from the dashboard "
                      "(\"Start my camera and microphone\")")
-    p.add_argument("--max-sessions", type=int, default=4, metavar="N",
-                   help="most live sessions at once, this one and the browsers' (default 4); a new one is also "
+    p.add_argument("--max-sessions", type=session_count, default=4, metavar="N",
+                   help=f"most live sessions at once, this one and the browsers' (default 4, at most {MAX_SESSIONS}); a new one is also "
                    "refused while the running ones drop windows or their transcript lags")
     p.add_argument("--mic", metavar="N|NAME", help="microphone index or name (default: the default input)")
     ray = p.add_argument_group("Ray Serve (pip install hcl-live[ray])")
     ray.add_argument("--ray", action="store_true", help="browser sessions (as --browser) spread over the replicas of "
                      "a Ray Serve application (realtime.scale.serve); --host/--port are Serve's HTTP proxy")
-    ray.add_argument("--ray-address", metavar="ADDRESS", help="join this Ray cluster (e.g. auto); default: start a local Ray")
+    ray.add_argument("--ray-address", type=non_empty, metavar="ADDRESS", help="join this Ray cluster (e.g. auto); default: start a local Ray")
     ray.add_argument("--ray-setting", action="append", metavar="KEY=VALUE",
                      help="a realtime.scale.serve.ServeSettings field, e.g. ingress_replicas=4 scorer_gpus=1 (repeatable)")
     p.add_argument("--list-devices", action="store_true", help="list cameras and microphones and exit")
@@ -56,7 +139,7 @@ def live_parser() -> argparse.ArgumentParser:
                    help="live policy: score windows also on the words Whisper has heard but not yet confirmed "
                    "(shown greyed), and again when they commit (PipelineOptions.provisional_words)")
     p.add_argument("--exit-when-done", action="store_true", help="--file/--demo: exit when the file ends (default: keep serving)")
-    p.add_argument("--device", default="auto", help="scoring device: auto, cpu or cuda")
+    p.add_argument("--device", default="auto", type=device_name, help="scoring device: auto, cpu, cuda or cuda:N")
     p.add_argument("--verbose", "-v", action="store_true")
     return p
 
@@ -70,13 +153,13 @@ def annotate_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="FILE", help="audio/video file (with --ray: files, folders or glob patterns)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="session folder to write (with --ray: the parent folder)")
     p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped live model)")
-    p.add_argument("--device", default="auto", help="scoring device: auto, cpu or cuda")
+    p.add_argument("--device", default="auto", type=device_name, help="scoring device: auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--verbose", "-v", action="store_true")
     ray = p.add_argument_group("Ray (pip install hcl-live[ray])")
     ray.add_argument("--ray", action="store_true", help="annotate the inputs in parallel on Ray Data (resumable: finished files are skipped)")
-    ray.add_argument("--ray-address", metavar="ADDRESS", help="join this Ray cluster (e.g. auto); default: start a local Ray on this machine's CPUs")
-    ray.add_argument("--ray-workers", type=int, metavar="N", help="actors, each holding the models (default: one per CPU of the cluster)")
+    ray.add_argument("--ray-address", type=non_empty, metavar="ADDRESS", help="join this Ray cluster (e.g. auto); default: start a local Ray on this machine's CPUs")
+    ray.add_argument("--ray-workers", type=positive_int, metavar="N", help="actors, each holding the models (default: one per CPU of the cluster)")
     return p
 
 

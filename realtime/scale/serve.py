@@ -39,6 +39,7 @@ import collections
 import dataclasses
 import json
 import logging
+import math
 import os
 import pathlib
 import secrets
@@ -112,8 +113,8 @@ class ServeSettings:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("ingress_cpus", "scorer_cpus", "speech_cpus", "scorer_gpus", "speech_gpus", "batch_wait_s"):
-            if float(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not math.isfinite(float(getattr(self, name))) or float(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if self.checkpoint is not None and not pathlib.Path(self.checkpoint).is_file():
             raise ValueError(f"checkpoint {self.checkpoint}: no such file (give the path of a .pt checkpoint)")
 
