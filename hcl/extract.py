@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch and Whisper (0 = default)")
     p.add_argument("--step-seconds", type=float, default=None, help="step length (default 0.5; new datasets only)")
     p.add_argument("--face-fps", type=float, default=None, help="video frames analysed per second (default 10)")
+    p.add_argument("--mmsa", metavar="PKL",
+                   help="also write the dataset's train/valid/test samples as an MMSA-style pickle "
+                        "(hcl's feature widths, not MMSA's BERT/COVAREP/Facet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show the libraries' start-up output (model loading bars, mediapipe/TFLite lines)")
@@ -348,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         featurizer.close()
 
     total = len(writer)
+    if args.mmsa and total:
+        from hcl.data.extracted import export_mmsa
+
+        sizes = export_mmsa(out, args.mmsa)
+        print(f"hcl-extract: wrote {args.mmsa} (MMSA layout; train/valid/test = "
+              f"{sizes['train']}/{sizes['valid']}/{sizes['test']})")
     planned = {j.id for j in jobs}
     stale = [e["id"] for e in writer.entries() if Path(e["source"]) in set(recordings) and e["id"] not in planned]
     print(f"hcl-extract: wrote {written} new sample(s) to {out} ({total} in the dataset, {done_before} already done before)")

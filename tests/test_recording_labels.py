@@ -158,3 +158,22 @@ def test_bad_labels_in_every_recording_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "s" / LABELS).write_text(json.dumps({"format": "hcl-labels", "spans": [{"start": 0, "end": 1, "label": 9}]}))
     assert main([str(tmp_path), "-o", str(tmp_path / "out"), *COMMON]) == 2
     assert "outside [-3, 3]" in capsys.readouterr().err
+
+
+def test_mmsa_export_reads_back(sessions, tmp_path, capsys):
+    from hcl.data.mmsa import load_mmsa
+
+    root, alice, _ = sessions
+    out, pkl = tmp_path / "ds", tmp_path / "mine.pkl"
+    assert main([str(root / "alice"), "-o", str(out), "--mmsa", str(pkl), *COMMON]) == 0
+    assert "train/valid/test = 2/1/1" in capsys.readouterr().out
+    back = load_mmsa(pkl)
+    samples = {s.id: s for s in load_extracted(out)[0]}
+    assert [len(back[k]) for k in ("train", "valid", "test")] == [2, 1, 1]
+    for split, items in back.items():
+        for b in items:
+            s = samples[b.id]
+            assert b.mode == s.mode == split and b.label == pytest.approx(s.label)
+            assert b.text.shape == s.text.shape and np.allclose(b.text, s.text)
+            assert np.allclose(b.audio, s.audio) and np.allclose(b.video, s.video)
+            assert b.meta["raw_text"] == s.meta["text"]

@@ -38,6 +38,9 @@ samples/<id>.npz (numpy.savez, no pickles):
     entry       0-d str              this sample's manifest entry as JSON (lets a resumed
                                      run re-adopt samples written just before an interruption)
 
+`export_mmsa(folder, pkl)` writes a dataset's labelled samples as an MMSA-style pickle
+(`hcl-extract --mmsa PKL`).
+
 Writing is append-only and resumable: `ExtractedDatasetWriter` reopens an
 existing folder, keeps what is there (re-adopting any .npz the manifest missed,
 dropping entries whose .npz is gone), and `has(id)` tells the caller what to skip.
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import time
 from pathlib import Path
@@ -303,3 +307,52 @@ def load_extracted(
                 )
             )
     return samples, settings
+
+
+def export_mmsa(folder: str | Path, path: str | Path) -> dict[str, int]:
+    """Write an extracted dataset as an MMSA-style pickle ({train, valid, test} splits; the layout
+    `hcl.data.mmsa` reads): the same features, zero-padded per split to its longest sample.
+
+    The features are hcl's (text: the dataset's encoder, audio: `hcl.features.audio`, vision:
+    blendshapes + head pose), not MMSA's BERT / COVAREP / Facet, so a model built for MMSA's
+    widths needs its input sizes changed. `text_bert` holds only the attention mask (row 1:
+    1 over each sample's token rows) so that readers keep exactly those rows; steps without
+    speech or a face stay as they are (zero video rows where no face was seen: MMSA has no
+    per-step mask). Samples of other modes ("unlabelled") are left out. Returns the split sizes."""
+    samples, _ = load_extracted(folder, modes=("train", "valid", "test"))
+    settings = FeatureSettings.from_dict(read_manifest(folder)["features"])
+    dims = (settings.text.dim, settings.audio.dim, settings.face.dim)
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for split in ("train", "valid", "test"):
+        part = [s for s in samples if s.mode == split]
+        n = len(part)
+        lt = max([len(s.text) for s in part] + [1])
+        ls = max([len(s.audio) for s in part] + [1])
+        text = np.zeros((n, lt, dims[0]), np.float32)
+        bert = np.zeros((n, 3, lt), np.int64)
+        audio = np.zeros((n, ls, dims[1]), np.float32)
+        vision = np.zeros((n, ls, dims[2]), np.float32)
+        for i, s in enumerate(part):
+            text[i, : len(s.text)] = s.text
+            bert[i, 1, : len(s.text)] = 1
+            audio[i, : len(s.audio)] = s.audio
+            vision[i, : len(s.video)] = s.video
+        data[split] = {
+            "text": text,
+            "text_bert": bert,
+            "audio": audio,
+            "vision": vision,
+            "audio_lengths": np.array([len(s.audio) for s in part], np.int64),
+            "vision_lengths": np.array([len(s.video) for s in part], np.int64),
+            "regression_labels": np.array([s.label for s in part], np.float32),
+            "id": np.array([s.id for s in part], dtype=str),
+            "raw_text": np.array([s.meta.get("text", "") for s in part], dtype=str),
+        }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(data, fh, protocol=4)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return {split: len(d["id"]) for split, d in data.items()}
