@@ -234,3 +234,85 @@ def test_a_deeply_nested_hello_on_the_server_closes_1007_without_a_traceback(hub
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()], \
         [r.getMessage() for r in caplog.records if r.levelno >= 30]
     assert not hub.sessions(live_only=False)  # nothing was opened
+
+
+# ---------------------------------------------------------------- 5. encoder threads of ended recordings
+def _native_threads() -> int:
+    """Threads of this process, native ones included (libx264's are not Python threads)."""
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+def _record_short_session(folder, seconds: float = 1.0):
+    from test_recording import INFO, window
+
+    from realtime.recording import SessionRecorder
+
+    rec = SessionRecorder(folder, session_info=INFO, video_fps=10)
+    rng = np.random.default_rng(0)
+    for k in range(int(seconds * 10)):
+        rec.write_frame(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), k / 10)
+        if k % 5 == 4:
+            rec.write_window(window(k // 5), audio=np.zeros(8000, np.float32))
+    rec.close()
+    return rec
+
+
+def test_closed_recordings_keep_no_encoder_threads(tmp_path):
+    """Recorders kept after close (as a hub keeps its ended sessions) must not keep their
+    H.264/AAC encoders: before the fix each kept ~8 native threads (22 sessions -> 196)."""
+    from realtime.recording import read_session
+
+    _record_short_session(tmp_path / "warm")  # imports and one-time set-up out of the count
+    before = _native_threads()
+    kept = [_record_short_session(tmp_path / f"s{i}") for i in range(6)]
+    after = _native_threads()
+    print(f"native threads: {before} before, {after} after 6 closed recordings")
+    assert after - before <= 2, (before, after)  # 6 x 8 = 48 before the fix
+    for i, rec in enumerate(kept):  # and each closed cleanly, video with sound
+        session = read_session(tmp_path / f"s{i}")
+        assert session.video_path is not None and rec.stats()["error"] is None and len(session.windows) == 2
+
+
+def test_a_closed_video_writer_holds_no_codec_and_closes_twice(tmp_path):
+    from realtime.recording.video import VideoWriter
+
+    w = VideoWriter(tmp_path / "v.mp4", audio=True)
+    before = _native_threads()
+    for k in range(5):
+        w.write(np.zeros((120, 160, 3), np.uint8), k / 10)
+        w.write_audio(np.zeros(1600, np.float32), k * 1600)
+    assert _native_threads() > before  # the encoder's threads run while it is open
+    w.close()
+    assert _native_threads() <= before and not w.opened
+    w.close()  # idempotent
+    assert w.frames == 5 and (tmp_path / "v.mp4").stat().st_size > 0
+
+
+# ---------------------------------------------------------------- 8. scores.jsonl is fsync'ed per line
+def test_every_scores_line_is_fsynced_before_write_window_returns(tmp_path, monkeypatch):
+    """A window line must be on disk (fsync'ed, not only flushed to the OS) when
+    write_window returns: a power cut must not lose a window a dashboard already showed."""
+    import os
+
+    from test_recording import INFO, window
+
+    from realtime.recording import SessionRecorder
+
+    synced: list[tuple[str, int]] = []  # (file name, its size when fsync'ed)
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((os.path.basename(path), os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    scores = tmp_path / "s" / "scores.jsonl"
+    with SessionRecorder(tmp_path / "s", session_info=INFO, video_queue=0) as rec:
+        for seq in range(4):
+            rec.write_window(window(seq))
+            size = scores.stat().st_size
+            assert ("scores.jsonl", size) in synced, (seq, size, synced)
+            assert scores.read_text().count("\n") == seq + 1

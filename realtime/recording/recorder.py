@@ -385,7 +385,8 @@ class SessionRecorder:
             try:
                 self._guarded(self._mux_pending_audio)
             finally:
-                self._video.close()
+                self._video.close()  # frees the encoders and their threads
+        self._pending_audio.clear()
 
     # ------------------------------------------------------------ the end
     def _finish_words(self) -> None:

@@ -153,6 +153,10 @@ class VideoWriter:
             self.audio_samples += n
 
     def close(self) -> None:
+        """Flush the encoders, finish the file and free them: the streams hold the codec
+        contexts (libx264 keeps ~8 threads and MBs of buffers until its context is freed),
+        so they are dropped here, not when this writer is (a hub keeps ended sessions).
+        Idempotent."""
         if self._container is None:
             return
         container, self._container = self._container, None
@@ -166,5 +170,8 @@ class VideoWriter:
                 for packet in self._astream.encode():
                     container.mux(packet)
         finally:
+            self._container = None
+            self._stream = self._astream = None
+            self._abuf = np.zeros(0, np.float32)
             container.close()
 
