@@ -188,14 +188,18 @@ def _setting_list(settings, unit: str, given: Collection[str]) -> list[str]:
     return out
 
 
-def run_until_serving(app, *, name: str, local: bool, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Deploy `app` and wait until every replica runs. PlacementError, instead of Serve's
-    endless wait, when a replica cannot be scheduled (at once on a local Ray, where no node
-    will join; on a cluster, an autoscaler may add one: until `timeout_s`), when the
-    application fails to deploy (a replica's constructor raised), or after `timeout_s`."""
+def run_until_serving(app, *, name: str, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Deploy `app` and wait until every replica runs: PlacementError, instead of Serve's
+    endless wait, when the application fails to deploy (a replica's constructor raised)
+    or has not started after `timeout_s` (what each deployment waits for named).
+
+    A replica Serve reports as "taken more than 30s to be scheduled" is not an error by
+    itself: on a busy node Ray's worker processes take that long to start even once the
+    replica's CPUs are reserved for it (and on a cluster an autoscaler may add a node).
+    That the reservations fit at all is `check_placement`'s to say, before this."""
     serve._run(app, name=name, route_prefix="/", _blocking=False)  # serve.run would wait for ever
     deadline = time.monotonic() + timeout_s
-    warned = False
+    reported = ""
     while True:
         status = serve.status().applications.get(name)
         if status is not None:
@@ -203,16 +207,16 @@ def run_until_serving(app, *, name: str, local: bool, timeout_s: float = START_T
                 return
             if status.status == ApplicationStatus.DEPLOY_FAILED:
                 raise PlacementError(f"the Serve application {name!r} failed to start: {status.message.strip()}")
-            unplaced = [d.message for d in status.deployments.values() if "to be scheduled" in (d.message or "")]
-            if unplaced and local:
-                raise PlacementError(f"a replica cannot be placed on this local Ray: {unplaced[0]} "
-                                     f"Lower the reservations (--ray-setting, e.g. ingress_cpus=0.5)")
-            if unplaced and not warned:
-                log.warning("%s (waiting until %.0f s have passed for the cluster to find room)", unplaced[0], timeout_s)
-                warned = True
+            waiting = next((d.message for d in status.deployments.values() if d.message), "")
+            if waiting and waiting != reported:
+                log.info("waiting for the replicas: %s", waiting)
+                reported = waiting
         if time.monotonic() > deadline:
-            states = "; ".join(f"{n}: {d.status.value} {d.message}".strip() for n, d in status.deployments.items()) if status else "not deployed"
-            raise PlacementError(f"the Serve application {name!r} did not start in {timeout_s:.0f} s ({states})")
+            states = "; ".join(f"{n}: {d.status.value} {d.message}".strip() for n, d in status.deployments.items()) \
+                if status is not None else "not deployed"
+            raise PlacementError(
+                f"the Serve application {name!r} did not start in {timeout_s:.0f} s ({states}); `ray status` shows what "
+                f"the cluster holds: lower the reservations (--ray-setting, e.g. ingress_cpus=0.5) or add nodes")
         time.sleep(POLL_S)
 
 
@@ -236,7 +240,7 @@ def serving(settings: ServeSettings, *, given: Collection[str], address: str | N
         settings = place(settings, given=given)
         serve.start(http_options={"host": host, "port": port})
         try:
-            run_until_serving(build_app(settings), name=APP_NAME, local=address is None, timeout_s=timeout_s)
+            run_until_serving(build_app(settings), name=APP_NAME, timeout_s=timeout_s)
             yield settings
         finally:
             serve.delete(APP_NAME)
