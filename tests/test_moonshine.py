@@ -100,3 +100,38 @@ def test_real_mosi_wav(moonshine, mosi_wav_path):
 def test_engine_refuses_a_whisper_config():
     with pytest.raises(ValueError, match="engine='moonshine'"):
         MoonshineEngine(config=SpeechConfig())
+
+
+def test_a_stale_or_foreign_cache_is_not_taken_for_the_conversion(moonshine, tmp_path):
+    import json
+
+    cache = resolve_cache_dir("")
+    for name in ("encoder.onnx", "decoder_first.onnx", "decoder_step.onnx"):
+        (tmp_path / name).symlink_to(cache / name)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert converted(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "conversion": manifest["conversion"] - 1}))
+    assert not converted(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert not converted(tmp_path)
+
+
+def test_a_file_that_is_no_moonshine_tokenizer_is_refused(tmp_path):
+    from hcl.features.moonshine import MoonshineError
+
+    bad = tmp_path / "tokenizer.bin"
+    bad.write_bytes(b"\x03abc\x02de")
+    with pytest.raises(MoonshineError, match="not a Moonshine tokenizer"):
+        MoonshineTokenizer(bad)
+    bad.write_bytes(b"\x09abc")
+    with pytest.raises(MoonshineError, match="reinstall"):
+        MoonshineTokenizer(bad)
+
+
+def test_without_vad_long_audio_is_decoded_in_pieces(spoken):
+    wave, _ = spoken
+    engine = MoonshineEngine(config=SpeechConfig(engine="moonshine", vad=False))
+    long = np.concatenate([wave] * 4)  # ~40 s
+    pieces = engine.phrases(long)
+    assert pieces[0] == (0, 20 * SAMPLE_RATE) and pieces[-1][1] == len(long) and len(pieces) == 2

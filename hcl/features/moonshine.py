@@ -387,8 +387,8 @@ class MoonshineModel:
 class MoonshineEngine:
     """Moonshine base-en as a `hcl.features.speech_engine.SpeechEngine`.
 
-    A buffer is cut into phrases by Silero VAD (`SpeechConfig.vad`; otherwise the
-    whole buffer is one phrase), each phrase decoded greedily, its words freed of
+    A buffer is cut into phrases by Silero VAD (`SpeechConfig.vad`; otherwise into
+    pieces of at most 20 s), each phrase decoded greedily, its words freed of
     loops (`SpeechConfig.repeat_guard`) and given times spread over the phrase's
     voiced frames (hcl.features.word_times). `cpu_threads`: onnxruntime threads."""
 
@@ -416,8 +416,9 @@ class MoonshineEngine:
 
     def phrases(self, wave: np.ndarray) -> list[tuple[int, int]]:
         """(start, end) samples of each phrase in `wave`."""
-        if not self.config.vad:
-            return [(0, len(wave))]
+        if not self.config.vad:  # fixed pieces: Moonshine is trained on utterances of up to ~30 s
+            step = int(PHRASE_VAD.max_speech_duration_s * SAMPLE_RATE)
+            return [(a, min(a + step, len(wave))) for a in range(0, len(wave), step)]
         return [(c["start"], c["end"]) for c in get_speech_timestamps(wave, PHRASE_VAD)]
 
     def transcribe(self, wave_16k: np.ndarray, offset: float = 0.0) -> list[Word]:
