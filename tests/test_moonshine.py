@@ -135,3 +135,13 @@ def test_without_vad_long_audio_is_decoded_in_pieces(spoken):
     long = np.concatenate([wave] * 4)  # ~40 s
     pieces = engine.phrases(long)
     assert pieces[0] == (0, 20 * SAMPLE_RATE) and pieces[-1][1] == len(long) and len(pieces) == 2
+
+
+def test_threads_can_share_one_engine(moonshine, spoken):
+    from concurrent.futures import ThreadPoolExecutor
+
+    wave, _ = spoken
+    alone = words_of(moonshine.transcribe(wave))
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda _: words_of(moonshine.transcribe(wave)), range(3)))
+    assert together == [alone] * 3

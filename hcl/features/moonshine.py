@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -390,7 +391,8 @@ class MoonshineEngine:
     A buffer is cut into phrases by Silero VAD (`SpeechConfig.vad`; otherwise into
     pieces of at most 20 s), each phrase decoded greedily, its words freed of
     loops (`SpeechConfig.repeat_guard`) and given times spread over the phrase's
-    voiced frames (hcl.features.word_times). `cpu_threads`: onnxruntime threads."""
+    voiced frames (hcl.features.word_times). `cpu_threads`: onnxruntime threads.
+    One engine may serve several threads at once (onnxruntime sessions are thread-safe)."""
 
     name = "moonshine"
     sample_rate = SAMPLE_RATE
@@ -403,12 +405,14 @@ class MoonshineEngine:
         self.cpu_threads = cpu_threads
         self.cache_dir = resolve_cache_dir(config.moonshine_dir)
         self._model: MoonshineModel | None = None
+        self._loading = threading.Lock()  # sessions' threads may share one engine
 
     @property
     def model(self) -> MoonshineModel:
         """The converted model (converted and loaded on first use)."""
-        if self._model is None:
-            self._model = MoonshineModel(self.cache_dir, threads=self.cpu_threads)
+        with self._loading:
+            if self._model is None:
+                self._model = MoonshineModel(self.cache_dir, threads=self.cpu_threads)
         return self._model
 
     def load(self) -> None:
