@@ -17,8 +17,9 @@ parallelism shows) it measures, per analysed frame of 640x480 holding N real fac
 and voice_readouts on 4 s windows (the live window: 8 steps of 0.5 s) and 1 s windows of
 espeak-ng speech, with words every 0.3 s. Medians and p95 over the frames/windows.
 
---pause-pids FILE: SIGSTOP the processes listed in FILE (one PID a line: the background
-trainings) for the run and SIGCONT them afterwards, also on errors; the JSON says which.
+--pause-pids FILE: SIGSTOP the running processes listed in FILE (one PID a line: the background
+trainings) for the run and SIGCONT them afterwards, also on errors; ones already stopped are
+left alone (not resumed); the JSON says which were paused.
 Prints a table and writes JSON.
 """
 
@@ -131,18 +132,18 @@ def bench_voice(window_s: float, windows: int) -> dict:
             "cpu_share_at_one_window_per_0.5s": float(np.median(cpu)) / 500.0}
 
 
-def read_pids(path: Path) -> list[int]:
+def running_pids(path: Path) -> list[int]:
+    """The PIDs listed in `path` that are running now. One already stopped (someone else paused
+    it) is left alone: this run must not resume what it did not stop."""
     pids = []
     for line in path.read_text().split():
         try:
             pid = int(line)
-        except ValueError:
-            continue
-        try:
-            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (ValueError, OSError, IndexError):
+            continue  # not a number, or gone already
+        if state not in ("T", "t"):
             pids.append(pid)
-        except OSError:
-            pass  # gone already
     return pids
 
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from hcl.features.face import FaceFeatureExtractor
     from hcl.features.fer import FerClassifier
 
-    paused = read_pids(args.pause_pids) if args.pause_pids and args.pause_pids.exists() else []
+    paused = running_pids(args.pause_pids) if args.pause_pids and args.pause_pids.exists() else []
     for pid in paused:
         os.kill(pid, signal.SIGSTOP)
     try:
