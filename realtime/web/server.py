@@ -39,6 +39,7 @@ from realtime.recording import SessionError, read_session
 from realtime.sessions.hub import AdmissionRefused
 from realtime.sources.capture_wire import DEFAULT_LIMITS, CaptureKind, CaptureReceiver, Violation, close_reason
 from realtime.web import http
+from realtime.web.deflate import SmallMessageDeflateFactory
 from realtime.web.files import default_client_dir, default_model_card
 
 if TYPE_CHECKING:
@@ -506,6 +507,10 @@ class DashboardServer:
                 process_request=self._process_request,
                 max_size=protocol.MAX_CLIENT_MESSAGE,
                 max_queue=8,
+                # deflate as websockets' default, but a replayed session (MBs) is sent
+                # uncompressed: compressing it per viewer stalled the loop (realtime.web.deflate)
+                compression=None,
+                extensions=[SmallMessageDeflateFactory()],
                 ssl=self.ssl_context,
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_interval,
