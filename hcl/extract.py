@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hcl-extract",
         description="Extract per-step text/audio/face features from videos into a dataset for hcl-train.",
-        epilog="Without --labels samples get mode 'unlabelled' (not usable for training). Re-run to resume.",
+        epilog="Without --labels, media files outside labelled recordings get mode 'unlabelled' (not usable for training). Re-run to resume.",
     )
     p.add_argument("inputs", nargs="+",
                    help="media files and/or folders; session folders (hcl-live --record) with a labels.json are labelled recordings")
