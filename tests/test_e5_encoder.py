@@ -202,3 +202,16 @@ def test_a_text_seen_before_is_not_encoded_again():
         assert len(calls) == 2
     finally:
         hook.remove()
+
+
+def test_int8_onnx_runtime_stays_close_to_float32():
+    pytest.importorskip("onnxruntime")
+    texts = ["i really liked the acting but the story was weak", "terrible", "it was fine i guess"]
+    ref = TextEncoder(config=TextFeatureConfig(), seen=0).encode(texts)
+    q = TextEncoder(config=TextFeatureConfig(), runtime="onnxruntime-int8", seen=0)
+    assert q.runtime == "onnxruntime-int8"
+    for a, b in zip(ref, q.encode(texts)):
+        assert a.shape == b.shape
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cos.min() > 0.95, cos.min()  # token rows; scores are checked on valid by the bench
+        assert np.abs(a - b).max() > 1e-4  # it is quantised, not the float32 graph

@@ -129,7 +129,7 @@ def load_text_encoder(path: str):
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
 
 
-TEXT_RUNTIMES = ("torch", "onnxruntime", "auto")
+TEXT_RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8", "auto")
 
 
 class OnnxEncoder:
@@ -139,7 +139,7 @@ class OnnxEncoder:
     then each layer) as float32 arrays (B, L, D), like `output_hidden_states=True`.
     """
 
-    def __init__(self, model, sample: dict, threads: int = 1) -> None:
+    def __init__(self, model, sample: dict, threads: int = 1, int8: bool = False) -> None:
         import io
 
         import onnxruntime
@@ -167,16 +167,36 @@ class OnnxEncoder:
             warnings.simplefilter("ignore")  # the tracer's notes on constant shapes: the axes are dynamic
             torch.onnx.export(Hidden(model).eval(), tuple(sample[n].cpu() for n in names), graph, input_names=names,
                               output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False)
+        data = graph.getvalue()
+        if int8:
+            data = quantize_int8(data)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         # no busy-waiting between calls: the live encoder runs twice a second per session,
         # and spinning threads would take the cores from Whisper and the face models
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, enc) -> list[np.ndarray]:
         return self.session.run(None, {n: enc[n].cpu().numpy() for n in self.names})
+
+
+def quantize_int8(graph: bytes) -> bytes:
+    """An ONNX encoder graph with its matrix products in int8: weights quantised per output
+    channel, activations per call (onnxruntime's dynamic quantisation). Embedding tables and
+    LayerNorms stay float32."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(graph)
+        quantize_dynamic(onnx.load(str(src)), str(dst), op_types_to_quantize=["MatMul"], per_channel=True,
+                         weight_type=QuantType.QInt8)
+        return dst.read_bytes()
 
 
 def resolve_text_runtime(runtime: str, device: str) -> str:
@@ -188,7 +208,7 @@ def resolve_text_runtime(runtime: str, device: str) -> str:
     missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
     if runtime == "auto":
         return "onnxruntime" if not missing and str(device) == "cpu" else "torch"
-    if runtime == "onnxruntime":
+    if runtime.startswith("onnxruntime"):
         if str(device) != "cpu":
             raise ValueError(f"the onnxruntime text runtime runs on cpu, not {device}: use runtime='torch'")
         if missing:
@@ -251,11 +271,12 @@ class TextEncoder:
                 f"text encoder {self.config.encoder!r} has hidden size {hidden}, "
                 f"TextFeatureConfig.dim says {self.config.dim}; set dim={hidden}"
             )
-        if self.runtime == "onnxruntime":
+        if self.runtime.startswith("onnxruntime"):
             import torch
 
             sample = self._tokenizer(["hello there my friend", "hello"], padding=True, return_tensors="pt")
-            self._onnx = OnnxEncoder(self._model, sample, threads=torch.get_num_threads())
+            self._onnx = OnnxEncoder(self._model, sample, threads=torch.get_num_threads(),
+                                     int8=self.runtime == "onnxruntime-int8")
 
     @property
     def model(self):
