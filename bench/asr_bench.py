@@ -18,6 +18,9 @@ lower case, letters and digits only, bench/live_bench.py's scoring) on:
   (10 s, a person reading six short sentences) shipped in moonshine-cpp (MIT);
 - the two real MOSI clips of ../shared/data/mosi/raw with their MOSI transcripts.
 
+The same clips again with a pass per phrase (Silero VAD segments at pauses >= 0.4 s,
+Moonshine's phrases): what a live rule that commits a phrase at its pause gets.
+
 Word times (generated clip): |start| and |end| differences between the engines on the
 words both heard (aligned by difflib), and each engine's first-word start / last-word
 end against each sentence's true span (from the samples written).
@@ -169,6 +172,9 @@ def stats(values) -> dict:
 
 
 def child_wer(engine: str, data: pathlib.Path) -> dict:
+    from faster_whisper.vad import get_speech_timestamps
+
+    from hcl.features.moonshine import PHRASE_VAD
     from hcl.features.repeat_guard import drop_repeats
 
     loaded = np.load(data)
@@ -179,8 +185,12 @@ def child_wer(engine: str, data: pathlib.Path) -> dict:
         t = time.process_time()
         words = eng.transcribe(loaded[name])
         texts = [w.text for w in words]
+        # a pass per phrase (Silero VAD at pauses >= 0.4 s), as a live rule that commits at pauses sees them
+        phrased = []
+        for c in get_speech_timestamps(loaded[name], PHRASE_VAD):
+            phrased += [w.text for w in eng.transcribe(loaded[name][c["start"]:c["end"]], c["start"] / SR)]
         out[name] = {"words": [[w.text, w.start, w.end] for w in words], "cpu_s": round(time.process_time() - t, 2),
-                     "loops_left": int(len(drop_repeats(texts)) != len(texts))}
+                     "loops_left": int(len(drop_repeats(texts)) != len(texts)), "phrase_passes": " ".join(phrased)}
     return out
 
 
@@ -311,7 +321,8 @@ def main() -> None:
         for e in engines:
             h = hyps[e][name]
             results["clips"][name][e] = {**wer(reference, " ".join(w[0] for w in h["words"])),
-                                         "cpu_s": h["cpu_s"], "loops_left": h["loops_left"]}
+                                         "cpu_s": h["cpu_s"], "loops_left": h["loops_left"],
+                                         "phrase_passes": wer(reference, h["phrase_passes"])}
     gen = {e: hyps[e]["generated"]["words"] for e in engines}
     for e in engines:
         results["word_times"][f"{e}_vs_sentence_spans"] = span_errors(gen[e], sentences)
@@ -324,6 +335,11 @@ def main() -> None:
     print(f"{'clip':<26}{'s':>6}" + "".join(f"{e:>22}" for e in engines))
     for name, r in results["clips"].items():
         cells = "".join(f"{r[e]['wer_percent']:>12} ({r[e]['errors']}/{r[e]['reference_words']})".rjust(22) for e in engines)
+        print(f"{name:<26}{r['seconds']:>6}{cells}")
+    print("\nWER % with a pass per VAD phrase (pauses >= 0.4 s), as a live rule committing at pauses sees them")
+    for name, r in results["clips"].items():
+        cells = "".join(f"{r[e]['phrase_passes']['wer_percent']:>12} ({r[e]['phrase_passes']['errors']}/{r[e]['reference_words']})".rjust(22)
+                        for e in engines)
         print(f"{name:<26}{r['seconds']:>6}{cells}")
     print("\nCPU ms per pass (one thread), p50 / p95 [wall p50]; loops the guard caught")
     print(f"{'clip, buffer':<24}" + "".join(f"{e:>34}" for e in engines))
