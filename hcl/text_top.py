@@ -21,12 +21,11 @@ import torch
 from torch import nn
 
 from hcl.features.config import TextFeatureConfig
+from hcl.features.text import TextEncoder, install_tuned_layers
 
 
 def encoder_depth(config: TextFeatureConfig) -> int:
     """Number of Transformer layers of the configured text encoder."""
-    from hcl.features.text import TextEncoder
-
     return len(_layer_list(TextEncoder(config=replace_tuned(config, 0)).model))
 
 
@@ -67,8 +66,6 @@ class TextTop(nn.Module):
     @classmethod
     def from_encoder(cls, config: TextFeatureConfig, k: int) -> "TextTop":
         """Copies of the top k layers of the encoder named by `config`, with its pretrained weights."""
-        from hcl.features.text import TextEncoder
-
         return cls.from_model(TextEncoder(config=replace_tuned(config, 0)).model, k)
 
     @classmethod
@@ -104,9 +101,7 @@ class TextTop(nn.Module):
 
     def install(self, encoder) -> None:
         """Overwrite the top k layers of a loaded `transformers` encoder with these weights."""
-        stack = _layer_list(encoder)
-        for i, layer in enumerate(self.layers):
-            stack[len(stack) - self.k + i].load_state_dict(layer.state_dict())
+        install_tuned_layers(encoder, self.state_dict(), self.k)
 
 
 def replace_tuned(config: TextFeatureConfig, tuned_layers: int, layer: int = -1) -> TextFeatureConfig:

@@ -21,6 +21,7 @@ import numpy as np
 from hcl.cache import default_cache_dir  # noqa: F401  (also imported from here)
 from hcl.data.sample import FeatureSample
 from hcl.features.config import FeatureSettings, TextFeatureConfig
+from hcl.features.text import TextEncoder
 
 SPLITS = ("train", "valid", "test")
 
@@ -55,8 +56,6 @@ def encode_cached(
     encoder=None,
 ) -> dict[int, list[np.ndarray]]:
     """Token features per text for each requested layer, from the disk cache when possible."""
-    from hcl.features.text import TextEncoder
-
     if config.tuned_layers and encoder is None:
         raise ValueError(
             "features of a fine-tuned text encoder are not cached by settings alone: encode the layer under "

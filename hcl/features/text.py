@@ -129,6 +129,27 @@ def load_text_encoder(path: str):
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
 
 
+def install_tuned_layers(model, state: dict, k: int, *, name: str = "") -> None:
+    """Overwrite the top `k` layers of a loaded encoder (`encoder.layer`) with fine-tuned weights.
+
+    `state` is a `hcl.text_top.TextTop` state dict (`layers.<i>.*` for i < k; MPNet's frozen
+    position-bias copy `position.*` is not installed: the encoder has its own).
+    """
+    stack = model.encoder.layer
+    layers = {int(key.split(".")[1]) for key in state if key.startswith("layers.")}
+    if layers != set(range(k)) or k > len(stack):
+        raise ValueError(f"fine-tuned text layers do not fit the encoder {name!r}: the checkpoint holds layers "
+                         f"{sorted(layers)}, tuned_layers says {k}, the encoder has {len(stack)}")
+    for i in range(k):
+        prefix = f"layers.{i}."
+        sub = {key[len(prefix):]: v.float() for key, v in state.items() if key.startswith(prefix)}
+        try:
+            stack[len(stack) - k + i].load_state_dict(sub)
+        except RuntimeError as exc:
+            raise ValueError(f"fine-tuned text layers do not fit the encoder {name!r}: "
+                             f"{str(exc).splitlines()[0][:300]}") from None
+
+
 TEXT_RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8", "auto")
 
 
@@ -261,9 +282,7 @@ class TextEncoder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self._tokenizer, model = load_text_encoder(path)
         if self.tuned_state is not None:
-            from hcl.text_top import text_top_from_state
-
-            text_top_from_state(self.config, self.tuned_state, encoder=model).install(model)
+            install_tuned_layers(model, self.tuned_state, self.config.tuned_layers, name=self.config.encoder)
         self._model = model.to(self.device).eval()
         hidden = self._model.config.hidden_size
         if hidden != self.config.dim:
