@@ -33,15 +33,10 @@ from media_fixtures import espeak_available, face_image, faint_noise, speak
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from realtime.scale.deploy import (
-    MIN_CPUS,
-    PlacementError,
-    check_placement,
-    describe_reservations,
-    fit_to_cluster,
-    run_until_serving,
-)
-from realtime.scale.serve import APP_NAME, ServeSettings, build_app
+from realtime.scale.deploy import run_until_serving
+from realtime.scale.placement import MIN_CPUS, PlacementError, check_placement, describe_reservations, fit_to_cluster
+from realtime.scale.serve import APP_NAME, build_app
+from realtime.scale.settings import ServeSettings
 
 TWO_CPUS = [{"CPU": 2.0, "GPU": 0.0}]
 
@@ -94,6 +89,25 @@ def test_settings_that_cannot_be_placed_name_the_setting_and_what_the_cluster_ha
     settings = fit_to_cluster(ServeSettings(**values), given=given, nodes=TWO_CPUS)
     with pytest.raises(PlacementError, match=message):
         check_placement(settings, TWO_CPUS, given=given)
+
+
+def test_without_a_gpu_count_gpus_are_not_checked():
+    nodes = [{"CPU": 2.0}]  # a machine before Ray counted its GPUs
+    settings = fit_to_cluster(ServeSettings(scorer_gpus=1.0), given={"scorer_gpus"}, nodes=nodes)
+    check_placement(settings, nodes, given={"scorer_gpus"})
+    with pytest.raises(PlacementError, match=r"ingress_cpus=3 cannot be placed: .*\(2 CPUs on 1 node\)"):
+        check_placement(ServeSettings(ingress_cpus=3.0), nodes, given={"ingress_cpus"})
+
+
+def test_a_reservation_larger_than_this_machine_is_refused_before_ray_starts(capsys):
+    from realtime.app.live import live_main
+
+    cpus = os.cpu_count()
+    assert live_main(["--ray", "--no-browser", "--ray-setting", f"ingress_cpus={cpus + 1}"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --ray-setting ingress_cpus={cpus + 1} cannot be placed" in err, err
+    assert f"a local Ray on this machine has no node with that many ({cpus} CPUs on 1 node); give ingress_cpus <= {cpus}" in err
+    assert not ray.is_initialized()
 
 
 def test_reservations_must_be_finite():
@@ -207,9 +221,31 @@ def test_hcl_live_ray_refuses_settings_it_cannot_place_within_seconds(tmp_path):
     output = log.read_text(errors="replace")
     print(f"hcl-live --ray --ray-setting ingress_cpus=64 exited {code} after {took:.1f} s")
     assert code == 2, output[-3000:]
-    assert re.search(r"error: --ray-setting ingress_cpus=64 cannot be placed: .*no node of this Ray cluster has that many "
-                     r"\(it has \d+ CPUs and \d+ GPUs on 1 node\); give ingress_cpus <= \d+", output), output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
+    assert re.search(r"error: --ray-setting ingress_cpus=64 cannot be placed: each ingress replica would reserve 64 CPUs, "
+                     r"and a local Ray on this machine has no node with that many \(\d+ CPUs on 1 node\); "
+                     r"give ingress_cpus <= \d+", output), output[-3000:]
+    assert "Traceback" not in output and "Started a local Ray" not in output, output[-3000:]
+
+
+@pytest.mark.slow
+def test_hcl_live_ray_refuses_a_gpu_the_local_ray_does_not_have(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: scorer_gpus=1 fits")
+    # Ray counts the GPUs once it has started: refused then, before any replica is deployed
+    started = time.monotonic()
+    proc, log = _start(tmp_path, "--ray", "--no-browser", "--port", str(_free_port()), "--ray-setting", "scorer_gpus=1")
+    try:
+        code = proc.wait(300)
+    finally:
+        _stop(proc)
+    output = log.read_text(errors="replace")
+    print(f"hcl-live --ray --ray-setting scorer_gpus=1 exited {code} after {time.monotonic() - started:.1f} s")
+    assert code == 2, output[-3000:]
+    assert re.search(r"error: --ray-setting scorer_gpus=1 cannot be placed: each scorer replica would reserve 1 GPUs, "
+                     r"and this Ray cluster has no node with that many \(\d+ CPUs and 0 GPUs on 1 node\)", output), output[-3000:]
+    assert "Traceback" not in output and "Deploying" not in output, output[-3000:]
 
 
 @pytest.mark.slow

@@ -221,8 +221,9 @@ def browser_sessions(args) -> int:
 def ray_sessions(args) -> int:
     """hcl-live --ray: the browser sessions on Ray Serve (realtime.scale.serve) until Ctrl-C."""
     try:  # the optional extra hcl-live[ray]
-        from realtime.scale.deploy import describe_reservations, serving
-        from realtime.scale.serve import ServeSettings
+        from realtime.scale.deploy import serving
+        from realtime.scale.placement import describe_reservations
+        from realtime.scale.settings import ServeSettings
     except ImportError as exc:
         raise CliError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
     if args.tls_cert or args.tls_key:

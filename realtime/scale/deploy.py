@@ -1,191 +1,46 @@
 """Deploying the Serve application (`realtime.scale.serve`) onto a Ray cluster: the
-replicas' reservations fitted to the cluster, checked before deploying, and a bounded wait
-for the replicas to come up, instead of Serve's endless one.
+replicas' reservations fitted to the cluster and checked before deploying
+(`realtime.scale.placement`), then a bounded wait for the replicas to come up instead
+of Serve's endless one.
 
     with serving(settings, given={"scorer_gpus"}, address=None, host="127.0.0.1", port=8765) as placed:
         ...                                      # the dashboard is served; `placed`: the settings used
 
-Each replica of the `Ingress`, `Scorer` and `Speech` deployments reserves `*_cpus`
-logical CPUs (and `*_gpus` GPUs); Ray places a replica only on a node with that much
-free, and Serve waits for room without end. The defaults (1 CPU each) need 3 CPUs; on a
-smaller cluster `fit_to_cluster` shares its CPUs among the replicas whose reservation
-was not given (on 2 CPUs: 0.66 each). A reservation that was given is never changed: when
-it cannot be placed, `check_placement` names the setting and what the cluster has.
+On a local Ray (no address) the settings are first checked against this machine's
+CPUs, before Ray is imported or started: a reservation larger than the machine is
+refused in the time the command takes to start, not after Ray's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import math
+import os
 import time
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
-
-import ray
-from ray import serve
-from ray.serve.schema import ApplicationStatus
+from collections.abc import Collection, Iterator
 
 from realtime.core.errors import SetupError
-from realtime.scale.serve import APP_NAME, ServeSettings, build_app
+from realtime.scale.placement import PlacementError, check_placement, fit_to_cluster
+from realtime.scale.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
-MIN_CPUS = 0.1  # the smallest share of a CPU a fitted reservation gets (less: the user chooses)
 START_TIMEOUT_S = 900.0  # the longest wait for every replica to run (model loads on a busy node included)
 POLL_S = 1.0
 
 
-class PlacementError(SetupError):
-    """The application's replicas cannot be placed (or started) on this Ray cluster."""
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """One deployment's replicas and what each reserves, by the settings that say so."""
-
-    name: str
-    replicas_setting: str
-    cpus_setting: str
-    gpus_setting: str | None
-
-    def replicas(self, settings) -> int:
-        return int(getattr(settings, self.replicas_setting))
-
-    def cpus(self, settings) -> float:
-        return float(getattr(settings, self.cpus_setting))
-
-    def gpus(self, settings) -> float:
-        return float(getattr(settings, self.gpus_setting)) if self.gpus_setting else 0.0
-
-
-# the deployments that reserve resources (the session directory reserves none)
-DEPLOYMENTS = (
-    Deployment("ingress", "ingress_replicas", "ingress_cpus", None),
-    Deployment("scorer", "scorer_replicas", "scorer_cpus", "scorer_gpus"),
-    Deployment("speech", "speech_replicas", "speech_cpus", "speech_gpus"),
-)
-
-
 def cluster_nodes() -> list[dict[str, float]]:
     """The CPUs and GPUs of each alive node of the Ray cluster this process is connected to."""
+    import ray  # the optional extra hcl-live[ray] (imported by `serving`)
+
     return [{"CPU": float(n["Resources"].get("CPU", 0.0)), "GPU": float(n["Resources"].get("GPU", 0.0))}
             for n in ray.nodes() if n.get("Alive")]
 
 
-def describe_cluster(nodes: Sequence[dict[str, float]]) -> str:
-    cpus, gpus = sum(n.get("CPU", 0.0) for n in nodes), sum(n.get("GPU", 0.0) for n in nodes)
-    biggest = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-    where = "1 node" if len(nodes) == 1 else f"{len(nodes)} nodes, the largest with {biggest:g} CPUs"
-    return f"{cpus:g} CPUs and {gpus:g} GPUs on {where}"
-
-
-def describe_reservations(settings) -> str:
-    """What the replicas reserve, e.g. 'ingress 1 x 0.66 CPU, scorer 1 x 0.66 CPU, speech 1 x 0.66 CPU'."""
-    parts = []
-    for d in DEPLOYMENTS:
-        part = f"{d.name} {d.replicas(settings)} x {d.cpus(settings):g} CPU"
-        if d.gpus(settings) > 0:
-            part += f" + {d.gpus(settings):g} GPU"
-        parts.append(part)
-    return ", ".join(parts)
-
-
-def _floor(x: float, step: float = 0.01) -> float:
-    return round(math.floor(x / step + 1e-9) * step, 6)
-
-
-def fit_to_cluster(settings: ServeSettings, *, given: Collection[str], nodes: Sequence[dict[str, float]]) -> ServeSettings:
-    """`settings` with the CPU reservations that were not `given` shrunk, all by one factor,
-    so that the replicas fit the cluster: in all, and packed onto its nodes; unchanged when
-    they already do. PlacementError when the given reservations leave less than MIN_CPUS
-    per replica to fit."""
-    total = sum(n.get("CPU", 0.0) for n in nodes)
-    fixed = [d for d in DEPLOYMENTS if d.cpus_setting in given]
-    free = [d for d in DEPLOYMENTS if d.cpus_setting not in given and d.cpus(settings) > 0]
-    fixed_cpus = sum(d.replicas(settings) * d.cpus(settings) for d in fixed)
-    wanted = sum(d.replicas(settings) * d.cpus(settings) for d in free)
-    if not free or _unpacked(settings, nodes) is None:
-        return settings
-    if _unpacked(dataclasses.replace(settings, **{d.cpus_setting: 0.0 for d in free}), nodes) is not None:
-        return settings  # the given reservations alone do not fit: check_placement says which
-    factor = min(1.0, max(0.0, total - fixed_cpus) / wanted)
-    while True:  # smaller shares until the replicas pack onto the nodes (one node: at once)
-        fitted = dataclasses.replace(settings, **{d.cpus_setting: _floor(d.cpus(settings) * factor) for d in free})
-        if any(d.cpus(fitted) < MIN_CPUS for d in free):
-            short = [d.cpus_setting for d in free]
-            mine = ", ".join(f"{d.cpus_setting}={d.cpus(settings):g} (x{d.replicas(settings)})" for d in fixed) or "none"
-            raise PlacementError(
-                f"the Ray cluster has {describe_cluster(nodes)}; with the CPU reservations given ({mine}) the other "
-                f"replicas would get less than {MIN_CPUS:g} CPU each: give smaller values, or set "
-                f"{', '.join(short)} too (--ray-setting KEY=VALUE)")
-        if _unpacked(fitted, nodes) is None:
-            return fitted
-        factor *= 0.95
-
-
-def _unpacked(settings: ServeSettings, nodes: Sequence[dict[str, float]]) -> Deployment | None:
-    """The deployment of the first replica that finds no room when the replicas are placed
-    first fit, largest first (Ray places each replica on one node); None when all fit."""
-    room = [dict(n) for n in nodes]
-    replicas = sorted(((d.gpus(settings), d.cpus(settings), i) for i, d in enumerate(DEPLOYMENTS)
-                       for _ in range(d.replicas(settings))), reverse=True)
-    for gpus, cpus, i in replicas:
-        node = next((n for n in room if cpus <= n.get("CPU", 0.0) + 1e-9 and gpus <= n.get("GPU", 0.0) + 1e-9), None)
-        if node is None:
-            return DEPLOYMENTS[i]
-        node["CPU"] = node.get("CPU", 0.0) - cpus
-        node["GPU"] = node.get("GPU", 0.0) - gpus
-    return None
-
-
-def _named(setting: str, settings, given: Collection[str]) -> str:
-    """How `setting` was set: '--ray-setting ingress_cpus=64', or 'scorer_gpus=0 (not given)'."""
-    value = float(getattr(settings, setting))
-    return f"--ray-setting {setting}={value:g}" if setting in given else f"{setting}={value:g} (not given)"
-
-
-def check_placement(settings, nodes: Sequence[dict[str, float]], *, given: Collection[str] = ()) -> None:
-    """PlacementError naming the setting at fault when the replicas cannot all be placed on
-    `nodes` (each a node's {"CPU": n, "GPU": n}): a replica larger than every node, more in
-    all than the cluster has, or no way to pack them onto the nodes (first fit, largest first)."""
-    cluster = describe_cluster(nodes)
-    for d in DEPLOYMENTS:
-        cpus, gpus = d.cpus(settings), d.gpus(settings)
-        if not any(cpus <= n.get("CPU", 0.0) + 1e-9 and gpus <= n.get("GPU", 0.0) + 1e-9 for n in nodes):
-            if not any(cpus <= n.get("CPU", 0.0) + 1e-9 for n in nodes):
-                what, most, unit = d.cpus_setting, max((n.get("CPU", 0.0) for n in nodes), default=0.0), "CPUs"
-            else:
-                what, most, unit = d.gpus_setting, max((n.get("GPU", 0.0) for n in nodes), default=0.0), "GPUs"
-            raise PlacementError(
-                f"{_named(what, settings, given)} cannot be placed: each {d.name} replica would reserve "
-                f"{float(getattr(settings, what)):g} {unit}, and no node of this Ray cluster has that many "
-                f"(it has {cluster}); give {what} <= {most:g}, or join a cluster with larger nodes (--ray-address)")
-    for unit, of in (("CPU", Deployment.cpus), ("GPU", Deployment.gpus)):
-        need = sum(d.replicas(settings) * of(d, settings) for d in DEPLOYMENTS)
-        have = sum(n.get(unit, 0.0) for n in nodes)
-        if need > have + 1e-9:
-            raise PlacementError(
-                f"the replicas would reserve {need:g} {unit}s in all ({describe_reservations(settings)}), and this Ray "
-                f"cluster has {cluster}; lower the replicas' counts or {unit}s "
-                f"({', '.join(_setting_list(settings, unit, given))}) or join a larger cluster (--ray-address)")
-    d = _unpacked(settings, nodes)
-    if d is not None:
-        raise PlacementError(
-            f"the replicas ({describe_reservations(settings)}) do not pack onto the nodes of this Ray cluster "
-            f"({cluster}): no node has room left for a {d.name} replica; lower "
-            f"{', '.join(_setting_list(settings, 'CPU', given))} or join a cluster with larger nodes")
-
-
-def _setting_list(settings, unit: str, given: Collection[str]) -> list[str]:
-    out = []
-    for d in DEPLOYMENTS:
-        setting = d.cpus_setting if unit == "CPU" else d.gpus_setting
-        if setting is None or float(getattr(settings, setting)) == 0:
-            continue
-        out.append(f"{setting}={float(getattr(settings, setting)):g}" + ("" if setting in given else " (not given)"))
-    return out
+def machine_nodes() -> list[dict[str, float]]:
+    """This machine as the one node of a local Ray, by what bounds it: Ray counts at most
+    os.cpu_count() CPUs here (fewer under a cgroup quota); its GPUs are not known yet."""
+    return [{"CPU": float(os.cpu_count() or 1)}]
 
 
 def run_until_serving(app, *, name: str, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -197,6 +52,9 @@ def run_until_serving(app, *, name: str, timeout_s: float = START_TIMEOUT_S) -> 
     itself: on a busy node Ray's worker processes take that long to start even once the
     replica's CPUs are reserved for it (and on a cluster an autoscaler may add a node).
     That the reservations fit at all is `check_placement`'s to say, before this."""
+    from ray import serve  # the optional extra hcl-live[ray] (imported by `serving`)
+    from ray.serve.schema import ApplicationStatus
+
     serve._run(app, name=name, route_prefix="/", _blocking=False)  # serve.run would wait for ever
     deadline = time.monotonic() + timeout_s
     reported = ""
@@ -235,6 +93,17 @@ def serving(settings: ServeSettings, *, given: Collection[str], address: str | N
     application, its replicas placed and running; yields the settings it runs with (the
     `given` ones as they are, the others fitted). On leaving, the application is deleted
     (every session ends, its recording closes) and this process leaves Ray."""
+    if address is None:  # a reservation larger than this machine: say so before Ray's start
+        where = "a local Ray on this machine"
+        check_placement(fit_to_cluster(settings, given=given, nodes=machine_nodes(), where=where), machine_nodes(),
+                        given=given, where=where)
+    try:  # the optional extra hcl-live[ray], once the settings can fit
+        import ray
+        from ray import serve
+
+        from realtime.scale.serve import APP_NAME, build_app
+    except ImportError as exc:
+        raise SetupError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose)
     try:
         settings = place(settings, given=given)
