@@ -110,6 +110,17 @@ def test_a_reservation_larger_than_this_machine_is_refused_before_ray_starts(cap
     assert not ray.is_initialized()
 
 
+def test_a_cluster_address_where_nothing_answers_is_refused_at_once(capsys):
+    from realtime.app.live import live_main
+
+    port = _free_port()  # closed again: nothing listens there
+    started = time.monotonic()
+    assert live_main(["--ray", "--no-browser", "--ray-address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --ray-address 127.0.0.1:{port}: no Ray cluster answers there" in err and "ray start --head" in err, err
+    assert time.monotonic() - started < 30 and not ray.is_initialized()
+
+
 def test_reservations_must_be_finite():
     for raw in ("nan", "inf", "-1"):
         with pytest.raises(ValueError, match="ingress_cpus must be a number >= 0"):

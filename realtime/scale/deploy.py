@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Collection, Iterator
 
@@ -41,6 +42,20 @@ def machine_nodes() -> list[dict[str, float]]:
     """This machine as the one node of a local Ray, by what bounds it: Ray counts at most
     os.cpu_count() CPUs here (fewer under a cgroup quota); its GPUs are not known yet."""
     return [{"CPU": float(os.cpu_count() or 1)}]
+
+
+def check_address(address: str) -> None:
+    """SetupError when `address` is HOST:PORT and nothing listens there (Ray would retry for
+    minutes); "auto" and ray:// addresses are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise SetupError(f"--ray-address {address}: no Ray cluster answers there ({exc}); give the head node's "
+                         f"address (ray start --head prints it), auto on a node of the cluster, or leave "
+                         f"--ray-address out for a local Ray") from None
 
 
 def run_until_serving(app, *, name: str, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -104,7 +119,13 @@ def serving(settings: ServeSettings, *, given: Collection[str], address: str | N
         from realtime.scale.serve import APP_NAME, build_app
     except ImportError as exc:
         raise SetupError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose)
+    if address is not None:
+        check_address(address)
+    try:
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose)
+    except ConnectionError as exc:
+        raise SetupError(f"--ray-address {address}: {exc} Start the cluster first (ray start --head), "
+                         f"or leave --ray-address out for a local Ray.") from None
     try:
         settings = place(settings, given=given)
         serve.start(http_options={"host": host, "port": port})
