@@ -64,7 +64,7 @@ def test_loop_check_sees_repeated_ngrams_only():
 def test_conversion_is_cached(moonshine):
     cache = resolve_cache_dir("")
     assert moonshine.cache_dir == cache and converted(cache)
-    assert {p.name for p in cache.glob("*.onnx")} == {"encoder.onnx", "decoder_first.onnx", "decoder_step.onnx"}
+    assert {p.name for p in cache.glob("*.onnx")} == {"encoder.onnx", "cross_kv.onnx", "decoder_step.onnx"}
 
 
 def test_generated_sentences_are_transcribed_with_times_in_their_phrases(moonshine, spoken):
@@ -106,7 +106,7 @@ def test_a_stale_or_foreign_cache_is_not_taken_for_the_conversion(moonshine, tmp
     import json
 
     cache = resolve_cache_dir("")
-    for name in ("encoder.onnx", "decoder_first.onnx", "decoder_step.onnx"):
+    for name in ("encoder.onnx", "cross_kv.onnx", "decoder_step.onnx"):
         (tmp_path / name).symlink_to(cache / name)
     manifest = json.loads((cache / "manifest.json").read_text())
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))

@@ -10,14 +10,16 @@ imported). As shipped, the decoder dequantises every weight on each step
 1. load each `.ort` in onnxruntime and save the graph it holds as ONNX
    (`SessionOptions.optimized_model_filepath`, no optimisation applied);
 2. fold each Cast -> Mul -> Add of an int8 initializer into a float initializer;
-3. split the decoder's `If` (use_cache_branch) into two models: `decoder_first`
-   (the BOS step: computes the cross-attention keys/values) and `decoder_step`
-   (one token with the KV cache); a Transpose of a weight (the output projection
-   tied to the embedding) becomes a transposed weight;
+3. split the decoder's `If` (use_cache_branch): its cached branch becomes
+   `decoder_step` (one token with the KV cache; the first step runs it with an empty
+   self-attention cache), and from the uncached branch only the cross-attention
+   keys/values are kept as `cross_kv` (so the decoder's weights are held once); a
+   Transpose of a weight (the output projection tied to the embedding) becomes a
+   transposed weight;
 4. re-quantise the MatMul/Gather weights int8 per channel (onnxruntime.quantization,
    dynamic activations).
 
-The result (~130 MB) is written to `SpeechConfig.moonshine_dir` (default
+The result (~85 MB) is written to `SpeechConfig.moonshine_dir` (default
 ~/.cache/hcl-live/moonshine-base-en) with a manifest; a later run reuses it.
 
 `MoonshineModel.decode(wave_16k)` is greedy decoding of one utterance to text;
@@ -51,8 +53,8 @@ from hcl.features.word_times import spread_words, voiced_runs
 PACKAGE = "moonshine_cpp"
 PACKAGE_VERSION = "0.1.4"
 MODEL_SUBDIR = "models/base-en"
-CONVERSION_VERSION = 2  # bump when `convert` changes what it writes
-PARTS = ("encoder", "decoder_first", "decoder_step")
+CONVERSION_VERSION = 3  # bump when `convert` changes what it writes
+PARTS = ("encoder", "cross_kv", "decoder_step")
 DEFAULT_CACHE = Path.home() / ".cache" / "hcl-live" / "moonshine-base-en"
 
 BOS, EOS = 1, 2  # tokenizer ids of <s> and </s>
@@ -240,6 +242,42 @@ def _branch_model(model: onnx.ModelProto, branch: str) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=opsets, ir_version=model.ir_version)
 
 
+def _cross_model(first: onnx.ModelProto) -> onnx.ModelProto:
+    """The cross-attention keys/values of every layer (present.L.encoder.*) from
+    `encoder_hidden_states` alone, cut out of the BOS-step model. Their Reshapes read the
+    batch size from the decoder's hidden state (Shape -> Gather 0); those Shapes read the
+    encoder states instead (the same batch), so no decoder layer comes along."""
+    g = first.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {t.name: t for t in g.initializer}
+    outputs = [o for o in g.output if ".encoder." in o.name]
+    keep: set[str] = set()  # node names
+    rewired: dict[str, onnx.NodeProto] = {}
+
+    def walk(name: str) -> None:
+        node = producer.get(name)
+        if node is None or node.name in keep:
+            return
+        keep.add(node.name)
+        if node.op_type == "Shape":
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.input[0] = "encoder_hidden_states"
+            rewired[node.name] = copy
+            return
+        for i in node.input:
+            walk(i)
+
+    for o in outputs:
+        walk(o.name)
+    nodes = [rewired.get(n.name, n) for n in g.node if n.name in keep]
+    used = {i for n in nodes for i in n.input}
+    graph = helper.make_graph(nodes, "moonshine_cross_kv",
+                              inputs=[i for i in g.input if i.name == "encoder_hidden_states"], outputs=outputs,
+                              initializer=[inits[n] for n in sorted(used) if n in inits])
+    return helper.make_model(graph, opset_imports=list(first.opset_import), ir_version=first.ir_version)
+
+
 def _quantize(model: onnx.ModelProto, out: Path, tmp: Path) -> None:
     """int8 per-channel weights, activations quantised on the fly (onnxruntime.quantization)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy import, conversion only
@@ -279,7 +317,7 @@ def converted(cache_dir: Path, source: Path | None = None) -> bool:
 
 def convert(cache_dir: Path, source: Path | None = None) -> Path:
     """Convert the shipped Moonshine base-en into `cache_dir` (see the module docstring);
-    a no-op when already done. About a minute and 1 GB of memory, once."""
+    a no-op when already done. About 30 s and 2 GB of memory, once."""
     source = source or package_model_dir()
     cache_dir = Path(cache_dir)
     if converted(cache_dir, source):
@@ -292,12 +330,14 @@ def convert(cache_dir: Path, source: Path | None = None) -> Path:
         _fold_transposed_weights(encoder.graph)
         decoder = _ort_to_onnx(source / "decoder_model_merged.ort", tmp / "decoder.raw.onnx")
         _fold_dequantize(decoder.graph)
-        models = {"encoder": encoder, "decoder_first": _branch_model(decoder, "else_branch"),
+        models = {"encoder": encoder, "cross_kv": _cross_model(_branch_model(decoder, "else_branch")),
                   "decoder_step": _branch_model(decoder, "then_branch")}
         for name, model in models.items():
             _quantize(model, tmp / f"{name}.onnx", tmp)
         for name in models:  # move in only when all parts are written
             os.replace(tmp / f"{name}.onnx", cache_dir / f"{name}.onnx")
+    for stale in set(cache_dir.glob("*.onnx")) - {cache_dir / f"{p}.onnx" for p in PARTS}:
+        stale.unlink()  # parts of an earlier conversion
     (cache_dir / "manifest.json").write_text(json.dumps(_manifest(source), indent=1))
     return cache_dir
 
@@ -342,9 +382,9 @@ class MoonshineModel:
         self.cache_dir = convert(cache_dir, source)
         self.tokenizer = MoonshineTokenizer(source / "tokenizer.bin")
         self.encoder = _session(self.cache_dir / "encoder.onnx", threads)
-        self.first = _session(self.cache_dir / "decoder_first.onnx", threads)
+        self.cross = _session(self.cache_dir / "cross_kv.onnx", threads)
         self.step = _session(self.cache_dir / "decoder_step.onnx", threads)
-        self._first_outputs = [o.name for o in self.first.get_outputs()]  # logits, present.L.{decoder,encoder}.{key,value}
+        self._cross_outputs = [o.name for o in self.cross.get_outputs()]  # present.L.encoder.{key,value}
         self._step_outputs = [o.name for o in self.step.get_outputs()]  # logits, present.L.decoder.{key,value}
         self._step_inputs = {i.name for i in self.step.get_inputs()}
 
@@ -355,18 +395,22 @@ class MoonshineModel:
             return Decoded("", (), (), True)
         cap = max_tokens or int(np.ceil(TOKENS_PER_SECOND * wave.shape[1] / SAMPLE_RATE)) + 4
         hidden = self.encoder.run(None, {"input_values": wave})[0]  # (1, T, 416), T ~ 41.6 frames a second
-        out = self.first.run(self._first_outputs, {"input_ids": np.array([[BOS]], np.int64),
-                                                   "encoder_hidden_states": hidden})
-        # past: every present.L.* as past_key_values.L.* (each (1, 8, len, 52)); the encoder
-        # ones (cross-attention keys/values) stay, the decoder ones grow by a token a step
-        past = {"past_key_values." + n[len("present."):]: v for n, v in zip(self._first_outputs[1:], out[1:])}
-        past = {k: v for k, v in past.items() if k in self._step_inputs}
-        logits = out[0]  # (1, 1, 32768)
+        cross = self.cross.run(self._cross_outputs, {"encoder_hidden_states": hidden})  # 16 x (1, 8, T, 52)
+        # past_key_values.L.*: the encoder ones (cross-attention) stay; the decoder ones start
+        # empty and grow by a token a step (each (1, 8, len, 52))
+        past = {"past_key_values." + n[len("present."):]: v for n, v in zip(self._cross_outputs, cross)}
+        for name in self._step_inputs:
+            if ".decoder." in name:
+                past[name] = np.zeros((1, N_HEADS, 0, HEAD_DIM), np.float32)
+        token = BOS
         tokens: list[int] = []
         probs: list[float] = []
         stopped = False
-        for _ in range(cap):
-            scores = logits[0, -1, :len(self.tokenizer)].astype(np.float64)  # (32000,)
+        for _ in range(cap):  # a step a token, the first fed BOS
+            out = self.step.run(self._step_outputs, {"input_ids": np.array([[token]], np.int64), **past})
+            for name, value in zip(self._step_outputs[1:], out[1:]):
+                past["past_key_values." + name[len("present."):]] = value
+            scores = out[0][0, -1, :len(self.tokenizer)].astype(np.float64)  # logits (1, 1, 32768) -> (32000,)
             token = int(np.argmax(scores))
             if token == EOS:
                 stopped = True
@@ -375,13 +419,6 @@ class MoonshineModel:
             probs.append(float(1.0 / np.exp(scores - scores[token]).sum()))
             if looping_tail(tokens):
                 break
-            feeds = {"input_ids": np.array([[token]], np.int64), **past}
-            if "encoder_hidden_states" in self._step_inputs:
-                feeds["encoder_hidden_states"] = hidden
-            out = self.step.run(self._step_outputs, feeds)
-            logits = out[0]
-            for name, value in zip(self._step_outputs[1:], out[1:]):
-                past["past_key_values." + name[len("present."):]] = value
         return Decoded(self.tokenizer.decode(tokens), tuple(tokens), tuple(probs), stopped)
 
 
