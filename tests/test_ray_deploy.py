@@ -125,6 +125,8 @@ def test_reservations_must_be_finite():
     for raw in ("nan", "inf", "-1"):
         with pytest.raises(ValueError, match="ingress_cpus must be a number >= 0"):
             ServeSettings.from_args({"ingress_cpus": raw})
+    with pytest.raises(ValueError, match="max_sessions must be <= 256 .*ingress_replicas"):
+        ServeSettings.from_args({"max_sessions": "1000000000"})
 
 
 # --------------------------------------------------------------------- the command, on a real local Ray

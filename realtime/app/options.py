@@ -12,11 +12,7 @@ import re
 
 from hcl.config import ModelConfig
 from hcl.features.config import FeatureSettings
-
-# the most live sessions one server (or one Ray Serve ingress replica) takes: each place
-# reserves the shared scorer's input rows up front and has its batch size traced before
-# the first session (about a second each on a CPU); more sessions: more Serve replicas
-MAX_SESSIONS = 256
+from realtime.scale.settings import MAX_SESSIONS
 
 
 def _int(text: str) -> int:

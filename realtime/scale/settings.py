@@ -11,6 +11,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+# the most live sessions one server (hcl-live, or one Ray Serve ingress replica) takes:
+# each place reserves the shared scorer's input rows up front and has its batch size
+# traced before the first session (about a second each on a CPU); more sessions: more
+# ingress replicas
+MAX_SESSIONS = 256
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -42,6 +47,9 @@ class ServeSettings:
         for name in ("ingress_replicas", "scorer_replicas", "speech_replicas", "threads", "max_sessions", "batch_size", "speech_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_sessions > MAX_SESSIONS:
+            raise ValueError(f"max_sessions must be <= {MAX_SESSIONS} (per ingress replica; more sessions: more "
+                             f"ingress_replicas), got {self.max_sessions}")
         for name in ("ingress_cpus", "scorer_cpus", "speech_cpus", "scorer_gpus", "speech_gpus", "batch_wait_s"):
             if not math.isfinite(float(getattr(self, name))) or float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
