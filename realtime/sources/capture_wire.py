@@ -103,10 +103,11 @@ class CaptureLimits:
     max_bytes_per_second: int = 1024 * 1024  # headers included, over the last `window_seconds`
     max_messages_per_second: int = 100
     window_seconds: float = 1.0
+    idle_seconds: float = 30.0  # a client that sends nothing for this long is closed (1008): its slot is freed
 
     def __post_init__(self) -> None:
         for name in ("max_audio_seconds", "max_jpeg_bytes", "max_frame_side", "max_jpeg_scans", "max_hello_bytes",
-                     "max_bytes_per_second", "max_messages_per_second", "window_seconds"):
+                     "max_bytes_per_second", "max_messages_per_second", "window_seconds", "idle_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CaptureLimits.{name} must be > 0, got {getattr(self, name)!r}")
 

@@ -566,7 +566,7 @@ class DashboardServer:
     def _session_figures(self, key: str) -> dict[str, Any]:
         """The stats a session's own page gets: its pipeline's latency and drops."""
         session = self.sessions.by_secret(key) if self.sessions is not None else None
-        if session is None:
+        if session is None or getattr(session, "pipeline", None) is None:  # an ended session lets its pipeline go
             return {}
         try:
             pipeline = session.pipeline.metrics()
@@ -720,12 +720,26 @@ class DashboardServer:
 
                 await ws.close(1013, close_reason(exc.reason))
                 return
+            except Exception as exc:  # the session could not be set up (e.g. its recording folder)
+                reason = close_reason(str(exc) or type(exc).__name__)
+                log.warning("capture from %s: the session could not open: %s: %s", peer, type(exc).__name__, exc)
+                await ws.close(1011, reason)
+                return
             await ws.send(json.dumps({"type": "session", "session": session.id, "link": session.link,
                                       "stream": session.stream}))
             # the models load off the loop; messages meanwhile are counted and dropped by the source
             starting = asyncio.create_task(asyncio.to_thread(hub.start_session, session))
             source = session.source
-            async for data in ws:
+            idle = self.capture_limits.idle_seconds
+            while True:
+                try:  # recv is cancellation-safe: a timeout loses no message
+                    data = await asyncio.wait_for(ws.recv(), idle)
+                except asyncio.TimeoutError:  # a client that stalled (or vanished unseen) gives its slot back
+                    reason = f"no capture message for {idle:g} s: the session ended; reload the page to start again"
+                    log.warning("capture client %s (session %s) closed: %s", peer, session.id, reason)
+                    session.end_reason = reason
+                    await ws.close(1008, close_reason(reason))
+                    break
                 got = rx.receive(time.monotonic(), data)
                 if isinstance(got, Violation):
                     log.warning("capture client %s (session %s) closed: %s", peer, session.id, got.reason)
