@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 from realtime.core import protocol
 from realtime.core.component import Policy, Worker
+from realtime.core.errors import SetupError
 from realtime.pipeline.build import build_session
 from realtime.pipeline.live import PipelineOptions, new_session_id, session_hello
 from realtime.pipeline.speech import SpeechOptions
@@ -149,6 +150,9 @@ class LiveSession:
     end_reason: str = ""
     scorer_client: Any = None
     speech_client: Any = None
+    # its operator-view line, frozen when it ended: the hub then lets its pipeline go (the
+    # audio ring, the face model, the encoders), so a kept ended session costs a dict
+    final: dict[str, Any] | None = None
     # measured by the hub's monitor
     cpu_percent: float | None = None  # of one core, over the last interval
     cpu_seconds: float = 0.0
@@ -202,6 +206,8 @@ class LiveSession:
 
     def summary(self, *, now: float | None = None, window: float = 10.0) -> dict[str, Any]:
         """This session's line in the operator view and /metrics."""
+        if self.final is not None:
+            return self.final
         now = time.monotonic() if now is None else now
         p = self.pipeline
         scoring = p.scoring.stats()
@@ -282,6 +288,8 @@ class SessionHub(Worker):
         now = time.monotonic() if now is None else now
         cfg = self.config
         with self._lock:
+            if self.stopping:
+                raise AdmissionRefused("the server is stopping; try again when it is back")
             live = [s for s in self._sessions.values() if s.live]
             if len(live) + self._pending >= cfg.max_sessions:
                 raise AdmissionRefused(f"the server is full: {cfg.max_sessions} sessions are live (--max-sessions); "
@@ -328,6 +336,7 @@ class SessionHub(Worker):
         """Admit, then build a session around `source` (its pipeline, its recorder under
         `config.record_dir`, its channel from `channels`: the server its viewers watch)."""
         self._admit()
+        scorer = speech = channel = None
         try:
             session_id = session_id or new_session_id()
             secret = self._new_secret()
@@ -348,6 +357,16 @@ class SessionHub(Worker):
                                   scorer_client=scorer, speech_client=speech)
             self._register(session)
             return session
+        except BaseException as exc:  # half a session: its clients' queues and its channel go too
+            for client in (scorer, speech):
+                if client is not None and callable(getattr(client, "close", None)):
+                    client.close()
+            if channel is not None:
+                channels.close_channel(secret)
+            if isinstance(exc, OSError) and self.config.record_dir is not None:
+                raise SetupError(f"this server cannot record sessions: give hcl-live --record a writable folder "
+                                 f"({type(exc).__name__}: {exc})") from exc
+            raise
         finally:
             with self._lock:
                 self._pending -= 1
@@ -379,13 +398,19 @@ class SessionHub(Worker):
     def start_session(self, session: LiveSession) -> None:
         """Start its pipeline (loads the per-session face model; blocks a second or two).
         A failure ends the session and raises."""
+        p = session.pipeline
+        if p is None:  # ended before it started (the server is stopping)
+            return
         try:
-            session.pipeline.start()
+            p.start()
         except BaseException as exc:
             self.end(session.id, reason=f"could not start: {exc}", wait=False)
             raise
         session.started = time.monotonic()
-        self.governor.apply(session.pipeline)
+        if session.ended is not None:  # ended while it started: stop what just started
+            p.stop()
+            return
+        self.governor.apply(p)
         if session.channel is not None:
             session.channel.set_status("running", "")
         self._wake.set()
@@ -432,6 +457,12 @@ class SessionHub(Worker):
             if session.channel is not None:
                 m = p.scoring.stats()
                 session.channel.set_status("finished", f"{reason}: {m['windows']} windows")
+            if session.owned:  # keep its figures, let the rest go (the owner of an adopted one keeps it)
+                try:
+                    session.final = session.summary()
+                    session.pipeline = session.scorer_client = session.speech_client = None
+                except Exception:
+                    log.debug("session %s: no final summary; its pipeline is kept", session.id, exc_info=True)
             with self._lock:
                 self._sessions.pop(session.id, None)
                 self._ended.append(session)
@@ -460,22 +491,25 @@ class SessionHub(Worker):
             self._wake.clear()
 
     def stop(self) -> None:
-        """End every session the hub owns (recordings close), then the monitor."""
+        """Refuse new sessions, end every session the hub owns (their scoring loops stop,
+        recordings close), then the monitor, then the shared models they used."""
+        super().stop()  # admission refuses from here on
+        pipelines = [s.pipeline for s in self.sessions(live_only=False) if s.pipeline is not None]
         for session in self.sessions():
             if session.owned:
                 try:
                     self.end(session.id, reason="server stopping", wait=False)
                 except Exception:
                     log.exception("ending session %s", session.id)
-        super().stop()
         self._wake.set()
         if self.models.running:
-            # a session's last speech pass may still be running on a busy machine: let it
-            # finish on the shared service before that stops
-            for session in self.sessions(live_only=False):
-                speech = session.pipeline.speech
-                if speech is not None:
-                    speech.join(self.config.end_timeout)
+            # a session's last scoring or speech pass may still be running on a busy machine:
+            # let it finish on the shared service before that stops
+            deadline = time.monotonic() + self.config.end_timeout
+            for p in pipelines:
+                for part in (p.scoring, p.speech):
+                    if part is not None:
+                        part.join(max(0.0, deadline - time.monotonic()))
             self.models.stop()
 
     def join(self, timeout: float | None = None) -> None:
