@@ -197,12 +197,14 @@ def browser_sessions(args) -> int:
     microphone" is a session of its own, until Ctrl-C."""
     scorer = load_scorer(args.checkpoint, args.device, max_streams=args.max_sessions)
     hub = session_hub(args, scorer)
+    # the shared models (the scorer's graphs, Whisper) load before the first page can come:
+    # a session waiting for them drops every message its page sends meanwhile
+    hub.warm_up()
     server = start_server(args, hello=session_hello(session_id="browser-sessions", scorer=scorer, mode="live"),
                            sessions=hub)
     server.set_status(protocol.STATUS_LOADING, "no local capture: press \"Start my camera and microphone\" to monitor yourself")
     stop_signals_as_interrupt()
     try:
-        scorer.warm_up()
         hub.start()
         print(f"waiting for browser sessions (at most {args.max_sessions}); operator view: "
               f"{server.url.split('?')[0]}operator; Ctrl-C to stop", flush=True)
