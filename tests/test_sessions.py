@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import pathlib
 import shutil
 import ssl
@@ -33,6 +34,8 @@ from websockets.sync.client import connect  # noqa: E402
 
 CLIENT = pathlib.Path(__file__).resolve().parent.parent / "client"
 SR = 16000
+# how long a condition may take: generous, as CI may share the machine (HCL_TEST_WAIT s)
+WAIT = float(os.environ.get("HCL_TEST_WAIT", "120"))
 
 
 # ---------------------------------------------------------------- helpers
@@ -229,9 +232,9 @@ def test_a_capture_session_streams_to_its_own_viewers_only_and_records(hub_serve
     assert answer["type"] == "session" and answer["link"].startswith("/s/") and answer["stream"].startswith("/ws?session=")
     secret = answer["link"][3:]
     own = Viewer(_urls(server, answer["stream"]))
-    _wait(own.running.is_set, 30, "the session to start")
+    _wait(own.running.is_set, WAIT, "the session to start")
     cap.stream()
-    assert own.finished.wait(40), "the session did not finish after the client's end"
+    assert own.finished.wait(WAIT), "the session did not finish after the client's end"
     cap.close_code(5)
     windows = [m for _, m in own.windows()]
     assert len(windows) >= 6, len(windows)
@@ -264,7 +267,7 @@ def test_a_flooding_client_is_closed_and_does_not_hold_up_another_session(hub_se
     hub, server = hub_server(max_sessions=3)
     good = Capturer(_urls(server, "/capture"), _clip(10.0))
     viewer = Viewer(_urls(server, good.answer["stream"]))
-    _wait(viewer.running.is_set, 30, "the session to start")
+    _wait(viewer.running.is_set, WAIT, "the session to start")
     sender = threading.Thread(target=good.stream, daemon=True)
     sender.start()
     time.sleep(4.0)
@@ -282,13 +285,15 @@ def test_a_flooding_client_is_closed_and_does_not_hold_up_another_session(hub_se
         pass
     code, reason = flood.close_code(10)
     assert code == 1008 and "too many messages" in reason, (code, reason)
-    sender.join(30)
-    assert viewer.finished.wait(40)
+    sender.join(WAIT)
+    assert viewer.finished.wait(WAIT)
     # the good session's windows kept coming while the flood was refused
     times = [t for t, _ in viewer.windows()]
     around = [b - a for a, b in zip(times, times[1:]) if b >= t_flood - 1 and a <= t_flood + 6]
     step = 0.5
-    assert around and max(around) < step + 1.0, around
+    # a stall of the server would show as a gap of many seconds; a busy machine's jitter
+    # as a second or two
+    assert around and max(around) < step + 3.0, around
     flooded = next(s for s in hub.sessions(live_only=False) if s.id == flood.answer["session"])
     assert not flooded.live and "too many messages" in flooded.end_reason
     viewer.close()
@@ -300,11 +305,11 @@ def test_a_client_that_vanishes_leaves_a_readable_recording(hub_server):
     hub, server = hub_server(max_sessions=2)
     cap = Capturer(_urls(server, "/capture"), _clip(8.0))
     viewer = Viewer(_urls(server, cap.answer["stream"]))
-    _wait(viewer.running.is_set, 30, "the session to start")
+    _wait(viewer.running.is_set, WAIT, "the session to start")
     cap.stream(until=4.0)  # no end message
-    _wait(lambda: len(viewer.windows()) >= 3, 20, "windows")
+    _wait(lambda: len(viewer.windows()) >= 3, WAIT, "windows")
     cap.ws.socket.close()  # the tab is gone: no closing handshake
-    assert viewer.finished.wait(30)
+    assert viewer.finished.wait(WAIT)
     session = next(s for s in hub.sessions(live_only=False) if s.id == cap.answer["session"])
     assert not session.live and session.end_reason == "the page closed"
     rec = read_session(pathlib.Path(hub.config.record_dir) / cap.answer["session"])
@@ -324,7 +329,7 @@ def test_a_full_server_refuses_with_the_reason(hub_server):
     assert code == 1013 and "full" in reason
     assert hub.stats()["refused"] and len(hub.sessions()) == 1
     first.ws.close()
-    _wait(lambda: not hub.sessions(), 30, "the first session to end")
+    _wait(lambda: not hub.sessions(), WAIT, "the first session to end")
 
 
 def test_links_need_no_token_but_capture_and_the_operator_view_do(hub_server):
