@@ -8,6 +8,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from hcl.arg_types import (
+    below_one, existing_file, non_negative_float, non_negative_int, output_folder, positive_float, positive_int, share,
+)
 from hcl.features.config import MODALITIES
 
 # the folder holding the datasets (mosi/label.csv, ...): `--data DIR`, else this variable
@@ -32,19 +35,19 @@ def data_folder(explicit: str | None = None) -> Path:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data (repeatable; splits are taken from each source)")
-    g.add_argument("--transcripts", action="append", default=[], metavar="CSV",
+    g.add_argument("--transcripts", action="append", default=[], metavar="CSV", type=existing_file,
                    help="MOSI/MOSEI-style label CSV (video_id, clip_id, text, label, mode); text only")
-    g.add_argument("--mmsa", action="append", default=[], metavar="PKL",
+    g.add_argument("--mmsa", action="append", default=[], metavar="PKL", type=existing_file,
                    help="MMSA feature pickle (aligned_50.pkl / unaligned_50.pkl)")
     g.add_argument("--trust-pickle", action="store_true",
                    help="load MMSA pickles with plain pickle (only for files you trust)")
     g.add_argument("--extracted", action="append", default=[], metavar="DIR", help="dataset written by hcl-extract")
-    g.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic trimodal task with N train samples")
+    g.add_argument("--synthetic", type=non_negative_int, default=0, metavar="N", help="synthetic trimodal task with N train samples")
     g.add_argument("--text-layer", type=int, default=None, help="encoder hidden state used as text features")
     g.add_argument("--text-encoder", default=None, metavar="NAME",
                    help="text encoder: packaged:all-MiniLM-L6-v2 (default, the live one), "
                         "packaged:all-mpnet-base-v2, a local folder or a hub name")
-    g.add_argument("--eval-transcripts", action="append", default=[], metavar="CSV",
+    g.add_argument("--eval-transcripts", action="append", default=[], metavar="CSV", type=existing_file,
                    help="label CSV whose test split is scored at the end; none of it is trained or selected on")
 
 
@@ -182,12 +185,12 @@ def infer_dims(samples) -> dict[str, int]:
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (paper defaults; ablations of Tables 3-6)")
     g.add_argument("--no-cowa", action="store_true", help="ablation: w/o COWA")
-    g.add_argument("--kmeans-iters", type=int, default=10, help="0 = fixed channel groups (w/o K-Means)")
+    g.add_argument("--kmeans-iters", type=non_negative_int, default=10, help="0 = fixed channel groups (w/o K-Means)")
     g.add_argument("--no-collaborative", action="store_true", help="ablation: w/o audio-video collaboration")
     g.add_argument("--no-text-guidance", action="store_true", help="ablation: w/o text guidance")
     g.add_argument("--guide", choices=list(MODALITIES), default="text")
-    g.add_argument("--layers", type=int, default=3, help="guidance layers N")
-    g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--layers", type=positive_int, default=3, help="guidance layers N")
+    g.add_argument("--dropout", type=below_one, default=0.1)
     g.add_argument("--text-prior", choices=["none", "sentimentai"], default="none",
                    help="sentimentai: the score adds a learned a * s + b, s the packaged zero-shot sentiment head "
                         "over the mean text features (needs --text-encoder packaged:multilingual-e5-small)")
@@ -198,27 +201,27 @@ def train_main(argv: list[str] | None = None) -> int:
     _add_data_args(p)
     _model_args(p)
     g = p.add_argument_group("training")
-    g.add_argument("--out", required=True, help="output folder (checkpoints, results.json, results.csv)")
+    g.add_argument("--out", required=True, type=output_folder, help="output folder (checkpoints, results.json, results.csv)")
     g.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--lr", type=float, default=1e-4)
-    g.add_argument("--tune-text-layers", type=int, default=0, metavar="K",
+    g.add_argument("--epochs", type=positive_int, default=100)
+    g.add_argument("--batch-size", type=positive_int, default=64)
+    g.add_argument("--lr", type=positive_float, default=1e-4)
+    g.add_argument("--tune-text-layers", type=non_negative_int, default=0, metavar="K",
                    help="fine-tune the top K text-encoder layers with HCL (0 = frozen encoder); "
                         "the layers under them are encoded once and cached")
-    g.add_argument("--text-lr", type=float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
-    g.add_argument("--soft-targets", metavar="JSON", default=None,
+    g.add_argument("--text-lr", type=positive_float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
+    g.add_argument("--soft-targets", metavar="JSON", default=None, type=existing_file,
                    help="distil: teacher scores per train sample id (hcl-eval TEACHER --split train --predictions FILE)")
-    g.add_argument("--soft-weight", type=float, default=0.5,
+    g.add_argument("--soft-weight", type=share, default=0.5,
                    help="share of the teacher score in each train target (with --soft-targets)")
     g.add_argument("--init", metavar="CKPT", default=None,
                    help="start from this checkpoint's weights (staged training, e.g. MOSEI+MOSI then MOSI); "
                         "its model config and text layers are kept")
-    g.add_argument("--weight-decay", type=float, default=1e-2)
-    g.add_argument("--patience", type=int, default=10)
-    g.add_argument("--modality-dropout", type=float, default=0.0)
+    g.add_argument("--weight-decay", type=non_negative_float, default=1e-2)
+    g.add_argument("--patience", type=non_negative_int, default=10)
+    g.add_argument("--modality-dropout", type=below_one, default=0.0)
     g.add_argument("--select", choices=["mae", "acc2", "corr"], default="mae")
-    g.add_argument("--threads", type=int, default=0)
+    g.add_argument("--threads", type=non_negative_int, default=0)
     g.add_argument("--device", default="auto")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--no-test", action="store_true",

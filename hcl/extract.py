@@ -55,6 +55,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+from hcl.arg_types import existing_file, non_negative_int, output_folder, positive_float
 from hcl.features.media import MEDIA_EXTENSIONS
 
 LOAD_AUDIO_SECONDS = 600.0  # shorter files: decode the audio once and cut every segment from it
@@ -210,14 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+",
                    help="media files and/or folders; session folders (hcl-live --record) with a labels.json are labelled recordings")
-    p.add_argument("-o", "--out", required=True, help="output dataset folder (created; resumed if it exists)")
-    p.add_argument("--labels", help="MOSI-style label CSV: video_id,clip_id,text,label,mode,start,end")
+    p.add_argument("-o", "--out", required=True, type=output_folder, help="output dataset folder (created; resumed if it exists)")
+    p.add_argument("--labels", type=existing_file, help="MOSI-style label CSV: video_id,clip_id,text,label,mode,start,end")
     p.add_argument("--text", choices=["labels", "whisper"], default="labels",
                    help="transcripts from the label CSV (default; Whisper where empty) or always from Whisper")
     p.add_argument("--device", default="cpu", help="torch device for audio features and the text encoder")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch and Whisper (0 = default)")
-    p.add_argument("--step-seconds", type=float, default=None, help="step length (default 0.5; new datasets only)")
-    p.add_argument("--face-fps", type=float, default=None, help="video frames analysed per second (default 10)")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads for torch and Whisper (0 = default)")
+    p.add_argument("--step-seconds", type=positive_float, default=None, help="step length (default 0.5; new datasets only)")
+    p.add_argument("--face-fps", type=positive_float, default=None, help="video frames analysed per second (default 10)")
     p.add_argument("--mmsa", metavar="PKL",
                    help="also write the dataset's train/valid/test samples as an MMSA-style pickle "
                         "(hcl's feature widths, not MMSA's BERT/COVAREP/Facet)")
