@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hcl.arg_types import existing_file, non_negative_int, output_folder, positive_float
+from hcl.features.config import SPEECH_ENGINES
 from hcl.features.media import MEDIA_EXTENSIONS
 
 LOAD_AUDIO_SECONDS = 600.0  # shorter files: decode the audio once and cut every segment from it
@@ -215,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=existing_file, help="MOSI-style label CSV: video_id,clip_id,text,label,mode,start,end")
     p.add_argument("--text", choices=["labels", "whisper"], default="labels",
                    help="transcripts from the label CSV (default; Whisper where empty) or always from Whisper")
+    p.add_argument("--asr", choices=SPEECH_ENGINES, default=None,
+                   help="speech recogniser for clips without a transcript: whisper or moonshine (default: the settings')")
     p.add_argument("--device", default="cpu", help="torch device for audio features and the text encoder")
     p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads for torch and Whisper (0 = default)")
     p.add_argument("--step-seconds", type=positive_float, default=None, help="step length (default 0.5; new datasets only)")
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     from hcl.data.sample import build_sample
     from hcl.features.media import MediaError, read_media
     from hcl.features.segment import SegmentFeaturizer
-    from hcl.features.speech import SpeechTranscriber
+    from hcl.features.speech_engine import SpeechEngine, make_engine
     from hcl.features.text import TextEncoder
 
     if args.threads:
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hcl-extract: {exc}", file=sys.stderr)
         return 2
     text_encoder = TextEncoder(config=settings.text, device=args.device)
-    transcriber: SpeechTranscriber | None = None
+    transcriber: SpeechEngine | None = None
 
     done_before = sum(1 for j in jobs if writer.has(j.id))
     todo = [j for j in jobs if not writer.has(j.id)]
@@ -328,9 +331,10 @@ def main(argv: list[str] | None = None) -> int:
                     text, source = job.text, job.text_source
                     if text is None:
                         if transcriber is None:
-                            transcriber = SpeechTranscriber(config=settings.speech, cpu_threads=args.threads)
+                            config = settings.speech if args.asr is None else replace(settings.speech, engine=args.asr)
+                            transcriber = make_engine(config, cpu_threads=args.threads)
                         text = transcribe_span(transcriber, clip, job.start, end)
-                        source = "whisper"
+                        source = transcriber.name  # the engine that heard it: "whisper" | "moonshine"
                     (text_feats,) = text_encoder.encode([text])
                     sample = build_sample(features, text_feats, id=job.id, label=job.label, mode=job.mode)
                     writer.add(sample, source=str(path), start=job.start, end=end, text=text, text_source=source)

@@ -26,7 +26,8 @@ def annotate_command(argv: Sequence[str] | None) -> int:
         parser.error("one file without --ray (several files, folders or globs need --ray)")
     path = args.inputs[0]
     try:
-        pipeline = annotate(path, args.output, checkpoint=args.checkpoint, device=args.device, progress=not args.quiet)
+        pipeline = annotate(path, args.output, checkpoint=args.checkpoint, device=args.device, progress=not args.quiet,
+                            asr=args.asr)
     except KeyboardInterrupt:
         print("interrupted; the windows so far are in the session folder", file=sys.stderr)
         return 130
@@ -58,7 +59,7 @@ def archive_command(args) -> int:
         files = media_files(args.inputs)
         options = ArchiveOptions(output=args.output, checkpoint=args.checkpoint,
                                  device="cpu" if args.device == "auto" else args.device,
-                                 address=args.ray_address, workers=args.ray_workers)
+                                 address=args.ray_address, workers=args.ray_workers, asr=args.asr)
         rows = annotate_archive(files, options, progress=not args.quiet)
     except ArchiveError as exc:
         raise CliError(str(exc)) from None

@@ -123,7 +123,7 @@ def live(argv: Sequence[str] | None) -> int:
     scorer = load_scorer(args.checkpoint, args.device, max_streams=args.max_sessions)
     if source.kind == "file" and scorer.features.face.frames_per_second != fps:  # the checkpoint's frame rate
         source = open_file_source(str(source.path), policy=policy, fps=scorer.features.face.frames_per_second)
-    options = PipelineOptions(policy=policy, speech=SpeechOptions(max_backlog=None if args.reproducible else 4.0),
+    options = PipelineOptions(policy=policy, speech=SpeechOptions(max_backlog=None if args.reproducible else 4.0, engine=args.asr),
                               provisional_words=args.provisional_words or None)
     session_id = new_session_id()
     folder = record_dir(args.record, session_id) if args.record else None
@@ -189,7 +189,8 @@ def session_hub(args, scorer):
     record = pathlib.Path(args.record) if args.record else None
     if record is not None and record.exists() and not record.is_dir():
         raise CliError(f"--record {record}: is a file; give a folder")
-    return SessionHub(scorer=scorer, config=HubConfig(max_sessions=args.max_sessions, record_dir=record))
+    return SessionHub(scorer=scorer, config=HubConfig(max_sessions=args.max_sessions, record_dir=record),
+                      options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, engine=args.asr)))
 
 
 def browser_sessions(args) -> int:
@@ -232,7 +233,7 @@ def ray_sessions(args) -> int:
         raise CliError("--tls-cert/--tls-key do not apply to --ray: put a TLS proxy in front of Serve's")
     token = token_for(args.host, args.token)
     values: dict[str, Any] = {"checkpoint": args.checkpoint, "max_sessions": args.max_sessions, "token": token,
-                              "record_dir": str(pathlib.Path(args.record).resolve()) if args.record else None}
+                              "record_dir": str(pathlib.Path(args.record).resolve()) if args.record else None, "asr": args.asr}
     for item in args.ray_setting or []:
         key, sep, value = item.partition("=")
         if not sep:

@@ -11,7 +11,7 @@ import argparse
 import re
 
 from hcl.config import ModelConfig
-from hcl.features.config import FeatureSettings
+from hcl.features.config import SPEECH_ENGINES, FeatureSettings, SpeechConfig
 from realtime.scale.settings import MAX_SESSIONS
 
 
@@ -84,6 +84,13 @@ def non_empty(text: str) -> str:
     return text
 
 
+def asr_option(parser: argparse.ArgumentParser) -> None:
+    """--asr: the speech engine (SpeechConfig.engine), the same choice in every command."""
+    parser.add_argument("--asr", choices=SPEECH_ENGINES, default=None,
+                        help="speech recogniser: whisper (Whisper tiny.en) or moonshine (Moonshine base-en); "
+                        f"default: the model's setting ({SpeechConfig().engine})")
+
+
 def serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
     parser.add_argument("--port", type=port_number, default=8765, help="port (default 8765; 0 = any free port)")
@@ -136,6 +143,7 @@ def live_parser() -> argparse.ArgumentParser:
                    "(shown greyed), and again when they commit (PipelineOptions.provisional_words)")
     p.add_argument("--exit-when-done", action="store_true", help="--file/--demo: exit when the file ends (default: keep serving)")
     p.add_argument("--device", default="auto", type=device_name, help="scoring device: auto, cpu, cuda or cuda:N")
+    asr_option(p)
     p.add_argument("--verbose", "-v", action="store_true")
     return p
 
@@ -150,6 +158,7 @@ def annotate_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="session folder to write (with --ray: the parent folder)")
     p.add_argument("--checkpoint", metavar="PATH", help="model checkpoint (default: the shipped live model)")
     p.add_argument("--device", default="auto", type=device_name, help="scoring device: auto, cpu, cuda or cuda:N")
+    asr_option(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--verbose", "-v", action="store_true")
     ray = p.add_argument_group("Ray (pip install hcl-live[ray])")

@@ -24,6 +24,7 @@ from realtime.core.component import Policy
 from realtime.core.errors import SetupError
 from realtime.pipeline.live import LivePipeline, PipelineOptions, new_session_id
 from realtime.pipeline.scorer import WindowScorer
+from realtime.pipeline.speech import SpeechOptions
 from realtime.pipeline.windowing import last_step
 from realtime.recording import SessionRecorder
 from realtime.sources import SourceError
@@ -101,12 +102,13 @@ def build_session(
 
 
 def annotate(path: str, output: str, *, checkpoint: str | None = None, device: str = "auto", progress: bool = True, scorer=None,
-             featurizer=None, transcriber=None) -> LivePipeline:
+             featurizer=None, transcriber=None, asr: str | None = None) -> LivePipeline:
     """Run the live path on `path` as fast as possible into session folder `output`; returns the pipeline.
 
     `scorer`, `featurizer` (a SegmentFeaturizer, image mode: no state between frames) and
-    `transcriber` (a SpeechTranscriber) may be given to keep loaded models across files
-    (the --ray actors do); by default each is made for this file."""
+    `transcriber` (a speech engine) may be given to keep loaded models across files
+    (the --ray actors do); by default each is made for this file, `asr` naming the engine
+    ("whisper" | "moonshine"; None: the checkpoint's)."""
     fps = FeatureSettings().face.frames_per_second
     source = open_file_source(path, policy=Policy.FAST, fps=fps)  # fail fast on the file, before the model loads
     scorer = scorer or load_scorer(checkpoint, device)
@@ -115,7 +117,7 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
     bar = tqdm(total=last_step(source.duration or 0.0, scorer.features.step_seconds), unit="win",
                desc=pathlib.Path(path).name, disable=not progress)
     try:
-        pipeline = build_session(source=source, scorer=scorer, options=PipelineOptions(policy=Policy.FAST), mode="annotate",
+        pipeline = build_session(source=source, scorer=scorer, options=PipelineOptions(policy=Policy.FAST, speech=SpeechOptions(engine=asr)), mode="annotate",
                                  source_name=str(path), record_to=output, featurizer=featurizer, transcriber=transcriber,
                                  on_window=lambda msg: bar.update(1))
     except (FileExistsError, OSError) as exc:

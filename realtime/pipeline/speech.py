@@ -9,7 +9,9 @@ that no pass has seen end, and commits all of that pass's words in one go: the
 phrase is over, so they will not change, and no second pass is needed to agree. Words the previous passes committed are recognised again
 by time and text and skipped; of the rest it commits those on which this pass
 and the previous one agree (LocalAgreement-2: the common prefix of the two
-hypotheses, so a word cut at the buffer end is never committed), and at once the
+hypotheses, so a word cut at the buffer end is never committed), then the words
+that end `settle` s or more before the pass's horizon (one pass that heard that much
+audio after a word keeps it: no waiting a period for a second pass), and at once the
 words followed by a pause (`pause` seconds quieter than `pause_db` inside the
 pass's audio: the phrase is over, its words will not change). Words about to
 leave the `context` are committed without agreement, and the last pass, at the
@@ -20,8 +22,8 @@ the same windows played in real time or as fast as possible (`strict` windowing
 waits for the passes it needs). `Transcript.lags` measures the real lag: session
 clock when a word was committed minus the word's end.
 
-`SpeechOptions` holds every setting of live speech (the pass timing and the
-transcriber's), read by the stream, the worker and the pipeline alike.
+`SpeechOptions` holds every setting of live speech (the pass timing, the engine,
+Whisper or Moonshine (hcl.features.speech_engine), and its options), read by the stream, the worker and the pipeline alike.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hcl.features.config import FeatureSettings
-from hcl.features.speech import SpeechTranscriber
+from hcl.features.config import SPEECH_ENGINES, FeatureSettings, SpeechConfig
+from hcl.features.speech_engine import SpeechEngine, make_engine
 from realtime.core.clock import SessionClock
 from realtime.core.component import Policy, RecentStats, Worker
 from realtime.core.load import Backlog, Level
@@ -78,20 +80,40 @@ class SpeechOptions:
     threads: int = 2  # Whisper's CPU threads
     fit_encoder: bool = True  # the encoder sees a pass's audio + 1 s instead of 30 s of padding
     temperature_fallback: bool = False  # live passes decode once, at temperature 0
+    # the speech engine (SpeechConfig.engine, the commands' --asr): "whisper" | "moonshine";
+    # None: the checkpoint's speech settings say
+    engine: str | None = None
+    # the commit rule inside a phrase: a word followed by `settle` s of audio in its pass
+    # commits on that one pass (the recogniser had right context: later passes keep it);
+    # words nearer the buffer end wait for two passes to agree (LocalAgreement-2).
+    # None: LocalAgreement-2 only (the rule before; bench/commit_bench.py compares them)
+    settle: float | None = 1.0
 
     def __post_init__(self) -> None:
         if self.period <= 0 or self.context <= self.period or self.delay < 0:
             raise ValueError("speech options need period > 0, context > period, delay >= 0")
+        if self.engine is not None and self.engine not in SPEECH_ENGINES:
+            raise ValueError(f"speech engine must be one of {SPEECH_ENGINES}, got {self.engine!r}")
+        if self.settle is not None and not 0 < self.settle < self.context:
+            raise ValueError(f"settle must be None or between 0 and context ({self.context} s), got {self.settle}")
 
 
-def transcriber_for(settings: FeatureSettings, options: SpeechOptions, policy: Policy) -> SpeechTranscriber:
-    """The Whisper transcriber of a session (the model loads on first use): the checkpoint's
-    speech settings, decoded greedily under the live policy unless `options.beam_size` says
-    otherwise, with the checkpoint's beam for the other policies."""
+def speech_config(settings: FeatureSettings, options: SpeechOptions, policy: Policy) -> SpeechConfig:
+    """The checkpoint's speech settings with the session's engine (`options.engine`) and,
+    for Whisper, greedy decoding under the live policy unless `options.beam_size` says
+    otherwise (the checkpoint's beam for the other policies)."""
+    config = settings.speech
+    if options.engine is not None:
+        config = dataclasses.replace(config, engine=options.engine)
     beam = options.beam_size if options.beam_size is not None else (1 if policy is Policy.LIVE else None)
-    config = settings.speech if beam is None else dataclasses.replace(settings.speech, beam_size=beam)
-    return SpeechTranscriber(config=config, cpu_threads=options.threads, fit_encoder=options.fit_encoder,
-                             temperature_fallback=options.temperature_fallback)
+    return config if beam is None else dataclasses.replace(config, beam_size=beam)
+
+
+def transcriber_for(settings: FeatureSettings, options: SpeechOptions, policy: Policy) -> SpeechEngine:
+    """The speech engine of a session, Whisper or Moonshine (`speech_config`; the model
+    loads on first use)."""
+    return make_engine(speech_config(settings, options, policy), cpu_threads=options.threads,
+                       fit_encoder=options.fit_encoder, temperature_fallback=options.temperature_fallback)
 
 
 class Transcript:
@@ -219,15 +241,21 @@ def drop_committed(words, committed, *, tolerance: float = 0.3, max_ngram: int =
     return fresh
 
 
-def commit_rule(words, *, previous, committed, forced_until: float) -> tuple[list, list]:
+def commit_rule(words, *, previous, committed, forced_until: float,
+                settled_until: float = -math.inf) -> tuple[list, list]:
     """(words to commit, the rest = this pass's open hypothesis).
 
     words: this pass's words; previous: the open hypothesis of the last pass;
     committed: words committed so far. The agreed prefix of the new words is
-    committed, and so are new words ending by `forced_until`."""
+    committed (LocalAgreement-2), and after it, in order, the new words ending by
+    `forced_until` (about to leave the context) or by `settled_until` (the pass's
+    horizon less `SpeechOptions.settle`: the pass heard enough audio after them to
+    be sure of them on its own). A word is never committed before an open word
+    that precedes it, so the committed words stay in speaking order."""
     fresh = drop_committed(words, committed)
     n = agreed_prefix(previous, fresh)
-    while n < len(fresh) and fresh[n].end <= forced_until:
+    limit = max(forced_until, settled_until)
+    while n < len(fresh) and fresh[n].end <= limit:
         n += 1
     return fresh[:n], fresh[n:]
 
@@ -387,6 +415,7 @@ class SpeechStream:
         self.delay = o.delay
         self.pause = o.pause
         self.pause_db = o.pause_db
+        self.settle = o.settle
         self.pause_passes = (policy is Policy.LIVE) if o.pause_passes is None else o.pause_passes
         self.catch_up = policy is Policy.LIVE  # live: skip missed passes instead of queueing them
         # real-time runs that wait for their passes: passes run in order (reproducible windows)
@@ -524,7 +553,9 @@ class SpeechStream:
             forced = h  # the stream ended, or the audio ends in a pause: nothing is cut
         else:
             forced = h + self.period - self.context  # words the next pass no longer sees
-        chosen, self._hypothesis = commit_rule(words, previous=self._hypothesis, committed=self._committed, forced_until=forced)
+        settled = -math.inf if self.settle is None else h - self.settle
+        chosen, self._hypothesis = commit_rule(words, previous=self._hypothesis, committed=self._committed,
+                                               forced_until=forced, settled_until=settled)
         if self._hypothesis and self.pause > 0:
             n = pause_after(self._hypothesis, wave, t0=t0, sample_rate=self.sample_rate, pause=self.pause, pause_db=self.pause_db)
             chosen, self._hypothesis = chosen + self._hypothesis[:n], self._hypothesis[n:]

@@ -71,6 +71,7 @@ class ArchiveOptions:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads: int = 1  # torch / Whisper threads inside an actor
+    asr: str | None = None  # the speech engine, "whisper" | "moonshine" (--asr); None: the checkpoint's
     summary: str = SUMMARY  # file name inside `output`
     # seconds to wait for every actor to load its models before the first file is handed
     # out; longer: a clear error that the cluster lacks the CPUs/GPUs the pool asks for
@@ -177,7 +178,7 @@ class ArchiveAnnotator:
     with `realtime.pipeline.build.annotate` (the single-process path). Never raises for a bad file: its
     row says what went wrong."""
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu", threads: int = 1) -> None:
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu", threads: int = 1, asr: str | None = None) -> None:
         os.environ.update({k: str(threads) for k in THREAD_ENV})
         torch.set_num_threads(threads)
         setup_logging(False)
@@ -185,8 +186,8 @@ class ArchiveAnnotator:
         self.scorer.warm_up()
         self.featurizer = SegmentFeaturizer(settings=self.scorer.features)  # image mode: no state across files
         _ = self.featurizer.face
-        # the transcriber the FAST pipeline makes for itself (the checkpoint's decoding), on `threads` threads
-        self.transcriber = transcriber_for(self.scorer.features, SpeechOptions(threads=threads), Policy.FAST)
+        # the engine the FAST pipeline makes for itself (the checkpoint's decoding), on `threads` threads
+        self.transcriber = transcriber_for(self.scorer.features, SpeechOptions(threads=threads, engine=asr), Policy.FAST)
         _ = self.transcriber.model
         try:
             import ray
@@ -300,7 +301,8 @@ def _run_pool(ray, todo: list[dict[str, str]], options: ArchiveOptions) -> Itera
     ds = ray.data.from_items(todo, override_num_blocks=len(todo))
     ds = ds.map_batches(
         ArchiveAnnotator,
-        fn_constructor_kwargs={"checkpoint": options.checkpoint, "device": options.device, "threads": options.threads},
+        fn_constructor_kwargs={"checkpoint": options.checkpoint, "device": options.device, "threads": options.threads,
+                               "asr": options.asr},
         batch_size=1,
         batch_format="numpy",
         # a fixed pool of n actors, each given one file at a time: a file waits for the first

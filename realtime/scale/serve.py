@@ -154,26 +154,30 @@ class SpeechDeployment:
         features = load_checkpoint(pathlib.Path(path), map_location="cpu").features
         if settings.speech_gpus > 0:
             features = dataclasses.replace(features, speech=dataclasses.replace(features.speech, device="cuda"))
-        self.whisper = BatchedWhisper(transcriber_for(features, SpeechOptions(max_backlog=4.0, threads=settings.threads), Policy.LIVE))
-        _ = self.whisper.model  # load Whisper now, not at the first session's first pass
+        engine = transcriber_for(features, SpeechOptions(max_backlog=4.0, threads=settings.threads, engine=settings.asr),
+                                 Policy.LIVE)
+        # Whisper decodes a batch of passes together; Moonshine takes them one by one
+        self.whisper = BatchedWhisper(engine) if engine.name == "whisper" else engine
+        _ = self.whisper.model  # load the engine now, not at the first session's first pass
         self.transcribe.set_max_batch_size(settings.speech_batch)
         self.transcribe.set_batch_wait_timeout_s(settings.batch_wait_s)
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=512)
 
     def _many(self, items: list) -> list:
+        if len(items) > 1 and hasattr(self.whisper, "transcribe_many"):
+            try:
+                return self.whisper.transcribe_many(items)
+            except Exception:  # find the pass at fault: one by one, so an error reaches only its caller
+                log.warning("a batch of %d speech passes failed; running them one by one", len(items), exc_info=True)
         if len(items) == 1:
             return [self.whisper.transcribe(items[0][0], offset=items[0][1])]
-        try:
-            return self.whisper.transcribe_many(items)
-        except Exception:  # find the pass at fault: one by one, so an error reaches only its caller
-            log.warning("a batch of %d speech passes failed; running them one by one", len(items), exc_info=True)
-            out = []
-            for wave, offset in items:
-                try:
-                    out.append(self.whisper.transcribe(wave, offset=offset))
-                except Exception as exc:
-                    out.append(exc)
-            return out
+        out = []  # an engine without batches (Moonshine), or a failed batch: one pass at a time
+        for wave, offset in items:
+            try:
+                out.append(self.whisper.transcribe(wave, offset=offset))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)  # set from the settings in __init__
     async def transcribe(self, items: list) -> list:
@@ -345,7 +349,7 @@ class Ingress:
             scorer=remote, transcriber=RemoteTranscriber(speech) if settings.transcribe else None,
             config=HubConfig(max_sessions=settings.max_sessions, shared_models="services",
                              record_dir=pathlib.Path(settings.record_dir) if settings.record_dir else None),
-            options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0), transcribe=settings.transcribe))
+            options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, engine=settings.asr), transcribe=settings.transcribe))
         host = settings.internal_host or ray.util.get_node_ip_address()
         self.token = settings.internal_token or settings.token or secrets.token_urlsafe(24)
         hello = session_hello(session_id=f"serve-{context.replica_id.unique_id}", scorer=remote, mode="live")

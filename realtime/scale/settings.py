@@ -11,6 +11,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from hcl.features.config import SPEECH_ENGINES
+
 # the most live sessions one server (hcl-live, or one Ray Serve ingress replica) takes:
 # each place reserves the shared scorer's input rows up front and has its batch size
 # traced before the first session (about a second each on a CPU); more sessions: more
@@ -30,6 +32,7 @@ class ServeSettings:
     speech_cpus: float = 1.0
     scorer_gpus: float = 0.0  # > 0: the scorer replica is placed on a GPU and scores there
     speech_gpus: float = 0.0  # > 0: Whisper runs on CUDA
+    asr: str | None = None  # the speech engine, "whisper" | "moonshine" (hcl-live --asr); None: the checkpoint's
     threads: int = 1  # torch / OMP / CTranslate2 threads in each replica
     max_sessions: int = 4  # live sessions per ingress replica (then it refuses, as hcl-live --browser)
     batch_size: int = 8  # most windows per scorer pass (@serve.batch max_batch_size)
@@ -53,6 +56,8 @@ class ServeSettings:
         for name in ("ingress_cpus", "scorer_cpus", "speech_cpus", "scorer_gpus", "speech_gpus", "batch_wait_s"):
             if not math.isfinite(float(getattr(self, name))) or float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if self.asr is not None and self.asr not in SPEECH_ENGINES:
+            raise ValueError(f"asr must be one of {', '.join(SPEECH_ENGINES)}, got {self.asr!r}")
         if self.checkpoint is not None and not pathlib.Path(self.checkpoint).is_file():
             raise ValueError(f"checkpoint {self.checkpoint}: no such file (give the path of a .pt checkpoint)")
 
