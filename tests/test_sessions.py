@@ -423,8 +423,10 @@ def test_tls_options_are_checked(tmp_path):
 def test_cli_refuses_bad_session_options_before_loading_models(capsys):
     from realtime.app.live import live_main
 
-    assert live_main(["--browser", "--no-browser", "--max-sessions", "0"]) == 2
-    assert "--max-sessions must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # checked as it is parsed (argparse: exit 2)
+        live_main(["--browser", "--no-browser", "--max-sessions", "0"])
+    assert refused.value.code == 2
+    assert "--max-sessions: 0: give 1 or more" in capsys.readouterr().err
     assert live_main(["--browser", "--no-browser", "--tls-cert", "cert.pem"]) == 2
     assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
     with pytest.raises(SystemExit):
