@@ -4,6 +4,7 @@ real server on 127.0.0.1, measured from a websocket client.
     python bench/live_bench.py [--file PATH] [--checkpoint PATH] [--strict] [--repeat N]
     python bench/live_bench.py --reaction [--beam N] [--set KEY=VALUE ...] [--out PATH]
     python bench/live_bench.py --reaction --levers [--out PATH]
+    python bench/live_bench.py --reaction --asr whisper,moonshine [--out PATH]
 
 Default table: end-to-end latency (window end on the session clock -> message
 received by the client) p50/p95, per-stage latencies, CPU use, dropped windows,
@@ -27,6 +28,10 @@ beside the transcript lag (-> its commit).
 (`rescore_on_commit=false`), with re-scoring on commit (the live default), and with
 re-scoring plus provisional words, and writes the three results and a comparison
 table to bench/results/reaction_levers.json.
+
+`--asr whisper,moonshine` runs the reaction clip (and the MOSI clips) once per speech
+engine, back to back on the same scorer, and prints them side by side (WER, lag,
+reaction, pass time); bench/results/reaction_asr.json.
 """
 
 from __future__ import annotations
@@ -361,11 +366,47 @@ def reaction_main(args, checkpoint, model_note) -> int:
     clean = [scorer.score(_text_window(scorer, s["text"])).score for s in sentences]
     if args.levers:
         return levers_main(args, scorer, checkpoint, model_note, clip, sentences, clean, options)
+    if args.asr:
+        return engines_main(args, scorer, checkpoint, model_note, clip, sentences, clean, options)
     result = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean, options)
     out = write_result(result, args.out, "reaction.json")
     print(reaction_table(result))
     print(f"\nwritten to {out}")
     return 0
+
+
+def engines_main(args, scorer, checkpoint, model_note, clip, sentences, clean, options) -> int:
+    """The reaction clip once per speech engine (--asr), back to back on the same scorer."""
+    runs = {}
+    for engine in [e.strip() for e in args.asr.split(",") if e.strip()]:
+        print(f"--- engine {engine} (load average {os.getloadavg()[0]:.1f})", flush=True)
+        runs[engine] = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean,
+                                        dataclasses.replace(options, speech=dataclasses.replace(options.speech, engine=engine)))
+        runs[engine]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+        print(reaction_table(runs[engine]), flush=True)
+    result = {"command": " ".join(["python", "bench/live_bench.py", *sys.argv[1:]]), "engines": runs}
+    out = write_result(result, args.out, "reaction_asr.json")
+    print()
+    print(engines_table(runs))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+def engines_table(runs: dict) -> str:
+    """One row per engine: WER (generated, MOSI), lag, reaction, pass time."""
+    head = ["engine", "WER generated %", *[f"WER {name} %" for _, _, name in MOSI_CLIPS], "lag p50 / p95 s",
+            "reaction p50 / p95 s (never)", "pass p50 / p95 ms", "dropped windows", "load 1m after"]
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for engine, r in runs.items():
+        w = r["wer"]
+        mosi = [("-" if w.get(name) is None else f"{w[name]['wer_percent']} ({w[name]['errors']}/{w[name]['reference_words']})")
+                for _, _, name in MOSI_CLIPS]
+        lag, rx, ps = r["transcript_lag_s"], r["reaction_s"], r["speech_pass_ms"] or {}
+        lines.append(" | ".join([engine, f"{w['generated']['wer_percent']} ({w['generated']['errors']}/{w['generated']['reference_words']})",
+                                 *mosi, f"{lag['p50']} / {lag['p95']}", f"{rx['p50']} / {rx['p95']} ({r['never_flipped']})",
+                                 f"{ps.get('p50')} / {ps.get('p95')}", str(r.get("dropped_windows", "-")),
+                                 str(r.get("load_avg_1m_after", "-"))]))
+    return "\n".join(lines)
 
 
 # the revision levers, each run back to back on the same clip: (name, PipelineOptions changes)
@@ -525,7 +566,7 @@ def _whisper_settings(pipeline) -> dict | None:
     t = pipeline.transcriber
     if t is None:
         return None
-    return {"beam_size": t.config.beam_size, "fit_encoder": getattr(t, "fit_encoder", False),
+    return {"engine": getattr(t, "name", "whisper"), "beam_size": t.config.beam_size, "fit_encoder": getattr(t, "fit_encoder", False),
             "temperature_fallback": getattr(t, "temperature_fallback", True)}
 
 
@@ -588,6 +629,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="--levers: interleaved rounds of the three settings")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="--reaction: a PipelineOptions field, or speech.FIELD for its SpeechOptions (repeatable)")
+    ap.add_argument("--asr", help="--reaction: speech engines to run side by side, e.g. whisper,moonshine "
+                    "(default: the options' engine)")
     ap.add_argument("--out", help="JSON output (default bench/results/live.json, or reaction.json with --reaction)")
     args = ap.parse_args(argv)
 

@@ -5,7 +5,7 @@
     python bench/sessions_bench.py [--sessions 1,2,4,8] [--sentences 6] [--reaction] [--arrival S]
                                    [--max-sessions M] [--governor on|off] [--levels FPS:PERIOD,...]
                                    [--face-fps F] [--speech-period P]
-                                   [--speech-batch B] [--no-admission] [--out PATH]
+                                   [--speech-batch B] [--no-admission] [--asr whisper,moonshine] [--out PATH]
     python bench/sessions_bench.py --whisper-batch      # can faster-whisper batch passes? (see below)
     python bench/sessions_bench.py --costs              # CPU ms of each model's unit of work
 
@@ -22,6 +22,9 @@ behind one ScorerService, one Whisper behind one SpeechService (`--speech-batch 
 to B sessions' passes decoded as one batch, default 4), each has its own face model.
 `--governor on` (default) thins every session alike when the shared speech thread is
 busy; `--governor off --face-fps F --speech-period P` runs fixed settings instead.
+`--asr whisper,moonshine`: every N once per speech engine (a hub of its own on the
+same scorer; Moonshine's passes one at a time, Whisper's batched), side by side in
+one table with WER of each session's transcript against its sentences.
 
 Per N: sessions admitted, windows scored and dropped, scoring latency (queue wait +
 model) and total window latency p95, transcript lag p50/p95 (word committed, after its
@@ -220,7 +223,7 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
     own path: admission, the shared services, the load governor). Refused arrivals are
     counted with their reason; the admitted ones run their clip at real-time pace."""
     from capture_clients import clip_messages, send_paced
-    from live_bench import reaction_times
+    from live_bench import normalise_words, reaction_times, word_errors
 
     from realtime.sessions.hub import AdmissionRefused
     from realtime.sources.browser import BrowserSource
@@ -309,6 +312,10 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
             "source": {k: m["components"]["source"].get(k) for k in ("resyncs", "clamped", "delay_ms")},
             "problems": m["problems"],
         }
+        # WER of the session's committed words against its sentences (live_bench's scoring)
+        reference = normalise_words(" ".join(x["text"] for x in s["sentences"]))
+        heard = normalise_words(" ".join(w.text for w in pipe.speech.transcript.all_words()))
+        row["word_errors"], row["reference_words"] = word_errors(reference, heard), len(reference)
         if reaction:
             shifted = [{**x, "start": x["start"] + ring_start, "end": x["end"] + ring_start} for x in s["sentences"]]
             reactions, _ = reaction_times(shifted, s["received"])
@@ -328,6 +335,7 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
     pass_ms = [x for s in sessions for x in s["session"].pipeline.speech.transcript.pass_ms.recent()]
     reactions = [x for r in rows for x in r.get("reactions_s", [])]
     admitted = len(sessions)
+    reference_words = sum(r["reference_words"] for r in rows)
     return {
         "sessions": n,
         "admitted": admitted,
@@ -344,6 +352,7 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
         "lag_from_pass_start_s": {"p50": pct(start_lags, 50), "p95": pct(start_lags, 95)},
         "speech_pass_ms": {"p50": pct(pass_ms, 50), "p95": pct(pass_ms, 95)},
         "words": sum(r["words"] for r in rows),
+        "wer_percent": round(100 * sum(r["word_errors"] for r in rows) / reference_words, 1) if reference_words else None,
         "skipped_passes": sum(r["skipped_passes"] for r in rows),
         "reaction_s": {"p50": pct([x for x in reactions if x is not None], 50), "p95": pct([x for x in reactions if x is not None], 95),
                        "never": sum(x is None for x in reactions), "n": len(reactions)} if reaction else None,
@@ -364,15 +373,15 @@ def table(results: list[dict]) -> str:
     def f(x, nd=2):
         return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
-    head = ("N", "admitted", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s",
+    head = ("engine", "N", "admitted", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s",
             "from pass start p50/p95 s", "pass wall p50/p95 ms", "skipped",
-            "reaction p50/p95 s", "CPU/session %", "speech busy", "scorer busy", "level max/end", "load 1m")
+            "reaction p50/p95 s", "CPU/session %", "speech busy", "scorer busy", "level max/end", "load 1m", "WER %")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in results:
         rx = r["reaction_s"]
         g = r.get("governor") or {}
         lines.append(" | ".join([
-            str(r["sessions"]), str(r.get("admitted", r["sessions"])), str(r["windows"]), str(r["dropped_windows"]), f(r["scoring_ms"]["p95"], 1), f(r["total_ms"]["p95"], 1),
+            str(r.get("engine") or "-"), str(r["sessions"]), str(r.get("admitted", r["sessions"])), str(r["windows"]), str(r["dropped_windows"]), f(r["scoring_ms"]["p95"], 1), f(r["total_ms"]["p95"], 1),
             f"{f(r['transcript_lag_s']['p50'])} / {f(r['transcript_lag_s']['p95'])}",
             f"{f((r.get('lag_from_pass_start_s') or {}).get('p50'))} / {f((r.get('lag_from_pass_start_s') or {}).get('p95'))}",
             f"{f((r.get('speech_pass_ms') or {}).get('p50'), 0)} / {f((r.get('speech_pass_ms') or {}).get('p95'), 0)}",
@@ -381,6 +390,7 @@ def table(results: list[dict]) -> str:
             f(r["cpu_percent_per_session"], 1), f(r["services"]["speech"]["busy_fraction"]), f(r["services"]["scorer"]["busy_fraction"]),
             f"{g.get('max_level', '-')}/{g.get('level', '-')}",
             f"{r['load_avg_before'][0]:.1f}-{r['load_avg_after'][0]:.1f}",
+            f(r.get("wer_percent"), 1),
         ]))
     return "\n".join(lines)
 
@@ -508,6 +518,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", help="the live checkpoint (default: the shipped one)")
     ap.add_argument("--whisper-batch", action="store_true", help="measure batched vs one-by-one Whisper passes only")
     ap.add_argument("--costs", action="store_true", help="measure the CPU cost of each model's unit of work only")
+    ap.add_argument("--asr", default="", help="speech engines side by side, e.g. whisper,moonshine (default: the options' engine)")
     ap.add_argument("--out", help="JSON output (default bench/results/sessions.json)")
     args = ap.parse_args(argv)
 
@@ -548,26 +559,35 @@ def main(argv=None) -> int:
                        governor=governor,
                        max_lag_p95=None if args.no_admission else 2.5, refuse_on_drops=not args.no_admission,
                        keep_ended=max(16, 2 * sum(counts)))
+    from realtime.core.component import Policy
+    from realtime.pipeline.live import PipelineOptions
+    from realtime.pipeline.speech import SpeechOptions
+
     t0 = time.perf_counter()
     scorer = WindowScorer(checkpoint=args.checkpoint, device="cpu", max_streams=max_sessions)
-    hub = SessionHub(scorer=scorer, config=config)
-    collector = Collector()
-    hub.warm_up()  # the scorer's graphs for every batch size, Whisper loaded
-    hub.start()
-    warm_s = time.perf_counter() - t0
-    options = hub.options
     speech = make_speech(args.sentences)
     jpeg = jpeg_of(face_image(320))
     results = []
-    try:
-        for n in counts:
-            print(f"-- {n} session(s)", flush=True)
-            r = run_sessions(n, hub, collector, speech, jpeg, reaction=args.reaction, arrival=args.arrival)
-            results.append(r)
-            print(table([r]).splitlines()[-1], flush=True)
-            time.sleep(3)  # let the last passes of this N drain before the next
-    finally:
-        hub.stop()
+    warm_s = None
+    for engine in [e.strip() for e in args.asr.split(",") if e.strip()] or [None]:
+        hub = SessionHub(scorer=scorer, config=config,
+                         options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, engine=engine)))
+        collector = Collector()
+        hub.warm_up()  # the scorer's graphs for every batch size, the speech engine loaded
+        hub.start()
+        warm_s = warm_s or time.perf_counter() - t0
+        options = hub.options
+        try:
+            for n in counts:
+                print(f"-- {engine or 'default engine'}: {n} session(s)", flush=True)
+                r = run_sessions(n, hub, collector, speech, jpeg, reaction=args.reaction, arrival=args.arrival)
+                r["engine"] = hub.models.whisper().name
+                results.append(r)
+                print(table([r]).splitlines()[-1], flush=True)
+                time.sleep(3)  # let the last passes of this N drain before the next
+        finally:
+            hub.stop()
+            hub.join(30)
     doc = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch_threads": torch.get_num_threads(), "whisper_threads": options.speech.threads},

@@ -225,18 +225,21 @@ def agreed_prefix(previous, current) -> int:
     return n
 
 
-def drop_committed(words, committed, *, tolerance: float = 0.3, max_ngram: int = 12) -> list:
+def drop_committed(words, committed, *, tolerance: float = 0.3, max_ngram: int = 12, drift: float = 1.0) -> list:
     """The words of a pass that are new: those ending after the last committed word
     (minus `tolerance`, Whisper's timing wobbles between passes), less a head that
-    repeats the tail of the committed words (up to `max_ngram` words)."""
+    repeats the tail of the committed words (up to `max_ngram` words) over the same
+    audio: the head's first word starts within `drift` s of the end of the tail word
+    it repeats (a word said again later, "try again. fail again", is new speech)."""
     if not committed:
         return list(words)
     last_end = committed[-1].end
     fresh = [w for w in words if 0.5 * (w.start + w.end) > last_end - tolerance]
-    tail = [_norm(w.text) for w in committed[-max_ngram:]]
+    tail = committed[-max_ngram:]
+    tail_text = [_norm(w.text) for w in tail]
     head = [_norm(w.text) for w in fresh[:max_ngram]]
     for n in range(min(len(tail), len(head)), 0, -1):
-        if tail[-n:] == head[:n]:
+        if tail_text[-n:] == head[:n] and fresh[0].start <= tail[-n].end + drift:
             return fresh[n:]
     return fresh
 
