@@ -429,10 +429,11 @@ def _blank_window(scorer):
 
 # ====================================================================== speech
 class SpeechService(_SharedService):
-    """One thread running the Whisper passes of every session, round-robin.
+    """One thread running the speech passes of every session, round-robin.
 
     `transcriber`: an object with `.model` (loaded on first use) and
-    `.transcribe(wave_16k, offset=0.0) -> list[Word]` (`hcl.features.speech.SpeechTranscriber`).
+    `.transcribe(wave_16k, offset=0.0) -> list[Word]`: a speech engine
+    (`hcl.features.speech_engine.make_engine`: Whisper, or Moonshine, which has no batches).
     Each turn takes the oldest pending pass of the next session in the rotation (sessions
     with nothing pending are skipped), so a session with a backlog waits its turn like
     the others and no session waits more than one pass of each other session.
