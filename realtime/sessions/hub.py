@@ -2,9 +2,9 @@
 which stream, and whether the machine can take one more.
 
     hub = SessionHub(scorer=scorer, config=HubConfig(max_sessions=4, record_dir=...))
-    server = DashboardServer(..., sessions=hub)       # the server gives the hub its channels
+    server = DashboardServer(..., sessions=hub)       # captures at /capture open sessions here
     hub.start()                                       # the health monitor
-    session = hub.open_browser(hello)                 # raises AdmissionRefused with the reason
+    session = hub.open_browser(hello, channels=server)  # AdmissionRefused says why not
     hub.start_session(session)                        # loads the face model, starts the clock
     ...  session.source.feed(msg) ...                 # the server's capture socket
     hub.end(session.id)                               # windows finish, the recording closes
