@@ -92,8 +92,6 @@ def live(argv: Sequence[str] | None) -> int:
         raise CliError("--mic goes with --camera or --no-camera (a file brings its own audio)")
     if args.camera is not None and not args.camera.strip():
         raise CliError("--camera needs an index, a device path or a URL")
-    if args.max_sessions < 1:
-        raise CliError("--max-sessions must be at least 1")
     token_for(args.host, args.token)
     tls_context(args)  # a bad certificate fails before the models load
     if args.ray:
