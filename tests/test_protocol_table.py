@@ -77,7 +77,7 @@ def test_labels_literal():
 
 WINDOW_KEYS = {
     "type", "v", "session", "seq", "revision", "start", "end", "score", "class7", "label", "polarity",
-    "presence", "weights", "attention", "words", "provisional", "latency_ms", "dropped",
+    "presence", "weights", "attention", "words", "provisional", "latency_ms", "dropped", "readouts",
 }
 
 
@@ -99,7 +99,7 @@ def test_window_message_keys_and_values_literal():
     assert set(msg) == WINDOW_KEYS
     assert msg == {
         "type": "window",
-        "v": 2,
+        "v": 3,
         "session": "abc",
         "seq": 7,
         "revision": 0,
@@ -116,6 +116,7 @@ def test_window_message_keys_and_values_literal():
         "provisional": False,
         "latency_ms": {"capture": 1.23, "scoring": 7.0},
         "dropped": 2,
+        "readouts": None,
     }
     assert type(msg["seq"]) is int and type(msg["dropped"]) is int
     assert all(type(v) is bool for v in msg["presence"].values())
@@ -156,22 +157,22 @@ def test_other_messages_literal():
     hello = protocol.hello_message(session="s1", mode="live", model={"name": "m", "version": "1"},
                                    step_seconds=0.5, window_steps=8, clusters=8)
     assert hello == {
-        "type": "hello", "v": 2, "session": "s1", "mode": "live", "model": {"name": "m", "version": "1"},
+        "type": "hello", "v": 3, "session": "s1", "mode": "live", "model": {"name": "m", "version": "1"},
         "settings": {"step_seconds": 0.5, "window_steps": 8}, "modalities": ["text", "audio", "video"], "clusters": 8,
     }
-    assert protocol.error_message("bad") == {"type": "error", "v": 2, "message": "bad"}
-    assert protocol.stats_message({"uptime": 3.0, "clients": 1}) == {"type": "stats", "v": 2, "uptime": 3.0, "clients": 1}
+    assert protocol.error_message("bad") == {"type": "error", "v": 3, "message": "bad"}
+    assert protocol.stats_message({"uptime": 3.0, "clients": 1}) == {"type": "stats", "v": 3, "uptime": 3.0, "clients": 1}
     assert protocol.session_message(session="s1", windows=({"seq": 0},), words=({"w": "a"},)) == {
-        "type": "session", "v": 2, "session": "s1", "windows": [{"seq": 0}], "words": [{"w": "a"}]}
+        "type": "session", "v": 3, "session": "s1", "windows": [{"seq": 0}], "words": [{"w": "a"}]}
     assert protocol.session_message(session="s1", windows=[])["words"] == []
-    assert protocol.pong_message(12.34567) == {"type": "pong", "v": 2, "t": 12.346}
-    assert protocol.PROTOCOL_VERSION == 2 and protocol.MAX_CLIENT_MESSAGE == 4096
+    assert protocol.pong_message(12.34567) == {"type": "pong", "v": 3, "t": 12.346}
+    assert protocol.PROTOCOL_VERSION == 3 and protocol.MAX_CLIENT_MESSAGE == 4096
 
 
 def test_status_messages():
     assert protocol.STATUSES == ("loading", "running", "finished")
-    assert protocol.status_message("running") == {"type": "status", "v": 2, "state": "running", "detail": ""}
-    assert protocol.status_message("loading", 3) == {"type": "status", "v": 2, "state": "loading", "detail": "3"}
+    assert protocol.status_message("running") == {"type": "status", "v": 3, "state": "running", "detail": ""}
+    assert protocol.status_message("loading", 3) == {"type": "status", "v": 3, "state": "loading", "detail": "3"}
     with pytest.raises(ValueError, match=r"^status must be one of \('loading', 'running', 'finished'\), not 'paused'$"):
         protocol.status_message("paused")
 
@@ -179,8 +180,9 @@ def test_status_messages():
 def test_csv_export_by_hand():
     assert protocol.CSV_COLUMNS == (
         "session", "seq", "start", "end", "text_start", "text_end", "score", "class7", "label", "polarity",
-        "text", "audio", "video", "words",
+        "text", "audio", "video", "words", *protocol.READOUT_COLUMNS,
     )
+    blank = [""] * len(protocol.READOUT_COLUMNS)  # no readouts: empty cells (tests/test_readouts_live.py fills them)
     words = [{"w": "not", "start": 0.8, "end": 1.1}, {"w": "bad", "start": 0.2, "end": 0.5},
              {"w": "at all", "start": 1.2, "end": 1.9}]
     w1 = protocol.window_message(session="s1", seq=3, start=1.5, end=5.5, score=0.7,
@@ -189,16 +191,18 @@ def test_csv_export_by_hand():
     assert protocol.text_span(w1) == (0.2, 1.9)  # earliest start, latest end, whatever the order
     assert protocol.text_span(w2) is None and protocol.text_span({}) is None
     assert protocol.csv_row(w1) == ["s1", 3, 1.5, 5.5, 0.2, 1.9, 0.7, 1, "weakly positive", "positive", 1, 0, 1,
-                                    "not bad at all"]
-    assert protocol.csv_row(w2)[4:6] == ["", ""] and protocol.csv_row(w2)[10:] == [0, 0, 0, ""]
+                                    "not bad at all", *blank]
+    assert protocol.csv_row(w2)[4:6] == ["", ""] and protocol.csv_row(w2)[10:] == [0, 0, 0, "", *blank]
     assert protocol.csv_row({"presence": {"audio": True}})[10:13] == [0, 1, 0]
-    assert protocol.csv_row({}) == ["", "", "", "", "", "", "", "", "", "", 0, 0, 0, ""]
+    assert protocol.csv_row({}) == ["", "", "", "", "", "", "", "", "", "", 0, 0, 0, "", *blank]
+    commas = "," * len(protocol.READOUT_COLUMNS)
     assert protocol.csv_text([w1, w2]) == (
-        "session,seq,start,end,text_start,text_end,score,class7,label,polarity,text,audio,video,words\n"
-        "s1,3,1.5,5.5,0.2,1.9,0.7,1,weakly positive,positive,1,0,1,not bad at all\n"
-        "s1,4,2.0,6.0,,,-2.6,-3,strongly negative,negative,0,0,0,\n"
+        "session,seq,start,end,text_start,text_end,score,class7,label,polarity,text,audio,video,words,"
+        + ",".join(protocol.READOUT_COLUMNS) + "\n"
+        "s1,3,1.5,5.5,0.2,1.9,0.7,1,weakly positive,positive,1,0,1,not bad at all" + commas + "\n"
+        "s1,4,2.0,6.0,,,-2.6,-3,strongly negative,negative,0,0,0," + commas + "\n"
     )
     assert protocol.csv_text([]) == ",".join(protocol.CSV_COLUMNS) + "\n"
     quoted = protocol.window_message(session="a,b", seq=0, start=0, end=4, score=0, presence={},
                                      words=[{"w": 'say "hi"', "start": 0, "end": 1}])
-    assert protocol.csv_text([quoted]).splitlines()[1] == '"a,b",0,0.0,4.0,0.0,1.0,0.0,0,neutral,neutral,0,0,0,"say ""hi"""'
+    assert protocol.csv_text([quoted]).splitlines()[1] == '"a,b",0,0.0,4.0,0.0,1.0,0.0,0,neutral,neutral,0,0,0,"say ""hi"""' + commas

@@ -27,7 +27,20 @@ Server -> client messages (all carry "type" and "v"):
                                                   # more (PipelineOptions.text_context, 7 s)
      provisional: bool,                           # the score read provisional words
      latency_ms: {capture, features, scoring, send},
-     dropped: int}                                # windows dropped so far
+     dropped: int,                                # windows dropped so far
+     readouts: {t0, t1, frames, faces: [...], voice: {...} | null} | null}
+                                                  # protocol version 3: what each face and the voice
+                                                  # did in the window, for people; NOT model inputs,
+                                                  # they do not change the score (see below)
+
+  Readouts (protocol version 3; `hcl.features.readouts.WindowReadouts.to_dict()`, help
+  texts in READOUT_HELP / VOICE_HELP there, docs/readouts.md): `faces` holds one entry
+  per face seen in the window, the speaker (the face the model reads) first:
+  {face_id, speaker, frames, smile, frown, brow_lowered, brow_raised, eyes_widened,
+  jaw_open, head_movement, uncalibrated_expression}; `voice` {t0, t1, loudness_dbfs,
+  pitch_hz, pitch_variability_st, voiced_fraction, speaking_rate, words, pauses,
+  pause_seconds}. null when the session runs without readouts. A revision keeps its
+  window's readouts (computed once, when the window was assembled).
 
   Revisions (protocol version 2; live policy only): when words commit, the newest
   window is scored again at once and sent again with the same `seq` and a higher
@@ -43,27 +56,36 @@ Server -> client messages (all carry "type" and "v"):
 - "session": a whole recorded session for replay: {type, v, session, windows: [...], words: [...]}
 - "error": {type, v, message}
 - "pong": the answer to a client's {type: "ping"}: {type, v, t} (server clock, seconds)
+- "labels": a replayed recording's sentiment labels (protocol version 3), sent after
+  "session" and after every change: {type, v, spans: [{start, end, label[, mode, note]}],
+  saved: bool, error: str | null}; the schema of `hcl.data.recordings` (labels.json).
 
-Client -> server messages are small JSON objects {type: "ping"} or
-{type: "get_session"} (answered at most once every 2 s per client); anything larger
+Client -> server messages are small JSON objects {type: "ping"},
+{type: "get_session"} (answered at most once every 2 s per client), and, on a replay
+page of a recording, {type: "set_label", start, end, label} (a span [start, end) s with
+a sentiment in [-3, 3]; spans it overlaps are replaced) and {type: "delete_label", start, end}
+(removes the spans overlapping [start, end)), each answered with "labels"; anything larger
 than MAX_CLIENT_MESSAGE bytes or not valid JSON is refused with an "error" message
 and otherwise ignored.
 
 CSV export (the dashboard's Export CSV and GET /recording/scores.csv) has the columns
 CSV_COLUMNS: the window's times, and text_start/text_end, the span of the words the
-score read (the text context reaches further back than the window).
+score read (the text context reaches further back than the window); then the readouts
+(READOUT_COLUMNS, empty without them): the number of faces, the speaker's face id and
+readouts, the voice's readouts, and every face's readouts as JSON (faces_json).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from typing import Any, Iterable, Sequence
 
 from hcl.features.config import MODALITIES
 
-PROTOCOL_VERSION = 2  # 2: window revisions and provisional words
+PROTOCOL_VERSION = 3  # 2: window revisions and provisional words; 3: window readouts, labels
 MAX_CLIENT_MESSAGE = 4096
 
 STATUS_LOADING = "loading"
@@ -71,9 +93,15 @@ STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
 STATUSES = (STATUS_LOADING, STATUS_RUNNING, STATUS_FINISHED)
 
+FACE_COLUMNS = ("smile", "frown", "brow_lowered", "brow_raised", "eyes_widened", "jaw_open", "head_movement")
+VOICE_COLUMNS = ("loudness_dbfs", "pitch_hz", "pitch_variability_st", "voiced_fraction", "speaking_rate",
+                 "pauses", "pause_seconds")
+READOUT_COLUMNS = (
+    "faces", "speaker_face_id", *(f"speaker_{k}" for k in FACE_COLUMNS), *VOICE_COLUMNS, "faces_json",
+)
 CSV_COLUMNS = (
     "session", "seq", "start", "end", "text_start", "text_end", "score", "class7", "label", "polarity",
-    "text", "audio", "video", "words",
+    "text", "audio", "video", "words", *READOUT_COLUMNS,
 )
 
 CLASS7_LABELS = {
@@ -117,9 +145,11 @@ def window_message(
     latency_ms: dict[str, float] | None = None,
     dropped: int = 0,
     revision: int = 0,
+    readouts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One scored window; a word with a true "provisional" key is marked provisional
-    (and so is the message: its score read a word that may still change)."""
+    (and so is the message: its score read a word that may still change). `readouts`:
+    `WindowReadouts.to_dict()` or None (not model inputs: see the module docstring)."""
     c = class7(score)
     marked = [_word(w) for w in words]
     return {
@@ -141,6 +171,7 @@ def window_message(
         "provisional": any("provisional" in w for w in marked),
         "latency_ms": {k: _r(v, 2) for k, v in (latency_ms or {}).items()},
         "dropped": int(dropped),
+        "readouts": readouts,
     }
 
 
@@ -205,6 +236,23 @@ def text_span(window: dict[str, Any]) -> tuple[float, float] | None:
     return min(float(w["start"]) for w in words), max(float(w["end"]) for w in words)
 
 
+def readout_cells(window: dict[str, Any]) -> list[Any]:
+    """The READOUT_COLUMNS cells of a window message (empty without readouts)."""
+    r = window.get("readouts")
+    if not r:
+        return [""] * len(READOUT_COLUMNS)
+    faces = r.get("faces") or []
+    speaker = next((f for f in faces if f.get("speaker")), None)
+    voice = r.get("voice") or {}
+    blank = lambda v: "" if v is None else v  # noqa: E731
+    return [
+        len(faces), speaker["face_id"] if speaker else "",
+        *(blank(speaker.get(k)) if speaker else "" for k in FACE_COLUMNS),
+        *(blank(voice.get(k)) for k in VOICE_COLUMNS),
+        json.dumps(faces, separators=(",", ":")) if faces else "",
+    ]
+
+
 def csv_row(window: dict[str, Any]) -> list[Any]:
     p = window.get("presence") or {}
     span = text_span(window)
@@ -214,6 +262,7 @@ def csv_row(window: dict[str, Any]) -> list[Any]:
         window.get("score", ""), window.get("class7", ""), window.get("label", ""), window.get("polarity", ""),
         int(bool(p.get("text"))), int(bool(p.get("audio"))), int(bool(p.get("video"))),
         " ".join(str(w["w"]) for w in window.get("words") or ()),
+        *readout_cells(window),
     ]
 
 
@@ -225,6 +274,11 @@ def csv_text(windows: Iterable[dict[str, Any]]) -> str:
     for w in windows:
         writer.writerow(csv_row(w))
     return out.getvalue()
+
+
+def labels_message(spans: Sequence[dict[str, Any]], *, saved: bool = False, error: str | None = None) -> dict[str, Any]:
+    """A replayed recording's labels (labels.json's spans), after a change or on connect."""
+    return {"type": "labels", "v": PROTOCOL_VERSION, "spans": list(spans), "saved": bool(saved), "error": error}
 
 
 def pong_message(t: float) -> dict[str, Any]:

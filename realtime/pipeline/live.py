@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import torch
 
+from hcl.features.fer import FerClassifier
+from hcl.features.readouts import FaceReadouts
 from hcl.features.segment import SegmentFeaturizer
 from realtime.core import protocol
 from realtime.core.clock import SessionClock
@@ -70,6 +72,13 @@ class PipelineOptions:
     # on yet), marked provisional, and are scored again when those words commit; the
     # recording keeps committed words only (None: off; live policy only)
     provisional_words: bool | None = None
+    # per-window readouts for people (every face's smile, ..., head movement; the voice's
+    # loudness, pitch, rate, pauses): in the window messages, the recording and the CSV;
+    # not model inputs, they do not change the score (hcl.features.readouts)
+    readouts: bool = True
+    # with readouts: each face's FER2013 expression probabilities too (an uncalibrated
+    # classifier, ~3-6 ms per face per analysed frame; hcl.features.fer)
+    expressions: bool = False
 
     def __post_init__(self) -> None:
         for name in ("rescore_on_commit", "provisional_words"):
@@ -220,6 +229,7 @@ class ScoringLoop(Worker):
             latency_ms={**latency, "send": 0.0},
             dropped=self.queue.dropped,
             revision=revision,
+            readouts=window.readouts,
         )
         msg["latency_ms"]["send"] = round((time.perf_counter() - t_scored) * 1000, 2)
         return msg
@@ -449,8 +459,13 @@ class LivePipeline:
         if self.source.frames is not None:
             face = featurizer.face  # load the face model before the clock starts
             keep = math.inf if self.policy is Policy.REPRODUCIBLE else FACE_KEEP_SECONDS  # a file waiting for slow speech
-            self.faces = FaceWorker(feed=self.source.frames, extract=face.frame, fps=self.settings.face.frames_per_second,
-                                    keep_seconds=keep)
+            fps = self.settings.face.frames_per_second
+            if opts.readouts:  # the same landmarker call gives every face: the speaker's features and the readouts
+                readouts = FaceReadouts(expressions=FerClassifier() if opts.expressions else None)
+                self.faces = FaceWorker(feed=self.source.frames, observe=face.faces, readouts=readouts, fps=fps,
+                                        keep_seconds=keep)
+            else:
+                self.faces = FaceWorker(feed=self.source.frames, extract=face.frame, fps=fps, keep_seconds=keep)
         transcriber = self.transcriber
         if transcriber is not None:
             _ = transcriber.model  # load before the clock starts
@@ -479,6 +494,7 @@ class LivePipeline:
             pause_db=opts.speech.pause_db,
             encode_text=self.scorer.encode_text,
             on_window=self._on_window_queued,
+            readouts=opts.readouts,
         )
         if opts.prefetch_text and self.speech is not None:
             self.prefetch = TextPrefetch(assembler=self.assembler, encode_text=self.scorer.encode_text)

@@ -16,6 +16,11 @@ window waits at most `max_wait` past its end for audio and then takes what is th
 The window carries everything the scorer needs, its text features included
 (`encode_text`, the checkpoint's text encoder), so each modality becomes features
 in this one stage and the scorer only runs the model.
+
+With `readouts`, the window also carries what a person can read beside the score
+(`hcl.features.readouts.window_readouts`: each face's readouts over the window from
+the face worker's per-frame readouts, and the voice's from the window's audio and
+transcript words), as a JSON-ready dict. They are not model inputs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 
 from hcl.features.face import aggregate_steps
 from hcl.features.media import n_steps_for
+from hcl.features.readouts import voice_readouts, window_readouts
 from realtime.core.clock import SessionClock
 from realtime.core.component import Policy, RecentStats, Worker
 from realtime.pipeline.speech import utterance_onsets
@@ -89,6 +95,7 @@ class Window:
     t_ready: float = 0.0  # perf_counter when its inputs were complete
     t_assembled: float = 0.0  # perf_counter when assembled (its features made, text included)
     capture_ms: float = 0.0  # session clock at readiness minus the window end (real-time pace)
+    readouts: dict[str, Any] | None = None  # WindowReadouts.to_dict(): faces and voice, for people (not scored)
 
 
 class WindowQueue:
@@ -171,6 +178,7 @@ class WindowAssembler(Worker):
         duration: float | None = None,
         encode_text: Callable[[str], np.ndarray] | None = None,
         on_window: Callable[[float], None] | None = None,
+        readouts: bool = False,
     ) -> None:
         super().__init__()
         s = featurizer.settings
@@ -196,6 +204,8 @@ class WindowAssembler(Worker):
         self.duration = duration
         self.encode_text = encode_text
         self.on_window = on_window
+        self.readouts = readouts
+        self.readouts_ms = RecentStats()
         self.position = 0.0  # end of the last emitted window (for readers that must not run ahead)
         self.windows = 0
         self.assemble_ms = RecentStats()
@@ -205,7 +215,8 @@ class WindowAssembler(Worker):
 
     # ---------------------------------------------------------------- thread
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "windows": self.windows, "assemble_ms": self.assemble_ms.summary()}
+        return {**super().stats(), "windows": self.windows, "assemble_ms": self.assemble_ms.summary(),
+                "readouts_ms": self.readouts_ms.summary()}
 
     def _ended(self) -> float | None:
         """The stream's end time once known (all inputs ended), else None."""
@@ -217,9 +228,13 @@ class WindowAssembler(Worker):
                 return None
             ended.append(self.audio.horizon)
         if self.faces is not None:
-            if not self.faces.done.is_set():
+            feed = self.faces.feed
+            # every frame analysed: the worker is done, or the feed ended and holds nothing
+            # (between the two the worker thread is still winding down; without this a clip
+            # without sound got empty windows past its end while it did)
+            if not (self.faces.done.is_set() or (feed.ended and not feed.pending_before(math.inf))):
                 return None
-            ended.append(self.faces.feed.horizon)
+            ended.append(feed.horizon)
         if not ended:
             return None
         finite = [e for e in ended if math.isfinite(e)]
@@ -367,6 +382,19 @@ class WindowAssembler(Worker):
                     for w in transcript.provisional_words(t0, end) if 0.5 * (w.start + w.end) > after]
         return out
 
+    def window_readouts(self, start: float, end: float) -> dict[str, Any]:
+        """The readouts of [start, end): each face's (from the frames' readouts) and the
+        voice's (the window's audio; the transcript's words as known now, a few seconds
+        around the window so that a pause across its edges is seen)."""
+        frames = self.faces.track.readouts_between(start, end) if self.faces is not None else []
+        voice = None
+        if self.audio is not None and self.audio.covered(start, end) > 0:
+            words = []
+            if self.speech is not None:
+                words = self.speech.transcript.words(start - 2.0, end + 2.0, available_by=end if self.strict else None)
+            voice = voice_readouts(self.audio.read(start, end), words, start, end)
+        return window_readouts(frames, start, end, voice).to_dict()
+
     def assemble(self, k: int) -> Window:
         t_ready = self._ready or time.perf_counter()
         self._rows.append(self.step_features(k))
@@ -377,6 +405,11 @@ class WindowAssembler(Worker):
         words = self.words_at(end)
         text = window_text(words)
         text_features = self.encode_text(text) if self.encode_text is not None else None
+        readouts = None
+        if self.readouts:
+            t0 = time.perf_counter()
+            readouts = self.window_readouts(start, end)
+            self.readouts_ms.add((time.perf_counter() - t0) * 1000)
         now = time.perf_counter()
         self.assemble_ms.add((now - t_ready) * 1000)
         self.windows += 1
@@ -395,4 +428,5 @@ class WindowAssembler(Worker):
             t_ready=t_ready,
             t_assembled=now,
             capture_ms=self._capture_ms,
+            readouts=readouts,
         )
