@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from hcl.data.recordings import LABELS, LabelsError, SpanLabel, read_labels, write_labels
 from realtime.core import protocol
 from realtime.core.component import percentiles
 from realtime.recording import SessionError, read_session
@@ -235,6 +236,7 @@ class DashboardServer:
         self._stop: asyncio.Event | None = None
         self._start_error: BaseException | None = None
         self._lock = threading.Lock()  # guards counters read from other threads
+        self._labels_lock = threading.Lock()  # one labels.json change at a time (read, change, write)
         if recording is not None:
             self.attach_recording(recording)
 
@@ -639,6 +641,8 @@ class DashboardServer:
             return await asyncio.to_thread(self._video, request)
         if path == "/recording/scores.csv":
             return await asyncio.to_thread(self._session_csv)
+        if path == "/recording/labels.json":
+            return await asyncio.to_thread(self._labels_file)
         return http.static_response(self.client_dir, path)
 
     def _model_card(self) -> Response:
@@ -684,6 +688,49 @@ class DashboardServer:
         return http.response(
             200, body, "text/csv; charset=utf-8", [("Content-Disposition", f'attachment; filename="hcl-{name}-scores.csv"')]
         )
+
+    # ---------------------------------------------------------------- labels (replay)
+    def _labels_file(self) -> Response:
+        """The replayed recording's labels.json (hcl.data.recordings), as saved."""
+        path = self._recording_file(LABELS)
+        if path is None:
+            return http.text_response(404, "No labels yet: mark spans in the replay (keys [ ] and 0-6, see Help).\n")
+        return http.response(200, path.read_bytes(), "application/json")
+
+    def _labels_text(self, *, saved: bool = False, error: str | None = None) -> str:
+        """The "labels" message of the attached recording: its labels.json's spans."""
+        spans: list[dict[str, Any]] = []
+        try:
+            spans = [s.to_dict() for s in read_labels(self.recording)]
+        except FileNotFoundError:
+            pass
+        except LabelsError as exc:
+            error = error or str(exc)
+        return json.dumps(protocol.labels_message(spans, saved=saved, error=error), separators=(",", ":"))
+
+    def _change_labels(self, msg: dict[str, Any]) -> str:
+        """Apply a set_label / delete_label to labels.json (read, change, write atomically and
+        checked by hcl.data.recordings.write_labels); the "labels" message to send."""
+        try:
+            start, end = float(msg["start"]), float(msg["end"])
+            label = float(msg["label"]) if msg["type"] == "set_label" else 0.0
+        except (KeyError, TypeError, ValueError):
+            return self._labels_text(error="a label needs numbers start, end (seconds) and label (-3 ... 3)")
+        with self._labels_lock:
+            try:
+                spans = read_labels(self.recording)
+            except FileNotFoundError:
+                spans = []
+            except LabelsError as exc:
+                return self._labels_text(error=f"{exc}; fix or remove it, then mark again")
+            kept = [s for s in spans if not (s.start < end and start < s.end)]  # a new span replaces those it overlaps
+            if msg["type"] == "set_label":
+                kept.append(SpanLabel(round(start, 3), round(end, 3), label))
+            try:
+                write_labels(self.recording, kept)
+            except (LabelsError, ValueError, OSError) as exc:
+                return self._labels_text(error=str(exc))
+        return self._labels_text(saved=True)
 
     # ---------------------------------------------------------------- browser capture
     async def _handle_capture(self, ws: Any) -> None:
@@ -804,6 +851,8 @@ class DashboardServer:
         initial.append(json.dumps(channel.status))
         if channel.last_error is not None:
             initial.append(channel.last_error)
+        if self._labels_here(channel):
+            initial.append(await asyncio.to_thread(self._labels_text))
         self._clients[client.id] = client
         channel.clients[client.id] = client
         with self._lock:
@@ -841,9 +890,15 @@ class DashboardServer:
             if channel is self._own and self.recording is not None
             else None
         )
+        if hello["recording"] is not None and self._labels_here(channel):  # a replay: its page may label it
+            hello["recording"]["labels"] = "/recording/labels.json"
         if self.sessions is not None:
             hello["capture"] = {"url": "/capture", "max_sessions": self.sessions.config.max_sessions}
         return hello
+
+    def _labels_here(self, channel: _Stream | None) -> bool:
+        """A page of this channel may label: it replays the attached recording."""
+        return channel is self._own and self.recording is not None and channel.session_text is not None
 
     def _limit_kernel_buffer(self, ws: Any) -> None:
         """Cap what the kernel buffers for one client (Linux autotunes it up to MBs), so a
@@ -940,8 +995,14 @@ class DashboardServer:
                 return None
             client.last_session_request = now
             self._enqueue(client, (session_text, False, time.perf_counter()))
+        elif kind in ("set_label", "delete_label"):
+            if not self._labels_here(client.channel):
+                return refuse("labels are kept beside a replayed recording: open it with hcl-replay SESSION_DIR")
+            text = await asyncio.to_thread(self._change_labels, msg)
+            for other in list(client.channel.clients.values()):  # every tab of the replay sees the same labels
+                self._enqueue(other, (text, False, time.perf_counter()))
         else:
-            refuse(f"unknown message type {kind!r}; expected 'ping' or 'get_session'")
+            refuse(f"unknown message type {kind!r}; expected 'ping', 'get_session', 'set_label' or 'delete_label'")
 
 
 def _session_key(target: str) -> str | None:
