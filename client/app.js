@@ -5,6 +5,7 @@
 import { wireCapture } from "./capture-ui.js";
 import { connect } from "./connection.js";
 import { exportCsv } from "./export.js";
+import { wireLabels } from "./labels.js";
 import { handle } from "./messages.js";
 import { wireOperator } from "./operator.js";
 import { $ } from "./page.js";
@@ -35,6 +36,7 @@ function init() {
   wireHelp();
   wireCapture();
   wireOperator();
+  wireLabels();
   const redraw = () => renderAll();
   if (window.ResizeObserver) {
     const ro = new ResizeObserver(redraw);

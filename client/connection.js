@@ -88,3 +88,10 @@ export function reconnect() {
 }
 
 export const isOpen = () => Boolean(conn.ws && conn.ws.readyState === WebSocket.OPEN);
+
+// send one JSON message to the server; false when not connected (the caller says so)
+export function send(msg) {
+  if (!isOpen()) return false;
+  conn.ws.send(JSON.stringify(msg));
+  return true;
+}

@@ -2,6 +2,7 @@
 // window, session, status, stats, error.
 
 import { showCaptureControls } from "./capture-ui.js";
+import { onLabels, setupLabels } from "./labels.js";
 import { $ } from "./page.js";
 import { renderHealth, renderHistoryNote, renderModel, renderStatus } from "./panels.js";
 import { renderAll } from "./render.js";
@@ -19,6 +20,7 @@ export function handle(msg) {
     case "status": return onStatus(msg);
     case "stats": return onStats(msg);
     case "error": return onError(msg);
+    case "labels": return onLabels(msg);
     default: return undefined;
   }
 }
@@ -49,6 +51,7 @@ function onHello(msg) {
   renderModel();
   renderHistoryNote();
   setupVideo();
+  setupLabels();
   renderStatus();
   renderAll();
 }

@@ -3,6 +3,7 @@
 import { drawChart } from "./chart.js";
 import { drawAttention, drawWeights } from "./details.js";
 import { renderHealth, renderNow } from "./panels.js";
+import { renderReadouts } from "./readouts.js";
 import { renderTranscript } from "./transcript.js";
 
 // everything is drawn once per frame, however many messages came (a late tab gets
@@ -19,5 +20,6 @@ export function renderAll() {
     drawChart();
     drawWeights();
     drawAttention();
+    renderReadouts();
   });
 }

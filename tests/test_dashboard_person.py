@@ -143,7 +143,7 @@ def test_each_panel_has_a_caption_scale_and_the_help_explains(open_page):
         captions = dash.page.evaluate(
             "() => [...document.querySelectorAll('main .card:not([hidden]) .caption')].map((e) => e.textContent.trim())"
         )
-        assert len(captions) == 4 and all(len(c) > 30 for c in captions), captions
+        assert len(captions) == 5 and all(len(c) > 30 for c in captions), captions  # 5: the readouts' (issue 24)
         assert dash.page.locator(".scale .ramp").is_visible()  # the attention colour scale
         assert dash.page.locator(".weights-card .axis").is_visible()  # COWA axis meaning
         assert "cluster 8" in text_of(dash, "weights-k")
