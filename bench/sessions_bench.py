@@ -520,6 +520,8 @@ def main(argv=None) -> int:
     ap.add_argument("--costs", action="store_true", help="measure the CPU cost of each model's unit of work only")
     ap.add_argument("--asr", default="", help="speech engines side by side, e.g. whisper,moonshine (default: the options' engine)")
     ap.add_argument("--out", help="JSON output (default bench/results/sessions.json)")
+    ap.add_argument("--no-readouts", action="store_true",
+                    help="sessions without the per-face and voice readouts (PipelineOptions.readouts=False)")
     args = ap.parse_args(argv)
 
     import torch
@@ -571,7 +573,8 @@ def main(argv=None) -> int:
     warm_s = None
     for engine in [e.strip() for e in args.asr.split(",") if e.strip()] or [None]:
         hub = SessionHub(scorer=scorer, config=config,
-                         options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, engine=engine)))
+                         options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, engine=engine),
+                                                 readouts=not args.no_readouts))
         collector = Collector()
         hub.warm_up()  # the scorer's graphs for every batch size, the speech engine loaded
         hub.start()
@@ -597,6 +600,7 @@ def main(argv=None) -> int:
         "governor": dataclasses.asdict(governor),
         "max_sessions": max_sessions,
         "sentences": args.sentences,
+        "readouts": not args.no_readouts,
         "warm_up_s": round(warm_s, 1),
         "command": " ".join(["python", "bench/sessions_bench.py", *(argv if argv is not None else sys.argv[1:])]),
         "results": results,

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             print("warning: mediapipe found no face in the image; the stand-in returns 'no face'", file=sys.stderr)
     transcriber = ScriptedTranscriber(loop, fresh_every=args.fresh_every)
     source = GeneratedSource(duration=duration, loop=loop, frame=frame, fps=args.fps, policy=Policy.FAST)
-    options = PipelineOptions(policy=Policy.FAST)
+    options = PipelineOptions(policy=Policy.FAST, readouts=False)  # FixedFace gives features, not faces
     session_id = new_session_id()
     folder = pathlib.Path(args.keep) if args.keep else pathlib.Path(tempfile.mkdtemp(prefix="soak-")) / "session"
     recorder = SessionRecorder(
