@@ -321,6 +321,10 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
             reactions, _ = reaction_times(shifted, s["received"])
             row["reactions_s"] = [r["reaction_s"] for r in reactions]
         rows.append(row)
+    # read before the sessions end: an ended session keeps its figures, not its pipeline
+    all_scoring = [x for s in sessions for x in s["session"].pipeline.latencies["scoring"].recent()]
+    all_total = [x for s in sessions for x in s["session"].pipeline.latencies["total"].recent()]
+    pass_ms = [x for s in sessions for x in s["session"].pipeline.speech.transcript.pass_ms.recent()]
     for s in sessions:
         hub.end(s["session"].id, reason="bench done", wait=False)
     busy = {k: {"busy_fraction": round((svc._busy_s - busy0[k][0]) / wall, 3), "passes": svc.passes - busy0[k][1]}
@@ -328,11 +332,8 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
     turns = speech_service.turns - turns0
     busy["speech"]["turns"] = turns
     busy["speech"]["passes_per_turn"] = round(busy["speech"]["passes"] / turns, 2) if turns else None
-    all_scoring = [x for s in sessions for x in s["session"].pipeline.latencies["scoring"].recent()]
-    all_total = [x for s in sessions for x in s["session"].pipeline.latencies["total"].recent()]
     all_lags = [x for r in rows for x in r["lags_s"]]
     start_lags = [x for r in rows for x in r["start_lags_s"]]
-    pass_ms = [x for s in sessions for x in s["session"].pipeline.speech.transcript.pass_ms.recent()]
     reactions = [x for r in rows for x in r.get("reactions_s", [])]
     admitted = len(sessions)
     reference_words = sum(r["reference_words"] for r in rows)
