@@ -24,6 +24,7 @@ import numpy as np
 
 from hcl.atomic_file import atomic_write_text
 from hcl.features.config import SAMPLE_RATE
+from realtime.core.component import Worker
 from realtime.recording.layout import (
     AUDIO,
     FORMAT_VERSION,
@@ -47,6 +48,43 @@ VIDEO_QUEUE_BYTES = 32 << 20  # frames waiting for the encoder hold at most this
 # encoded yet) the oldest are dropped beyond this many, so the sound track then starts
 # later, still in sync (240 chunks: two minutes of audio at the 0.5 s window step)
 PENDING_AUDIO_CHUNKS = 240
+
+
+class _VideoEncoder(Worker):
+    """The recorder's encoder thread ("session-video"): takes frames off `frames` (a
+    bounded queue; None = the end) and runs `encode(rgb, t, score)`, or `idle()` (mux the
+    audio handed over) when none came for 0.25 s. The steps report their own errors."""
+
+    name = "session-video"
+
+    def __init__(self, frames: queue.Queue, *, encode: Callable[..., None], idle: Callable[[], None]) -> None:
+        super().__init__()
+        self.frames = frames
+        self.encode = encode
+        self.idle = idle
+
+    def run(self) -> None:
+        while True:
+            try:
+                item = self.frames.get(timeout=0.25)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                return
+            if item:
+                self.encode(*item)  # keeps draining after an error, so write_frame never blocks
+            else:
+                self.idle()
+
+    def finish_queue(self) -> None:
+        """Put the end mark (the encoder drains the queue, so it finds room) and wait."""
+        while self.running:
+            try:
+                self.frames.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        self.join()
 
 
 def _now_iso() -> str:
@@ -80,9 +118,18 @@ class SessionRecorder:
       the encoder thread ("session-video"), which draws the last window's score on it
       and encodes it with the sound handed over so far. It never waits: when the encoder
       lags, frames are dropped and counted. `video_queue=0` encodes in the caller instead.
-    - `close()`: any thread, after both callers stopped (a later write raises
+    - `close()` (= `stop()`): any thread, after both callers stopped (a later write raises
       RecorderClosed). Use the recorder as a context manager or call close() (also on
       Ctrl-C) so that the last cue, the last video fragment and the end time are written.
+
+    The component contract: the files are opened at construction (a folder that already
+    holds a session is refused before anything starts); `start()` has nothing to do (the
+    encoder, a `Worker`, starts with the first frame: its queue is sized by the frame);
+    `stop()` is `close()` and returns when the files are finished; `join(timeout)` waits
+    for the encoder; `error` says why the recording stopped early (a string, None while
+    it goes on); `stats()`. Its bounds are its own: the frame queue (at most
+    `video_queue` frames and VIDEO_QUEUE_BYTES), PENDING_AUDIO_CHUNKS of audio for the
+    video's sound track.
     - `write_audio(chunk)` / `add_words(words)`: the same writes as write_window's keyword
       arguments, safe from any thread, for callers that feed audio or words apart.
 
@@ -149,14 +196,33 @@ class SessionRecorder:
         self._score_now: float | None = None  # the last window's score, drawn on the frames
         self._video: VideoWriter | None = None  # opened with the first frame, used by one thread
         self._video_queue_size = video_queue
-        self._frames: queue.Queue | None = None
-        self._video_thread: threading.Thread | None = None
+        self._encoder: _VideoEncoder | None = None  # made and started with the first frame
         # audio for the video's sound track: (first sample, samples), appended by the scorer
         # thread, taken by the encoder (deque append/popleft are atomic)
         self._pending_audio: collections.deque[tuple[int, np.ndarray]] = collections.deque(maxlen=PENDING_AUDIO_CHUNKS)
         self._lock = threading.Lock()
         self._video_lock = threading.Lock()
         self._error_lock = threading.Lock()
+
+    # ------------------------------------------------------------ the contract
+    name = "recorder"
+
+    def start(self) -> None:
+        """Nothing to start: the files are open, the encoder starts with the first frame. Idempotent."""
+
+    def stop(self) -> None:
+        """`close()`: finish every file. Idempotent."""
+        self.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the encoder thread (done once `close()` returned)."""
+        if self._encoder is not None:
+            self._encoder.join(timeout)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The encoder's thread once the first frame started it (for its CPU time)."""
+        return self._encoder.thread if self._encoder is not None else None
 
     def __enter__(self) -> "SessionRecorder":
         return self
@@ -216,6 +282,7 @@ class SessionRecorder:
         return {
             "directory": str(self.directory),
             "recording": not self._closed and self.error is None,
+            "encoder_running": self._encoder is not None and self._encoder.running,
             "windows": self.windows,
             "words": self._words.count,
             "audio_seconds": round(self._audio_samples / SAMPLE_RATE, 3),
@@ -302,17 +369,17 @@ class SessionRecorder:
                 self._check_open()
                 self._guarded(self._encode, *item)
             return
-        if self._video_thread is None:
+        if self._encoder is None:
             with self._video_lock:
                 self._check_open()
-                if self._video_thread is None:
+                if self._encoder is None:
                     size = max(4, min(self._video_queue_size, VIDEO_QUEUE_BYTES // max(1, item[0].nbytes)))
-                    self._frames = queue.Queue(maxsize=size)
-                    thread = threading.Thread(target=self._video_loop, name="session-video", daemon=True)
-                    thread.start()
-                    self._video_thread = thread
+                    encoder = _VideoEncoder(queue.Queue(maxsize=size), encode=lambda *it: self._guarded(self._encode, *it),
+                                            idle=lambda: self._guarded(self._mux_pending_audio))
+                    encoder.start()
+                    self._encoder = encoder
         try:
-            self._frames.put_nowait(item)
+            self._encoder.frames.put_nowait(item)
         except queue.Full:
             self.video_dropped += 1
 
@@ -356,31 +423,9 @@ class SessionRecorder:
             self.video_error = f"{type(exc).__name__}: {exc}"
             log.error("session video %s stopped: %s", self.directory / VIDEO, self.video_error)
 
-    def _video_loop(self) -> None:
-        assert self._frames is not None
-        while True:
-            try:
-                item = self._frames.get(timeout=0.25)
-            except queue.Empty:
-                item = ()
-            if item is None:
-                return
-            if item:
-                self._guarded(self._encode, *item)  # keeps draining after an error, so write_frame never blocks
-            else:
-                self._guarded(self._mux_pending_audio)
-
     def _finish_video(self) -> None:
-        thread = self._video_thread
-        if thread is not None:
-            assert self._frames is not None
-            while thread.is_alive():  # the encoder drains the queue, so the end mark finds room
-                try:
-                    self._frames.put(None, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            thread.join()
+        if self._encoder is not None:
+            self._encoder.finish_queue()
         if self._video is not None:
             try:
                 self._guarded(self._mux_pending_audio)

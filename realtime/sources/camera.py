@@ -17,7 +17,6 @@ import contextlib
 import glob
 import logging
 import os
-import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from hcl.features.media import ANALYSIS_MAX_SIDE
 from realtime.core.clock import SessionClock
+from realtime.core.component import Worker
 from realtime.core.streams import FrameFeed
 from realtime.sources import SourceError
 
@@ -82,30 +82,31 @@ def describe_cameras(cameras: list[int]) -> str:
     return "cameras that exist: " + ", ".join(f"--camera {i}" for i in cameras)
 
 
-class _Connection:
-    """One opened capture and the thread reading it; abandoned (not joined) when it stalls."""
+class _Connection(Worker):
+    """One opened capture and the thread reading it; abandoned (stopped, never joined) when
+    it stalls: a read blocked on a silent network camera cannot be interrupted."""
+
+    name = "camera-read"
 
     def __init__(self, source: "CameraSource", cap: Any, clock: SessionClock) -> None:
+        super().__init__()
         self.source = source
         self.cap = cap
         self.clock = clock
         self.frames = 0
         self.last = time.monotonic()  # last sign of life: created, opened, or a frame
-        self.cancelled = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="camera-read", daemon=True)
-        self.thread.start()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         cap = self.cap
         try:
             if cap is None:
                 cap = self.cap = self.source._opener()  # may block on a stalled network camera
-                if cap is None or self.cancelled.is_set():
+                if cap is None or self.stopping:
                     return
                 self.last = time.monotonic()
-            while not self.cancelled.is_set():
+            while not self.stopping:
                 ok, bgr = cap.read()  # no timeout: the watchdog covers a read that never returns
-                if self.cancelled.is_set() or not ok or bgr is None:
+                if self.stopping or not ok or bgr is None:
                     return
                 self.last = time.monotonic()
                 self.frames += 1
@@ -120,21 +121,22 @@ class _Connection:
                     pass
 
     def stalled(self, seconds: float) -> bool:
-        return self.thread.is_alive() and time.monotonic() - self.last > seconds
-
-    def abandon(self) -> None:
-        self.cancelled.set()
+        return self.running and time.monotonic() - self.last > seconds
 
 
-class CameraSource:
+class CameraSource(Worker):
     """Reads camera `index` (or a device path / stream URL) into a latest-only `FrameFeed`.
 
     `stall_seconds`: no frame for this long marks the camera absent and reconnects.
     `opener`: () -> a capture (`read() -> (ok, bgr)`, `release()`) or None; defaults to
     OpenCV (tests pass fakes).
+
+    A `Worker`: its thread is the watchdog (`run`), each connection's reads a `_Connection`
+    worker of their own; `finish` closes the frame feed.
     """
 
     kind = "camera"
+    thread_name = "camera"
 
     def __init__(
         self,
@@ -147,6 +149,7 @@ class CameraSource:
         max_side: int | None = None,
         opener: Callable[[], Any] | None = None,
     ) -> None:
+        super().__init__()
         # an index, or a device path / stream URL (anything cv2.VideoCapture opens)
         self.index = int(index) if isinstance(index, int) or str(index).isdigit() else str(index)
         self.width = width
@@ -162,13 +165,13 @@ class CameraSource:
         self.reconnects = 0
         self.outages = 0  # times the camera stopped delivering frames (ended or stalled)
         self.stalls = 0  # of which: no frame for stall_seconds with the connection still open
-        self._cap = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._cap = None  # the capture open() checked, handed to the first connection
+        self._opened = False
+        self._clock: SessionClock | None = None
         self._conn: _Connection | None = None
         self._absent = False
         self._on_frame = None
-        self.error: BaseException | None = None  # the camera reconnects rather than fail
+        # `error` stays None: the camera reconnects rather than fail
 
     def _open(self):
         nodes = _linux_nodes()
@@ -191,7 +194,10 @@ class CameraSource:
             return cap
 
     def open(self) -> None:
-        """Open the device now; raises SourceError listing the cameras that exist."""
+        """Open the device now; raises SourceError listing the cameras that exist. Idempotent:
+        a camera opened once (or started) is not opened again."""
+        if self._opened:
+            return
         self._cap = self._opener()
         if self._cap is None or not self._cap.read()[0]:
             if self._cap is not None:
@@ -199,18 +205,18 @@ class CameraSource:
                 self._cap = None
             hint = describe_cameras(list_cameras()) if isinstance(self.index, int) else "check the path or URL"
             raise SourceError(f"camera {self.index} cannot be opened; {hint}")
+        self._opened = True
 
-    def start(self, clock: SessionClock, on_frame=None) -> None:
-        if self._cap is None:
-            self.open()
+    def start(self, clock: SessionClock, on_frame=None) -> None:  # type: ignore[override]
+        self.open()
+        self._clock = clock
         self._on_frame = on_frame
-        self._thread = threading.Thread(target=self._run, args=(clock,), name="camera", daemon=True)
-        self._thread.start()
+        super().start()
 
     def _deliver(self, t: float, bgr: np.ndarray) -> None:
         import cv2
 
-        if self._stop.is_set():
+        if self.stopping:
             return
         h, w = bgr.shape[:2]
         if self.max_side and max(h, w) > self.max_side:
@@ -226,44 +232,47 @@ class CameraSource:
         if self._on_frame is not None:
             self._on_frame(t, rgb)
 
-    def _run(self, clock: SessionClock) -> None:
+    def run(self) -> None:
         """The watchdog: start a connection, watch that frames keep coming, reconnect with backoff."""
+        clock = self._clock
         cap, self._cap = self._cap, None
         conn = self._conn = _Connection(self, cap, clock)
+        conn.start()
         backoff = 0.25
-        try:
-            while not self._stop.wait(0.05):
-                stalled = conn.stalled(self.stall_seconds)
-                if conn.thread.is_alive() and not stalled:
-                    if conn.frames:
-                        backoff = 0.25
-                    continue
-                if conn.frames or stalled:  # it was delivering (or is stuck): an outage
-                    if not self._absent:
-                        why = f"no frame for {self.stall_seconds:g} s" if stalled else "it stopped delivering frames"
-                        log.warning("camera %s: %s; video absent, reconnecting", self.index, why)
-                        self._absent = True
-                        self.outages += 1
-                        self.stalls += bool(stalled)
-                    self.frames.present = False
-                conn.abandon()
-                if self._stop.wait(backoff):
-                    break
-                backoff = min(backoff * 2, self.retry_max_seconds)
-                conn = self._conn = _Connection(self, None, clock)
-        finally:
-            conn.abandon()
-            self.frames.close()
+        while not self._stop.wait(0.05):
+            stalled = conn.stalled(self.stall_seconds)
+            if conn.running and not stalled:
+                if conn.frames:
+                    backoff = 0.25
+                continue
+            if conn.frames or stalled:  # it was delivering (or is stuck): an outage
+                if not self._absent:
+                    why = f"no frame for {self.stall_seconds:g} s" if stalled else "it stopped delivering frames"
+                    log.warning("camera %s: %s; video absent, reconnecting", self.index, why)
+                    self._absent = True
+                    self.outages += 1
+                    self.stalls += bool(stalled)
+                self.frames.present = False
+            conn.stop()
+            if self._stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, self.retry_max_seconds)
+            conn = self._conn = _Connection(self, None, clock)
+            conn.start()
+
+    def finish(self) -> None:
+        if self._conn is not None:
+            self._conn.stop()
+        self.frames.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        super().stop()
         if self._conn is not None:
-            self._conn.abandon()
+            self._conn.stop()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the watchdog thread (never for a read blocked on a stalled camera)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().join(timeout)
 
     def release(self, t: float) -> None:
         pass
@@ -271,7 +280,7 @@ class CameraSource:
     def stats(self) -> dict[str, Any]:
         return {
             **self.frames.stats(),
-            "running": self._thread is not None and self._thread.is_alive(),
+            **super().stats(),
             "reconnects": self.reconnects,
             "outages": self.outages,
             "stalls": self.stalls,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
 from realtime.core.clock import SessionClock
+from realtime.core.component import Worker
 from realtime.core.streams import AudioRing
 from realtime.sources import SourceError
 
@@ -117,12 +117,18 @@ class StreamResampler:
         return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
 
 
-class MicrophoneSource:
-    """Captures `device` (index, name or None = default) into `audio`."""
+class MicrophoneSource(Worker):
+    """Captures `device` (index, name or None = default) into `audio`.
+
+    A `Worker`: PortAudio's callback only copies each block into a bounded queue; the
+    worker's thread (`run`) downmixes, resamples to 16 kHz and fills the ring; `finish`
+    closes the ring."""
 
     kind = "microphone"
+    thread_name = "microphone"
 
     def __init__(self, *, device: int | str | None = None, capacity_seconds: float = 120.0, block_seconds: float = 0.02) -> None:
+        super().__init__()
         self.device = device
         self.block_seconds = block_seconds
         self.audio = AudioRing(sample_rate=SAMPLE_RATE, capacity_seconds=capacity_seconds)
@@ -133,21 +139,20 @@ class MicrophoneSource:
         self.overflows = 0
         self._q: queue.Queue = queue.Queue(maxsize=500)
         self._stream = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        self._rate = float(SAMPLE_RATE)
 
     def open(self) -> None:
-        """Resolve the device; raises SourceError listing what exists."""
+        """Resolve the device; raises SourceError listing what exists. Idempotent."""
+        if self.mic is not None:
+            return
         self.mic = find_microphone(self.device)
         self.name = f"microphone {self.mic.index} ({self.mic.name})"
 
-    def start(self, clock: SessionClock, on_frame=None) -> None:
+    def start(self, clock: SessionClock, on_frame=None) -> None:  # type: ignore[override]
         sd = _sounddevice()
-        if self.mic is None:
-            self.open()
+        self.open()
         mic = self.mic
-        rate = mic.sample_rate or SAMPLE_RATE
+        rate = self._rate = mic.sample_rate or SAMPLE_RATE
         channels = min(mic.channels, 2)
 
         def callback(indata, frames, time_info, status):  # PortAudio thread: copy and go
@@ -170,22 +175,24 @@ class MicrophoneSource:
             self._stream.start()
         except Exception as exc:
             raise SourceError(f"cannot open {self.name}: {exc}; {describe_microphones(list_microphones())}") from exc
-        self._thread = threading.Thread(target=self._run, args=(rate,), name="microphone", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def _run(self, rate: float) -> None:
+    def run(self) -> None:
+        rate = self._rate
         resample = StreamResampler(rate_in=rate)
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 t, block = self._q.get(timeout=0.2)
             except queue.Empty:
                 continue
             mono = block.mean(axis=1) if block.ndim == 2 else block
             self.audio.append(resample(mono), start_time=t - len(mono) / rate)
+
+    def finish(self) -> None:
         self.audio.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        super().stop()
         if self._stream is not None:
             try:
                 self._stream.stop()
@@ -193,13 +200,9 @@ class MicrophoneSource:
             except Exception:  # device already gone
                 pass
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def release(self, t: float) -> None:
         pass
 
     def stats(self) -> dict[str, Any]:
-        return {"running": self._thread is not None and self._thread.is_alive(), "overflows": self.overflows,
+        return {**super().stats(), "overflows": self.overflows,
                 "audio_s": round(max(0.0, self.audio.horizon - (self.audio.start_time or 0.0)), 3)}
