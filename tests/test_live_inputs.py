@@ -200,3 +200,59 @@ def test_start_up_is_quiet_unless_verbose(verbose):
         assert any(n in r.stderr for n in noise), "--verbose shows the libraries' start-up lines"
     else:
         assert not [n for n in noise if n in r.stderr], r.stderr[-2000:]
+
+
+class _CountingCapture:
+    """A fake cv2 capture that delivers small frames until released."""
+
+    def __init__(self) -> None:
+        self.released = False
+
+    def read(self):
+        import time
+
+        time.sleep(0.01)
+        return (not self.released), np.full((48, 64, 3), 90, np.uint8)
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_camera_opens_once_and_runs_as_a_worker():
+    """open() is idempotent (start() after open() reuses the checked capture); the camera's
+    watchdog and its connection are Workers: stop() + join() end both and close the feed."""
+    import time
+
+    from realtime.core.clock import SessionClock
+    from realtime.core.component import Worker
+    from realtime.sources.camera import CameraSource
+
+    caps: list[_CountingCapture] = []
+
+    def opener():
+        caps.append(_CountingCapture())
+        return caps[-1]
+
+    cam = CameraSource(index="/dev/fake-camera", opener=opener)
+    assert isinstance(cam, Worker)
+    cam.open()
+    cam.open()
+    assert len(caps) == 1, "a second open() opens nothing"
+    taps = []
+    cam.start(SessionClock(), on_frame=lambda t, rgb: taps.append(t))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(taps) < 5:
+            time.sleep(0.01)
+        assert len(taps) >= 5 and len(caps) == 1, "start() after open() uses the capture open() checked"
+        assert cam.stats()["running"] and cam.thread.name == "camera"
+        with pytest.raises(RuntimeError):
+            cam.start(SessionClock())  # a component runs once
+    finally:
+        cam.stop()
+        cam.join(5)
+    assert cam.done.is_set() and not cam.running and cam.frames.ended and cam.error is None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not caps[0].released:
+        time.sleep(0.01)
+    assert caps[0].released, "the connection's capture is released when the camera stops"

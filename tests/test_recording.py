@@ -235,3 +235,29 @@ def test_wav_with_unpatched_header_is_recovered(tmp_path):
 def test_vtt_timestamp():
     assert vtt_timestamp(0) == "00:00:00.000"
     assert vtt_timestamp(3723.4567) == "01:02:03.457"
+
+
+def test_recorder_follows_the_component_contract(tmp_path):
+    """start() has nothing to do, the encoder Worker starts with the first frame, stop()
+    finishes the files (idempotent), join() waits for the encoder, whose thread is gone."""
+    from realtime.core.component import Component
+
+    rec = SessionRecorder(tmp_path / "s", session_info=INFO, video_queue=4)
+    assert isinstance(rec, Component)
+    rec.start()
+    rec.start()
+    assert rec.thread is None and rec.stats()["encoder_running"] is False
+    rec.write_window(window(0), audio=np.zeros(8000, np.float32))
+    for i in range(5):
+        rec.write_frame(np.full((48, 64, 3), 40 * i, np.uint8), t=i / 10)
+    assert rec.thread is not None and rec.thread.name == "session-video" and rec.stats()["encoder_running"]
+    rec.stop()
+    rec.stop()
+    rec.join(5)
+    assert not rec.thread.is_alive() and rec.stats()["encoder_running"] is False
+    assert rec.stats()["recording"] is False and rec.error is None
+    with pytest.raises(RecorderClosed):
+        rec.write_frame(np.zeros((48, 64, 3), np.uint8), t=1.0)
+    info = read_session(tmp_path / "s").info["recording"]
+    assert info["ended_at"] is not None and info["windows"] == 1
+    assert info["video_frames"] + info["video_frames_dropped"] == 5
