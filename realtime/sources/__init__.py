@@ -3,7 +3,8 @@
 Every source follows `Source`: it fills an `AudioRing` (16 kHz mono) and/or a
 `FrameFeed` (RGB frames). Devices are opened by `open()` (idempotent; a
 `SourceError` says what exists); heavy imports (cv2, sounddevice, PyAV) happen
-inside the modules that need them.
+inside the modules that need them. Every source's thread is a
+`realtime.core.component.Worker` (`DeviceSource` composes two of them).
 """
 
 from __future__ import annotations
