@@ -176,7 +176,7 @@ def stores(pipeline, server, scorer, recorder) -> dict[str, int | None]:
         "server.clients": lambda: len(server._clients),
         "server.client_queue(max)": lambda: max((c.queue.qsize() for c in list(server._clients.values())), default=0),
         "recorder.pending_audio": lambda: len(recorder._pending_audio),
-        "recorder.frame_queue": lambda: recorder._frames.qsize() if recorder._frames is not None else 0,
+        "recorder.frame_queue": lambda: recorder.stats()["video_queued"],
         "recorder.vtt_growing": lambda: len(recorder._vtt._growing),
         "threads": threading.active_count,
     }

@@ -283,6 +283,7 @@ class SessionRecorder:
             "directory": str(self.directory),
             "recording": not self._closed and self.error is None,
             "encoder_running": self._encoder is not None and self._encoder.running,
+            "video_queued": self._encoder.frames.qsize() if self._encoder is not None else 0,  # bounded by video_queue
             "windows": self.windows,
             "words": self._words.count,
             "audio_seconds": round(self._audio_samples / SAMPLE_RATE, 3),
