@@ -152,11 +152,16 @@ def main(argv=None) -> int:
     ap.add_argument("--settles", default="none,1.0,0.6", help="settle values; none = LocalAgreement-2 only")
     ap.add_argument("--period", type=float, default=1.0, help="s between periodic passes (default 1.0, SpeechOptions')")
     ap.add_argument("--clips", default="", help="clip names (default: all of bench/asr_bench.py's)")
+    ap.add_argument("--tolerance", type=float, help="realtime.pipeline.speech.REHEARD_TOLERANCE for these runs (default: its value)")
     ap.add_argument("--pause", help="file of PIDs to SIGSTOP during the runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "commit.json"))
     ap.add_argument("--child", nargs=2, metavar=("ENGINE", "NPZ"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     settles = [None if s.strip().lower() == "none" else float(s) for s in args.settles.split(",")]
+    if args.tolerance is not None:
+        import realtime.pipeline.speech
+
+        realtime.pipeline.speech.REHEARD_TOLERANCE = args.tolerance
     if args.child:
         print(json.dumps(child(args.child[0], pathlib.Path(args.child[1]), settles, args.period)))
         return 0
@@ -174,6 +179,8 @@ def main(argv=None) -> int:
             np.savez(npz, __refs__=json.dumps({k: v[1] for k, v in data.items()}), **{k: v[0] for k, v in data.items()})
             for e in engines:  # one process per engine: its own threads and memory
                 cmd = [sys.executable, __file__, "--child", e, str(npz), "--settles", args.settles, "--period", str(args.period)]
+                if args.tolerance is not None:
+                    cmd += ["--tolerance", str(args.tolerance)]
                 done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
                 results[e] = json.loads(done.stdout.strip().splitlines()[-1])
     finally:
@@ -181,7 +188,7 @@ def main(argv=None) -> int:
     load_after = os.getloadavg()
     names = list(data)
     doc = {"command": " ".join(["python", "bench/commit_bench.py", *(argv if argv is not None else sys.argv[1:])]),
-           "period_s": args.period, "step_s": STEP, "paused_pids": stopped, "notes": notes,
+           "period_s": args.period, "step_s": STEP, "reheard_tolerance_s": args.tolerance, "paused_pids": stopped, "notes": notes,
            "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in load_after],
            "clip_seconds": {k: round(len(v[0]) / SR, 1) for k, v in data.items()}, "results": results}
     out = pathlib.Path(args.out)

@@ -382,8 +382,10 @@ def engines_main(args, scorer, checkpoint, model_note, clip, sentences, clean, o
         print(f"--- engine {engine} (load average {os.getloadavg()[0]:.1f})", flush=True)
         runs[engine] = measure_reaction(scorer, checkpoint, model_note, clip, sentences, clean,
                                         dataclasses.replace(options, speech=dataclasses.replace(options.speech, engine=engine)))
+        runs[engine]["annotate"] = annotate_wer(scorer, clip, sentences, engine)
         runs[engine]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
         print(reaction_table(runs[engine]), flush=True)
+        print(f"hcl-annotate --asr {engine}: {runs[engine]['annotate']}", flush=True)
     result = {"command": " ".join(["python", "bench/live_bench.py", *sys.argv[1:]]), "engines": runs}
     out = write_result(result, args.out, "reaction_asr.json")
     print()
@@ -392,10 +394,37 @@ def engines_main(args, scorer, checkpoint, model_note, clip, sentences, clean, o
     return 0
 
 
+def annotate_wer(scorer, clip, sentences, engine: str) -> dict:
+    """hcl-annotate's path (`annotate(asr=engine)`) over the same clip: WER of the
+    recorded transcript, and word trigrams heard more often than the sentences say them
+    (a phrase committed twice)."""
+    import collections
+
+    from realtime.pipeline.build import annotate
+    from realtime.recording import read_session
+
+    out = pathlib.Path(tempfile.mkdtemp(prefix=f"annotate-{engine}-")) / "session"
+    t0 = time.perf_counter()
+    annotate(str(clip), str(out), scorer=scorer, progress=False, asr=engine)
+    wall = time.perf_counter() - t0
+    reference = " ".join(s["text"] for s in sentences)
+    heard = " ".join(w["w"] for w in read_session(out).words)
+    result = wer(reference, heard)
+
+    def trigrams(words):
+        return collections.Counter(tuple(words[i:i + 3]) for i in range(len(words) - 2))
+
+    ref3, hyp3 = trigrams(normalise_words(reference)), trigrams(normalise_words(heard))
+    result["repeated_trigrams"] = sum(max(0, n - ref3.get(t, 0)) for t, n in hyp3.items() if n > 1)
+    result["wall_s"] = round(wall, 1)
+    return result
+
+
 def engines_table(runs: dict) -> str:
     """One row per engine: WER (generated, MOSI), lag, reaction, pass time."""
     head = ["engine", "WER generated %", *[f"WER {name} %" for _, _, name in MOSI_CLIPS], "lag p50 / p95 s",
-            "reaction p50 / p95 s (never)", "pass p50 / p95 ms", "dropped windows", "load 1m after"]
+            "reaction p50 / p95 s (never)", "pass p50 / p95 ms", "dropped windows", "hcl-annotate WER % (repeated trigrams)",
+            "load 1m after"]
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for engine, r in runs.items():
         w = r["wer"]
@@ -405,6 +434,8 @@ def engines_table(runs: dict) -> str:
         lines.append(" | ".join([engine, f"{w['generated']['wer_percent']} ({w['generated']['errors']}/{w['generated']['reference_words']})",
                                  *mosi, f"{lag['p50']} / {lag['p95']}", f"{rx['p50']} / {rx['p95']} ({r['never_flipped']})",
                                  f"{ps.get('p50')} / {ps.get('p95')}", str(r.get("dropped_windows", "-")),
+                                 (f"{r['annotate']['wer_percent']} ({r['annotate']['errors']}/{r['annotate']['reference_words']}; "
+                                  f"{r['annotate']['repeated_trigrams']})") if r.get("annotate") else "-",
                                  str(r.get("load_avg_1m_after", "-"))]))
     return "\n".join(lines)
 

@@ -26,10 +26,11 @@ from realtime.recording import SessionRecorder, read_session
 # ------------------------------------------------------------------ speech: provisional words
 def test_provisional_words_appear_before_commit_and_are_replaced_by_committed_ones():
     """A long phrase without pauses: after the pass at 1 s its words are only a hypothesis
-    (no second pass agrees yet); the pass at 2 s commits them and they leave the hypothesis."""
+    (no second pass agrees yet: LocalAgreement-2 alone, settle=None); the pass at 2 s
+    commits them and they leave the hypothesis."""
     script = phrase(["one", "two", "three", "four", "five", "six", "seven", "eight"], 0.1)
     seen = []
-    stream, _ = make(script, 5.0, catch_up=True)
+    stream, _ = make(script, 5.0, catch_up=True, settle=None)
     stream.transcript.on_hypothesis = lambda words: seen.append([w.text for w in words])
     stream.step(1.0, now=1.0)
     hyp = [w.text for w in stream.transcript.hypothesis]

@@ -86,8 +86,8 @@ class SpeechOptions:
     # the commit rule inside a phrase: a word followed by `settle` s of audio in its pass
     # commits on that one pass (the recogniser had right context: later passes keep it);
     # words nearer the buffer end wait for two passes to agree (LocalAgreement-2).
-    # None: LocalAgreement-2 only (the rule before; bench/commit_bench.py compares them)
-    settle: float | None = 1.0
+    # None: LocalAgreement-2 only (the rule before). 0.5: bench/commit_bench.py (README)
+    settle: float | None = 0.5
 
     def __post_init__(self) -> None:
         if self.period <= 0 or self.context <= self.period or self.delay < 0:
@@ -225,15 +225,23 @@ def agreed_prefix(previous, current) -> int:
     return n
 
 
-def drop_committed(words, committed, *, tolerance: float = 0.3, max_ngram: int = 12, drift: float = 1.0) -> list:
-    """The words of a pass that are new: those ending after the last committed word
-    (minus `tolerance`, Whisper's timing wobbles between passes), less a head that
+# a pass's word whose midpoint lies this far (s) before the end of the committed words
+# still counts as new (word times wobble between passes); one further back lies over
+# audio already committed and is dropped (a word heard again, e.g. "mark" -> "marks",
+# would otherwise be committed twice). bench/commit_bench.py --tolerance compares values.
+REHEARD_TOLERANCE = 0.1
+
+
+def drop_committed(words, committed, *, tolerance: float | None = None, max_ngram: int = 12, drift: float = 1.0) -> list:
+    """The words of a pass that are new: those whose midpoint lies after the last
+    committed word's end (less `tolerance`, default REHEARD_TOLERANCE), less a head that
     repeats the tail of the committed words (up to `max_ngram` words) over the same
     audio: the head's first word starts within `drift` s of the end of the tail word
     it repeats (a word said again later, "try again. fail again", is new speech)."""
     if not committed:
         return list(words)
     last_end = committed[-1].end
+    tolerance = REHEARD_TOLERANCE if tolerance is None else tolerance
     fresh = [w for w in words if 0.5 * (w.start + w.end) > last_end - tolerance]
     tail = committed[-max_ngram:]
     tail_text = [_norm(w.text) for w in tail]
