@@ -256,3 +256,23 @@ def test_camera_opens_once_and_runs_as_a_worker():
     while time.monotonic() < deadline and not caps[0].released:
         time.sleep(0.01)
     assert caps[0].released, "the connection's capture is released when the camera stops"
+
+
+def test_microphone_open_is_idempotent(monkeypatch):
+    from realtime.core.component import Worker
+    from realtime.sources import microphone
+
+    calls = []
+
+    def find(device):
+        calls.append(device)
+        return microphone.Microphone(index=3, name="USB mic", channels=1, sample_rate=48000.0)
+
+    monkeypatch.setattr(microphone, "find_microphone", find)
+    mic = microphone.MicrophoneSource(device="USB")
+    assert isinstance(mic, Worker) and mic.stats()["running"] is False
+    mic.open()
+    mic.open()
+    assert calls == ["USB"] and mic.name == "microphone 3 (USB mic)"
+    mic.stop()  # never started: returns at once, closes nothing it does not have
+    mic.join(1)
