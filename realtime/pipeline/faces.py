@@ -168,5 +168,5 @@ class FaceWorker(Worker):
             "frames": self.track.frames,
             "faces": self.track.faces,
             "face_ms": self.busy_ms.summary(),
-            "readouts_ms": self.readouts_ms.summary(),
+            **({"readouts_ms": self.readouts_ms.summary()} if self.readouts is not None else {}),
         }

@@ -215,8 +215,10 @@ class WindowAssembler(Worker):
 
     # ---------------------------------------------------------------- thread
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "windows": self.windows, "assemble_ms": self.assemble_ms.summary(),
-                "readouts_ms": self.readouts_ms.summary()}
+        out = {**super().stats(), "windows": self.windows, "assemble_ms": self.assemble_ms.summary()}
+        if self.readouts:
+            out["readouts_ms"] = self.readouts_ms.summary()
+        return out
 
     def _ended(self) -> float | None:
         """The stream's end time once known (all inputs ended), else None."""
