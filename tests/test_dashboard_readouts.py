@@ -223,3 +223,18 @@ def test_labels_are_refused_on_a_live_page(tmp_path):
                     break
             else:
                 raise AssertionError("no error for a label on a live page")
+
+
+def test_fer_probabilities_are_labelled_as_an_uncalibrated_classifier(open_page):
+    w = window_with_readouts(0)
+    w["readouts"]["faces"][0]["uncalibrated_expression"] = {
+        "angry": 0.05, "disgust": 0.01, "fear": 0.06, "happy": 0.09, "sad": 0.18, "surprise": 0.02, "neutral": 0.59}
+    with DashboardServer(hello=hello_with(TRIMODAL)) as srv:
+        srv.publish(w)
+        dash = open_page(srv.url)
+        dash.wait_for_seq(0)
+        line = dash.page.locator('[data-testid="face-panel"][data-face-id="1"] .expression')
+        assert line.inner_text() == ("Uncalibrated FER2013 classifier (not what the person feels): "
+                                     "neutral 0.59 · sad 0.18 · happy 0.09")
+        assert line.get_attribute("title") == READOUT_HELP["uncalibrated_expression"]
+        assert dash.page.locator('[data-testid="face-panel"][data-face-id="2"] .expression').count() == 0
