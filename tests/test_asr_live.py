@@ -15,7 +15,7 @@ from hcl.features.moonshine import MoonshineEngine
 from hcl.features.speech import SpeechTranscriber
 from realtime.app.options import annotate_parser, live_parser
 from realtime.core.component import Policy
-from realtime.pipeline.speech import SpeechOptions, speech_config, transcriber_for
+from realtime.pipeline.speech import LIVE_ENGINE, SpeechOptions, speech_config, transcriber_for
 from realtime.scale.settings import ServeSettings
 
 
@@ -23,7 +23,7 @@ def test_asr_option_parses_on_every_command():
     from hcl.extract import build_parser
 
     assert live_parser().parse_args(["--asr", "moonshine"]).asr == "moonshine"
-    assert live_parser().parse_args([]).asr is None  # the model's setting
+    assert live_parser().parse_args([]).asr == LIVE_ENGINE == SpeechOptions().engine  # one default
     assert annotate_parser().parse_args(["a.mp4", "-o", "out", "--asr", "whisper"]).asr == "whisper"
     assert build_parser().parse_args(["a.mp4", "-o", "/tmp/hcl-asr-test-out", "--asr", "moonshine"]).asr == "moonshine"
     for parser, argv in ((live_parser(), []), (annotate_parser(), ["a.mp4", "-o", "out"])):
@@ -43,11 +43,13 @@ def test_each_path_builds_the_engine_the_option_names():
     settings = FeatureSettings()
     moon = transcriber_for(settings, SpeechOptions(engine="moonshine"), Policy.LIVE)
     assert isinstance(moon, MoonshineEngine) and moon.name == "moonshine" and not moon.word_times
+    assert moon.cpu_threads == 1  # one thread: two cost 2.5 times as much on a shared 2-core machine
     whisper = transcriber_for(settings, SpeechOptions(engine="whisper"), Policy.LIVE)
     assert isinstance(whisper, SpeechTranscriber) and whisper.config.beam_size == 1 and whisper.fit_encoder
-    # offline (FAST): the checkpoint's beam; None: the checkpoint's engine
+    # offline (FAST): the checkpoint's beam; engine None: the checkpoint's
     assert speech_config(settings, SpeechOptions(engine="whisper"), Policy.FAST).beam_size == settings.speech.beam_size
-    assert speech_config(settings, SpeechOptions(), Policy.FAST).engine == settings.speech.engine
+    assert speech_config(settings, SpeechOptions(engine=None), Policy.FAST).engine == settings.speech.engine
+    assert speech_config(settings, SpeechOptions(), Policy.LIVE).engine == LIVE_ENGINE
 
 
 def test_a_moonshine_hub_takes_passes_one_at_a_time(live_scorer):

@@ -11,7 +11,8 @@ import argparse
 import re
 
 from hcl.config import ModelConfig
-from hcl.features.config import SPEECH_ENGINES, FeatureSettings, SpeechConfig
+from hcl.features.config import SPEECH_ENGINES, FeatureSettings
+from realtime.pipeline.speech import LIVE_ENGINE
 from realtime.scale.settings import MAX_SESSIONS
 
 
@@ -86,9 +87,9 @@ def non_empty(text: str) -> str:
 
 def asr_option(parser: argparse.ArgumentParser) -> None:
     """--asr: the speech engine (SpeechConfig.engine), the same choice in every command."""
-    parser.add_argument("--asr", choices=SPEECH_ENGINES, default=None,
+    parser.add_argument("--asr", choices=SPEECH_ENGINES, default=LIVE_ENGINE,
                         help="speech recogniser: whisper (Whisper tiny.en) or moonshine (Moonshine base-en); "
-                        f"default: the model's setting ({SpeechConfig().engine})")
+                        f"default {LIVE_ENGINE} (the README's Speech engine section says why)")
 
 
 def serve_options(parser: argparse.ArgumentParser) -> None:

@@ -108,7 +108,7 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
     `scorer`, `featurizer` (a SegmentFeaturizer, image mode: no state between frames) and
     `transcriber` (a speech engine) may be given to keep loaded models across files
     (the --ray actors do); by default each is made for this file, `asr` naming the engine
-    ("whisper" | "moonshine"; None: the checkpoint's)."""
+    ("whisper" | "moonshine"; None: SpeechOptions' default, LIVE_ENGINE)."""
     fps = FeatureSettings().face.frames_per_second
     source = open_file_source(path, policy=Policy.FAST, fps=fps)  # fail fast on the file, before the model loads
     scorer = scorer or load_scorer(checkpoint, device)
@@ -117,7 +117,8 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
     bar = tqdm(total=last_step(source.duration or 0.0, scorer.features.step_seconds), unit="win",
                desc=pathlib.Path(path).name, disable=not progress)
     try:
-        pipeline = build_session(source=source, scorer=scorer, options=PipelineOptions(policy=Policy.FAST, speech=SpeechOptions(engine=asr)), mode="annotate",
+        pipeline = build_session(source=source, scorer=scorer, options=PipelineOptions(policy=Policy.FAST, speech=SpeechOptions() if asr is None else SpeechOptions(engine=asr)),
+                                 mode="annotate",
                                  source_name=str(path), record_to=output, featurizer=featurizer, transcriber=transcriber,
                                  on_window=lambda msg: bar.update(1))
     except (FileExistsError, OSError) as exc:

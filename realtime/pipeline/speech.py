@@ -62,6 +62,12 @@ class TimedWord:
         return {"w": self.text, "start": round(self.start, 3), "end": round(self.end, 3), "p": round(self.probability, 3)}
 
 
+# the speech engine of live sessions and hcl-annotate unless --asr says otherwise (the
+# README's "Speech engine" section has the measurements it was chosen by); hcl-extract
+# keeps its dataset's SpeechConfig.engine
+LIVE_ENGINE = "moonshine"
+
+
 @dataclass(frozen=True)
 class SpeechOptions:
     """Live speech: when passes run, how words are committed, and how Whisper decodes."""
@@ -77,12 +83,12 @@ class SpeechOptions:
     # real-time runs that wait for their passes: skip passes past this backlog (s); None: never
     max_backlog: float | None = 4.0
     beam_size: int | None = None  # None: greedy (1) in the live policy, the checkpoint's otherwise
-    threads: int = 2  # Whisper's CPU threads
+    threads: int = 2  # Whisper's CPU threads (Moonshine: one, see transcriber_for)
     fit_encoder: bool = True  # the encoder sees a pass's audio + 1 s instead of 30 s of padding
     temperature_fallback: bool = False  # live passes decode once, at temperature 0
     # the speech engine (SpeechConfig.engine, the commands' --asr): "whisper" | "moonshine";
     # None: the checkpoint's speech settings say
-    engine: str | None = None
+    engine: str | None = LIVE_ENGINE
     # the commit rule inside a phrase: a word followed by `settle` s of audio in its pass
     # commits on that one pass (the recogniser had right context: later passes keep it);
     # words nearer the buffer end wait for two passes to agree (LocalAgreement-2).
@@ -111,8 +117,11 @@ def speech_config(settings: FeatureSettings, options: SpeechOptions, policy: Pol
 
 def transcriber_for(settings: FeatureSettings, options: SpeechOptions, policy: Policy) -> SpeechEngine:
     """The speech engine of a session, Whisper or Moonshine (`speech_config`; the model
-    loads on first use)."""
-    return make_engine(speech_config(settings, options, policy), cpu_threads=options.threads,
+    loads on first use). `options.threads` are Whisper's; Moonshine runs on one thread
+    (on the shared 2 cores a pass on two cost 2.5 times the CPU and the wall time of one:
+    670 / 254 ms CPU for 8 s of speech)."""
+    config = speech_config(settings, options, policy)
+    return make_engine(config, cpu_threads=options.threads if config.engine == "whisper" else 1,
                        fit_encoder=options.fit_encoder, temperature_fallback=options.temperature_fallback)
 
 

@@ -71,7 +71,7 @@ class ArchiveOptions:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads: int = 1  # torch / Whisper threads inside an actor
-    asr: str | None = None  # the speech engine, "whisper" | "moonshine" (--asr); None: the checkpoint's
+    asr: str | None = None  # the speech engine, "whisper" | "moonshine" (--asr); None: SpeechOptions' default
     summary: str = SUMMARY  # file name inside `output`
     # seconds to wait for every actor to load its models before the first file is handed
     # out; longer: a clear error that the cluster lacks the CPUs/GPUs the pool asks for
@@ -187,7 +187,8 @@ class ArchiveAnnotator:
         self.featurizer = SegmentFeaturizer(settings=self.scorer.features)  # image mode: no state across files
         _ = self.featurizer.face
         # the engine the FAST pipeline makes for itself (the checkpoint's decoding), on `threads` threads
-        self.transcriber = transcriber_for(self.scorer.features, SpeechOptions(threads=threads, engine=asr), Policy.FAST)
+        self.transcriber = transcriber_for(self.scorer.features, SpeechOptions(threads=threads, **({"engine": asr} if asr else {})),
+                                           Policy.FAST)
         _ = self.transcriber.model
         try:
             import ray

@@ -154,7 +154,8 @@ class SpeechDeployment:
         features = load_checkpoint(pathlib.Path(path), map_location="cpu").features
         if settings.speech_gpus > 0:
             features = dataclasses.replace(features, speech=dataclasses.replace(features.speech, device="cuda"))
-        engine = transcriber_for(features, SpeechOptions(max_backlog=4.0, threads=settings.threads, engine=settings.asr),
+        engine = transcriber_for(features, SpeechOptions(max_backlog=4.0, threads=settings.threads,
+                                                       **({"engine": settings.asr} if settings.asr else {})),
                                  Policy.LIVE)
         # Whisper decodes a batch of passes together; Moonshine takes them one by one
         self.whisper = BatchedWhisper(engine) if engine.name == "whisper" else engine
@@ -349,7 +350,8 @@ class Ingress:
             scorer=remote, transcriber=RemoteTranscriber(speech) if settings.transcribe else None,
             config=HubConfig(max_sessions=settings.max_sessions, shared_models="services",
                              record_dir=pathlib.Path(settings.record_dir) if settings.record_dir else None),
-            options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, engine=settings.asr), transcribe=settings.transcribe))
+            options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, **({"engine": settings.asr} if settings.asr else {})),
+                                    transcribe=settings.transcribe))
         host = settings.internal_host or ray.util.get_node_ip_address()
         self.token = settings.internal_token or settings.token or secrets.token_urlsafe(24)
         hello = session_hello(session_id=f"serve-{context.replica_id.unique_id}", scorer=remote, mode="live")

@@ -32,7 +32,7 @@ class ServeSettings:
     speech_cpus: float = 1.0
     scorer_gpus: float = 0.0  # > 0: the scorer replica is placed on a GPU and scores there
     speech_gpus: float = 0.0  # > 0: Whisper runs on CUDA
-    asr: str | None = None  # the speech engine, "whisper" | "moonshine" (hcl-live --asr); None: the checkpoint's
+    asr: str | None = None  # the speech engine, "whisper" | "moonshine" (hcl-live --asr); None: SpeechOptions' default
     threads: int = 1  # torch / OMP / CTranslate2 threads in each replica
     max_sessions: int = 4  # live sessions per ingress replica (then it refuses, as hcl-live --browser)
     batch_size: int = 8  # most windows per scorer pass (@serve.batch max_batch_size)
