@@ -106,7 +106,7 @@ def test_voice_readouts_on_the_demo_clip(demo_media, live_scorer, tmp_path):
     assert spoken, voices
     for v in spoken:
         assert v["pitch_hz"] is not None and 60 < v["pitch_hz"] < 400
-        assert v["speaking_rate"] == pytest.approx(v["words"] / 4.0)
+        assert v["speaking_rate"] == pytest.approx(v["words"] / (v["t1"] - v["t0"]), abs=1e-3)  # the first windows are shorter
         assert v["loudness_dbfs"] > -40
     assert all(len(w["readouts"]["faces"]) == 1 and w["readouts"]["faces"][0]["speaker"] for w in rec.windows
                if w["presence"]["video"])
