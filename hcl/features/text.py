@@ -244,8 +244,8 @@ class TextEncoder:
     An empty string gives zero rows: the text modality is absent for that sample.
 
     `seen`: the features of the last `seen` distinct texts are kept and returned again
-    without running the encoder. Live, a window's transcript is encoded twice a second
-    and is the same as the previous window's until a new word arrives.
+    without running the encoder (0 = off). The live scorer keeps its own cache of window
+    texts (`WindowScorer.encode_text`), so it does not need this one.
     """
 
     def __init__(
@@ -256,7 +256,7 @@ class TextEncoder:
         batch_size: int = 64,
         tuned_state: dict | None = None,
         runtime: str = "torch",
-        seen: int = 64,
+        seen: int = 0,
     ) -> None:
         if (tuned_state is not None) != (config.tuned_layers > 0):
             raise ValueError(
