@@ -121,8 +121,7 @@ def zero_shot_baseline(data: TrainingData, top: TextTop, dim: int) -> dict:
     scorer.scale, scorer.bias = 1.0, 0.0
     from hcl.train import predict
 
-    s = np.asarray(predict(model, data.valid), np.float64)
-    scorer.scale, scorer.bias = (float(v) for v in np.polyfit(s, [x.label for x in data.valid], 1))
+    scorer.fit(predict(model, data.valid), [x.label for x in data.valid])
     return {"scale": scorer.scale, "bias": scorer.bias, "head": "sentimentai-py 2.0.0 logistic 2.0 e5-small",
             "valid": evaluate(model, data.valid), "test": {n: evaluate(model, t) for n, t in data.tests.items()}}
 

@@ -321,6 +321,7 @@ def zero_shot_scorer(args):
     valid split of the named sources (all of them together), and the settings its inputs need."""
     from hcl.config import ModelConfig
     from hcl.features.config import PACKAGED_E5, FeatureSettings
+    from hcl.train import predict
     from hcl.zero_shot import ZeroShotScorer
 
     settings = with_text_encoder(FeatureSettings(), PACKAGED_E5)
@@ -328,7 +329,8 @@ def zero_shot_scorer(args):
              for s in load_source(kind, src, settings, trust_pickle=args.trust_pickle)[0].get("valid", [])]
     if not valid:
         raise SystemExit("error: --zero-shot fits its map to the label range on the valid split: the data has none")
-    scorer = ZeroShotScorer(ModelConfig(text_dim=settings.text.dim, inputs=("text",))).fit(valid)
+    scorer = ZeroShotScorer(ModelConfig(text_dim=settings.text.dim, inputs=("text",)), scale=1.0, bias=0.0)
+    scorer.fit(predict(scorer.eval(), valid), [s.label for s in valid])
     print(f"zero-shot sentimentai head: score = {scorer.scale:.3f} * (P+ - P-) + {scorer.bias:.3f} "
           f"(fitted on {len(valid)} valid clips)")
     return scorer.eval(), settings

@@ -81,12 +81,11 @@ class ZeroShotScorer(nn.Module):
     def forward(self, text, text_mask, *_, **__) -> torch.Tensor:
         return (self.scale * self.head(text, text_mask) + self.bias).clamp(-SCORE_RANGE, SCORE_RANGE)
 
-    def fit(self, samples) -> "ZeroShotScorer":
-        """Least-squares a, b of label ~ a * s + b on `samples` (a 1-D calibration)."""
-        from hcl.train import predict
-
-        self.scale, self.bias = 1.0, 0.0
-        s = np.asarray(predict(self, samples), np.float64)
-        y = np.array([x.label for x in samples], np.float64)
+    def fit(self, head_scores, labels) -> "ZeroShotScorer":
+        """Least-squares a, b of label ~ a * s + b (a 1-D calibration), s the head's own
+        scores of labelled samples (what this scorer gives with scale 1, bias 0). The caller
+        runs the head: this module is under hcl.model and does not import the training loop."""
+        s = np.asarray(head_scores, np.float64)
+        y = np.asarray(labels, np.float64)
         self.scale, self.bias = (float(v) for v in np.polyfit(s, y, 1))
         return self

@@ -215,3 +215,18 @@ def test_int8_onnx_runtime_stays_close_to_float32():
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert cos.min() > 0.95, cos.min()  # token rows; scores are checked on valid by the bench
         assert np.abs(a - b).max() > 1e-4  # it is quantised, not the float32 graph
+
+
+def test_zero_shot_map_is_a_least_squares_line_over_the_head_scores():
+    """hcl-eval --zero-shot fits label ~ a * s + b on valid; the scorer then gives a * s + b, clipped."""
+    import torch
+
+    from hcl.config import ModelConfig
+    from hcl.zero_shot import ZeroShotScorer
+
+    scorer = ZeroShotScorer(ModelConfig(text_dim=384, inputs=("text",)), scale=1.0, bias=0.0)
+    scorer.fit([-1.0, 0.0, 1.0, 0.5], [-2.5, 0.5, 3.5, 2.0])
+    assert abs(scorer.scale - 3.0) < 1e-9 and abs(scorer.bias - 0.5) < 1e-9
+    text, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
+    s = scorer.head(text, mask)
+    assert torch.allclose(scorer(text, mask), (3.0 * s + 0.5).clamp(-3, 3))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import pathlib
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("hcl", "realtime")
@@ -129,11 +128,6 @@ def test_no_import_circle_in_realtime():
     assert find_cycle(realtime) is None, f"import circle: {' -> '.join(find_cycle(realtime))}"
 
 
-# hcl/ is outside the realtime refactor and changed in parallel: the text circle is gone
-# (tests/test_text_imports.py), but hcl.checkpoint -> hcl.model -> hcl.zero_shot -> hcl.train
-# -> hcl.checkpoint came with the zero-shot head (a function-local import in zero_shot.py);
-# remove the mark once hcl/ has no circle
-@pytest.mark.xfail(reason="hcl/ still has an import circle (hcl.zero_shot -> hcl.train -> hcl.checkpoint)", strict=False)
 def test_no_import_circle_in_hcl():
     edges = graph()
     hcl = {k: {t for t in v if t.startswith("hcl")} for k, v in edges.items() if k.startswith("hcl")}
