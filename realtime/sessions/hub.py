@@ -15,7 +15,7 @@ its `LivePipeline`, its optional `SessionRecorder` (`record_dir/<session id>/`) 
 its publish channel (only that session's viewers get its windows).
 
 Models are shared: every session scores through one scorer and transcribes with
-one Whisper. `realtime.sessions.services` (a batching scorer thread and a speech service)
+one speech engine (Moonshine by default, or Whisper). `realtime.sessions.services` (a batching scorer thread and a speech service)
 provides them; with `HubConfig(shared_models="locked")`, one `WindowScorer` /
 `SpeechTranscriber` per process, called under a lock (neither is safe to call from two threads).
 
@@ -84,7 +84,7 @@ class HubConfig:
     end_timeout: float = 20.0  # s a closing session has to score what it has
     keep_ended: int = 16  # ended sessions listed (and their streams kept) for late viewers
     # "auto" or "services": realtime.sessions.services (one batching scorer thread, one speech
-    # thread); "locked": one scorer / Whisper per process under a lock
+    # thread); "locked": one scorer / speech engine per process under a lock
     shared_models: str = "auto"
     # most sessions' Whisper passes decoded as one batch (realtime.sessions.batched_whisper); 1: one at a time
     speech_batch: int = 4
@@ -257,7 +257,7 @@ class SessionHub(Worker):
         options: PipelineOptions | None = None,
         governor: LoadGovernor | None = None,
     ) -> None:
-        """`scorer` and `transcriber` (default: Whisper, made on first use) are shared by every
+        """`scorer` and `transcriber` (default: the session options' speech engine, made on first use) are shared by every
         session (`models`); `governor` defaults to one over the shared speech thread."""
         super().__init__()
         self.config = config
@@ -278,7 +278,7 @@ class SessionHub(Worker):
         self.governor = governor or LoadGovernor(self.models, config.governor or GovernorConfig(enabled=False))
 
     def warm_up(self) -> None:
-        """Load and warm the shared models now (the scorer's graphs, Whisper), so a new
+        """Load and warm the shared models now (the scorer's graphs, the speech engine), so a new
         session starts in about the time its own face model takes to load."""
         self.models.warm_up(speech=self.options.transcribe)
 
@@ -513,7 +513,7 @@ class SessionHub(Worker):
             self.models.stop()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the monitor and the shared services: a Whisper pass still running in a
+        """Wait for the monitor and the shared services: a speech pass still running in a
         daemon thread while the interpreter exits can hang the process in native code."""
         deadline = None if timeout is None else time.monotonic() + timeout
         super().join(timeout)

@@ -1,4 +1,4 @@
-"""The models every session of a hub shares: one scorer and one Whisper, behind the
+"""The models every session of a hub shares: one scorer and one speech engine, behind the
 batching services of realtime.sessions.services (or, "locked", called under a lock)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class SharedScorer:
 
 
 class SharedTranscriber:
-    """One process-wide Whisper for every session, one pass at a time."""
+    """One process-wide speech engine for every session, one pass at a time."""
 
     def __init__(self, transcriber, lock: threading.Lock) -> None:
         self._transcriber = transcriber
@@ -67,10 +67,11 @@ class SharedTranscriber:
 
 
 class SharedModels:
-    """One scorer and one Whisper for every session: `scorer_client(id)` / `speech_client(id)`
+    """One scorer and one speech engine for every session: `scorer_client(id)` / `speech_client(id)`
     give a session their interfaces. With `services` (the default) a `ScorerService` batches
-    windows of every session and a `SpeechService` runs their Whisper passes (up to
-    `speech_batch` at once through `BatchedWhisper`), both started on first use; otherwise
+    windows of every session and a `SpeechService` runs their speech passes (up to
+    `speech_batch` at once through `BatchedWhisper` when the engine is Whisper; Moonshine
+    one at a time), both started on first use; otherwise
     each model is called under a lock. `busy_fraction(recent_s)` is the speech thread's
     (None before it runs, or when locked): the load governor's measure."""
 
@@ -110,7 +111,7 @@ class SharedModels:
         return self.scorer_service, self.speech_service
 
     def whisper(self):
-        """The one Whisper (live decoding), made on first use."""
+        """The one speech engine (live decoding), made on first use."""
         with self._speech_lock:
             if self._transcriber is None:
                 self._transcriber = transcriber_for(self.scorer.features, self.speech, Policy.LIVE)
@@ -124,14 +125,14 @@ class SharedModels:
         return SharedScorer(self.scorer, self._scorer_lock)
 
     def speech_client(self, session_id: str):
-        """What a session transcribes with: a client of the shared Whisper."""
+        """What a session transcribes with: a client of the shared speech engine."""
         shared = self.services()
         if shared is not None:
             return shared[1].client(session_id)
         return SharedTranscriber(self.whisper(), self._speech_lock)
 
     def warm_up(self, *, speech: bool = True) -> None:
-        """Load and warm the models now (the scorer's graphs, Whisper)."""
+        """Load and warm the models now (the scorer's graphs, the speech engine)."""
         scorer = self.scorer_client("warm-up")
         try:
             scorer.warm_up()
