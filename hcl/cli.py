@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hcl.arg_types import (
-    below_one, existing_file, non_negative_float, non_negative_int, output_folder, positive_float, positive_int, share,
+    below_one, existing_file, non_negative_float, non_negative_int, output_folder, positive_int, share,
 )
 from hcl.features.config import MODALITIES
 
@@ -205,11 +205,12 @@ def train_main(argv: list[str] | None = None) -> int:
     g.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     g.add_argument("--epochs", type=positive_int, default=100)
     g.add_argument("--batch-size", type=positive_int, default=64)
-    g.add_argument("--lr", type=positive_float, default=1e-4)
+    g.add_argument("--lr", type=non_negative_float, default=1e-4,
+                   help="learning rate (0 keeps the weights: with --init, the checkpoint as it is)")
     g.add_argument("--tune-text-layers", type=non_negative_int, default=0, metavar="K",
                    help="fine-tune the top K text-encoder layers with HCL (0 = frozen encoder); "
                         "the layers under them are encoded once and cached")
-    g.add_argument("--text-lr", type=positive_float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
+    g.add_argument("--text-lr", type=non_negative_float, default=3e-5, help="learning rate of the fine-tuned text-encoder layers")
     g.add_argument("--soft-targets", metavar="JSON", default=None, type=existing_file,
                    help="distil: teacher scores per train sample id (hcl-eval TEACHER --split train --predictions FILE)")
     g.add_argument("--soft-weight", type=share, default=0.5,
