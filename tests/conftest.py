@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -100,8 +101,6 @@ def whisper():
 
 def _shipped_live_checkpoint() -> Path | None:
     """The shipped live model, or the checkpoint named by $HCL_LIVE_CHECKPOINT (e.g. a fresh run)."""
-    import os
-
     if os.environ.get("HCL_LIVE_CHECKPOINT"):
         return Path(os.environ["HCL_LIVE_CHECKPOINT"]).resolve()
     try:
@@ -166,3 +165,14 @@ def demo_media(tmp_path_factory):
     path = tmp_path_factory.mktemp("demo") / "demo.mp4"
     utterances = make_clip(path, lead=0.3, gap=2.5, tail=2.5)
     return path, utterances
+
+
+# --------------------------------------------------------------------------------------
+# Ray Serve on a busy machine: Serve kills an HTTP proxy that is not ready within 5 s
+# (and one whose health check takes over 10 s). A loaded CI machine can take longer to
+# start one, so the Ray clusters that tests start (in this process, and the hcl-live --ray
+# subprocesses, which inherit the environment) get generous bounds.
+for _name, _seconds in (("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "120"),
+                        ("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "120"),
+                        ("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "30")):
+    os.environ.setdefault(_name, _seconds)
