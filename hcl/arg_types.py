@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 
@@ -18,10 +19,15 @@ def _number(text: str, kind):
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def integer(text: str) -> int:
+    """A whole number (the caller checks its range)."""
+    return _number(text, int)
 
 
 def at_least(low: int):
@@ -29,7 +35,7 @@ def at_least(low: int):
     def parse(text: str) -> int:
         value = _number(text, int)
         if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is too small: give {low} or more")
+            raise argparse.ArgumentTypeError(f"{value}: give {low} or more")
         return value
     parse.__name__ = f"integer >= {low}"
     return parse
@@ -86,4 +92,22 @@ def output_folder(text: str) -> str:
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file: give a folder to write into (it is created if missing)")
+    return text
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device_name(text: str) -> str:
+    """--device: auto, cpu, cuda or cuda:N."""
+    name = text.strip().lower()
+    if name in DEVICES or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device: choose auto, cpu, cuda or cuda:N (a GPU's index)")
+
+
+def non_empty(text: str) -> str:
+    """A value that is not blank (an address, a name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a value or leave the option out")
     return text

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hcl.arg_types import (
-    below_one, existing_file, non_negative_float, non_negative_int, output_folder, positive_int, share,
+    below_one, device_name, existing_file, non_negative_float, non_negative_int, output_folder, positive_int, share,
 )
 from hcl.features.config import MODALITIES
 
@@ -223,7 +223,7 @@ def train_main(argv: list[str] | None = None) -> int:
     g.add_argument("--modality-dropout", type=below_one, default=0.0)
     g.add_argument("--select", choices=["mae", "acc2", "corr"], default="mae")
     g.add_argument("--threads", type=non_negative_int, default=0)
-    g.add_argument("--device", default="auto")
+    g.add_argument("--device", default="auto", type=device_name, help="torch device: auto, cpu, cuda or cuda:N")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--no-test", action="store_true",
                    help="do not score the test splits (compare runs on valid; score the chosen one with hcl-eval)")

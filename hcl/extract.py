@@ -55,7 +55,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from hcl.arg_types import existing_file, non_negative_int, output_folder, positive_float
+from hcl.arg_types import device_name, existing_file, non_negative_int, output_folder, positive_float
 from hcl.features.config import SPEECH_ENGINES
 from hcl.features.media import MEDIA_EXTENSIONS
 
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transcripts from the label CSV (default; Whisper where empty) or always from Whisper")
     p.add_argument("--asr", choices=SPEECH_ENGINES, default=None,
                    help="speech recogniser for clips without a transcript: whisper or moonshine (default: the settings')")
-    p.add_argument("--device", default="cpu", help="torch device for audio features and the text encoder")
+    p.add_argument("--device", default="cpu", type=device_name, help="torch device for audio features and the text encoder")
     p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads for torch and Whisper (0 = default)")
     p.add_argument("--step-seconds", type=positive_float, default=None, help="step length (default 0.5; new datasets only)")
     p.add_argument("--face-fps", type=positive_float, default=None, help="video frames analysed per second (default 10)")

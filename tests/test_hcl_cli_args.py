@@ -86,3 +86,15 @@ def test_sensible_values_still_parse(csv_file, tmp_path):
         train_main(["--transcripts", csv_file, "--out", str(tmp_path / "run"), "--dropout", "0", "--patience", "0",
                     "--threads", "0", "--synthetic", "0", "--soft-weight", "1", "--help"])
     assert info.value.code == 0
+
+
+@pytest.mark.parametrize("main, argv", [
+    (train_main, ["--out", "run"]),
+    (extract_main, ["clip.mp4", "-o", "out"]),
+])
+def test_hcl_commands_refuse_an_unknown_device_as_hcl_live_does(main, argv, csv_file, tmp_path, capsys):
+    argv = [a if a != "run" else str(tmp_path / "run") for a in argv]
+    if main is not extract_main:
+        argv = ["--transcripts", csv_file, *argv]
+    err = _refused(main, [*argv, "--device", "gpu0"], capsys)
+    assert "--device" in err and "'gpu0' is not a device: choose auto, cpu, cuda or cuda:N" in err

@@ -1,6 +1,6 @@
 """The command-line options of hcl-live, hcl-annotate and hcl-replay (argparse only).
 
-Values are checked as they are parsed (the `type=` helpers below): a bad one ends the
+Values are checked as they are parsed (the `type=` helpers, shared with hcl-train in hcl/arg_types.py): a bad one ends the
 command with argparse's usage line, the option's name and what to give instead (exit
 status 2), before any model loads.
 """
@@ -8,34 +8,20 @@ status 2), before any model loads.
 from __future__ import annotations
 
 import argparse
-import re
 
+from hcl.arg_types import device_name, integer, non_empty, positive_int
 from hcl.config import ModelConfig
 from hcl.features.config import SPEECH_ENGINES, FeatureSettings
 from realtime.pipeline.speech import LIVE_ENGINE
 from realtime.scale.settings import MAX_SESSIONS
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
 def port_number(text: str) -> int:
     """A TCP port: 0 (any free one) to 65535."""
-    port = _int(text)
+    port = integer(text)
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port: give 1 to 65535, or 0 for any free port")
     return port
-
-
-def positive_int(text: str) -> int:
-    n = _int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n}: give 1 or more")
-    return n
 
 
 def scorer_bytes_per_session() -> int:
@@ -56,7 +42,7 @@ def _size(n: float) -> str:
 
 def session_count(text: str) -> int:
     """--max-sessions: 1 to MAX_SESSIONS."""
-    n = _int(text)
+    n = integer(text)
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n}: give 1 or more (the live sessions served at once)")
     if n > MAX_SESSIONS:
@@ -66,23 +52,6 @@ def session_count(text: str) -> int:
             f"({_size(scorer_bytes_per_session())} a session) and trace a batch of every size up to {n} before "
             f"serving; for more sessions run hcl-live --ray with more ingress replicas (--ray-setting ingress_replicas=N)")
     return n
-
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def device_name(text: str) -> str:
-    """--device: auto, cpu, cuda or cuda:N."""
-    name = text.strip().lower()
-    if name in DEVICES or re.fullmatch(r"cuda:\d+", name):
-        return name
-    raise argparse.ArgumentTypeError(f"{text!r} is not a device: choose auto, cpu, cuda or cuda:N (a GPU's index)")
-
-
-def non_empty(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("is empty: give a value or leave the option out")
-    return text
 
 
 def asr_option(parser: argparse.ArgumentParser) -> None:
