@@ -4,6 +4,7 @@ Real mediapipe on real faces (the astronaut photograph, the MOSI clip) and
 generated clips of two faces; generated tones and espeak-ng speech for the voice.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from hcl.features.readouts import (
     VOICE_HELP,
     FaceReadout,
     FaceReadouts,
+    FaceSummary,
     VoiceReadouts,
     blendshape_readouts,
     rotation_degrees,
@@ -310,3 +312,14 @@ def test_numpy_yin_agrees_with_the_model_features_yin(mosi_wav_path):
     assert np.median(np.abs(f0[:n][both] - f0t[:n][both]) / f0t[:n][both]) < 0.02
     r = voice_readouts(x, [], 0.0, len(x) / SR)
     assert 80 < r.pitch_hz < 300
+
+
+def test_a_frame_face_and_a_window_face_carry_the_same_readouts():
+    """FaceReadout (one frame) and FaceSummary (a window) are two schemas of one list:
+    a readout added to FACE_READOUTS (or its help) and not to both would go missing somewhere."""
+    names = {r.name for r in FACE_READOUTS} | {"head_movement", "uncalibrated_expression"}
+    assert names == set(READOUT_HELP)
+    frame = {f.name for f in dataclasses.fields(FaceReadout)}
+    window = {f.name for f in dataclasses.fields(FaceSummary)}
+    assert names <= frame and names <= window
+    assert frame - names == {"face_id", "speaker", "box"} and window - names == {"face_id", "speaker", "frames"}
