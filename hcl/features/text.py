@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -242,10 +240,8 @@ class TextEncoder:
     """Encodes normalised text into token features (L, dim) per string, [CLS] and [SEP] included.
 
     An empty string gives zero rows: the text modality is absent for that sample.
-
-    `seen`: the features of the last `seen` distinct texts are kept and returned again
-    without running the encoder (0 = off). The live scorer keeps its own cache of window
-    texts (`WindowScorer.encode_text`), so it does not need this one.
+    It keeps no memory of texts it encoded: the live scorer caches a window's text
+    (`WindowScorer.encode_text`), and training caches features on disk (hcl/cache.py).
     """
 
     def __init__(
@@ -256,7 +252,6 @@ class TextEncoder:
         batch_size: int = 64,
         tuned_state: dict | None = None,
         runtime: str = "torch",
-        seen: int = 0,
     ) -> None:
         if (tuned_state is not None) != (config.tuned_layers > 0):
             raise ValueError(
@@ -269,10 +264,6 @@ class TextEncoder:
         self._model = None
         self._tokenizer = None
         self._onnx: OnnxEncoder | None = None
-        self._seen: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()  # (text, layers) -> features per layer
-        self._seen_size = max(0, int(seen))
-        self._seen_lock = threading.Lock()
-        self.seen_hits = 0
 
     def _load(self) -> None:
         if self._model is not None:
@@ -312,12 +303,11 @@ class TextEncoder:
         norm = [normalize_text(t, self.config.normalization) for t in texts]
         todo = []
         for i, t in enumerate(norm):
-            hit = self._recall((t, want)) if t else [np.zeros((0, self.config.dim), dtype=np.float32)] * len(want)
-            if hit is None:
+            if t:
                 todo.append(i)
-                continue
-            for layer, feats in zip(want, hit):
-                out[layer][i] = feats.copy()
+            else:
+                for layer in want:
+                    out[layer][i] = np.zeros((0, self.config.dim), dtype=np.float32)
         # similar lengths batched together: a batch pads to its longest text
         order = sorted(todo, key=lambda i: len(norm[i]))
         for start in range(0, len(order), self.batch_size):
@@ -339,22 +329,4 @@ class TextEncoder:
                 states = hidden[layer]
                 for row, i in enumerate(idx):
                     out[layer][i] = states[row, : lengths[row]].copy()
-            for i in idx:
-                self._remember((norm[i], want), [out[layer][i] for layer in want])
         return out[want[0]] if layers is None else out
-
-    def _recall(self, key: tuple) -> list[np.ndarray] | None:
-        with self._seen_lock:
-            hit = self._seen.get(key)
-            if hit is not None:
-                self._seen.move_to_end(key)
-                self.seen_hits += 1
-            return hit
-
-    def _remember(self, key: tuple, feats: list[np.ndarray]) -> None:
-        if not self._seen_size:
-            return
-        with self._seen_lock:
-            self._seen[key] = [f.copy() for f in feats]
-            while len(self._seen) > self._seen_size:
-                self._seen.popitem(last=False)
