@@ -257,6 +257,7 @@ def run_live(path: pathlib.Path, scorer, options) -> dict:
     ws.close()
     pipeline.stop()
     server.stop()
+    server.join(10)
     return {"received": received, "words": sorted(words, key=lambda w: w.start), "pipeline": pipeline, "metrics": metrics,
             "cpu": cpu, "wall": wall, "duration": source.duration or 0.0,
             "dropped_frames": source.frames.dropped if source.frames is not None else 0}

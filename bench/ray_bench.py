@@ -326,6 +326,7 @@ def serve_main(args) -> int:
     finally:
         hub.stop()
         server.stop()
+        server.join(10)
     import ray
     from ray import serve
 

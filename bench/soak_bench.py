@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.stop()
         reader.stop()
         server.stop()
+        server.join(10)
         featurizer.close()
         result["recording_final"] = {"stats": recorder.stats(), "files": folder_sizes(folder)}
         result["client_final"] = {"received": dict(reader.counts), "last_seq": reader.last_seq, "error": reader.error}

@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 
 from realtime.core import protocol
-from realtime.web.http import is_loopback
+from realtime.web.access import is_loopback
 from realtime.web.server import DashboardServer
 
 websockets = pytest.importorskip("websockets")

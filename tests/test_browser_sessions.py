@@ -100,6 +100,7 @@ def server(shipped_live_checkpoint, tmp_path):
         hub.stop()
         hub.join(10)
         srv.stop()
+        srv.join(10)
 
 
 def _browser(pw, wav: pathlib.Path, y4m: pathlib.Path):

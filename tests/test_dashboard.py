@@ -211,7 +211,8 @@ def test_late_page_shows_history(dashboard_page):
 
 
 def test_reconnects_after_server_restart(dashboard_page):
-    srv = DashboardServer(hello=make_hello()).start()
+    srv = DashboardServer(hello=make_hello())
+    srv.start()
     port = srv.port
     try:
         dash = dashboard_page(srv.url)
@@ -219,6 +220,7 @@ def test_reconnects_after_server_restart(dashboard_page):
         dash.wait_for_windows(6)
     finally:
         srv.stop()
+        srv.join(10)
     dash.page.wait_for_selector('[data-testid="connection"][data-state="closed"]', timeout=10000)
     time.sleep(0.8)  # the page retries against a closed port a few times
     with DashboardServer(hello=make_hello(), port=port) as again:

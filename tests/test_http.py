@@ -11,8 +11,10 @@ import pytest
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
+from realtime.web import access
 from realtime.web import http as web
-from realtime.web.http import Access, content_type, parse_range, resolve_static
+from realtime.web.access import Access
+from realtime.web.http import content_type, parse_range, resolve_static
 
 CLIENT = pathlib.Path(__file__).resolve().parent.parent / "client"
 
@@ -193,30 +195,30 @@ def test_request_path_and_query():
 
 def test_token_from_the_query_or_the_bearer_header():
     none = Headers()
-    assert web.token_of("/?token=abc", none) == "abc"
-    assert web.token_of("/?x=1&token=a%2Bb%20c", none) == "a+b c"
-    assert web.token_of("/?x=1?token=abc", none) is None  # "?token" is part of x's value
-    assert web.token_of("/", Headers([("Authorization", "Bearer  abc ")])) == "abc"
-    assert web.token_of("/", Headers([("Authorization", "bearer abc")])) == "abc"
-    assert web.token_of("/", Headers([("Authorization", "Basic YTpi")])) is None
-    assert web.token_of("/", Headers([("Cookie", "token=abc")])) is None  # never a cookie
-    assert web.token_of("/?token=q", Headers([("Authorization", "Bearer h")])) == "q"
+    assert access.token_of("/?token=abc", none) == "abc"
+    assert access.token_of("/?x=1&token=a%2Bb%20c", none) == "a+b c"
+    assert access.token_of("/?x=1?token=abc", none) is None  # "?token" is part of x's value
+    assert access.token_of("/", Headers([("Authorization", "Bearer  abc ")])) == "abc"
+    assert access.token_of("/", Headers([("Authorization", "bearer abc")])) == "abc"
+    assert access.token_of("/", Headers([("Authorization", "Basic YTpi")])) is None
+    assert access.token_of("/", Headers([("Cookie", "token=abc")])) is None  # never a cookie
+    assert access.token_of("/?token=q", Headers([("Authorization", "Bearer h")])) == "q"
 
 
 # ---------------------------------------------------------------- addresses
 def test_split_host():
-    assert web.split_host("127.0.0.1:8765") == ("127.0.0.1", "8765")
-    assert web.split_host("[::1]:80") == ("::1", "80")
-    assert web.split_host("LocalHost") == ("localhost", "")
+    assert access.split_host("127.0.0.1:8765") == ("127.0.0.1", "8765")
+    assert access.split_host("[::1]:80") == ("::1", "80")
+    assert access.split_host("LocalHost") == ("localhost", "")
     for bad in ("", ":8765", "[::1", "user@127.0.0.1", "127.0.0.1/x", "127.0.0.1:99999", "127.0.0.1:port"):
-        assert web.split_host(bad) == ("", ""), bad
+        assert access.split_host(bad) == ("", ""), bad
 
 
 def test_is_loopback():
     for yes in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"):
-        assert web.is_loopback(yes), yes
+        assert access.is_loopback(yes), yes
     for no in ("127.0.0.1.evil.example", "localhost.evil.example", "10.0.0.1", "0.0.0.0", "evil.example", ""):
-        assert not web.is_loopback(no), no
+        assert not access.is_loopback(no), no
 
 
 # ---------------------------------------------------------------- Access

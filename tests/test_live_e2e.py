@@ -141,6 +141,7 @@ def test_realtime_replay_through_the_server(annotated, demo_media, live_scorer):
     finally:
         pipeline.stop()
         server.stop()
+        server.join(10)
     assert not pipeline.problems()
     got = client.windows()
     assert client.messages[0][1]["type"] == "hello"

@@ -398,7 +398,7 @@ def test_many_viewers_of_a_replay_do_not_stall_the_server():
     size = len(json.dumps(session, separators=(",", ":")))
     assert size > 3_000_000
     with DashboardServer(hello=make_hello(session="rec", mode="replay"), session=session) as srv:
-        loop_thread = srv._thread.native_id
+        loop_thread = srv.thread.native_id
         with HealthPoller(srv.port) as health:
             cpu0 = _thread_cpu_seconds(loop_thread)
             out = subprocess.run([sys.executable, "-c", VIEWER_SCRIPT, srv.ws_url, str(VIEWERS)],
@@ -452,7 +452,7 @@ def test_a_session_that_cannot_open_closes_1011_with_what_to_do_and_leaves_nothi
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()], \
         [(r.name, r.getMessage()) for r in caplog.records if r.exc_info]
     assert any("could not open" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
-    assert not server._channels, server._channels  # no stray stream for a session that never was
+    assert server.stats()["channels"] == 0, server.stats()  # no stray stream for a session that never was
     assert hub.models.scorer_service.stats()["sessions_open"] == 0
     assert hub.models.speech_service.stats()["sessions_open"] == 0
     assert not hub.sessions(live_only=False)
@@ -498,6 +498,7 @@ def test_a_capture_that_sends_one_frame_and_stalls_loses_its_slot(live_scorer, t
         hub.stop()
         hub.join(10)
         server.stop()
+        server.join(10)
 
 
 # ---------------------------------------------------------------- 5. the hub keeps ended sessions light

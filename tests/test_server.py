@@ -323,7 +323,8 @@ class StalledClient:
 
 def test_stalled_client_does_not_delay_others():
     n = 600
-    srv = DashboardServer(hello=make_hello(), queue_size=8, stats_interval=60).start()
+    srv = DashboardServer(hello=make_hello(), queue_size=8, stats_interval=60)
+    srv.start()
     try:
         stalled = StalledClient(srv.port)
         published: dict[int, float] = {}
@@ -353,10 +354,12 @@ def test_stalled_client_does_not_delay_others():
             metrics = json.loads(http_get(srv, "/metrics")[2])
         t0 = time.perf_counter()
         srv.stop()  # with the stalled client still connected
+        srv.join(10)
         stop_seconds = time.perf_counter() - t0
         stalled.close()
     finally:
         srv.stop()
+        srv.join(10)
     assert stop_seconds < 4.0, f"stop() took {stop_seconds:.1f} s with a stalled client"
     assert delays[int(0.95 * n)] < 0.5, f"p95 delivery delay {delays[int(0.95 * n)]:.3f} s"
     assert delays[-1] < 2.0, f"max delivery delay {delays[-1]:.3f} s"
@@ -401,9 +404,11 @@ def test_replay_mode_sends_the_whole_session():
 
 
 def test_restart_on_the_same_port():
-    first = DashboardServer(hello=make_hello()).start()
+    first = DashboardServer(hello=make_hello())
+    first.start()
     port = first.port
     first.stop()
+    first.join(10)
     with DashboardServer(hello=make_hello(), port=port) as second:
         assert second.port == port and http_get(second, "/health")[0] == 200
     with DashboardServer(hello=make_hello()) as busy:

@@ -15,7 +15,8 @@ import pytest
 from test_server import StalledClient, http_get, make_hello, make_window, recv_json, recv_until
 
 from realtime.core import protocol
-from realtime.web.http import is_loopback, parse_range
+from realtime.web.access import is_loopback
+from realtime.web.http import parse_range
 from realtime.web.server import DashboardServer
 
 websockets = pytest.importorskip("websockets")
@@ -207,7 +208,8 @@ def test_a_client_that_stops_reading_is_disconnected():
     """The probe: a client that stopped reading stayed connected forever (the keepalive
     ping waits behind the blocked send, so its timeout never started)."""
     # the default keepalive (20 s ping): without the send timeout nothing disconnects it
-    srv = DashboardServer(hello=make_hello(), stats_interval=60, send_timeout=2.0, send_buffer=8192).start()
+    srv = DashboardServer(hello=make_hello(), stats_interval=60, send_timeout=2.0, send_buffer=8192)
+    srv.start()
     try:
         stalled = StalledClient(srv.port)
         stalled.sock.settimeout(0.5)
@@ -234,6 +236,7 @@ def test_a_client_that_stops_reading_is_disconnected():
         stalled.close()
     finally:
         srv.stop()
+        srv.join(10)
 
 
 def test_the_token_is_never_put_in_a_cookie():

@@ -132,6 +132,7 @@ def hub_server(live_scorer, tmp_path):
         hub.stop()
         hub.join(10)
         server.stop()
+        server.join(10)
 
 
 def _urls(server, path: str) -> str:

@@ -11,7 +11,7 @@ import threading
 import webbrowser
 
 from realtime.core.errors import SetupError
-from realtime.web.http import is_loopback
+from realtime.web.access import is_loopback
 from realtime.web.server import DashboardServer
 
 log = logging.getLogger("realtime")

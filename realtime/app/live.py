@@ -178,6 +178,7 @@ def live(argv: Sequence[str] | None) -> int:
         hub.stop()
         hub.join(SHUTDOWN_WAIT)
         server.stop()
+        server.join(SHUTDOWN_WAIT)
         report_stragglers()
     return status
 
@@ -215,6 +216,7 @@ def browser_sessions(args) -> int:
         hub.stop()  # every session ends: its windows are scored, its recording closes
         hub.join(SHUTDOWN_WAIT)
         server.stop()
+        server.join(SHUTDOWN_WAIT)
         report_stragglers()
     return 0
 

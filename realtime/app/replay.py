@@ -51,6 +51,7 @@ def replay(argv: Sequence[str] | None) -> int:
         pass
     finally:
         server.stop()
+        server.join(10)
     return 0
 
 

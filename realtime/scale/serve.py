@@ -68,6 +68,7 @@ from realtime.sessions.hub import HubConfig, SessionHub
 from realtime.scale.settings import ServeSettings
 from realtime.sessions.services import ScorerService
 from realtime.web import http
+from realtime.web.access import Access
 from realtime.web.server import DashboardServer
 
 log = logging.getLogger(__name__)
@@ -355,7 +356,8 @@ class Ingress:
         host = settings.internal_host or ray.util.get_node_ip_address()
         self.token = settings.internal_token or settings.token or secrets.token_urlsafe(24)
         hello = session_hello(session_id=f"serve-{context.replica_id.unique_id}", scorer=remote, mode="live")
-        self.server = DashboardServer(host=host, port=0, token=self.token, hello=hello, sessions=self.hub).start()
+        self.server = DashboardServer(host=host, port=0, token=self.token, hello=hello, sessions=self.hub)
+        self.server.start()
         self.address = self.server.address
         self.hub.warm_up()
         self.hub.start()
@@ -365,6 +367,7 @@ class Ingress:
         try:
             self.hub.stop()  # every session ends: its windows are scored, its recording closes
             self.server.stop()
+            self.server.join(10)
         except Exception:
             pass
 
@@ -437,7 +440,7 @@ class Ingress:
         side closes; the close code and reason go through."""
         query = ws.url.query
         headers = Headers(list(ws.headers.items()))
-        if not self._token_ok(self._given_token(query, ws.headers), path) or not http.Access(
+        if not self._token_ok(self._given_token(query, ws.headers), path) or not Access(
                 host="127.0.0.1", token=self.settings.token).origin_allowed(headers):
             await ws.close(1008, "refused: the token is missing or wrong, or the page is of another site")
             return
