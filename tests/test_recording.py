@@ -202,8 +202,9 @@ def test_not_a_session_says_which_folder(tmp_path):
 
 def test_writes_after_close_are_refused_clearly(tmp_path):
     rec = SessionRecorder(tmp_path / "s", session_info=INFO)
-    rec.close()
-    rec.close()  # idempotent
+    rec.stop()
+    rec.stop()  # idempotent
+    rec.join()
     for write in (lambda: rec.write_window(window(0)), lambda: rec.add_words([{"w": "x", "start": 0, "end": 1}]),
                   lambda: rec.write_audio(np.zeros(10, np.float32)), lambda: rec.write_frame(np.zeros((8, 8, 3), np.uint8), 0)):
         with pytest.raises(RecorderClosed, match="is closed"):
@@ -211,7 +212,8 @@ def test_writes_after_close_are_refused_clearly(tmp_path):
 
 
 def test_recorder_refuses_to_overwrite_a_session(tmp_path):
-    SessionRecorder(tmp_path / "s", session_info=INFO).close()
+    with SessionRecorder(tmp_path / "s", session_info=INFO):
+        pass
     with pytest.raises(FileExistsError, match="already holds a recorded session"):
         SessionRecorder(tmp_path / "s", session_info=INFO)
 

@@ -253,10 +253,11 @@ def test_full_disk_in_the_sink_stops_the_recording_only(tmp_path):
             rec.write_frame(rgb, seq * STEP)  # never raises
             if rec.error is not None and seq > rec.windows + 5:
                 break
-        assert rec.error is not None and "No space left on device" in rec.error
+        assert rec.error is not None and "No space left on device" in str(rec.error)
         stats = rec.stats()
-        rec.close()  # does not raise
-        assert reported == [rec.error] and not stats["recording"]
+        rec.stop()
+        rec.join()  # did not raise
+        assert reported == [str(rec.error)] and not stats["recording"]
         s = read_session(folder)
         assert [w["seq"] for w in s.windows] == list(range(len(s.windows))) and len(s.windows) >= rec.windows > 0
         assert "No space left on device" in s.info["recording"]["stopped_early"]

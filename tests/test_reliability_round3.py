@@ -268,7 +268,8 @@ def _record_short_session(folder, seconds: float = 1.0):
         rec.write_frame(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), k / 10)
         if k % 5 == 4:
             rec.write_window(window(k // 5), audio=np.zeros(8000, np.float32))
-    rec.close()
+    rec.stop()
+    rec.join()
     return rec
 
 

@@ -235,7 +235,8 @@ def test_the_recording_holds_one_final_row_per_seq_with_committed_words(tmp_path
     words.committed, words.hypothesis = words.committed + [w("bad", 1.5)], []
     sl.revise_open()
     sl.close_open()
-    rec.close()
+    rec.stop()
+    rec.join()
     lines = [json.loads(x) for x in (tmp_path / "s" / "scores.jsonl").read_text().splitlines()]
     assert [(x["seq"], x["provisional"]) for x in lines] == [(0, False), (1, False)]
     assert [[y["w"] for y in x["words"]] for x in lines] == [["good"], ["good", "bad"]]

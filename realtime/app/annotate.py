@@ -33,7 +33,7 @@ def annotate_command(argv: Sequence[str] | None) -> int:
         return 130
     problems = pipeline.problems()
     if pipeline.recorder is not None and pipeline.recorder.error is not None:
-        problems.append(pipeline.recorder.error)
+        problems.append(str(pipeline.recorder.error))
     s = pipeline.scores
     print(
         f"{path}: {s.count} windows"

@@ -163,7 +163,8 @@ def live(argv: Sequence[str] | None) -> int:
         print(f"{source.name} finished: {m['windows']} windows, {m['dropped_windows']} dropped", flush=True)
         server.set_status("finished", f"{m['windows']} windows")
         if recorder is not None:
-            recorder.close()
+            recorder.stop()
+            recorder.join()
             if recorder.error is not None:
                 print(f"{recorder.error}; {recorder.windows} windows were recorded before it", file=sys.stderr)
                 status = 1

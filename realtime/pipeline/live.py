@@ -566,7 +566,8 @@ class LivePipeline:
             if part is not None:
                 part.join(timeout)
         if self.recorder is not None:
-            self.recorder.close()
+            self.recorder.stop()
+            self.recorder.join()
         if self._own_featurizer and (self.faces is None or not self.faces.running):
             # close mediapipe now (idempotent): its finaliser can hang at interpreter exit
             self.featurizer.close()

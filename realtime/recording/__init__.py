@@ -1,6 +1,6 @@
 """A session folder, written while the monitor runs, and read back for replay.
 
-    layout     the folder's file names and format version, SessionError, RecorderClosed
+    layout     the folder's file names and format version, SessionError, RecorderClosed, RecordingStopped
     recorder   SessionRecorder: the sink after scoring and the frame tap that write it
     reader     read_session -> RecordedSession (both formats, tolerant of a kill -9)
     wav        audio.wav: WavWriter (the standard `wave` module), read_wav
@@ -22,6 +22,7 @@ from realtime.recording.layout import (
     WORDS,
     WORDS_V1,
     RecorderClosed,
+    RecordingStopped,
     SessionError,
 )
 from realtime.recording.overlay import draw_score
@@ -33,7 +34,7 @@ from realtime.recording.words import cue_groups, format_cue, normalize_word, vtt
 
 __all__ = [
     "AUDIO", "FORMAT_VERSION", "INFO", "SCORES", "VIDEO", "VTT", "WORDS", "WORDS_V1",
-    "RecordedSession", "RecorderClosed", "SessionError", "SessionRecorder", "VideoWriter", "WavWriter",
+    "RecordedSession", "RecorderClosed", "RecordingStopped", "SessionError", "SessionRecorder", "VideoWriter", "WavWriter",
     "cue_groups", "draw_score", "format_cue", "normalize_word", "read_session", "read_wav", "to_int16",
     "vtt_timestamp",
 ]

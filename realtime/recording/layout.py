@@ -29,4 +29,9 @@ class SessionError(ValueError):
 
 
 class RecorderClosed(RuntimeError):
-    """A write after SessionRecorder.close() (e.g. a capture thread still running at Ctrl-C)."""
+    """A write after SessionRecorder.stop() (e.g. a capture thread still running at Ctrl-C)."""
+
+
+class RecordingStopped(RuntimeError):
+    """Why a SessionRecorder stopped early (a write failed: a full disk) or could not
+    finish a file; its `error`. What was written before stays readable."""

@@ -2,8 +2,9 @@
 monitor runs.
 
 A failing disk (ENOSPC, EIO, ...) stops the recording, never the caller: every
-`write_*` returns normally from then on, `stats()["error"]` says what happened
-(logged once), and what was written before stays readable.
+`write_*` returns normally from then on, `error` (a `RecordingStopped`) and
+`stats()["error"]` say what happened (logged once), and what was written before stays
+readable.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from realtime.recording.layout import (
     VTT,
     WORDS,
     RecorderClosed,
+    RecordingStopped,
 )
 from realtime.recording.overlay import draw_score
 from realtime.recording.video import VideoWriter
@@ -87,6 +89,20 @@ class _VideoEncoder(Worker):
         self.join()
 
 
+class _Finisher(Worker):
+    """The thread that finishes a stopped recording's files ("session-finish"), so that
+    stop() returns at once; `finish_files` keeps its error (not logged twice)."""
+
+    name = "session-finish"
+
+    def __init__(self, finish_files: Callable[[], None]) -> None:
+        super().__init__()
+        self.finish_files = finish_files
+
+    def run(self) -> None:
+        self.finish_files()
+
+
 def _now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -118,24 +134,26 @@ class SessionRecorder:
       the encoder thread ("session-video"), which draws the last window's score on it
       and encodes it with the sound handed over so far. It never waits: when the encoder
       lags, frames are dropped and counted. `video_queue=0` encodes in the caller instead.
-    - `close()` (= `stop()`): any thread, after both callers stopped (a later write raises
-      RecorderClosed). Use the recorder as a context manager or call close() (also on
+    - `stop()` then `join()`: any thread, after both callers stopped (a later write raises
+      RecorderClosed). Use the recorder as a context manager or call both (also on
       Ctrl-C) so that the last cue, the last video fragment and the end time are written.
 
     The component contract: the files are opened at construction (a folder that already
     holds a session is refused before anything starts); `start()` has nothing to do (the
     encoder, a `Worker`, starts with the first frame: its queue is sized by the frame);
-    `stop()` is `close()` and returns when the files are finished; `join(timeout)` waits
-    for the encoder; `error` says why the recording stopped early (a string, None while
-    it goes on); `stats()`. Its bounds are its own: the frame queue (at most
-    `video_queue` frames and VIDEO_QUEUE_BYTES), PENDING_AUDIO_CHUNKS of audio for the
-    video's sound track.
+    `stop()` refuses later writes and returns at once, the files are finished on the
+    "session-finish" thread; `join(timeout)` waits until they are; `error` is why the
+    recording stopped early or did not finish cleanly (a `RecordingStopped`, None while
+    it goes on); `stats()`. Every line is on disk (fsync'ed) when its write returns, so a
+    recording killed before it finished stays readable. Its bounds are its own: the
+    frame queue (at most `video_queue` frames and VIDEO_QUEUE_BYTES),
+    PENDING_AUDIO_CHUNKS of audio for the video's sound track.
     - `write_audio(chunk)` / `add_words(words)`: the same writes as write_window's keyword
       arguments, safe from any thread, for callers that feed audio or words apart.
 
     Locks: `_lock` serialises the scorer-side files (scores, words, vtt, wav) against
-    close() and against the separate write_audio/add_words; `_video_lock` serialises
-    starting the encoder thread (or, with video_queue=0, encoding) against close();
+    stop() and against the separate write_audio/add_words; `_video_lock` serialises
+    starting the encoder thread (or, with video_queue=0, encoding) against stop();
     `_error_lock` makes the first write error the one reported. The frame queue and the
     audio handed to the encoder (a deque of at most PENDING_AUDIO_CHUNKS chunks) need none.
 
@@ -173,10 +191,11 @@ class SessionRecorder:
         self.video_max_side = video_max_side
         self.on_error = on_error
         self.windows = 0
-        self.error: str | None = None  # why the recording stopped early (None while it goes on)
+        self.error: RecordingStopped | None = None  # why the recording stopped early (None while it goes on)
         self.video_error: str | None = None  # why the video alone stopped
         self.video_dropped = 0
         self._closed = False
+        self._finisher: _Finisher | None = None  # made by stop()
         self._info: dict[str, Any] = {
             **session_info,
             "recording": {
@@ -211,12 +230,21 @@ class SessionRecorder:
         """Nothing to start: the files are open, the encoder starts with the first frame. Idempotent."""
 
     def stop(self) -> None:
-        """`close()`: finish every file. Idempotent."""
-        self.close()
+        """Refuse later writes and finish every file (last cue, last video fragment,
+        session.json's end time) on the "session-finish" thread; returns at once,
+        idempotent. A write in flight finishes first."""
+        with self._lock:  # a write_window in flight finishes first; later ones are refused
+            if self._closed:
+                return
+            self._closed = True
+            self._finisher = _Finisher(self._finish_files)
+        self._finisher.start()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the encoder thread (done once `close()` returned)."""
-        if self._encoder is not None:
+        """Wait until the files are finished after stop() (before it: for the encoder thread)."""
+        if self._finisher is not None:
+            self._finisher.join(timeout)
+        elif self._encoder is not None:
             self._encoder.join(timeout)
 
     @property
@@ -228,7 +256,8 @@ class SessionRecorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.stop()
+        self.join()
 
     # ------------------------------------------------------------ session.json
     def _write_info(self) -> None:
@@ -260,11 +289,13 @@ class SessionRecorder:
         with self._error_lock:
             if self.error is not None:
                 return
-            self.error = f"recording stopped: writing {what} in {self.directory} failed ({type(exc).__name__}: {exc})"
-        log.error("%s; the monitoring goes on without recording", self.error)
+            message = f"recording stopped: writing {what} in {self.directory} failed ({type(exc).__name__}: {exc})"
+            self.error = RecordingStopped(message)
+            self.error.__cause__ = exc
+        log.error("%s; the monitoring goes on without recording", message)
         if self.on_error is not None:
             try:
-                self.on_error(self.error)
+                self.on_error(message)
             except Exception:  # a reporting hook must not break the writer
                 log.debug("on_error hook failed", exc_info=True)
 
@@ -290,7 +321,7 @@ class SessionRecorder:
             "video_frames": self._video.frames if self._video else 0,
             "video_frames_dropped": self.video_dropped,
             "video_size": list(self._video.size) if self._video and self._video.size else None,
-            "error": self.error,
+            "error": None if self.error is None else str(self.error),
             "video_error": self.video_error,
         }
 
@@ -445,13 +476,9 @@ class SessionRecorder:
             finally:
                 self._words.close()
 
-    def close(self) -> None:
-        """Finish every file (last cue, last video fragment, session.json end time). Idempotent.
-        Never raises for a recording that already stopped on a write error (see `stats()`)."""
-        with self._lock:  # a write_window in flight finishes first; later ones are refused
-            if self._closed:
-                return
-            self._closed = True
+    def _finish_files(self) -> None:
+        """Finish every file, on the finisher thread. A write error (a full disk) is kept
+        in `error` by _fail; any other failure to finish a file is kept there too."""
         with self._video_lock:  # so does an encoder start (or an inline encode) in flight
             pass
         errors: list[str] = []
@@ -479,7 +506,7 @@ class SessionRecorder:
             video_frames_dropped=self.video_dropped,
         )
         if self.error is not None:
-            rec["stopped_early"] = self.error
+            rec["stopped_early"] = str(self.error)
         if errors:
             rec["errors"] = errors
         try:
@@ -491,4 +518,8 @@ class SessionRecorder:
             except OSError as exc2:  # the old session.json stays (without the end time)
                 log.error("%s: the end time could not be written (%s)", self.directory / INFO, exc2)
         if errors:
-            raise RuntimeError(f"closing session {self.directory}: " + "; ".join(errors))
+            message = f"finishing session {self.directory}: " + "; ".join(errors)
+            log.error("%s", message)
+            with self._error_lock:
+                if self.error is None:
+                    self.error = RecordingStopped(message)

@@ -215,7 +215,7 @@ class ArchiveAnnotator:
                         error=f"{type(exc).__name__}: {exc}")
         problems = pipeline.problems()
         if pipeline.recorder is not None and pipeline.recorder.error is not None:
-            problems.append(pipeline.recorder.error)
+            problems.append(str(pipeline.recorder.error))
         s = pipeline.scores
         return _row(file, folder, "error" if problems else "done", windows=s.count, mean=s.mean,
                     duration=pipeline.source.duration, seconds=time.perf_counter() - t0, node=self.node,
