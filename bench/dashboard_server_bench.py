@@ -77,7 +77,7 @@ def replay_flood(n_windows: int, n_requests: int) -> dict:
     session = protocol.session_message(session="long", windows=many_windows(n_windows, "long"))
     rss0 = rss_mb()
     with DashboardServer(hello=make_hello(session="long", mode="replay"), session=session, stats_interval=60) as srv:
-        size = len(srv._session_text)
+        size = len(srv.channel_for(None).session_text)
         with connect(srv.ws_url, max_size=None) as ws:
             while json.loads(ws.recv(60))["type"] != "session":
                 pass
@@ -124,7 +124,7 @@ def late_tab(n_windows: int, repeat: int) -> dict:
         for win in many_windows(n_windows):
             srv.publish(win)
         time.sleep(0.5)
-        kept = sum(len(t) for t in srv._history)
+        kept = sum(len(t) for t in srv.channel_for(None).history)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"], headless=True

@@ -155,8 +155,7 @@ def recent_len(stats) -> int:
 
 def server_history(server) -> int:
     """Windows the server keeps for late pages (its own session's history)."""
-    own = getattr(server, "_own", None)
-    return len(own.history if own is not None else server._history)
+    return len(server.channel_for(None).history)
 
 
 def stores(pipeline, server, scorer, recorder) -> dict[str, int | None]:
@@ -171,10 +170,10 @@ def stores(pipeline, server, scorer, recorder) -> dict[str, int | None]:
         "scorer.text_cache": lambda: len(scorer._text_cache),
         "scorer.step_ms": lambda: recent_len(scorer.step_ms),
         "server.history": lambda: server_history(server),
-        "server.channels": lambda: len(server._channels),
-        "server.latencies(max)": lambda: max((len(v) for v in server._counters.latencies.values()), default=0),
-        "server.clients": lambda: len(server._clients),
-        "server.client_queue(max)": lambda: max((c.queue.qsize() for c in list(server._clients.values())), default=0),
+        "server.channels": lambda: server.stats()["channels"],
+        "server.latencies(max)": lambda: max((len(v) for v in server._figures._counters.latencies.values()), default=0),
+        "server.clients": lambda: server.stats()["clients"],
+        "server.client_queue(max)": lambda: max((c.queue.qsize() for c in list(server._streams.clients.values())), default=0),
         "recorder.pending_audio": lambda: len(recorder._pending_audio),
         "recorder.frame_queue": lambda: recorder.stats()["video_queued"],
         "recorder.vtt_growing": lambda: len(recorder._vtt._growing),

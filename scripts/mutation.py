@@ -57,8 +57,9 @@ TARGETS = (
            ("tests/test_windowing.py", "tests/test_window_readiness.py", "tests/test_window_assembler.py",
             "tests/test_utterance_text.py", "tests/test_window_waits.py")),
     Target("web", "realtime/web/http.py", ("tests/test_http.py", "tests/test_access_tokens.py"),
-           note="the server's pure HTTP layer: access checks (Access, is_loopback, split_host, token_of), "
-           "static files, ranges, content types, responses"),
+           note="the server's pure HTTP layer: static files, ranges, content types, responses"),
+    Target("access", "realtime/web/access.py", ("tests/test_http.py", "tests/test_access_tokens.py"),
+           note="who the server answers: Access, is_loopback, split_host, token_of"),
     Target("component", "realtime/core/component.py", ("tests/test_component.py",)),
 )
 
@@ -84,7 +85,7 @@ ISSUE_SURVIVORS = (
     HandMutation("class7 truncates instead of rounding", "realtime/core/protocol.py",
                  "return int(max(-3, min(3, round(score))))", "return int(max(-3, min(3, int(score))))",
                  ("tests/test_protocol_table.py",)),
-    HandMutation("the token check accepts any prefix of the token", "realtime/web/http.py",
+    HandMutation("the token check accepts any prefix of the token", "realtime/web/access.py",
                  "if not hmac.compare_digest(given.encode(), self.token.encode()):",
                  "if not self.token.startswith(given):", ("tests/test_access_tokens.py",)),
     HandMutation("the missing-camera error lists no camera indices", "realtime/sources/camera.py",
