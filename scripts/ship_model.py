@@ -17,11 +17,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from hcl.checkpoint import load_checkpoint, models_dir, save_checkpoint
+from hcl.data.sample import FeatureSample
 from hcl.data.transcripts import read_label_csv
+from hcl.features.text import TextEncoder
 from hcl.metrics import METRIC_KEYS, aggregate_seeds
 from hcl.model import HCL
 from hcl.profile import model_profile
+from hcl.train import predict
 
 PAPER = {  # Table 1 of the paper (trimodal, BERT-base), for reference only
 
@@ -30,6 +35,37 @@ PAPER = {  # Table 1 of the paper (trimodal, BERT-base), for reference only
 }
 LABELS = {"mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc5": "Acc-5", "acc2_non0": "Acc-2 (non0)",
           "f1_non0": "F1 (non0)", "acc2_has0": "Acc-2 (has0)", "f1_has0": "F1 (has0)"}
+
+
+# sentences a reader can judge: plain events and opinions, and a mixed one (the card scores them)
+PROBES = (
+    "my car was stolen",
+    "then my car was stolen and the police did nothing to help",
+    "i absolutely love this",
+    "it was okay i guess",
+    "the acting was good but the story was boring",
+    "this is the worst film i have ever seen",
+    "we moved the chairs into the other room on monday",
+)
+
+
+def probe_scores(loaded, texts=PROBES) -> list[float]:
+    """The scores a loaded checkpoint gives `texts` as text-only windows (no audio, no video)."""
+    cfg = loaded.model_config
+    feats = TextEncoder(config=loaded.features.text, tuned_state=loaded.text_top).encode(list(texts))
+    absent = {"audio": np.zeros((1, cfg.audio_dim), np.float32), "video": np.zeros((1, cfg.video_dim), np.float32),
+              "audio_mask": np.zeros(1, bool), "video_mask": np.zeros(1, bool)}
+    samples = [FeatureSample(id=str(i), label=0.0, mode="test", text=f, **absent) for i, f in enumerate(feats)]
+    return [float(v) for v in predict(loaded.model.eval(), samples)]
+
+
+def probe_table(models: dict[str, object]) -> str:
+    """Markdown: one row per probe sentence, one column per model (name -> loaded checkpoint)."""
+    scores = {name: probe_scores(loaded) for name, loaded in models.items()}
+    lines = ["| sentence | " + " | ".join(scores) + " |", "|---" * (len(scores) + 1) + "|"]
+    for i, text in enumerate(PROBES):
+        lines.append(f"| {text} | " + " | ".join(f"{v[i]:+.2f}" for v in scores.values()) + " |")
+    return "\n".join(lines)
 
 
 def fmt(key: str, v: float) -> str:
@@ -51,9 +87,10 @@ def baseline_rows(paths: list[Path] | Path | None) -> dict[str, dict[str, dict]]
         if "zero_shot" in data:
             z = data["zero_shot"]
             rows[f"zero-shot sentimentai head on frozen {enc} ({z['scale']:.2f} x score + {z['bias']:.2f}, "
-                 "fitted on valid)"] = z["test"]
+                 "fitted on valid)"] = {**z["test"], "valid": z["valid"]}
         if "ridge" in data:
-            rows[f"frozen {enc} + ridge (alpha {data['ridge']['alpha']})"] = data["ridge"]["test"]
+            rows[f"frozen {enc} + ridge (alpha {data['ridge']['alpha']})"] = {**data["ridge"]["test"],
+                                                                            "valid": data["ridge"]["valid"]}
         ft = data.get("finetuned")
         if ft:
             seeds = [r["seed"] for r in ft["runs"]]
@@ -70,8 +107,8 @@ def previous_rows(folders: list[Path]) -> dict[str, dict[str, dict]]:
         m = json.loads((folder / "metrics.json").read_text())
         seeds = [r["seed"] for r in m["runs"]]
         rows[f"{folder.name} (previous), mean of seeds {seeds}"] = {
-            n: {k: v["mean"] for k, v in agg.items()} for n, agg in m["summary"].items() if n != "valid"}
-        rows[f"{folder.name} (previous), shipped seed {m['selected_seed']}"] = m["test"]
+            n: {k: v["mean"] for k, v in agg.items()} for n, agg in m["summary"].items()}
+        rows[f"{folder.name} (previous), shipped seed {m['selected_seed']}"] = {**m["test"], "valid": m["valid"]}
     return rows
 
 
@@ -104,16 +141,18 @@ def encoder_description(encoder: str, tuned: int, prior: str) -> tuple[str, str,
     return line, "Licence of the encoder: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2).", "the packaged MiniLM (22 M)"
 
 
-def table(result: dict, baselines: dict[str, dict[str, dict]]) -> str:
-    lines = ["| test set | " + " | ".join(LABELS[k] for k in METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 1) + "|"]
-    for name in result["summary"]:
-        if name == "valid":
-            continue
+def table(result: dict, baselines: dict[str, dict[str, dict]], split: str = "test") -> str:
+    """The card's table: the test sets (split="test"), or the combined valid split that chose
+    the epoch and the seed (split="valid"); each with the seeds and the comparison rows."""
+    names = [n for n in result["summary"] if (n == "valid") == (split == "valid")]
+    lines = [f"| {'split' if split == 'valid' else 'test set'} | " + " | ".join(LABELS[k] for k in METRIC_KEYS) + " |",
+             "|---" * (len(METRIC_KEYS) + 1) + "|"]
+    for name in names:
         agg = result["summary"][name]
         lines.append(f"| **{name}** HCL, mean ± std over seeds | " + " | ".join(
             f"{fmt(k, agg[k]['mean'])} ± {fmt(k, agg[k]['std'])}" for k in METRIC_KEYS) + " |")
         for run in result["runs"]:
-            m = run["test"][name]
+            m = run["valid"] if name == "valid" else run["test"][name]
             lines.append(f"| {name} seed {run['seed']} (epoch {run['best_epoch']}) | " + " | ".join(fmt(k, m[k]) for k in METRIC_KEYS) + " |")
         for label, ref in (*baselines.items(), ("paper HCL (trimodal, BERT)", PAPER)):
             if name in ref:
@@ -183,8 +222,7 @@ def main(argv=None) -> int:
         teacher_encoder = teacher_ckpt.features.text.encoder.removeprefix("packaged:")
         label = (f"teacher: HCL on {teacher_encoder}, top {teacher_ckpt.features.text.tuned_layers} layer(s) fine-tuned, "
                  f"seeds {[r['seed'] for r in taught['runs']]}")
-        teacher_rows = {label: {n: {k: v["mean"] for k, v in agg.items()} for n, agg in taught["summary"].items()
-                                if n != "valid"}}
+        teacher_rows = {label: {n: {k: v["mean"] for k, v in agg.items()} for n, agg in taught["summary"].items()}}
         teacher_lines = (f"hcl-train {' '.join(taught['argv'])}\n"
                          f"hcl-eval TEACHER_RUN/seed{taught['best_seed_on_valid']}.pt --split train --predictions "
                          "TEACHER_SCORES.json --transcripts ...   # the same --transcripts as the training\n")
@@ -219,6 +257,8 @@ def main(argv=None) -> int:
     tc = result["train_config"]
     top_params = (f" + {sum(v.numel() for v in ckpt.text_top.values()):,} in the fine-tuned encoder layer(s)"
                   if ckpt.text_top else "")
+    probes = probe_table({args.name: load_checkpoint(out / "model.pt"),  # as shipped: float16
+                          **{f"{f.name} (previous)": load_checkpoint(f / "model.pt") for f in args.previous}})
     card = f"""# {args.name}
 
 The default live model of hcl-live: HCL (Hierarchical Collaborative Learning) on
@@ -247,6 +287,15 @@ The default live model of hcl-live: HCL (Hierarchical Collaborative Learning) on
 
 {table(result, {**baselines, **teacher_rows})}
 
+The combined valid split (MOSI + MOSEI valid), which chose each seed's epoch and the
+shipped seed (the zero-shot head's 2-number map was fitted on it too):
+
+{table(result, {**baselines, **teacher_rows}, split="valid")}
+
+How it scores a few sentences as text-only windows (from `scripts/ship_model.py`'s `PROBES`):
+
+{probes}
+
 Acc-2/F1 "non0" drop zero labels (negative vs positive), "has0" keep them
 (negative vs non-negative). The paper's numbers are trimodal with BERT-base
 and are shown for reference, not as a like-for-like comparison.
@@ -254,8 +303,9 @@ and are shown for reference, not as a like-for-like comparison.
 ## Limitations
 
 {{LIMITATIONS}}
-- Live transcripts come from Whisper tiny.en, which mishears now and then;
-  the model was trained on human transcripts.
+- Live transcripts come from the speech engine (Moonshine base-en by default,
+  Whisper tiny.en with `--asr whisper`), which mishears now and then; the model was
+  trained on human transcripts.
 
 ## Size and cost
 
