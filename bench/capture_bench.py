@@ -41,6 +41,9 @@ class FakeClock:
     def now(self) -> float:
         return self.t
 
+    def begin(self) -> None:
+        pass  # counts from construction
+
 
 def messages(seconds: float, fps: float, width: int, quality: int) -> tuple[list[tuple[float, bytes]], list[int]]:
     """(arrival time, message bytes) of a client, in sending order; the JPEG sizes."""
@@ -80,8 +83,8 @@ def run_once(msgs: list[tuple[float, bytes]]) -> dict:
     from realtime.sources.capture_wire import CaptureGuard, unpack
 
     clock = FakeClock()
-    source = BrowserSource()
-    source.start(clock)
+    source = BrowserSource(clock=clock)
+    source.start()
     guard = CaptureGuard()
     per_kind: dict[int, list[float]] = {2: [], 3: []}
     for arrival, data in msgs:

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from realtime.sources import FrameTap
 from realtime.sources.browser import BrowserSource, BrowserTiming
 from realtime.sources.capture_wire import (
     CaptureFormatError,
@@ -34,6 +35,9 @@ class FakeClock:
 
     def now(self) -> float:
         return self.t
+
+    def begin(self) -> None:
+        pass  # counts from construction
 
 
 def jpeg_of(rgb: np.ndarray, quality: int = 85) -> bytes:
@@ -90,9 +94,9 @@ class Client:
 
 
 def started(clock: FakeClock, **kwargs) -> tuple[BrowserSource, Client]:
-    source = BrowserSource(**kwargs)
+    source = BrowserSource(clock=clock, **kwargs)
     source.open()
-    source.start(clock)
+    source.start()
     return source, Client(source)
 
 
@@ -272,8 +276,8 @@ def test_a_backlog_that_clears_does_not_resync():
 def test_frames_are_decoded_to_rgb_at_their_mapped_time(face, face_jpeg):
     clock = FakeClock()
     got = []
-    source = BrowserSource(audio=True, video=True)
-    source.start(clock, on_frame=lambda t, rgb: got.append(t))
+    source = BrowserSource(audio=True, video=True, clock=clock, frame_tap=FrameTap(lambda t, rgb: got.append(t)))
+    source.start()
     client = Client(source)
     clock.t = 2.1
     client.audio(0.0, signal(0.1))  # anchors: offset 2.0
@@ -305,15 +309,15 @@ def test_only_the_latest_frame_waits_and_large_frames_are_scaled_down(face):
     import cv2
 
     clock = FakeClock(1.0)
-    source = BrowserSource(audio=False, max_side=320)
-    source._clock = clock  # fed as if started; the decoding thread starts below
+    source = BrowserSource(audio=False, max_side=320, clock=clock)
+    source._started = True  # fed as if started; the decoding thread starts below
     small = jpeg_of(face)
     for k in range(20):  # nobody decodes yet: each replaces the one before
         clock.t += 0.05
         source.feed(unpack(pack(CaptureKind.VIDEO, k, k * 50.0, small)))
     assert source.frames_replaced == 19
-    source._clock = None
-    source.start(clock)
+    source._started = False
+    source.start()
     wait_for(lambda: source.frames_decoded == 1)
     t, rgb = source.frames.get(timeout=5)
     assert t == pytest.approx(2.0) and rgb.shape == (240, 240, 3)  # only the newest was decoded

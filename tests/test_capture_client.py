@@ -97,8 +97,8 @@ class Receiver:
 
         self.messages: list[tuple[float, object]] = []
         self.ended = threading.Event()
-        self.source = BrowserSource()
-        self.source.start(SessionClock())
+        self.source = BrowserSource(clock=SessionClock())
+        self.source.start()
         self.server = websockets_sync.serve(self.handle, "127.0.0.1", 0, max_size=1 << 20)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/capture"

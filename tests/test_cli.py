@@ -120,10 +120,10 @@ def test_file_source_plays_audio_only_files_fast(tmp_path):
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(pcm.tobytes())
-    src = FileSource(path=path, policy=Policy.FAST)
+    src = FileSource(path=path, policy=Policy.FAST, clock=SessionClock())
     src.open()
     assert src.frames is None and src.duration == pytest.approx(1.0, abs=0.01)
-    src.start(SessionClock())
+    src.start()
     src.join(10)
     assert src.audio.ended and src.audio.horizon == pytest.approx(1.0, abs=0.01)
     np.testing.assert_allclose(src.audio.read(0.25, 0.5), pcm[4000:8000] / 32768.0, atol=2e-3)
@@ -134,10 +134,10 @@ def test_file_source_real_time_pace(demo_media):
     from realtime.sources.file import FileSource
 
     path, _ = demo_media
-    src = FileSource(path=path, policy=Policy.LIVE)
+    clock = SessionClock(running=False)  # begins with start()
+    src = FileSource(path=path, policy=Policy.LIVE, clock=clock)
     src.open()
-    clock = SessionClock()
-    src.start(clock)
+    src.start()
     try:
         assert src.audio.wait_until(1.0, timeout=5)
         lag = clock.now() - src.audio.horizon
@@ -158,9 +158,9 @@ def test_camera_that_disappears_is_marked_absent_and_reopened(demo_media):
     from realtime.sources.camera import CameraSource
 
     path, _ = demo_media
-    cam = CameraSource(index=str(path), width=None, height=None, retry_max_seconds=0.2)
+    cam = CameraSource(index=str(path), width=None, height=None, retry_max_seconds=0.2, clock=SessionClock())
     cam.open()
-    cam.start(SessionClock())
+    cam.start()
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and cam.reconnects < 1:

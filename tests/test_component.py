@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import numpy as np
@@ -44,6 +45,37 @@ def test_every_live_component_implements_the_contract(tmp_path):
     for source in sources:
         assert isinstance(source, Source), type(source).__name__
         source.release(1.0)  # never blocks, whatever the source
+        # inputs come at construction: start() takes none, the clock exists before it counts
+        assert list(inspect.signature(source.start).parameters) == [], type(source).__name__
+        assert not source.clock.started
+
+
+def test_session_clock_counts_from_begin_and_a_frame_tap_connects_once():
+    from realtime.core.clock import SessionClock
+    from realtime.sources import FrameTap
+    from realtime.sources.camera import CameraSource
+    from realtime.sources.microphone import MicrophoneSource
+
+    clock = SessionClock(running=False)
+    with pytest.raises(RuntimeError, match="begin"):
+        clock.now()
+    clock.begin()
+    t = clock.now()
+    clock.begin()  # idempotent: it goes on counting
+    assert 0.0 <= t <= clock.now() < 5.0
+    got = []
+    tap = FrameTap()
+    tap(0.0, np.zeros((2, 2, 3), np.uint8))  # not connected: goes nowhere
+    tap.connect(lambda t, rgb: got.append(t))
+    tap(1.5, np.zeros((2, 2, 3), np.uint8))
+    assert got == [1.5]
+    with pytest.raises(RuntimeError):
+        tap.connect(lambda t, rgb: None)
+    with pytest.raises(ValueError, match="same SessionClock"):
+        DeviceSource(camera=CameraSource(opener=lambda: None), microphone=MicrophoneSource())
+    shared = SessionClock(running=False)
+    devices = DeviceSource(camera=CameraSource(opener=lambda: None, clock=shared), microphone=MicrophoneSource(clock=shared))
+    assert devices.clock is shared and devices.frame_tap is devices.camera.frame_tap
 
 
 class Boom(Worker):

@@ -13,7 +13,7 @@ import pytest
 
 from realtime.core.clock import SessionClock
 from realtime.core.component import Policy
-from realtime.sources import Source
+from realtime.sources import FrameTap, Source
 from realtime.sources.generated import (
     VOCABULARY,
     GeneratedSource,
@@ -72,11 +72,13 @@ def test_fresh_utterances_have_their_own_words_the_same_in_every_pass():
 
 
 def test_fast_source_delivers_the_loop_within_its_read_ahead():
+    tapped = []
     loop = SpeechLoop.tones(burst=1.0, gap=0.5)
     frame = np.full((8, 8, 3), 7, np.uint8)
-    source = GeneratedSource(duration=200.0, loop=loop, frame=frame, fps=2.0, policy=Policy.FAST, read_ahead=10.0)
+    source = GeneratedSource(duration=200.0, loop=loop, frame=frame, fps=2.0, policy=Policy.FAST, read_ahead=10.0,
+                             clock=SessionClock(), frame_tap=FrameTap(lambda t, rgb: tapped.append(t)))
     assert isinstance(source, Source)
-    tapped, taken = [], []
+    taken = []
 
     def drain() -> None:  # as a face worker would, so the bounded frame feed never blocks the reader
         while (item := source.frames.get(timeout=30)) is not None:
@@ -84,7 +86,7 @@ def test_fast_source_delivers_the_loop_within_its_read_ahead():
             source.frames.task_done()
 
     source.open()
-    source.start(SessionClock(), lambda t, rgb: tapped.append(t))
+    source.start()
     consumer = threading.Thread(target=drain, daemon=True)
     consumer.start()
     try:

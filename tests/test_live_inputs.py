@@ -109,17 +109,19 @@ def test_camera_accepts_a_device_path(monkeypatch):
     opened = []
 
     class FakeCamera:
-        def __init__(self, *, index, **kw):
+        def __init__(self, *, index, clock, **kw):
             opened.append(index)
             self.name = f"camera {index}"
             self.frames = object()
+            self.clock, self.frame_tap = clock, None
 
         def open(self):
             pass
 
     class FakeMic:
-        def __init__(self, *, device=None):
+        def __init__(self, *, device=None, clock):
             self.audio = object()
+            self.clock = clock
             self.name = "mic"
 
         def open(self):
@@ -144,8 +146,9 @@ def test_microphone_only_session(monkeypatch, capsys):
     monkeypatch.setattr(cli, "CameraSource", no_camera)
 
     class FakeMic:
-        def __init__(self, *, device=None):
+        def __init__(self, *, device=None, clock):
             self.audio = object()
+            self.clock = clock
             self.name = "microphone 0 (fake)"
 
         def open(self):
@@ -225,6 +228,7 @@ def test_camera_opens_once_and_runs_as_a_worker():
 
     from realtime.core.clock import SessionClock
     from realtime.core.component import Worker
+    from realtime.sources import FrameTap
     from realtime.sources.camera import CameraSource
 
     caps: list[_CountingCapture] = []
@@ -233,13 +237,14 @@ def test_camera_opens_once_and_runs_as_a_worker():
         caps.append(_CountingCapture())
         return caps[-1]
 
-    cam = CameraSource(index="/dev/fake-camera", opener=opener)
+    taps = []
+    cam = CameraSource(index="/dev/fake-camera", opener=opener, clock=SessionClock(),
+                       frame_tap=FrameTap(lambda t, rgb: taps.append(t)))
     assert isinstance(cam, Worker)
     cam.open()
     cam.open()
     assert len(caps) == 1, "a second open() opens nothing"
-    taps = []
-    cam.start(SessionClock(), on_frame=lambda t, rgb: taps.append(t))
+    cam.start()
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(taps) < 5:
@@ -247,7 +252,7 @@ def test_camera_opens_once_and_runs_as_a_worker():
         assert len(taps) >= 5 and len(caps) == 1, "start() after open() uses the capture open() checked"
         assert cam.stats()["running"] and cam.thread.name == "camera"
         with pytest.raises(RuntimeError):
-            cam.start(SessionClock())  # a component runs once
+            cam.start()  # a component runs once
     finally:
         cam.stop()
         cam.join(5)

@@ -94,7 +94,7 @@ def test_file_source_streams_and_bounds_its_ring(tmp_path):
     tone = (0.3 * np.sin(2 * np.pi * (200 + t) * t)).astype(np.float32)  # a sweep: every sample differs
     path = write_media(tmp_path / "long.mkv", [], tone)
     expected = read_media(path).audio
-    src = FileSource(path=path, policy=Policy.FAST, read_ahead=5.0, buffer_seconds=30.0)
+    src = FileSource(path=path, policy=Policy.FAST, read_ahead=5.0, buffer_seconds=30.0, clock=SessionClock())
     src.open()
     assert src.clip.audio is None, "the file source must not decode the whole track up front"
     assert src.audio._cap == 30 * SR
@@ -116,7 +116,7 @@ def test_file_source_streams_and_bounds_its_ring(tmp_path):
             src.audio.wait_until(h + 0.5, timeout=0.2)
 
     consumer = threading.Thread(target=consume)
-    src.start(SessionClock())
+    src.start()
     consumer.start()
     src.join(60)
     consumer.join(60)
@@ -139,9 +139,9 @@ def test_4k_frames_are_scaled_down_as_decoded(tmp_path):
     small = [rgb for _, rgb in clip.frames(10, max_side=1280)]
     assert [f.shape for f in small] == [(720, 1280, 3)] * 3
     assert abs(int(small[1].mean()) - 100) <= 3
-    src = FileSource(path=path, policy=Policy.FAST)  # the live source scales to ANALYSIS_MAX_SIDE
+    src = FileSource(path=path, policy=Policy.FAST, clock=SessionClock())  # the live source scales to ANALYSIS_MAX_SIDE
     src.open()
-    src.start(SessionClock())
+    src.start()
     item = src.frames.get(timeout=10)
     src.stop()
     src.join(5)

@@ -270,9 +270,10 @@ def test_stalled_camera_is_marked_absent_reconnected_and_stops_promptly():
         caps.append(StallingCapture(21 if not caps else 10_000, unblock))
         return caps[-1]
 
-    cam = CameraSource(index="rtsp://camera.invalid/stream", stall_seconds=0.5, retry_max_seconds=0.2, opener=opener)
+    cam = CameraSource(index="rtsp://camera.invalid/stream", stall_seconds=0.5, retry_max_seconds=0.2, opener=opener,
+                       clock=SessionClock())
     cam.open()  # reads one frame
-    cam.start(SessionClock())
+    cam.start()
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not caps[0].blocked:
@@ -419,10 +420,10 @@ def test_real_network_camera_that_goes_silent_is_detected_and_reconnected():
 
     threading.Thread(target=accept_loop, daemon=True).start()
     url = f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg"
-    cam = CameraSource(index=url, stall_seconds=1.0, retry_max_seconds=0.3)
+    cam = CameraSource(index=url, stall_seconds=1.0, retry_max_seconds=0.3, clock=SessionClock())
     try:
         cam.open()
-        cam.start(SessionClock())
+        cam.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and cam.frames.horizon < 0.3:
             time.sleep(0.05)

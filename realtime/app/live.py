@@ -23,6 +23,7 @@ from realtime.app.console import (
 )
 from realtime.app.options import live_parser
 from realtime.core import protocol
+from realtime.core.clock import SessionClock
 from realtime.core.component import Policy
 from realtime.core.logs import setup_logging
 from realtime.pipeline.build import build_session, load_scorer, open_file_source
@@ -36,14 +37,15 @@ from realtime.sources.microphone import MicrophoneSource, list_microphones
 
 
 def device_source(camera: str | None, mic: str | None, *, need_camera: bool):
+    clock = SessionClock(running=False)  # the devices' one session clock: the pipeline begins it
     cam = None
     if camera is not None or need_camera:
-        cam = CameraSource(index=camera if camera is not None else 0)
+        cam = CameraSource(index=camera if camera is not None else 0, clock=clock)
         try:
             cam.open()
         except SourceError as exc:
             raise CliError(f"{exc}; --list-devices shows what exists") from None
-    microphone = MicrophoneSource(device=mic)
+    microphone = MicrophoneSource(device=mic, clock=clock)
     try:
         microphone.open()
     except SourceError as exc:

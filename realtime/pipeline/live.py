@@ -413,11 +413,7 @@ class LivePipeline:
         self.transcriber = transcriber if self.transcribes else None
         self.on_window = on_window
         self.on_words = on_words
-        self.clock: SessionClock | None = None
-        self.faces = None
-        self.speech = None
-        self.assembler: WindowAssembler | None = None
-        self.prefetch: TextPrefetch | None = None
+        self.clock: SessionClock = source.clock  # the source stamps on it; begun in start(), after the models load
         self.queue = WindowQueue(maxsize=options.queue_size, policy=options.policy)
         self.scoring = ScoringLoop(
             queue=self.queue,
@@ -433,11 +429,62 @@ class LivePipeline:
             revise=options.revises,
             provisional=options.provisional,
         )
+        self.faces: FaceWorker | None = self._face_worker() if source.frames is not None else None
+        self.speech: SpeechWorker | None = None
+        if self.transcriber is not None:
+            self.speech = SpeechWorker(
+                audio=source.audio,
+                transcribe=self.transcriber.transcribe,
+                clock=self.clock,
+                options=options.speech,
+                policy=self.policy,
+                on_commit=self._on_words,
+                on_hypothesis=self.scoring.request_revision if options.provisional else None,
+            )
+        self.assembler = WindowAssembler(
+            featurizer=self.featurizer,
+            out=self.queue,
+            clock=self.clock,
+            audio=source.audio,
+            faces=self.faces,
+            speech=self.speech,
+            policy=self.policy,
+            max_wait=options.max_wait,
+            text_context=options.text_context,
+            utterance_pause=options.utterance_pause,
+            pause_db=options.speech.pause_db,
+            encode_text=scorer.encode_text,
+            on_window=self._on_window_queued,
+            readouts=options.readouts,
+        )
+        self.prefetch: TextPrefetch | None = None
+        if options.prefetch_text and self.speech is not None:
+            self.prefetch = TextPrefetch(assembler=self.assembler, encode_text=scorer.encode_text)
+        # the recorder's one writer; it gets every captured frame through the source's tap
+        self.recording: RecordingFeed | None = None
+        if recorder is not None:
+            self.recording = RecordingFeed(recorder, audio=source.audio,
+                                           transcript=self.speech.transcript if self.speech is not None else None)
+            if source.frame_tap is not None:
+                source.frame_tap.connect(self.recording.frame)
         self.finished = self.scoring.done
         self._stop = threading.Event()
-        self.recording: RecordingFeed | None = None  # the recorder's one writer, from start()
+        self._started = False
         self._started_wall = 0.0
         self._started_cpu = 0.0
+
+    def _face_worker(self) -> FaceWorker:
+        """The face analysis of the source's frames. Its calls reach the face model through the
+        featurizer, which loads it in start(), before the clock begins."""
+        featurizer, opts = self.featurizer, self.options
+        keep = math.inf if self.policy is Policy.REPRODUCIBLE else FACE_KEEP_SECONDS  # a file waiting for slow speech
+        fps = self.settings.face.frames_per_second
+        if opts.readouts:  # the same landmarker call gives every face: the speaker's features and the readouts
+            readouts = FaceReadouts(expressions=FerClassifier() if opts.expressions else None)
+            return FaceWorker(feed=self.source.frames, observe=lambda rgb, ms: featurizer.face.faces(rgb, ms),
+                              readouts=readouts, fps=fps, keep_seconds=keep)
+        return FaceWorker(feed=self.source.frames, extract=lambda rgb, ms: featurizer.face.frame(rgb, ms), fps=fps,
+                          keep_seconds=keep)
 
     # the session's figures (the scoring loop holds them)
     messages = property(lambda self: list(self.scoring.messages))  # the newest `options.history` window messages
@@ -450,69 +497,33 @@ class LivePipeline:
         return session_hello(session_id=self.session_id, scorer=self.scorer, mode=mode)
 
     def start(self) -> None:
-        """Open everything, load the models, then start the session clock and the threads."""
-        opts = self.options
-        if opts.torch_threads:
-            torch.set_num_threads(opts.torch_threads)
+        """Load the models, then begin the session clock and start the parts (the source last)."""
+        if self.options.torch_threads:
+            torch.set_num_threads(self.options.torch_threads)
         self.scorer.warm_up()
-        featurizer = self.featurizer
-        if self.source.frames is not None:
-            face = featurizer.face  # load the face model before the clock starts
-            keep = math.inf if self.policy is Policy.REPRODUCIBLE else FACE_KEEP_SECONDS  # a file waiting for slow speech
-            fps = self.settings.face.frames_per_second
-            if opts.readouts:  # the same landmarker call gives every face: the speaker's features and the readouts
-                readouts = FaceReadouts(expressions=FerClassifier() if opts.expressions else None)
-                self.faces = FaceWorker(feed=self.source.frames, observe=face.faces, readouts=readouts, fps=fps,
-                                        keep_seconds=keep)
-            else:
-                self.faces = FaceWorker(feed=self.source.frames, extract=face.frame, fps=fps, keep_seconds=keep)
-        transcriber = self.transcriber
-        if transcriber is not None:
-            _ = transcriber.model  # load before the clock starts
-        self.clock = SessionClock()
-        if transcriber is not None:
-            self.speech = SpeechWorker(
-                audio=self.source.audio,
-                transcribe=transcriber.transcribe,
-                clock=self.clock,
-                options=opts.speech,
-                policy=self.policy,
-                on_commit=self._on_words,
-                on_hypothesis=self.scoring.request_revision if opts.provisional else None,
-            )
-        self.assembler = WindowAssembler(
-            featurizer=featurizer,
-            out=self.queue,
-            clock=self.clock,
-            audio=self.source.audio,
-            faces=self.faces,
-            speech=self.speech,
-            policy=self.policy,
-            max_wait=opts.max_wait,
-            text_context=opts.text_context,
-            utterance_pause=opts.utterance_pause,
-            pause_db=opts.speech.pause_db,
-            encode_text=self.scorer.encode_text,
-            on_window=self._on_window_queued,
-            readouts=opts.readouts,
-        )
-        if opts.prefetch_text and self.speech is not None:
-            self.prefetch = TextPrefetch(assembler=self.assembler, encode_text=self.scorer.encode_text)
-        if self.recorder is not None:
-            self.recording = RecordingFeed(self.recorder, audio=self.source.audio,
-                                           transcript=self.speech.transcript if self.speech is not None else None)
+        if self.faces is not None:
+            _ = self.featurizer.face  # load the face model before the clock starts
+        if self.transcriber is not None:
+            _ = self.transcriber.model  # load before the clock starts
+        self.clock.begin()
+        self._started = True
         self._started_wall = time.perf_counter()
         self._started_cpu = time.process_time()
         for part in self._workers():
             part.start()
-        self.source.start(self.clock, self.recording.frame if self.recording is not None else None)
+        self.source.start()
+
+    @property
+    def started(self) -> bool:
+        """start() ran: the session clock counts and the parts run."""
+        return self._started
 
     def _workers(self) -> list:
         """The pipeline's own components, in data order (the source is started last)."""
         return [p for p in (self.faces, self.speech, self.assembler, self.scoring, self.prefetch) if p is not None]
 
     def _words_at(self, end: float, provisional: bool = False) -> list[dict[str, Any]]:
-        return self.assembler.words_at(end, provisional=provisional) if self.assembler is not None else []
+        return self.assembler.words_at(end, provisional=provisional)
 
     def _on_words(self, words) -> None:
         self.scoring.request_revision()
@@ -628,10 +639,9 @@ class LivePipeline:
             "problems": self.problems(),
             "components": {"source": self.source.stats(), "scoring": scoring},
         }
-        if self.clock is not None:
+        if self.clock.started:
             out["session_time"] = round(self.clock.now(), 3)
-        if self.assembler is not None:
-            out["components"]["windowing"] = self.assembler.stats()
+        out["components"]["windowing"] = self.assembler.stats()
         if self.speech is not None:
             speech = self.speech.stats()
             out["transcript"] = {k: speech[k] for k in ("words", "lag_s", "pass_ms", "skipped_passes")}

@@ -445,7 +445,7 @@ class SessionHub(Worker):
             end = getattr(p.source, "end", None)
             if end is not None:
                 end()
-            if wait and p.clock is not None:
+            if wait and p.started:
                 p.wait(self.config.end_timeout)
         finally:
             if session.owned:

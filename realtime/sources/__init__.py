@@ -13,13 +13,41 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from realtime.core.clock import SessionClock
+
 if TYPE_CHECKING:
-    from realtime.core.clock import SessionClock
     from realtime.core.streams import AudioRing, FrameFeed
 
-# on_frame(t, rgb): called on the capture thread with every frame delivered, at the
-# capture rate (the recording's frame tap); it must not block
-FrameTap = Callable[[float, np.ndarray], None]
+# sink(t, rgb): called on the capture thread with every frame delivered; it must not block
+FrameSink = Callable[[float, np.ndarray], None]
+
+
+class FrameTap:
+    """A source's copy of every frame it delivers, at the capture rate, on its capture
+    thread: the recording's video (the face analysis reads the `FrameFeed`, which may
+    keep only the latest frame).
+
+    Given to the source at construction. Its sink is the session's recording, which is
+    made after the source (the recorder's settings come from it: its name, whether it
+    has audio), so the pipeline `connect`s it once, before the source starts; until then,
+    and with no recording, frames go nowhere. `FrameTap(sink)` is connected at once."""
+
+    def __init__(self, sink: FrameSink | None = None) -> None:
+        self._sink = sink
+
+    def connect(self, sink: FrameSink) -> None:
+        if self._sink is not None:
+            raise RuntimeError("this frame tap is connected already (one recording per source)")
+        self._sink = sink
+
+    @property
+    def connected(self) -> bool:
+        return self._sink is not None
+
+    def __call__(self, t: float, rgb: np.ndarray) -> None:
+        sink = self._sink
+        if sink is not None:
+            sink(t, rgb)
 
 
 class SourceError(RuntimeError):
@@ -30,8 +58,10 @@ class SourceError(RuntimeError):
 class Source(Protocol):
     """The capture side of the component contract.
 
-    `start(clock, on_frame)` gets the session clock (and the frame tap) because both
-    exist only once the session starts; `release(t)`: the consumers are done with
+    Its inputs come at construction: `clock`, the session clock it stamps on (made
+    before the session counts; the pipeline begins it after loading its models, a
+    source started on its own begins it), and `frame_tap` (None without video), the
+    recording's copy of every frame. `release(t)`: the consumers are done with
     everything before session time t (a file read as fast as possible waits on it;
     devices ignore it)."""
 
@@ -41,10 +71,12 @@ class Source(Protocol):
     frames: "FrameFeed | None"
     duration: float | None  # seconds, when known in advance (a file)
     error: BaseException | None
+    clock: SessionClock
+    frame_tap: FrameTap | None
 
     def open(self) -> None: ...
 
-    def start(self, clock: "SessionClock", on_frame: FrameTap | None = None) -> None: ...
+    def start(self) -> None: ...
 
     def release(self, t: float) -> None: ...
 
@@ -55,11 +87,12 @@ class Source(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-__all__ = ["DeviceSource", "FrameTap", "Source", "SourceError"]
+__all__ = ["DeviceSource", "FrameSink", "FrameTap", "Source", "SourceError"]
 
 
 class DeviceSource:
-    """A camera and/or a microphone as one source (either may be None)."""
+    """A camera and/or a microphone as one source (either may be None), on the one
+    session clock both were given."""
 
     kind = "devices"
     duration = None
@@ -67,8 +100,12 @@ class DeviceSource:
     def __init__(self, *, camera=None, microphone=None) -> None:
         if camera is None and microphone is None:
             raise ValueError("DeviceSource needs a camera or a microphone")
+        if camera is not None and microphone is not None and camera.clock is not microphone.clock:
+            raise ValueError("DeviceSource: give the camera and the microphone the same SessionClock")
         self.camera = camera
         self.microphone = microphone
+        self.clock: SessionClock = (camera or microphone).clock
+        self.frame_tap: FrameTap | None = camera.frame_tap if camera is not None else None
         self.frames = camera.frames if camera is not None else None
         self.audio = microphone.audio if microphone is not None else None
         self.name = " + ".join(p.name for p in self._parts())
@@ -84,11 +121,9 @@ class DeviceSource:
         for part in self._parts():
             part.open()
 
-    def start(self, clock, on_frame: FrameTap | None = None) -> None:
-        if self.camera is not None:
-            self.camera.start(clock, on_frame)
-        if self.microphone is not None:
-            self.microphone.start(clock)
+    def start(self) -> None:
+        for part in self._parts():
+            part.start()
 
     def release(self, t: float) -> None:
         pass  # devices never wait for their consumers

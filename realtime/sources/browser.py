@@ -60,8 +60,10 @@ from typing import Any
 import numpy as np
 
 from hcl.features.media import ANALYSIS_MAX_SIDE
+from realtime.core.clock import SessionClock
 from realtime.core.component import RecentStats, Worker
 from realtime.core.streams import AudioRing, FrameFeed
+from realtime.sources import FrameTap
 from realtime.sources.capture_wire import (
     DEFAULT_LIMITS,
     SAMPLE_RATE,
@@ -96,7 +98,9 @@ class BrowserTiming:
 
 
 class BrowserSource(Worker):
-    """Audio and/or video of one capture client (a browser tab), fed by the server."""
+    """Audio and/or video of one capture client (a browser tab), fed by the server.
+    Messages are timed on `clock` (the session clock, see `Source`) from `start()` on;
+    `frame_tap` (the recording's) gets every decoded frame."""
 
     kind = "browser"
     duration = None
@@ -111,18 +115,21 @@ class BrowserSource(Worker):
         timing: BrowserTiming = BrowserTiming(),
         capacity_seconds: float = 120.0,
         max_side: int | None = None,
+        clock: SessionClock | None = None,
+        frame_tap: FrameTap | None = None,
     ) -> None:
         super().__init__()
         if not (audio or video):
             raise ValueError("BrowserSource needs audio or video")
+        self.clock = clock if clock is not None else SessionClock(running=False)
+        self.frame_tap: FrameTap | None = (frame_tap if frame_tap is not None else FrameTap()) if video else None
         self.name = name
         self.limits = limits
         self.timing = timing
         self.max_side = ANALYSIS_MAX_SIDE if max_side is None else max_side
         self.audio: AudioRing | None = AudioRing(sample_rate=SAMPLE_RATE, capacity_seconds=capacity_seconds) if audio else None
         self.frames: FrameFeed | None = FrameFeed(latest_only=True) if video else None
-        self._clock = None
-        self._on_frame = None
+        self._started = False  # messages are timed (and kept) from start() on
         self._cond = threading.Condition()
         self._pending: tuple[float, bytes] | None = None  # the newest JPEG not yet decoded
         self._ended = False
@@ -164,11 +171,10 @@ class BrowserSource(Worker):
     def open(self) -> None:
         """Nothing to open: the client already holds the devices."""
 
-    def start(self, clock, on_frame=None) -> None:  # type: ignore[override]
-        """Start the decoding thread; messages are timed on `clock` (has `now()`) from here.
-        `on_frame(t, rgb)` (the recording's frame tap) gets every decoded frame."""
-        self._on_frame = on_frame
-        self._clock = clock
+    def start(self) -> None:
+        """Start the decoding thread; messages are timed on the session clock from here."""
+        self.clock.begin()  # the pipeline began it already, after loading its models
+        self._started = True
         super().start()
 
     def release(self, t: float) -> None:
@@ -197,8 +203,8 @@ class BrowserSource(Worker):
 
     @property
     def started(self) -> bool:
-        """True once start() gave the session clock: messages fed before are dropped."""
-        return self._clock is not None
+        """True once started: messages fed before are dropped."""
+        return self._started
 
     # ---------------------------------------------------------------- input
     def feed(self, msg: CaptureMessage) -> None:
@@ -213,7 +219,7 @@ class BrowserSource(Worker):
         if self._ended:
             self.after_end += 1
             return
-        if self._clock is None:
+        if not self._started:
             self.before_start += 1
             return
         if self._last_seq is not None:
@@ -224,7 +230,7 @@ class BrowserSource(Worker):
         self._last_seq = msg.seq
         if msg.kind is CaptureKind.VIDEO:
             check_jpeg_size(msg.payload, self.limits)  # raises: the server disconnects with the reason
-        t_session = self._map(msg.t, msg.duration, self._clock.now())
+        t_session = self._map(msg.t, msg.duration, self.clock.now())
         if msg.kind is CaptureKind.AUDIO:
             self._add_audio(t_session, msg.payload)
             self._watch_video(t_session + msg.duration)
@@ -347,8 +353,7 @@ class BrowserSource(Worker):
             self.decode_ms.add((time.perf_counter() - t0) * 1000)
             self.frames_decoded += 1
             self.frames.put(t, rgb)
-            if self._on_frame is not None:
-                self._on_frame(t, rgb)
+            self.frame_tap(t, rgb)
 
     def finish(self) -> None:
         if self.audio is not None:

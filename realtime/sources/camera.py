@@ -26,7 +26,7 @@ from hcl.features.media import ANALYSIS_MAX_SIDE
 from realtime.core.clock import SessionClock
 from realtime.core.component import Worker
 from realtime.core.streams import FrameFeed
-from realtime.sources import SourceError
+from realtime.sources import FrameTap, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,11 @@ class _Connection(Worker):
 
     name = "camera-read"
 
-    def __init__(self, source: "CameraSource", cap: Any, clock: SessionClock) -> None:
+    def __init__(self, source: "CameraSource", cap: Any) -> None:
         super().__init__()
         self.source = source
         self.cap = cap
-        self.clock = clock
+        self.clock = source.clock
         self.frames = 0
         self.last = time.monotonic()  # last sign of life: created, opened, or a frame
 
@@ -127,6 +127,8 @@ class _Connection(Worker):
 class CameraSource(Worker):
     """Reads camera `index` (or a device path / stream URL) into a latest-only `FrameFeed`.
 
+    `clock`: the session clock frames are stamped on (see `Source`); `frame_tap`: gets
+    every frame delivered (the recording's).
     `stall_seconds`: no frame for this long marks the camera absent and reconnects.
     `opener`: () -> a capture (`read() -> (ok, bgr)`, `release()`) or None; defaults to
     OpenCV (tests pass fakes).
@@ -148,8 +150,12 @@ class CameraSource(Worker):
         stall_seconds: float = 3.0,
         max_side: int | None = None,
         opener: Callable[[], Any] | None = None,
+        clock: SessionClock | None = None,
+        frame_tap: FrameTap | None = None,
     ) -> None:
         super().__init__()
+        self.clock = clock if clock is not None else SessionClock(running=False)
+        self.frame_tap = frame_tap if frame_tap is not None else FrameTap()
         # an index, or a device path / stream URL (anything cv2.VideoCapture opens)
         self.index = int(index) if isinstance(index, int) or str(index).isdigit() else str(index)
         self.width = width
@@ -167,10 +173,8 @@ class CameraSource(Worker):
         self.stalls = 0  # of which: no frame for stall_seconds with the connection still open
         self._cap = None  # the capture open() checked, handed to the first connection
         self._opened = False
-        self._clock: SessionClock | None = None
         self._conn: _Connection | None = None
         self._absent = False
-        self._on_frame = None
         # `error` stays None: the camera reconnects rather than fail
 
     def _open(self):
@@ -207,10 +211,9 @@ class CameraSource(Worker):
             raise SourceError(f"camera {self.index} cannot be opened; {hint}")
         self._opened = True
 
-    def start(self, clock: SessionClock, on_frame=None) -> None:  # type: ignore[override]
+    def start(self) -> None:
         self.open()
-        self._clock = clock
-        self._on_frame = on_frame
+        self.clock.begin()  # the pipeline began it already, after loading its models
         super().start()
 
     def _deliver(self, t: float, bgr: np.ndarray) -> None:
@@ -229,14 +232,12 @@ class CameraSource(Worker):
         self.frames.present = True
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         self.frames.put(t, rgb)
-        if self._on_frame is not None:
-            self._on_frame(t, rgb)
+        self.frame_tap(t, rgb)
 
     def run(self) -> None:
         """The watchdog: start a connection, watch that frames keep coming, reconnect with backoff."""
-        clock = self._clock
         cap, self._cap = self._cap, None
-        conn = self._conn = _Connection(self, cap, clock)
+        conn = self._conn = _Connection(self, cap)
         conn.start()
         backoff = 0.25
         while not self._stop.wait(0.05):
@@ -257,7 +258,7 @@ class CameraSource(Worker):
             if self._stop.wait(backoff):
                 break
             backoff = min(backoff * 2, self.retry_max_seconds)
-            conn = self._conn = _Connection(self, None, clock)
+            conn = self._conn = _Connection(self, None)
             conn.start()
 
     def finish(self) -> None:

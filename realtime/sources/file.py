@@ -16,9 +16,10 @@ import pathlib
 import numpy as np
 
 from hcl.features.media import ANALYSIS_MAX_SIDE, MediaError, read_media, scaled_size
+from realtime.core.clock import SessionClock
 from realtime.core.component import Policy
 from realtime.core.streams import AudioRing, FrameFeed
-from realtime.sources import SourceError
+from realtime.sources import FrameTap, SourceError
 from realtime.sources.playback import PlayedSource
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,12 @@ class FileSource(PlayedSource):
         fps: float = 10.0,
         chunk_seconds: float = 0.02,
         read_ahead: float = 30.0,
+        clock: SessionClock | None = None,
+        frame_tap: FrameTap | None = None,
         buffer_seconds: float | None = None,
         max_side: int | None = None,
     ) -> None:
-        super().__init__(policy=policy, read_ahead=read_ahead)
+        super().__init__(policy=policy, read_ahead=read_ahead, clock=clock, frame_tap=frame_tap)
         self.path = pathlib.Path(path)
         self.fps = float(fps)
         self.chunk_seconds = float(chunk_seconds)

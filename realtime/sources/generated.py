@@ -33,8 +33,10 @@ import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
 from hcl.features.speech import Word
+from realtime.core.clock import SessionClock
 from realtime.core.component import Policy
 from realtime.core.streams import AudioRing, FrameFeed
+from realtime.sources import FrameTap
 from realtime.sources.demo import speak
 from realtime.sources.playback import PlayedSource
 
@@ -197,9 +199,11 @@ class GeneratedSource(PlayedSource):
         policy: Policy = Policy.FAST,
         chunk_seconds: float = 0.1,
         read_ahead: float = 30.0,
+        clock: SessionClock | None = None,
+        frame_tap: FrameTap | None = None,
         buffer_seconds: float = 120.0,
     ) -> None:
-        super().__init__(policy=policy, read_ahead=read_ahead)
+        super().__init__(policy=policy, read_ahead=read_ahead, clock=clock, frame_tap=frame_tap)
         if loop is None and frame is None:
             raise ValueError("GeneratedSource needs a speech loop or a frame")
         if not duration > 0:

@@ -118,7 +118,8 @@ class StreamResampler:
 
 
 class MicrophoneSource(Worker):
-    """Captures `device` (index, name or None = default) into `audio`.
+    """Captures `device` (index, name or None = default) into `audio`, stamped on `clock`
+    (the session clock, see `Source`).
 
     A `Worker`: PortAudio's callback only copies each block into a bounded queue; the
     worker's thread (`run`) downmixes, resamples to 16 kHz and fills the ring; `finish`
@@ -127,8 +128,11 @@ class MicrophoneSource(Worker):
     kind = "microphone"
     thread_name = "microphone"
 
-    def __init__(self, *, device: int | str | None = None, capacity_seconds: float = 120.0, block_seconds: float = 0.02) -> None:
+    def __init__(self, *, device: int | str | None = None, capacity_seconds: float = 120.0, block_seconds: float = 0.02,
+                 clock: SessionClock | None = None) -> None:
         super().__init__()
+        self.clock = clock if clock is not None else SessionClock(running=False)
+        self.frame_tap = None  # no video
         self.device = device
         self.block_seconds = block_seconds
         self.audio = AudioRing(sample_rate=SAMPLE_RATE, capacity_seconds=capacity_seconds)
@@ -148,9 +152,11 @@ class MicrophoneSource(Worker):
         self.mic = find_microphone(self.device)
         self.name = f"microphone {self.mic.index} ({self.mic.name})"
 
-    def start(self, clock: SessionClock, on_frame=None) -> None:  # type: ignore[override]
+    def start(self) -> None:
         sd = _sounddevice()
         self.open()
+        self.clock.begin()  # the pipeline began it already, after loading its models
+        clock = self.clock
         mic = self.mic
         rate = self._rate = mic.sample_rate or SAMPLE_RATE
         channels = min(mic.channels, 2)

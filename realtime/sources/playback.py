@@ -1,7 +1,8 @@
 """Media played as if it were captured: the part every played source shares.
 
 A `PlayedSource` delivers `(t, kind, payload)` events in media time (media second t
-= session second t) into its `audio` ring and `frames` feed: at the session clock's
+= session second t) into its `audio` ring and `frames` feed (and every frame to its
+`frame_tap`): at the session clock's
 pace when the policy follows the clock, else as fast as the consumers take it, at
 most `read_ahead` seconds in front of what they `release`d. A subclass makes the
 events (`_events`) and turns an audio payload into samples (`_samples`).
@@ -24,8 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class PlayedSource(Worker):
-    def __init__(self, *, policy: Policy, read_ahead: float = 30.0) -> None:
+    def __init__(self, *, policy: Policy, read_ahead: float = 30.0, clock: SessionClock | None = None,
+                 frame_tap: FrameTap | None = None) -> None:
         super().__init__()
+        self.clock = clock if clock is not None else SessionClock(running=False)
+        self.frame_tap = frame_tap if frame_tap is not None else FrameTap()
         self.policy = policy
         self.read_ahead = float(read_ahead)
         self.audio: AudioRing | None = None
@@ -33,8 +37,6 @@ class PlayedSource(Worker):
         self.released = Horizon()  # the consumers are done with everything before this
         self.released.advance(0.0)
         self.delivered = 0.0  # media time of the last item delivered
-        self._clock: SessionClock | None = None
-        self._on_frame: FrameTap | None = None
 
     def _events(self) -> Iterator[tuple[float, str, Any]]:
         """(t, "audio" | "frame", payload) in time order: audio stamped by its end."""
@@ -43,17 +45,16 @@ class PlayedSource(Worker):
     def _samples(self, payload: Any) -> np.ndarray:
         return payload
 
-    def start(self, clock: SessionClock, on_frame: FrameTap | None = None) -> None:
+    def start(self) -> None:
         self.open()
-        self._clock = clock
-        self._on_frame = on_frame
+        self.clock.begin()  # the pipeline began it already, after loading its models
         super().start()
 
     def release(self, t: float) -> None:
         self.released.advance(t)
 
     def run(self) -> None:
-        clock = self._clock
+        clock, tap = self.clock, self.frame_tap
         try:
             for t, kind, payload in self._events():
                 if self.stopping:
@@ -71,8 +72,7 @@ class PlayedSource(Worker):
                 else:
                     frame = np.ascontiguousarray(payload)
                     self.frames.put(t, frame)
-                    if self._on_frame is not None:
-                        self._on_frame(t, frame)
+                    tap(t, frame)
                 self.delivered = t
         except Exception as exc:  # a decode error mid-file ends the source, reported
             self.error = exc
