@@ -40,16 +40,16 @@ class DashboardChannel:
     """A session's publish channel (DashboardServer.open_channel): what its pipeline
     publishes goes to its own viewers only."""
 
-    def __init__(self, socket_: "DashboardSocket", stream: Stream) -> None:
-        self._socket = socket_
+    def __init__(self, dashboard: "DashboardSocket", stream: Stream) -> None:
+        self._dashboard = dashboard
         self._stream = stream
         self.key = stream.key
 
     def publish(self, msg: dict[str, Any]) -> None:
-        self._socket.publish(self._stream, msg)
+        self._dashboard.publish(self._stream, msg)
 
     def set_status(self, state: str, detail: str = "") -> None:
-        self._socket.set_status(self._stream, state, detail)
+        self._dashboard.set_status(self._stream, state, detail)
 
     def attach_recording(self, directory: str | pathlib.Path | None) -> None:
         self._stream.recording = pathlib.Path(directory) if directory is not None else None

@@ -33,6 +33,7 @@ from websockets.asyncio.server import serve
 from realtime.core import protocol
 from realtime.sessions.hub import SessionHub
 from realtime.sources.capture_wire import DEFAULT_LIMITS, CaptureLimits
+from realtime.web import http
 from realtime.web.access import Access, is_loopback
 from realtime.web.capture import CaptureSocket
 from realtime.web.channels import DEFAULT_HISTORY, Stream, Streams, session_key
@@ -40,7 +41,6 @@ from realtime.web.dashboard import DashboardChannel, DashboardSocket
 from realtime.web.deflate import SmallMessageDeflateFactory
 from realtime.web.figures import Figures
 from realtime.web.files import default_client_dir, default_model_card
-from realtime.web import http
 from realtime.web.replay import AttachedRecording
 from realtime.web.routes import Routes
 
