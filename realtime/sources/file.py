@@ -36,6 +36,7 @@ class FileSource(PlayedSource):
     of what the consumers `release`d.
     `buffer_seconds`: audio kept for the consumers (None = the whole file); pass a
     bound only under FAST, where `read_ahead` keeps the reader that close to them.
+    `clock` / `frame_tap`: the session clock and the recording's frame tap (see `Source`).
     """
 
     kind = "file"

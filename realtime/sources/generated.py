@@ -184,7 +184,8 @@ class ScriptedTranscriber:
 class GeneratedSource(PlayedSource):
     """`loop`'s audio (None: no audio) and `frame` (RGB uint8, None: no video) at `fps`
     for `duration` seconds, on the session clock; see the module docstring.
-    The audio ring keeps `buffer_seconds` (at least `read_ahead` + 60 s)."""
+    The audio ring keeps `buffer_seconds` (at least `read_ahead` + 60 s).
+    `clock` / `frame_tap`: the session clock and the recording's frame tap (see `Source`)."""
 
     kind = "generated"
     thread_name = "generated-source"
