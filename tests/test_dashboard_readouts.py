@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 
 import pytest
@@ -20,7 +21,9 @@ from realtime.core import protocol
 from realtime.recording import SessionRecorder, read_session
 from realtime.web.server import DashboardServer
 
-DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# screenshots go to artifacts/ (git-ignored); HCL_DOC_SCREENSHOTS=1 writes the ones docs/ shows
+SHOTS = ROOT / ("docs" if os.environ.get("HCL_DOC_SCREENSHOTS") else "artifacts")
 TRIMODAL = {"name": "hcl-test", "version": "0", "inputs": ["text", "audio", "video"]}
 
 
@@ -98,9 +101,9 @@ def test_readouts_panels_per_face_and_voice(open_page, tmp_path, viewport):
         assert page.locator('[data-help="pitch_hz"]').is_visible()
         page.locator('[data-testid="readouts-help"] summary').click()
         if viewport is DESKTOP:
-            page.screenshot(path=str(DOCS / f"readouts-{name}.png"))
+            page.screenshot(path=str(SHOTS / f"readouts-{name}.png"))
         else:
-            page.locator('[data-testid="readouts-card"]').screenshot(path=str(DOCS / f"readouts-{name}.png"))
+            page.locator('[data-testid="readouts-card"]').screenshot(path=str(SHOTS / f"readouts-{name}.png"))
         # the CSV export carries the readout columns
         rows = download_csv(dash, tmp_path)
         assert list(rows[0]) == list(protocol.CSV_COLUMNS)
@@ -205,7 +208,7 @@ def test_replay_shows_readouts_and_labels_spans_with_the_keyboard(open_page, tmp
         # a reloaded page gets the saved labels back
         page.reload()
         page.wait_for_selector('[data-testid="labels-list"] li[data-label="1"]')
-        page.screenshot(path=str(DOCS / "replay-labels-desktop.png"))
+        page.screenshot(path=str(SHOTS / "replay-labels-desktop.png"))
         assert dash.console_errors == []
 
 
