@@ -149,6 +149,7 @@ def live_session(fps: float) -> dict:
     pipeline.wait(120)
     metrics = pipeline.metrics()
     pipeline.stop()
+    pipeline.join()
     return {
         "seconds": len(audio) / 16000,
         "windows": len(windows),

@@ -256,6 +256,7 @@ def run_live(path: pathlib.Path, scorer, options) -> dict:
     metrics = pipeline.metrics()
     ws.close()
     pipeline.stop()
+    pipeline.join()
     server.stop()
     server.join(10)
     return {"received": received, "words": sorted(words, key=lambda w: w.start), "pipeline": pipeline, "metrics": metrics,

@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         result["problems"] = pipeline.problems()
         result["interrupted"] = interrupted
         pipeline.stop()
+        pipeline.join()
         reader.stop()
         server.stop()
         server.join(10)

@@ -1,6 +1,6 @@
 """Live text-encoding budget: how long a window's text takes to encode, per encoder.
 
-The live path encodes a window's transcript in the prefetch thread about twice a second
+The live path encodes a window's transcript on the session's text-encoder thread about twice a second
 per session, and many sessions share the machine, so the budget is 40 ms p95 for a
 50-token window on this 2-core CPU (one thread). Rows:
 

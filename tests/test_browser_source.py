@@ -491,6 +491,7 @@ def test_a_simulated_browser_client_drives_the_live_pipeline(live_scorer):
         assert pipeline.wait(timeout=90), "the session did not finish after the client ended"
     finally:
         pipeline.stop()
+        pipeline.join()
     assert not pipeline.problems()
     st = source.stats()
     assert st["audio"]["seconds"] == pytest.approx(duration, abs=0.01) and st["seq_gaps"] == 0

@@ -17,8 +17,9 @@ from realtime.sources import DeviceSource, Source
 def test_every_live_component_implements_the_contract(tmp_path):
     from realtime.core.clock import SessionClock
     from realtime.pipeline.faces import FaceWorker
-    from realtime.pipeline.live import ScoringLoop, TextPrefetch
+    from realtime.pipeline.live import ScoringLoop
     from realtime.pipeline.speech import SpeechWorker
+    from realtime.pipeline.text import TextEncoding
     from realtime.pipeline.windowing import WindowAssembler, WindowQueue
     from realtime.sources.browser import BrowserSource
     from realtime.sources.camera import CameraSource
@@ -35,7 +36,7 @@ def test_every_live_component_implements_the_contract(tmp_path):
         SpeechWorker(audio=ring, transcribe=lambda wave, offset=0.0: [], clock=SessionClock()),
         assembler,
         ScoringLoop(queue=queue, scorer=None, session_id="s"),
-        TextPrefetch(assembler=assembler, encode_text=lambda text: None),
+        TextEncoding(encode=lambda text: None),
     ]
     for part in parts:
         assert isinstance(part, Component), type(part).__name__

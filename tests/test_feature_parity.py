@@ -41,6 +41,7 @@ def live_windows(mosi_video_path, live_scorer):
         assert pipeline.wait(300), "the pipeline did not finish a 7.5 s clip in 5 minutes"
     finally:
         pipeline.stop()
+        pipeline.join()
     assert not pipeline.problems()
     yield scorer.windows, featurizer
     featurizer.close()

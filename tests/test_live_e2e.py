@@ -140,6 +140,7 @@ def test_realtime_replay_through_the_server(annotated, demo_media, live_scorer):
             metrics = http_json(server.port, "/metrics")
     finally:
         pipeline.stop()
+        pipeline.join()
         server.stop()
         server.join(10)
     assert not pipeline.problems()
@@ -239,6 +240,7 @@ def test_dashboard_shows_the_real_pipeline(demo_media, live_scorer, request):
             assert pipeline.wait(180)
         finally:
             pipeline.stop()
+            pipeline.join()
         last = pipeline.messages[-1]
         dash.wait_for_seq(last["seq"], timeout=20)
         shown = dash.shown()

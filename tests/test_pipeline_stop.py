@@ -1,5 +1,6 @@
-"""LivePipeline.stop ends every thread it started, the text-prefetch thread included
-(an audio-only input aborted at exit with rc 134 while that thread was still encoding)."""
+"""LivePipeline.stop asks and returns at once; join ends every thread it started, the text
+encoder's included (an audio-only input aborted at exit with rc 134 while a thread was
+still encoding a text)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Transcriber:
         return [Word("hello", offset + 0.1, offset + 0.4, 0.9)] if len(wave) > 8000 else []
 
 
-def test_stop_joins_the_text_prefetch_thread(tmp_path, live_scorer, monkeypatch):
+def test_stop_returns_at_once_and_join_ends_the_text_encoder_thread(tmp_path, live_scorer, monkeypatch):
     from realtime.pipeline.live import LivePipeline, PipelineOptions
     from realtime.sources.file import FileSource
 
@@ -31,7 +32,7 @@ def test_stop_joins_the_text_prefetch_thread(tmp_path, live_scorer, monkeypatch)
     original = live_scorer.encode_text
 
     def slow_encode(text):
-        if threading.current_thread().name == "text-prefetch":
+        if threading.current_thread().name == "text-encoder":
             encoding.set()
             time.sleep(0.4)  # an encoding still under way when stop() is called
         return original(text)
@@ -46,10 +47,15 @@ def test_stop_joins_the_text_prefetch_thread(tmp_path, live_scorer, monkeypatch)
     pipeline.start()
     try:
         assert pipeline.source.frames is None  # audio only, as in the probe
-        assert encoding.wait(10), "the prefetch thread never encoded a text"
+        assert encoding.wait(10), "the text encoder never encoded a text"
     finally:
+        t0 = time.perf_counter()
         pipeline.stop()
-    prefetch = pipeline.prefetch
-    assert prefetch is not None and prefetch.done.is_set() and not prefetch.running
-    alive = [t.name for t in threading.enumerate() if t.name in ("text-prefetch", "speech", "windowing", "scorer", "file-source")]
+        asked = time.perf_counter() - t0
+        pipeline.join(60)
+    assert asked < 0.5, f"stop() took {asked:.2f} s: it only asks, join() waits"
+    text = pipeline.text
+    assert text.done.is_set() and not text.running
+    alive = [t.name for t in threading.enumerate()
+             if t.name in ("text-encoder", "speech", "windowing", "scorer", "file-source", "session-stop")]
     assert alive == []

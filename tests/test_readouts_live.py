@@ -28,6 +28,7 @@ def run_file(path, scorer, out=None, **options):
         assert pipeline.wait(300), "the file was not scored in 300 s"
     finally:
         pipeline.stop()
+        pipeline.join()
     assert not pipeline.problems()
     return pipeline
 

@@ -53,6 +53,7 @@ def run(tmp_path, live_scorer, policy, **options):
         assert pipeline.wait(60)
     finally:
         pipeline.stop()
+        pipeline.join()
     assert pipeline.problems() == []
     rows = [json.loads(x) for x in (folder / "scores.jsonl").read_text().splitlines()]
     return published, rows, pipeline

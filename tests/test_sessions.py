@@ -165,7 +165,7 @@ def _fake_pipeline(session_id: str, *, dropped: int = 0, lag_p95: float | None =
                                  _thread=None)
     return SimpleNamespace(
         session_id=session_id, source=SimpleNamespace(name="fake", kind="file", _thread=None),
-        queue=SimpleNamespace(dropped=dropped), speech=speech, faces=None, assembler=None, prefetch=None,
+        queue=SimpleNamespace(dropped=dropped), speech=speech, faces=None, assembler=None, text=None,
         scoring=SimpleNamespace(stats=lambda: {"windows": 0, "dropped_windows": dropped, "latency_ms": {}}, _thread=None),
         problems=lambda: [], threads=lambda: [], thinning=lambda: {"face_fps": None, "speech_period_s": None},
     )

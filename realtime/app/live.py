@@ -178,6 +178,7 @@ def live(argv: Sequence[str] | None) -> int:
         print("stopping", flush=True)
     finally:
         pipeline.stop()
+        pipeline.join(SHUTDOWN_WAIT)
         hub.stop()
         hub.join(SHUTDOWN_WAIT)
         server.stop()

@@ -134,5 +134,6 @@ def annotate(path: str, output: str, *, checkpoint: str | None = None, device: s
         bar.refresh()
     finally:
         pipeline.stop()
+        pipeline.join()
         bar.close()
     return pipeline

@@ -2,10 +2,11 @@
 
     pipeline = build_session(source=..., scorer=..., options=PipelineOptions(), mode="live",
                              publish=channel.publish, record_to=folder)   # realtime.pipeline.build
-    pipeline.start(); pipeline.wait(); pipeline.stop()
+    pipeline.start(); pipeline.wait(); pipeline.stop(); pipeline.join()
 
 Each modality becomes features in one stage (frames in `FaceWorker`, speech in
-`SpeechWorker`, audio steps and the window's text in `WindowAssembler`); the scoring loop
+`SpeechWorker`, audio steps in `WindowAssembler`, every text the session scores in its one
+`TextEncoding` thread, which the windowing and the revisions wait on); the scoring loop
 only runs the model and hands each message to the recording (one `RecordingFeed`, which
 also gets the frames from the source's tap), then to `publish` and `on_window`.
 
@@ -38,6 +39,7 @@ from realtime.core.load import Backlog, Level
 from realtime.pipeline.faces import FaceWorker
 from realtime.pipeline.record import RecordingFeed
 from realtime.pipeline.speech import SpeechOptions, SpeechWorker, transcriber_for
+from realtime.pipeline.text import TextEncoding
 from realtime.pipeline.windowing import Window, WindowAssembler, WindowQueue, window_text
 
 log = logging.getLogger(__name__)
@@ -160,10 +162,13 @@ class ScoringLoop(Worker):
         words_at: Callable[..., list[dict[str, Any]]] | None = None,
         revise: bool = False,
         provisional: bool = False,
+        encode_text: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__()
         self.queue = queue
         self.scorer = scorer
+        # a revision's text: the session's text encoder (LivePipeline), else the scorer's
+        self.encode_text = encode_text if encode_text is not None else getattr(scorer, "encode_text", None)
         self.session_id = session_id
         self.record = record
         self.publish = publish
@@ -325,10 +330,10 @@ class ScoringLoop(Worker):
         self.scores.add(msg["score"])
 
     def _with_words(self, window: Window, words: list[dict[str, Any]]) -> Window:
-        """The window with other words, their text encoded here (a shared scorer's thread
+        """The window with other words and their text's features (a shared scorer's thread
         then only runs the model)."""
         text = window_text(words)
-        return dataclasses.replace(window, words=words, text=text, text_features=self.scorer.encode_text(text),
+        return dataclasses.replace(window, words=words, text=text, text_features=self.encode_text(text),
                                    presence={**window.presence, "text": bool(text.strip())})
 
     def stats(self) -> dict[str, Any]:
@@ -343,37 +348,17 @@ class ScoringLoop(Worker):
         }
 
 
-class TextPrefetch(Worker):
-    """Encodes the text the next window will have, as the transcript stands now, so the
-    window's own encoding is a cache hit (off the critical path). `poke()` wakes it."""
+class _Stopping(Worker):
+    """The thread that ends a session after `LivePipeline.stop()` (its joins may take seconds)."""
 
-    name = "text-prefetch"
+    name = "session-stop"
 
-    def __init__(self, *, assembler: WindowAssembler, encode_text: Callable[[str], Any]) -> None:
+    def __init__(self, close: Callable[[], None]) -> None:
         super().__init__()
-        self.assembler = assembler
-        self.encode_text = encode_text
-        self._wake = threading.Event()
-
-    def poke(self, *_: Any) -> None:
-        self._wake.set()
+        self.close = close
 
     def run(self) -> None:
-        a = self.assembler
-        while not self.stopping and not a.done.is_set():
-            if not self._wake.wait(0.5):
-                continue
-            self._wake.clear()
-            if self.stopping:
-                break
-            try:
-                self.encode_text(window_text(a.words_at(a.position + a.step)))
-            except Exception:  # a prefetch is only a hint
-                log.debug("text prefetch failed", exc_info=True)
-
-    def stop(self) -> None:
-        super().stop()
-        self._wake.set()
+        self.close()
 
 
 class LivePipeline:
@@ -415,6 +400,10 @@ class LivePipeline:
         self.on_words = on_words
         self.clock: SessionClock = source.clock  # the source stamps on it; begun in start(), after the models load
         self.queue = WindowQueue(maxsize=options.queue_size, policy=options.policy)
+        # every text of the session is encoded on this one thread: the window's (windowing
+        # waits), a revision's (scoring waits) and the next window's guess (nobody waits)
+        guess = self._next_text if options.prefetch_text and self.transcribes else None
+        self.text = TextEncoding(encode=scorer.encode_text, guess=guess)
         self.scoring = ScoringLoop(
             queue=self.queue,
             scorer=scorer,
@@ -428,6 +417,7 @@ class LivePipeline:
             words_at=self._words_at if self.transcribes else None,
             revise=options.revises,
             provisional=options.provisional,
+            encode_text=self.text.revision,
         )
         self.faces: FaceWorker | None = self._face_worker() if source.frames is not None else None
         self.speech: SpeechWorker | None = None
@@ -453,13 +443,10 @@ class LivePipeline:
             text_context=options.text_context,
             utterance_pause=options.utterance_pause,
             pause_db=options.speech.pause_db,
-            encode_text=scorer.encode_text,
+            encode_text=self.text.encode,
             on_window=self._on_window_queued,
             readouts=options.readouts,
         )
-        self.prefetch: TextPrefetch | None = None
-        if options.prefetch_text and self.speech is not None:
-            self.prefetch = TextPrefetch(assembler=self.assembler, encode_text=scorer.encode_text)
         # the recorder's one writer; it gets every captured frame through the source's tap
         self.recording: RecordingFeed | None = None
         if recorder is not None:
@@ -469,6 +456,8 @@ class LivePipeline:
                 source.frame_tap.connect(self.recording.frame)
         self.finished = self.scoring.done
         self._stop = threading.Event()
+        self._lifecycle = threading.Lock()  # start() and stop(): parts never start after stop()
+        self._stopping = _Stopping(self._close)
         self._started = False
         self._started_wall = 0.0
         self._started_cpu = 0.0
@@ -505,13 +494,16 @@ class LivePipeline:
             _ = self.featurizer.face  # load the face model before the clock starts
         if self.transcriber is not None:
             _ = self.transcriber.model  # load before the clock starts
-        self.clock.begin()
-        self._started = True
-        self._started_wall = time.perf_counter()
-        self._started_cpu = time.process_time()
-        for part in self._workers():
-            part.start()
-        self.source.start()
+        with self._lifecycle:
+            if self._stop.is_set():  # stopped while the models loaded: nothing starts
+                return
+            self.clock.begin()
+            self._started = True
+            self._started_wall = time.perf_counter()
+            self._started_cpu = time.process_time()
+            for part in self._workers():
+                part.start()
+            self.source.start()
 
     @property
     def started(self) -> bool:
@@ -520,15 +512,19 @@ class LivePipeline:
 
     def _workers(self) -> list:
         """The pipeline's own components, in data order (the source is started last)."""
-        return [p for p in (self.faces, self.speech, self.assembler, self.scoring, self.prefetch) if p is not None]
+        return [p for p in (self.text, self.faces, self.speech, self.assembler, self.scoring) if p is not None]
 
     def _words_at(self, end: float, provisional: bool = False) -> list[dict[str, Any]]:
         return self.assembler.words_at(end, provisional=provisional)
 
+    def _next_text(self) -> str:
+        """The text the next window would have with the words known now (the encoder's guess)."""
+        a = self.assembler
+        return window_text(a.words_at(a.position + a.step))
+
     def _on_words(self, words) -> None:
         self.scoring.request_revision()
-        if self.prefetch is not None:
-            self.prefetch.poke()
+        self.text.poke()
         if self.on_words is not None:
             self.on_words(words)
 
@@ -536,8 +532,7 @@ class LivePipeline:
         # every window up to t is out (the file reader may run `read_ahead` s past it; the
         # audio ring keeps enough behind for the text span and the speech context)
         self.source.release(t)
-        if self.prefetch is not None:
-            self.prefetch.poke()
+        self.text.poke()
 
     # ---------------------------------------------------------------- the sink
     def _record(self, msg: dict[str, Any], window: Window) -> None:
@@ -559,21 +554,39 @@ class LivePipeline:
         """Wait until the source ended and every window was scored; True if so."""
         return self.finished.wait(timeout)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop capturing, score what is queued, close the recorder. Idempotent."""
-        self._stop.set()
-        self.source.stop()
-        for part in (self.faces, self.speech, self.assembler, self.prefetch):
-            if part is not None:
-                part.stop()
-        if self.assembler is not None:
-            self.assembler.join(timeout)
+    def stop(self) -> None:
+        """Ask the session to end and return at once (idempotent): capture stops, what is
+        queued is still scored, then the recorder closes, on a `session-stop` thread;
+        `join(timeout)` waits for it."""
+        with self._lifecycle:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            self.source.stop()
+            for part in (self.faces, self.speech, self.assembler):
+                if part is not None:
+                    part.stop()
+            self._stopping.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the session ended after `stop()` (every thread joined, the recording
+        closed); before `stop()`, until every window was scored."""
+        if self._stop.is_set():
+            self._stopping.join(timeout)
+        else:
+            self.finished.wait(timeout)
+
+    def _close(self, timeout: float = 10.0) -> None:
+        """The end of a session, on the `session-stop` thread: the windows queued are scored
+        (their texts encoded), then every part is joined and the recorder closed."""
+        self.assembler.join(timeout)
         self.queue.close()
         self.scoring.join(timeout)
+        self.text.stop()  # after the scoring loop: its revisions still encode
         self.source.join(timeout)
-        for part in (self.faces, self.speech, self.prefetch):
-            # a text encoding still running in the prefetch thread at interpreter exit aborts
-            # the process ("terminate called without an active exception", rc 134): join it
+        for part in (self.faces, self.speech, self.text):
+            # a text encoding still running at interpreter exit aborts the process
+            # ("terminate called without an active exception", rc 134): join it
             if part is not None:
                 part.join(timeout)
         if self.recorder is not None:
@@ -604,13 +617,13 @@ class LivePipeline:
 
     def threads(self) -> list[threading.Thread]:
         """The threads that work for this session alone (a shared model's are not counted)."""
-        parts = [self.source, self.faces, self.speech, self.assembler, self.scoring, self.prefetch]
+        parts = [self.source, self.faces, self.speech, self.assembler, self.scoring, self.text]
         return [t for t in (getattr(p, "thread", None) for p in parts if p is not None) if t is not None]
 
     def problems(self) -> list[str]:
         out = []
         for name, part in (("source", self.source), ("faces", self.faces), ("speech", self.speech),
-                           ("windowing", self.assembler), ("scoring", self.scoring)):
+                           ("windowing", self.assembler), ("text", self.text), ("scoring", self.scoring)):
             err = part.error if part is not None else None
             if err is not None:
                 out.append(f"{name}: {type(err).__name__}: {err}")
@@ -642,6 +655,7 @@ class LivePipeline:
         if self.clock.started:
             out["session_time"] = round(self.clock.now(), 3)
         out["components"]["windowing"] = self.assembler.stats()
+        out["components"]["text"] = self.text.stats()
         if self.speech is not None:
             speech = self.speech.stats()
             out["transcript"] = {k: speech[k] for k in ("words", "lag_s", "pass_ms", "skipped_passes")}

@@ -450,6 +450,7 @@ class SessionHub(Worker):
         finally:
             if session.owned:
                 p.stop()
+                p.join()  # its queued windows scored, its recording closed
             for client in (session.scorer_client, session.speech_client):
                 close = getattr(client, "close", None)
                 if close is not None:

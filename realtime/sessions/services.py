@@ -5,7 +5,7 @@
     scoring.start(); speech.start(); scoring.warm_up()
     pipeline = LivePipeline(source=..., scorer=scoring.client(sid), transcriber=speech.client(sid), ...)
     ...
-    pipeline.stop(); scoring_client.close(); speech_client.close()   # when the session ends
+    pipeline.stop(); pipeline.join(); scoring_client.close(); speech_client.close()   # session ends
     scoring.stop(); speech.stop()                                       # when the server ends
 
 `ScorerService` owns a `WindowScorer` and runs it on ONE thread: each pass takes the
