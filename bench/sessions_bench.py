@@ -52,6 +52,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import sys
 import threading
 import time
@@ -126,6 +127,15 @@ def thread_cpu() -> dict[int, tuple[str, float]]:
         tid = int(entry.name)
         out[tid] = (stage_of(names.get(tid)), (int(fields[11]) + int(fields[12])) / CLK_TCK)
     return out
+
+
+def rss_now_mb() -> float | None:
+    """This process's resident memory now (VmRSS), MB."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(round(int(line.split()[1]) / 1024, 1) for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
 
 
 def stage_of(name: str | None) -> str:
@@ -280,6 +290,7 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
     tracer.join()
     stages = cpu_by_stage(threads0, sampler.stop(), wall)
     load_after = os.getloadavg()
+    rss_mb = rss_now_mb()  # the sessions still open: what the server holds with N of them
     governor = hub.governor.state()
     rows = []
     for s in sessions:
@@ -360,6 +371,8 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
         "cpu_percent_total": round(100 * cpu / wall, 1),
         "cpu_percent_per_session": round(100 * cpu / wall / max(1, admitted), 1),
         "cpu_percent_by_stage": stages,  # % of one core, all sessions together
+        "rss_mb": rss_mb,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # this process so far
         "services": busy,
         "governor": {**governor, "max_level": max((lv for _, lv, _ in levels), default=0), "trace": levels,
                      "changes_log": [(round(t - mono0, 1), lv, b) for t, lv, b in hub.governor.history]},
@@ -376,7 +389,8 @@ def table(results: list[dict]) -> str:
 
     head = ("engine", "N", "admitted", "windows", "dropped", "scoring p95 ms", "total p95 ms", "lag p50/p95 s",
             "from pass start p50/p95 s", "pass wall p50/p95 ms", "skipped",
-            "reaction p50/p95 s", "CPU/session %", "speech busy", "scorer busy", "level max/end", "load 1m", "WER %")
+            "reaction p50/p95 s", "CPU/session %", "speech busy", "scorer busy", "level max/end", "load 1m", "WER %",
+            "RSS MB (peak)")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in results:
         rx = r["reaction_s"]
@@ -392,6 +406,7 @@ def table(results: list[dict]) -> str:
             f"{g.get('max_level', '-')}/{g.get('level', '-')}",
             f"{r['load_avg_before'][0]:.1f}-{r['load_avg_after'][0]:.1f}",
             f(r.get("wer_percent"), 1),
+            f"{f(r.get('rss_mb'), 0)} ({f(r.get('peak_rss_mb'), 0)})",
         ]))
     return "\n".join(lines)
 
