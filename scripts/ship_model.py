@@ -143,6 +143,9 @@ def baseline_rows(paths: list[Path] | Path | None) -> dict[str, dict[str, dict]]
             depth = "all" if ft["tune_layers"] == ft["encoder_depth"] else f"top {ft['tune_layers']} of"
             label = f"{enc}, {depth} {ft['encoder_depth']} layers fine-tuned + mean-pool head, seeds {seeds}"
             rows[label] = {n: {k: v["mean"] for k, v in agg.items()} for n, agg in ft["summary"].items()}
+            valid = [r["valid"] for r in ft["runs"] if "valid" in r]
+            if valid:  # the split its epochs were chosen on
+                rows[label]["valid"] = {k: v["mean"] for k, v in aggregate_seeds(valid).items()}
     return rows
 
 
