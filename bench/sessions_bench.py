@@ -589,7 +589,7 @@ def main(argv=None) -> int:
     warm_s = None
     for engine in [e.strip() for e in args.asr.split(",") if e.strip()] or [None]:
         hub = SessionHub(scorer=scorer, config=config,
-                         options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, engine=engine),
+                         options=PipelineOptions(policy=Policy.LIVE, speech=SpeechOptions(max_backlog=4.0, **({"engine": engine} if engine else {})),
                                                  readouts=not args.no_readouts))
         collector = Collector()
         hub.warm_up()  # the scorer's graphs for every batch size, the speech engine loaded
