@@ -172,7 +172,11 @@ def demo_media(tmp_path_factory):
 # (and one whose health check takes over 10 s). A loaded CI machine can take longer to
 # start one, so the Ray clusters that tests start (in this process, and the hcl-live --ray
 # subprocesses, which inherit the environment) get generous bounds.
+# Ray also starts its workers (actors, Serve replicas) at nice 15: beside `stress-ng --cpu 2`
+# they got about 4 % of a core each and the Ray tests' actors were still loading the model
+# after ten minutes, so the tests' clusters run their workers at normal priority.
 for _name, _seconds in (("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "120"),
                         ("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "120"),
-                        ("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "30")):
+                        ("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "30"),
+                        ("RAY_worker_niceness", "0")):
     os.environ.setdefault(_name, _seconds)
