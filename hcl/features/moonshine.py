@@ -71,8 +71,8 @@ PHRASE_VAD = VadOptions(min_silence_duration_ms=400, speech_pad_ms=200, max_spee
 # Decoded one VAD phrase at a time, a sentence split at a breath loses its context: on
 # bench/asr_bench.py's clips joining took real read speech (two_cities) from 4.2 % to 0.8 %
 # WER and the generated clip from 10.5 % to 7.9 %, the others unchanged (chosen on those
-# clips: there is no held-out speech set here). Longer pauses still end a group, so a
-# group never spans a silence where the live stream cuts.
+# clips: there is no held-out speech set here). A live pass gives at most its context
+# (8 s), so there a group is bounded by the pass's buffer.
 JOIN_GAP_S = 0.6
 JOIN_MAX_S = 16.0
 
