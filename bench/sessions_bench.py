@@ -52,7 +52,6 @@ import json
 import os
 import pathlib
 import platform
-import resource
 import sys
 import threading
 import time
@@ -61,6 +60,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from asr_bench import rss_mb  # noqa: E402  VmRSS and VmHWM of this process
 
 FPS = 10.0
 
@@ -127,15 +128,6 @@ def thread_cpu() -> dict[int, tuple[str, float]]:
         tid = int(entry.name)
         out[tid] = (stage_of(names.get(tid)), (int(fields[11]) + int(fields[12])) / CLK_TCK)
     return out
-
-
-def rss_now_mb() -> float | None:
-    """This process's resident memory now (VmRSS), MB."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(round(int(line.split()[1]) / 1024, 1) for line in f if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return None
 
 
 def stage_of(name: str | None) -> str:
@@ -290,7 +282,7 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
     tracer.join()
     stages = cpu_by_stage(threads0, sampler.stop(), wall)
     load_after = os.getloadavg()
-    rss_mb = rss_now_mb()  # the sessions still open: what the server holds with N of them
+    memory = rss_mb()  # the sessions still open: what the server holds with N of them, and the peak so far
     governor = hub.governor.state()
     rows = []
     for s in sessions:
@@ -371,8 +363,7 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
         "cpu_percent_total": round(100 * cpu / wall, 1),
         "cpu_percent_per_session": round(100 * cpu / wall / max(1, admitted), 1),
         "cpu_percent_by_stage": stages,  # % of one core, all sessions together
-        "rss_mb": rss_mb,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # this process so far
+        **memory,  # rss_mb, peak_rss_mb
         "services": busy,
         "governor": {**governor, "max_level": max((lv for _, lv, _ in levels), default=0), "trace": levels,
                      "changes_log": [(round(t - mono0, 1), lv, b) for t, lv, b in hub.governor.history]},
