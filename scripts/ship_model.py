@@ -17,11 +17,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from hcl.checkpoint import load_checkpoint, models_dir, save_checkpoint
-from hcl.data.sample import FeatureSample
-from hcl.data.transcripts import read_label_csv
+from hcl.data.transcripts import read_label_csv, text_sample
 from hcl.features.text import TextEncoder
 from hcl.metrics import METRIC_KEYS, aggregate_seeds
 from hcl.model import HCL
@@ -51,11 +48,8 @@ PROBES = (
 
 def probe_scores(loaded, texts=PROBES) -> list[float]:
     """The scores a loaded checkpoint gives `texts` as text-only windows (no audio, no video)."""
-    cfg = loaded.model_config
     feats = TextEncoder(config=loaded.features.text, tuned_state=loaded.text_top).encode(list(texts))
-    absent = {"audio": np.zeros((1, cfg.audio_dim), np.float32), "video": np.zeros((1, cfg.video_dim), np.float32),
-              "audio_mask": np.zeros(1, bool), "video_mask": np.zeros(1, bool)}
-    samples = [FeatureSample(id=str(i), label=0.0, mode="test", text=f, **absent) for i, f in enumerate(feats)]
+    samples = [text_sample(f, loaded.features, id=str(i)) for i, f in enumerate(feats)]
     return [float(v) for v in predict(loaded.model.eval(), samples)]
 
 

@@ -113,22 +113,19 @@ def load_transcripts(
     texts = [r["text"] or "" for r in rows]
     feats = encode_cached(texts, settings.text, cache_dir=cache_dir)[settings.text.layer]
     name = name or Path(path).parent.name
-    no_audio = np.zeros((0, settings.audio.dim), np.float32)
-    no_video = np.zeros((0, settings.face.dim), np.float32)
     out: dict[str, list[FeatureSample]] = {s: [] for s in SPLITS}
     for row, f in zip(rows, feats):
         mode = row["mode"].strip().lower()
         if mode not in out:
             continue
-        out[mode].append(
-            FeatureSample(
-                id=f"{name}/{row['video_id']}_{row['clip_id']}",
-                label=float(row["label"]),
-                mode=mode,
-                text=f,
-                audio=no_audio,
-                video=no_video,
-                meta={"dataset": name},
-            )
-        )
+        out[mode].append(text_sample(f, settings, id=f"{name}/{row['video_id']}_{row['clip_id']}",
+                                     label=float(row["label"]), mode=mode, meta={"dataset": name}))
     return out
+
+
+def text_sample(text: np.ndarray, settings: FeatureSettings, *, id: str, label: float = 0.0, mode: str = "test",
+                meta: dict | None = None) -> FeatureSample:
+    """A sample of text features (L_t, D_t) alone: no audio or video rows, as transcripts train."""
+    return FeatureSample(id=id, label=label, mode=mode, text=text,
+                         audio=np.zeros((0, settings.audio.dim), np.float32),
+                         video=np.zeros((0, settings.face.dim), np.float32), meta=meta or {})
