@@ -59,30 +59,19 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from live_bench import (  # noqa: E402  the same generated clip and WER scoring as the live bench
+from live_bench import (  # noqa: E402  the same generated clip as the live bench
     MOSI_CLIPS,
     REACTION_GAPS,
     REACTION_SENTENCES,
     SHARED_DATA,
     mosi_text,
-    normalise_words,
     speech_span,
-    wer,
 )
+from transcript_scoring import BECKETT, TWO_CITIES, normalise_words, wer  # noqa: E402  the same WER scoring
 
 SR = 16000
 BUFFERS_S = (1, 3, 5)
 ENGINES = ("whisper", "moonshine", "whisper-b5")
-TWO_CITIES = (
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-    "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
-    "it was the season of Darkness, it was the spring of hope, it was the winter of despair, we had "
-    "everything before us, we had nothing before us, we were all going direct to Heaven, we were all going "
-    "direct the other way - in short, the period was so far like the present period, that some of its "
-    "noisiest authorities insisted on its being received, for good or for evil, in the superlative degree "
-    "of comparison only."
-)
-BECKETT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
 
 
 # --------------------------------------------------------------------------------------

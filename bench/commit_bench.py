@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from asr_bench import SR, clips, signal_all  # noqa: E402  the same clips as the engine bench
-from live_bench import normalise_words, word_errors  # noqa: E402
+from transcript_scoring import normalise_words, word_errors  # noqa: E402
 
 STEP = 0.05  # s of audio between steps of the stream
 

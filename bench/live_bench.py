@@ -49,6 +49,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from transcript_scoring import normalise_words, wer  # noqa: E402
 
 
 def pct(values, q):
@@ -159,30 +162,6 @@ def make_reaction_clip(directory: pathlib.Path) -> tuple[pathlib.Path, list[dict
     path = directory / "reaction.mp4"
     write_media(path, [face_image(320)] * int(np.ceil(len(audio) / SAMPLE_RATE * fps)), audio, fps=fps, crf=30)
     return path, sentences
-
-
-def normalise_words(text: str) -> list[str]:
-    """Lower case, letters and digits only (MOSI's transcript style: "don't" -> "dont")."""
-    import re
-
-    return [w for w in (re.sub(r"[^a-z0-9]", "", t) for t in text.lower().split()) if w]
-
-
-def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    """Word-level edit distance (substitutions + deletions + insertions)."""
-    row = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hypothesis, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
-
-
-def wer(reference: str, hypothesis: str) -> dict:
-    ref, hyp = normalise_words(reference), normalise_words(hypothesis)
-    errors = word_errors(ref, hyp)
-    return {"wer_percent": round(100 * errors / max(1, len(ref)), 1), "errors": errors, "reference_words": len(ref),
-            "hypothesis": " ".join(hyp)}
 
 
 def mosi_text(video_id: str, clip_id: int) -> str:

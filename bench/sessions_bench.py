@@ -225,7 +225,8 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
     own path: admission, the shared services, the load governor). Refused arrivals are
     counted with their reason; the admitted ones run their clip at real-time pace."""
     from capture_clients import clip_messages, send_paced
-    from live_bench import normalise_words, reaction_times, word_errors
+    from live_bench import reaction_times
+    from transcript_scoring import normalise_words, word_errors
 
     from realtime.sessions.hub import AdmissionRefused
     from realtime.sources.browser import BrowserSource

@@ -2,7 +2,6 @@
 the engine on real espeak-ng speech and a real MOSI clip (converted once into the
 default cache, ~20 s the first time; scripts/setup.sh pre-runs it)."""
 
-import difflib
 import importlib.util
 import re
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from media_fixtures import espeak_available, faint_noise, speak
+from transcript_scoring import TWO_CITIES, wer
 
 from hcl.features.config import SAMPLE_RATE, SpeechConfig
 from hcl.features.moonshine import (
@@ -160,13 +160,6 @@ def test_phrases_are_joined_across_short_pauses_up_to_a_length():
     assert join_phrases([]) == []
 
 
-def _word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = (re.sub(r"[^a-z0-9 ]", "", t.lower().replace("-", " ")).split() for t in (reference, hypothesis))
-    edits = sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, ref, hyp).get_opcodes()
-                if op != "equal")
-    return edits / len(ref)
-
-
 def test_real_read_speech_is_heard_with_few_errors(moonshine):
     """44 s of a person reading (moonshine-voice's demo audio): joined phrases keep each
     sentence's context (one VAD phrase at a time this was 4.2 % WER; the aim is <= 3 %)."""
@@ -176,13 +169,5 @@ def test_real_read_speech_is_heard_with_few_errors(moonshine):
     wav = Path(spec.origin).parent / "assets" / "two_cities.wav" if spec and spec.origin else None
     if wav is None or not wav.is_file():
         pytest.skip("moonshine-voice (its demo audio) is not installed: pip install -r requirements.txt")
-    reference = (
-        "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-        "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
-        "it was the season of Darkness, it was the spring of hope, it was the winter of despair, we had "
-        "everything before us, we had nothing before us, we were all going direct to Heaven, we were all going "
-        "direct the other way - in short, the period was so far like the present period, that some of its "
-        "noisiest authorities insisted on its being received, for good or for evil, in the superlative degree "
-        "of comparison only.")
     heard = " ".join(w.text for w in moonshine.transcribe(read_media(wav).audio))
-    assert _word_error_rate(reference, heard) <= 0.03, heard
+    assert wer(TWO_CITIES, heard)["wer_percent"] <= 3.0, heard
