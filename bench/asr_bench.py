@@ -9,7 +9,7 @@ Engines (hcl.features.speech_engine.make_engine), each on one CPU thread:
 - whisper-b5: Whisper tiny.en as the offline tools run it (beam 5, temperature fallback).
 
 WER (whole clip in one `transcribe`, as `hcl-annotate` / `hcl-extract` do; words
-lower case, letters and digits only, bench/live_bench.py's scoring) on:
+lower case, letters and digits only, tests/transcript_scoring.py) on:
 - generated: bench/live_bench.py's reaction clip audio (14 espeak-ng sentences with
   0.5-2.5 s pauses, ~61 s), the clip live_bench's WER is measured on;
 - real read speech: `two_cities.wav` (44 s, the opening of A Tale of Two Cities read by

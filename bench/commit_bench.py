@@ -13,7 +13,7 @@ engine (Whisper tiny.en greedy as live passes run it, or Moonshine base-en), one
 engine per process, one CPU thread.
 
 Per engine, rule and clip: transcript lag (committed_at - word end) p50 / p95 / max,
-WER of the committed words against the reference (bench/live_bench.py's scoring),
+WER of the committed words against the reference (tests/transcript_scoring.py),
 insertions, words committed over audio already committed (a committed word whose
 midpoint lies inside an earlier committed word's span, or before the end of the
 committed words: the `hcl-annotate` duplication of issue 22), and pass counts.

@@ -316,7 +316,7 @@ def run_sessions(n: int, hub, collector, speech, jpeg: bytes, *, reaction: bool,
             "source": {k: m["components"]["source"].get(k) for k in ("resyncs", "clamped", "delay_ms")},
             "problems": m["problems"],
         }
-        # WER of the session's committed words against its sentences (live_bench's scoring)
+        # WER of the session's committed words against its sentences (tests/transcript_scoring.py)
         reference = normalise_words(" ".join(x["text"] for x in s["sentences"]))
         heard = normalise_words(" ".join(w.text for w in pipe.speech.transcript.all_words()))
         row["word_errors"], row["reference_words"] = word_errors(reference, heard), len(reference)
