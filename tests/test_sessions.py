@@ -319,6 +319,43 @@ def test_a_client_that_vanishes_leaves_a_readable_recording(hub_server):
     viewer.close()
 
 
+def test_stopping_the_hub_returns_at_once_and_join_waits_for_the_sessions_to_end(hub_server):
+    """`SessionHub.stop()` follows the contract (asks and returns): the hub's thread ends its
+    sessions, so a session slow to end holds up `join()`, not `stop()`; after `join()` the
+    session ended with its recording closed and the shared services stopped."""
+    from realtime.recording import read_session
+
+    hub, server = hub_server(max_sessions=2)
+    cap = Capturer(_urls(server, "/capture"), _clip(6.0))
+    viewer = Viewer(_urls(server, cap.answer["stream"]))
+    _wait(viewer.running.is_set, WAIT, "the session to start")
+    cap.stream(until=3.0)
+    _wait(lambda: len(viewer.windows()) >= 2, WAIT, "windows")
+    release, ending = threading.Event(), threading.Event()
+    end = hub.end
+
+    def slow_end(*args, **kwargs):  # a session that takes its time to finish
+        ending.set()
+        assert release.wait(WAIT)
+        return end(*args, **kwargs)
+
+    hub.end = slow_end
+    stopper = threading.Thread(target=hub.stop, daemon=True)
+    stopper.start()
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "stop() waited for the sessions to end"
+    assert ending.wait(WAIT), "the hub's thread never began ending the session"
+    assert [s.id for s in hub.sessions()] == [cap.answer["session"]]  # still ending
+    release.set()
+    hub.join(WAIT)
+    assert not hub.sessions() and not hub.models.scorer_service.running  # the shared scorer stopped too
+    session = hub.sessions(live_only=False)[0]
+    assert session.end_reason == "server stopping"
+    rec = read_session(pathlib.Path(hub.config.record_dir) / cap.answer["session"])
+    assert rec.info["recording"]["ended_at"] is not None and len(rec.windows) >= 2
+    viewer.close()
+
+
 def test_a_full_server_refuses_with_the_reason(hub_server):
     hub, server = hub_server(max_sessions=1)
     first = Capturer(_urls(server, "/capture"), _clip(3.0))

@@ -366,6 +366,7 @@ class Ingress:
     def __del__(self) -> None:
         try:
             self.hub.stop()  # every session ends: its windows are scored, its recording closes
+            self.hub.join(30)
             self.server.stop()
             self.server.join(10)
         except Exception:

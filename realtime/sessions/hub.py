@@ -274,6 +274,7 @@ class SessionHub(Worker):
         self.refused: collections.Counter[str] = collections.Counter()
         self.created = 0
         self._wake = threading.Event()
+        self._shut = False  # the sessions were ended and the models stopped (once)
         # measures nothing until the shared speech service runs
         self.governor = governor or LoadGovernor(self.models, config.governor or GovernorConfig(enabled=False))
 
@@ -492,9 +493,22 @@ class SessionHub(Worker):
             self._wake.clear()
 
     def stop(self) -> None:
-        """Refuse new sessions, end every session the hub owns (their scoring loops stop,
-        recordings close), then the monitor, then the shared models they used."""
+        """Refuse new sessions and return. The hub's thread then ends every session it owns
+        (their queued windows are scored, their recordings close), then stops the shared
+        models they used; `join()` waits for that. A hub never started does it here."""
         super().stop()  # admission refuses from here on
+        self._wake.set()
+        if self.thread is None:
+            self._shut_down()
+
+    def finish(self) -> None:
+        self._shut_down()  # on the hub's thread, after the monitor's last tick
+
+    def _shut_down(self) -> None:
+        with self._lock:
+            if self._shut:
+                return
+            self._shut = True
         pipelines = [s.pipeline for s in self.sessions(live_only=False) if s.pipeline is not None]
         for session in self.sessions():
             if session.owned:
@@ -502,7 +516,6 @@ class SessionHub(Worker):
                     self.end(session.id, reason="server stopping", wait=False)
                 except Exception:
                     log.exception("ending session %s", session.id)
-        self._wake.set()
         if self.models.running:
             # a session's last scoring or speech pass may still be running on a busy machine:
             # let it finish on the shared service before that stops
@@ -514,8 +527,8 @@ class SessionHub(Worker):
             self.models.stop()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the monitor and the shared services: a speech pass still running in a
-        daemon thread while the interpreter exits can hang the process in native code."""
+        """Wait for the sessions to end and the shared services to stop: a speech pass still
+        running in a daemon thread while the interpreter exits can hang it in native code."""
         deadline = None if timeout is None else time.monotonic() + timeout
         super().join(timeout)
         self.models.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
