@@ -144,9 +144,10 @@ def _hcl_live(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from realtime.app.live import live_command; sys.exit(live_command())", *args]
 
 
-def _start(tmp_path: pathlib.Path, *args: str) -> tuple[subprocess.Popen, pathlib.Path]:
+def _start(tmp_path: pathlib.Path, *args: str, unset: tuple[str, ...] = ()) -> tuple[subprocess.Popen, pathlib.Path]:
     log = tmp_path / "hcl-live.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(_hcl_live(*args), stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     return proc, log
@@ -162,6 +163,20 @@ def _stop(proc: subprocess.Popen, timeout: float = 120) -> int:
             proc.wait(30)
             raise
     return proc.returncode
+
+
+def _serve_replicas() -> dict[int, str]:
+    """pid -> process title of every Ray Serve replica on this machine."""
+    found = {}
+    for proc in pathlib.Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("ray::ServeReplica"):
+                found[int(proc.name)] = title.strip()
+    return found
 
 
 def _page(url: str) -> tuple[int, bytes] | None:
@@ -181,7 +196,9 @@ def test_hcl_live_ray_as_the_readme_gives_it_serves_the_dashboard_and_a_capture_
     events = clip_messages(audio, [jpeg_of(face_image(256))], fps=5.0, agent="readme test")
     port, record = _free_port(), tmp_path / "rec"
     started = time.monotonic()
-    proc, log = _start(tmp_path, "--ray", "--no-browser", "--port", str(port), "--record", str(record))
+    # the product's own worker priority, not the tests' (conftest sets RAY_worker_niceness=0)
+    proc, log = _start(tmp_path, "--ray", "--no-browser", "--port", str(port), "--record", str(record),
+                       unset=("RAY_worker_niceness",))
     try:
         # Ray, Serve and three deployments loading their models on a busy 2-core machine: minutes
         deadline = time.monotonic() + 600
@@ -198,6 +215,11 @@ def test_hcl_live_ray_as_the_readme_gives_it_serves_the_dashboard_and_a_capture_
         print(f"hcl-live --ray served the dashboard {time.monotonic() - started:.1f} s after it started")
         assert page[0] == 200 and b"<html" in page[1].lower()
         assert re.search(r"reserved: ingress 1 x [\d.]+ CPU, scorer 1 x [\d.]+ CPU, speech 1 x [\d.]+ CPU", output), output
+        # the replicas serve live sessions: normal priority, not Ray's nice 15 for batch workers
+        replicas = _serve_replicas()
+        assert len(replicas) >= 3, replicas
+        niceness = {title: os.getpriority(os.PRIO_PROCESS, pid) for pid, title in replicas.items()}
+        assert all(n == 0 for n in niceness.values()), niceness
 
         # a capture session, as the page's "Start my camera and microphone" opens it
         with connect(f"ws://127.0.0.1:{port}/capture", max_size=None, open_timeout=60) as ws:

@@ -121,6 +121,11 @@ def serving(settings: ServeSettings, *, given: Collection[str], address: str | N
         raise SetupError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
     if address is not None:
         check_address(address)
+    if address is None:
+        # a local Ray starts its workers at nice 15, made for batch jobs: the Serve replicas
+        # score live sessions, and on a busy machine they then starved (about 4 % of a core
+        # each beside two busy processes); they run at normal priority, like hcl-live itself
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose)
     except ConnectionError as exc:
