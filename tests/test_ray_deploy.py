@@ -215,11 +215,12 @@ def test_hcl_live_ray_as_the_readme_gives_it_serves_the_dashboard_and_a_capture_
         print(f"hcl-live --ray served the dashboard {time.monotonic() - started:.1f} s after it started")
         assert page[0] == 200 and b"<html" in page[1].lower()
         assert re.search(r"reserved: ingress 1 x [\d.]+ CPU, scorer 1 x [\d.]+ CPU, speech 1 x [\d.]+ CPU", output), output
-        # the replicas serve live sessions: normal priority, not Ray's nice 15 for batch workers
+        # the replicas serve live sessions: the priority hcl-live runs at (this test's, if CI
+        # itself is niced), not 15 more as Ray gives its batch workers
         replicas = _serve_replicas()
         assert len(replicas) >= 3, replicas
         niceness = {title: os.getpriority(os.PRIO_PROCESS, pid) for pid, title in replicas.items()}
-        assert all(n == 0 for n in niceness.values()), niceness
+        assert all(n == os.getpriority(os.PRIO_PROCESS, 0) for n in niceness.values()), niceness
 
         # a capture session, as the page's "Start my camera and microphone" opens it
         with connect(f"ws://127.0.0.1:{port}/capture", max_size=None, open_timeout=60) as ws:
