@@ -29,6 +29,8 @@ from realtime.core.logs import setup_logging
 from realtime.pipeline.build import build_session, load_scorer, open_file_source
 from realtime.pipeline.live import PipelineOptions, new_session_id, session_hello
 from realtime.pipeline.speech import SpeechOptions
+from realtime.scale.placement import describe_reservations
+from realtime.scale.settings import ServeSettings
 from realtime.sessions.hub import HubConfig, SessionHub
 from realtime.sources import DeviceSource, SourceError
 from realtime.sources.camera import CameraSource, list_cameras
@@ -229,8 +231,6 @@ def ray_sessions(args) -> int:
     """hcl-live --ray: the browser sessions on Ray Serve (realtime.scale.serve) until Ctrl-C."""
     try:  # the optional extra hcl-live[ray]
         from realtime.scale.deploy import serving
-        from realtime.scale.placement import describe_reservations
-        from realtime.scale.settings import ServeSettings
     except ImportError as exc:
         raise CliError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
     if args.tls_cert or args.tls_key:
