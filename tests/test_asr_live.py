@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from hcl.features.config import FeatureSettings
+from hcl.features import moonshine
 from hcl.features.moonshine import MoonshineEngine
 from hcl.features.speech import SpeechTranscriber
 from realtime.app.options import annotate_parser, live_parser
@@ -50,6 +52,24 @@ def test_each_path_builds_the_engine_the_option_names():
     assert speech_config(settings, SpeechOptions(engine="whisper"), Policy.FAST).beam_size == settings.speech.beam_size
     assert speech_config(settings, SpeechOptions(engine=None), Policy.FAST).engine == settings.speech.engine
     assert speech_config(settings, SpeechOptions(), Policy.LIVE).engine == LIVE_ENGINE
+
+
+def test_live_moonshine_decodes_each_phrase_alone_and_files_join_them(monkeypatch):
+    """Live passes re-decode their buffer each time: joined phrases cost pass time there
+    for the same WER, so the live policy joins none; files keep the checkpoint's joining."""
+    settings = FeatureSettings()
+    assert settings.speech.join_gap > 0
+    live = transcriber_for(settings, SpeechOptions(engine="moonshine"), Policy.LIVE)
+    assert live.config.join_gap == 0.0
+    for policy in (Policy.REPRODUCIBLE, Policy.FAST):
+        assert transcriber_for(settings, SpeechOptions(engine="moonshine"), policy).config.join_gap == settings.speech.join_gap
+    assert speech_config(settings, SpeechOptions(join_gap=0.3), Policy.LIVE).join_gap == 0.3
+    sr = 16000  # VAD finds two phrases 0.5 s apart (a breath)
+    monkeypatch.setattr(moonshine, "get_speech_timestamps",
+                        lambda wave, options: [{"start": 0, "end": 2 * sr}, {"start": int(2.5 * sr), "end": 4 * sr}])
+    wave = np.zeros(5 * sr, np.float32)
+    assert live.phrases(wave) == [(0, 2 * sr), (int(2.5 * sr), 4 * sr)]
+    assert transcriber_for(settings, SpeechOptions(engine="moonshine"), Policy.FAST).phrases(wave) == [(0, 4 * sr)]
 
 
 def test_a_moonshine_hub_takes_passes_one_at_a_time(live_scorer):

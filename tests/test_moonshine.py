@@ -157,7 +157,7 @@ def test_phrases_are_joined_across_short_pauses_up_to_a_length():
     # 0.5 s gap joins; 2 s does not; 0.2 s joins; the group from 7 s would reach 24 s (17 s > 16 s): a new one
     assert join_phrases(spans, max_gap=0.6, max_len=16.0) == [(0, 5 * sr), (7 * sr, 20 * sr), (int(20.1 * sr), 24 * sr)]
     assert join_phrases(spans, max_gap=0.0, max_len=16.0) == spans
-    assert join_phrases([]) == []
+    assert join_phrases([], max_gap=0.6) == []
 
 
 def test_real_read_speech_is_heard_with_few_errors(moonshine):

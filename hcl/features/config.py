@@ -150,7 +150,9 @@ class SpeechConfig:
     """Speech to words, VAD-gated: `engine` "whisper" (faster-whisper, `model` below) or
     "moonshine" (Moonshine base-en from the moonshine-cpp package, converted once into
     `moonshine_dir`; "" = ~/.cache/hcl-live/moonshine-base-en). `repeat_guard`: a pass's
-    words that loop are given once (hcl.features.repeat_guard)."""
+    words that loop are given once (hcl.features.repeat_guard). `join_gap`: Moonshine
+    decodes VAD phrases at most this many seconds apart as one piece (context across a
+    breath; hcl.features.moonshine.join_phrases), 0 = each phrase alone."""
 
     model: str = PACKAGED_WHISPER_TINY_EN  # or a faster-whisper model name / path
     language: str = "en"
@@ -161,8 +163,10 @@ class SpeechConfig:
     engine: str = "whisper"
     moonshine_dir: str = ""
     repeat_guard: bool = True
+    join_gap: float = 0.6
 
     def __post_init__(self) -> None:
+        _check(0 <= self.join_gap <= 5, f"join_gap must be in [0, 5] s, got {self.join_gap}")
         _check(self.engine in SPEECH_ENGINES, f"speech engine must be one of {SPEECH_ENGINES}, got {self.engine!r}")
         _check(self.engine != "moonshine" or self.language == "en",
                f"the moonshine engine is English only (language {self.language!r}); use engine 'whisper'")

@@ -67,13 +67,13 @@ MIN_SAMPLES = SAMPLE_RATE // 10  # Moonshine needs at least 0.1 s
 # (the segments also carry the word times)
 PHRASE_VAD = VadOptions(min_silence_duration_ms=400, speech_pad_ms=200, max_speech_duration_s=20.0)
 # Moonshine decodes a group of phrases at a time: phrases whose padded gap is at most
-# JOIN_GAP_S (a pause of up to ~1 s) are joined while the group stays within JOIN_MAX_S.
-# Decoded one VAD phrase at a time, a sentence split at a breath loses its context: on
-# bench/asr_bench.py's clips joining took real read speech (two_cities) from 4.2 % to 0.8 %
-# WER and the generated clip from 10.5 % to 7.9 %, the others unchanged (chosen on those
-# clips: there is no held-out speech set here). A live pass gives at most its context
-# (8 s), so there a group is bounded by the pass's buffer.
-JOIN_GAP_S = 0.6
+# SpeechConfig.join_gap (0.6 s: a pause of up to ~1 s) are joined while the group stays
+# within JOIN_MAX_S. Decoded one VAD phrase at a time, a sentence split at a breath loses
+# its context: on bench/asr_bench.py's clips joining took real read speech (two_cities)
+# from 4.2 % to 0.8 % WER and the generated clip from 10.5 % to 7.9 %, the others unchanged
+# (chosen on those clips: there is no held-out speech set here). Live passes see at most
+# 8 s and re-decode their buffer every pass; there joining cost pass time for the same
+# WER, so the live policy decodes each phrase alone (realtime.pipeline.speech.speech_config).
 JOIN_MAX_S = 16.0
 
 
@@ -381,7 +381,7 @@ def looping_tail(tokens: list[int], *, min_n: int = 2, max_n: int = 12, repeats:
     return False
 
 
-def join_phrases(spans: list[tuple[int, int]], *, max_gap: float = JOIN_GAP_S, max_len: float = JOIN_MAX_S,
+def join_phrases(spans: list[tuple[int, int]], *, max_gap: float, max_len: float = JOIN_MAX_S,
                  rate: int = SAMPLE_RATE) -> list[tuple[int, int]]:
     """Sorted (start, end) sample spans joined into groups: a span joins the group before it
     when the gap between them is <= max_gap s and the group then spans <= max_len s."""
@@ -482,7 +482,8 @@ class MoonshineEngine:
         if not self.config.vad:  # fixed pieces: Moonshine is trained on utterances of up to ~30 s
             step = int(PHRASE_VAD.max_speech_duration_s * SAMPLE_RATE)
             return [(a, min(a + step, len(wave))) for a in range(0, len(wave), step)]
-        return join_phrases([(c["start"], c["end"]) for c in get_speech_timestamps(wave, PHRASE_VAD)])
+        spans = [(c["start"], c["end"]) for c in get_speech_timestamps(wave, PHRASE_VAD)]
+        return join_phrases(spans, max_gap=self.config.join_gap)
 
     def transcribe(self, wave_16k: np.ndarray, offset: float = 0.0) -> list[Word]:
         """Words in `wave_16k` ((N,) float at 16 kHz mono), times + `offset` seconds."""

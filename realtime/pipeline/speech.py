@@ -94,6 +94,10 @@ class SpeechOptions:
     # words nearer the buffer end wait for two passes to agree (LocalAgreement-2).
     # None: LocalAgreement-2 only (the rule before). 0.5: bench/commit_bench.py (README)
     settle: float | None = 0.5
+    # Moonshine: phrases at most this many s apart decoded as one (SpeechConfig.join_gap);
+    # None: each phrase alone in the live policy (cheaper passes, the same live WER:
+    # bench/sessions_bench.py, README), the checkpoint's otherwise
+    join_gap: float | None = None
 
     def __post_init__(self) -> None:
         if self.period <= 0 or self.context <= self.period or self.delay < 0:
@@ -106,13 +110,16 @@ class SpeechOptions:
 
 def speech_config(settings: FeatureSettings, options: SpeechOptions, policy: Policy) -> SpeechConfig:
     """The checkpoint's speech settings with the session's engine (`options.engine`) and,
-    for Whisper, greedy decoding under the live policy unless `options.beam_size` says
-    otherwise (the checkpoint's beam for the other policies)."""
+    under the live policy unless `options` say otherwise, Whisper's greedy decoding and
+    Moonshine's phrases decoded one at a time (the checkpoint's beam and joining for the
+    other policies)."""
     config = settings.speech
     if options.engine is not None:
         config = dataclasses.replace(config, engine=options.engine)
-    beam = options.beam_size if options.beam_size is not None else (1 if policy is Policy.LIVE else None)
-    return config if beam is None else dataclasses.replace(config, beam_size=beam)
+    live = policy is Policy.LIVE
+    beam = options.beam_size if options.beam_size is not None else (1 if live else config.beam_size)
+    join = options.join_gap if options.join_gap is not None else (0.0 if live else config.join_gap)
+    return dataclasses.replace(config, beam_size=beam, join_gap=join)
 
 
 def transcriber_for(settings: FeatureSettings, options: SpeechOptions, policy: Policy) -> SpeechEngine:
