@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from hcl.checkpoint import default_live_checkpoint, load_checkpoint
-from hcl.features.text import OnnxEncoder, TextEncoder, resolve_text_runtime
+from hcl.features.text import TextEncoder, resolve_text_runtime
+from hcl.features.text_onnx import export_graph
 
 pytest.importorskip("onnxruntime")
 
@@ -88,7 +89,7 @@ def test_export_needs_a_padded_batch(encoders):
     _, eager, _ = encoders
     unpadded = eager._tokenizer(["hello there"], padding=True, return_tensors="pt")
     with pytest.raises(ValueError, match="padded batch"):
-        OnnxEncoder(eager.model, unpadded)
+        export_graph(eager.model, unpadded)
 
 
 def test_live_scorer_runs_onnxruntime_by_default():

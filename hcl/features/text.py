@@ -11,24 +11,26 @@ emitted (-1 = last). A checkpoint that fine-tuned the top k encoder layers
 fine-tuned top ones (`hcl.text_top`).
 
 `runtime` picks what runs the encoder: "torch" (eager; training and extraction),
-or "onnxruntime": the loaded encoder (fine-tuned layers installed) is exported
-once to ONNX in memory and run by onnxruntime, which gives the same hidden
-states (within 1e-5) in about two thirds of the time on one CPU thread
-(`bench/text_encoder_bench.py`). The live scorer asks for "auto": onnxruntime
-on CPU when installed, else torch.
+or "onnxruntime": the encoder (fine-tuned layers installed) exported once to an
+ONNX graph kept on disk and run by onnxruntime (hcl.features.text_onnx), which
+gives the same hidden states (within 1e-5) in about two thirds of the time on
+one CPU thread (`bench/text_encoder_bench.py`); the torch model is then not
+loaded at all. The live scorer asks for "auto": onnxruntime on CPU when
+installed, else torch.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hcl.cache import default_cache_dir
 from hcl.features.config import PACKAGED_E5, PACKAGED_MINILM, PACKAGED_MPNET, TextFeatureConfig
+from hcl.features.text_onnx import OnnxEncoder, cached_encoder, export_graph, graph_key
 
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"\s+")
@@ -127,6 +129,17 @@ def load_text_encoder(path: str):
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
 
 
+def load_text_tokenizer(path: str):
+    """The tokenizer alone of the encoder folder or hub name `path` (as `load_text_encoder`)."""
+    from transformers import AutoTokenizer
+
+    if (Path(path) / "e5_tokenizer.json").is_file():
+        from hcl.features.e5 import E5Tokenizer
+
+        return E5Tokenizer(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
 def install_tuned_layers(model, state: dict, k: int, *, name: str = "") -> None:
     """Overwrite the top `k` layers of a loaded encoder (`encoder.layer`) with fine-tuned weights.
 
@@ -149,73 +162,6 @@ def install_tuned_layers(model, state: dict, k: int, *, name: str = "") -> None:
 
 
 TEXT_RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8", "auto")
-
-
-class OnnxEncoder:
-    """A loaded `transformers` encoder exported to ONNX (in memory) and run by onnxruntime.
-
-    Called with the tokenizer's tensors, it returns every hidden state (embeddings,
-    then each layer) as float32 arrays (B, L, D), like `output_hidden_states=True`.
-    """
-
-    def __init__(self, model, sample: dict, threads: int = 1, int8: bool = False) -> None:
-        import io
-
-        import onnxruntime
-        import torch
-
-        # export from a padded batch: transformers drops an all-ones attention mask while
-        # tracing, and a graph traced that way would ignore padding
-        if bool(sample["attention_mask"].all()):
-            raise ValueError("export OnnxEncoder from a padded batch (an attention mask with zeros)")
-        self.names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-        names = self.names
-
-        class Hidden(torch.nn.Module):
-            def __init__(self, encoder) -> None:
-                super().__init__()
-                self.encoder = encoder
-
-            def forward(self, *inputs):
-                return self.encoder(**dict(zip(names, inputs)), output_hidden_states=True).hidden_states
-
-        outputs = [f"hidden_{i}" for i in range(model.config.num_hidden_layers + 1)]
-        axes = {n: {0: "batch", 1: "tokens"} for n in names + outputs}
-        graph = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on constant shapes: the axes are dynamic
-            torch.onnx.export(Hidden(model).eval(), tuple(sample[n].cpu() for n in names), graph, input_names=names,
-                              output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False)
-        data = graph.getvalue()
-        if int8:
-            data = quantize_int8(data)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        # no busy-waiting between calls: the live encoder runs twice a second per session,
-        # and spinning threads would take the cores from Whisper and the face models
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, enc) -> list[np.ndarray]:
-        return self.session.run(None, {n: enc[n].cpu().numpy() for n in self.names})
-
-
-def quantize_int8(graph: bytes) -> bytes:
-    """An ONNX encoder graph with its matrix products in int8: weights quantised per output
-    channel, activations per call (onnxruntime's dynamic quantisation). Embedding tables and
-    LayerNorms stay float32."""
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(graph)
-        quantize_dynamic(onnx.load(str(src)), str(dst), op_types_to_quantize=["MatMul"], per_channel=True,
-                         weight_type=QuantType.QInt8)
-        return dst.read_bytes()
 
 
 def resolve_text_runtime(runtime: str, device: str) -> str:
@@ -264,39 +210,52 @@ class TextEncoder:
         self._model = None
         self._tokenizer = None
         self._onnx: OnnxEncoder | None = None
+        self.graph_cached = False  # onnxruntime: the graph was read from the disk cache, not exported
 
     def _load(self) -> None:
-        if self._model is not None:
+        if self._tokenizer is not None:
             return
         path = resolve_encoder_path(self.config.encoder)
         if Path(path).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self._tokenizer, model = load_text_encoder(path)
-        if self.tuned_state is not None:
-            install_tuned_layers(model, self.tuned_state, self.config.tuned_layers, name=self.config.encoder)
-        self._model = model.to(self.device).eval()
-        hidden = self._model.config.hidden_size
+        if self.runtime.startswith("onnxruntime"):
+            int8 = self.runtime == "onnxruntime-int8"
+            key = graph_key(self.config, path, self.tuned_state, int8=int8)
+            self._onnx, self.graph_cached = cached_encoder(key, lambda: self._export(path, int8),
+                                                           threads=torch.get_num_threads())
+            self._tokenizer = load_text_tokenizer(path)
+            hidden = self._onnx.dim
+        else:
+            self._tokenizer, self._model = self._torch_model(path)
+            hidden = self._model.config.hidden_size
         if hidden != self.config.dim:
             raise ValueError(
                 f"text encoder {self.config.encoder!r} has hidden size {hidden}, "
                 f"TextFeatureConfig.dim says {self.config.dim}; set dim={hidden}"
             )
-        if self.runtime.startswith("onnxruntime"):
-            import torch
 
-            sample = self._tokenizer(["hello there my friend", "hello"], padding=True, return_tensors="pt")
-            self._onnx = OnnxEncoder(self._model, sample, threads=torch.get_num_threads(),
-                                     int8=self.runtime == "onnxruntime-int8")
+    def _torch_model(self, path: str):
+        """(tokenizer, the eval-mode torch encoder on `device` with the fine-tuned layers installed)."""
+        tokenizer, model = load_text_encoder(path)
+        if self.tuned_state is not None:
+            install_tuned_layers(model, self.tuned_state, self.config.tuned_layers, name=self.config.encoder)
+        return tokenizer, model.to(self.device).eval()
+
+    def _export(self, path: str, int8: bool) -> bytes:
+        tokenizer, model = self._torch_model(path)
+        sample = tokenizer(["hello there my friend", "hello"], padding=True, return_tensors="pt")
+        return export_graph(model, sample, int8=int8)
 
     @property
     def model(self):
+        """The torch encoder (loaded on first use; the onnxruntime runtime never needs it)."""
         self._load()
+        if self._model is None:
+            _, self._model = self._torch_model(resolve_encoder_path(self.config.encoder))
         return self._model
 
     def encode(self, texts: list[str], *, layers: tuple[int, ...] | None = None) -> list[np.ndarray] | dict[int, list[np.ndarray]]:
         """Token features per text, float32 (L_i, dim). With `layers`, a dict layer -> list."""
-        import torch
-
         self._load()
         want = (self.config.layer,) if layers is None else layers
         out: dict[int, list[np.ndarray]] = {layer: [None] * len(texts) for layer in want}  # type: ignore[list-item]
