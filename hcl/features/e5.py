@@ -35,6 +35,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
+from tokenizers.models import Unigram
+from tokenizers.processors import TemplateProcessing
+from transformers import BatchEncoding
 
 from hcl.cache import default_cache_dir
 
@@ -196,23 +200,19 @@ class E5Tokenizer:
     """XLM-R unigram tokenizer of the E5S1 file, called like a `transformers` tokenizer.
 
     `tokenizer(texts, padding=True, truncation=True, max_length=50, return_tensors="pt")`
-    -> input_ids / attention_mask / token_type_ids; the prefix is added to every text.
+    -> input_ids / attention_mask; the prefix is added to every text.
+    It runs the `tokenizers` model directly: wrapped in `PreTrainedTokenizerFast`, a copy
+    of the 250k-piece model cost another 290 MB in every process that scores text.
     """
 
     def __init__(self, folder: str | Path, prefix: str = E5_PREFIX) -> None:
-        from tokenizers import Tokenizer
-        from tokenizers.models import Unigram
-        from tokenizers.processors import TemplateProcessing
-        from transformers import PreTrainedTokenizerFast
-
         data = json.loads((Path(folder) / "e5_tokenizer.json").read_text())
         sp = data["specials"]
         pieces = data["pieces"]
-        tok = Tokenizer(Unigram(list(zip(pieces, data["scores"])), unk_id=sp["unk"], byte_fallback=False))
+        self._tok = Tokenizer(Unigram(list(zip(pieces, data["scores"])), unk_id=sp["unk"], byte_fallback=False))
         bos, eos = pieces[sp["bos"]], pieces[sp["eos"]]
-        tok.post_processor = TemplateProcessing(single=f"{bos} $A {eos}", special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
-        self._fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos,
-                                             pad_token=pieces[sp["pad"]], unk_token=pieces[sp["unk"]])
+        self._tok.post_processor = TemplateProcessing(single=f"{bos} $A {eos}",
+                                                      special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
         self._table = {int(k): v for k, v in data["normalization"].items()}
         self.prefix = prefix
         self.specials = sp
@@ -228,7 +228,22 @@ class E5Tokenizer:
 
     def content_ids(self, text: str) -> list[int]:
         """Token ids of the prefixed text without <s> / </s> and without truncation (as e5.c's tok_content)."""
-        return [t.id for t in self._fast.backend_tokenizer.model.tokenize(self.normalize(text))]
+        return [t.id for t in self._tok.model.tokenize(self.normalize(text))]
 
-    def __call__(self, texts: list[str], **kwargs):
-        return self._fast([self.normalize(t) for t in texts], **kwargs)
+    def __call__(self, texts: str | list[str], *, padding: bool = False, truncation: bool = False,
+                 max_length: int | None = None, return_tensors: str | None = None) -> BatchEncoding:
+        """<s> ids </s> per text; `truncation` keeps the first `max_length` ids (</s> last),
+        `padding` pads every row to the longest with <pad> (attention mask 0)."""
+        single = isinstance(texts, str)
+        rows = [e.ids for e in self._tok.encode_batch([self.normalize(t) for t in ([texts] if single else texts)])]
+        if truncation and max_length is not None:
+            rows = [r if len(r) <= max_length else r[: max_length - 1] + [self.specials["eos"]] for r in rows]
+        masks = [[1] * len(r) for r in rows]
+        if padding:
+            longest = max(map(len, rows), default=0)
+            masks = [m + [0] * (longest - len(m)) for m in masks]
+            rows = [r + [self.specials["pad"]] * (longest - len(r)) for r in rows]
+        data = {"input_ids": rows, "attention_mask": masks}  # token types: BertModel's default, all 0
+        if single and return_tensors is None:
+            data = {k: v[0] for k, v in data.items()}
+        return BatchEncoding(data, tensor_type=return_tensors)
