@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from realtime.core import protocol
@@ -11,8 +12,6 @@ from realtime.core import protocol
 
 def draw_score(rgb: np.ndarray, score: float | None, t: float) -> np.ndarray:
     """A copy of the frame with the score, its label and a [-3, 3] gauge drawn on top."""
-    import cv2
-
     img = np.ascontiguousarray(rgb, dtype=np.uint8).copy()
     h, w = img.shape[:2]
     scale = max(0.5, w / 640)

@@ -21,6 +21,7 @@ import threading
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable, Iterable
 
+import cv2
 import numpy as np
 
 from hcl.atomic_file import atomic_write_text
@@ -422,8 +423,6 @@ class SessionRecorder:
                 self.directory / VIDEO, fps=self.video_fps, audio=self.video_audio, max_side=self.video_max_side
             )
         if self.video_max_side and max(rgb.shape[:2]) > self.video_max_side:
-            import cv2
-
             h, w = rgb.shape[:2]
             k = self.video_max_side / max(w, h)
             rgb = cv2.resize(rgb, (max(2, int(round(w * k))), max(2, int(round(h * k)))), interpolation=cv2.INTER_AREA)

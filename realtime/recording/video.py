@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 from fractions import Fraction
 
+import av
+import cv2
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
@@ -66,8 +68,6 @@ class VideoWriter:
         return max(2, w - w % 2), max(2, h - h % 2)
 
     def _open(self, w: int, h: int) -> None:
-        import av
-
         rate = Fraction(self.fps).limit_denominator(1000)
         gop = max(1, int(round(self.fps * self.fragment_seconds)))
         container = av.open(
@@ -95,8 +95,6 @@ class VideoWriter:
         self._size = (w, h)
 
     def write(self, rgb: np.ndarray, t: float) -> bool:
-        import av
-
         pts = int(round(t * self.fps))
         if pts <= self._last_pts:
             return False
@@ -108,8 +106,6 @@ class VideoWriter:
             if (w - w % 2, h - h % 2) == self._size:
                 rgb = rgb[: self._size[1], : self._size[0]]
             else:
-                import cv2
-
                 rgb = cv2.resize(rgb, self._size, interpolation=cv2.INTER_AREA)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts
@@ -136,8 +132,6 @@ class VideoWriter:
         self._encode_audio(final=False)
 
     def _encode_audio(self, *, final: bool) -> None:
-        import av
-
         n = self._aframe
         while len(self._abuf) >= n or (final and len(self._abuf)):
             part = self._abuf[:n]
