@@ -57,6 +57,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from hcl.features.media import ANALYSIS_MAX_SIDE
@@ -330,8 +331,6 @@ class BrowserSource(Worker):
 
     # ---------------------------------------------------------------- decoding thread
     def run(self) -> None:
-        import cv2
-
         while True:
             with self._cond:
                 while self._pending is None and not self._ended and not self.stopping:

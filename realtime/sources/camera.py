@@ -20,6 +20,7 @@ import os
 import time
 from typing import Any, Callable, Iterator
 
+import cv2
 import numpy as np
 
 from hcl.features.media import ANALYSIS_MAX_SIDE
@@ -32,17 +33,15 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _quiet_opencv() -> Iterator[object]:
-    """Import cv2 with its log output silenced (probing absent cameras warns loudly)."""
+def _quiet_opencv() -> Iterator[None]:
+    """cv2's log output silenced for the block (probing absent cameras warns loudly)."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_VIDEOIO_DEBUG", "0")
-    import cv2
-
     previous = cv2.getLogLevel() if hasattr(cv2, "getLogLevel") else None
     with contextlib.suppress(Exception):
         cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
     try:
-        yield cv2
+        yield
     finally:
         if previous is not None:
             with contextlib.suppress(Exception):
@@ -65,7 +64,7 @@ def list_cameras(max_index: int = 4) -> list[int]:
     nodes = _linux_nodes()
     candidates = list(range(max_index)) if nodes is None else [i for i in nodes if i < max_index]
     found = []
-    with _quiet_opencv() as cv2:
+    with _quiet_opencv():
         for index in candidates:
             cap = cv2.VideoCapture(index)
             try:
@@ -181,7 +180,7 @@ class CameraSource(Worker):
         nodes = _linux_nodes()
         if isinstance(self.index, int) and nodes is not None and self.index not in nodes:
             return None
-        with _quiet_opencv() as cv2:
+        with _quiet_opencv():
             timeouts = []
             if isinstance(self.index, str) and hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):
                 # network streams: let FFmpeg give up on a silent server too (the watchdog is the backstop)
@@ -217,8 +216,6 @@ class CameraSource(Worker):
         super().start()
 
     def _deliver(self, t: float, bgr: np.ndarray) -> None:
-        import cv2
-
         if self.stopping:
             return
         h, w = bgr.shape[:2]

@@ -105,11 +105,17 @@ def resample(wave_in: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def face_image(size: int = 320) -> np.ndarray:
     """The astronaut's head and shoulders, square, RGB uint8."""
-    from skimage import data
-    from skimage.transform import resize
-
-    img = data.astronaut()[0:400, 50:450]
-    return (resize(img, (size, size), anti_aliasing=True) * 255).astype(np.uint8)
+    try:
+        # not at the top: scikit-image is no base dependency (pyproject lists it in the test extra,
+        # requirements.txt installs it); only the demo clip's first making and generated sessions need it
+        import skimage  # its submodules load on first use
+    except ImportError as exc:
+        raise DemoError(
+            f"the demo clip's face is scikit-image's astronaut ({exc}): `pip install scikit-image`, "
+            "or pass --file PATH instead of --demo"
+        ) from exc
+    img = skimage.data.astronaut()[0:400, 50:450]
+    return (skimage.transform.resize(img, (size, size), anti_aliasing=True) * 255).astype(np.uint8)
 
 
 def compose_audio(

@@ -7,6 +7,7 @@ import queue
 from dataclasses import dataclass
 from typing import Any
 
+import av
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
@@ -28,6 +29,8 @@ class Microphone:
 
 def _sounddevice():
     try:
+        # not at the top: sounddevice raises OSError at import on a machine without PortAudio,
+        # and only the microphone needs it (hcl-live with a file, the demo or a browser does not)
         import sounddevice
     except OSError as exc:  # libportaudio missing
         raise SourceError(
@@ -86,16 +89,12 @@ class StreamResampler:
     `flush()` returns the samples still held in the filter at the end."""
 
     def __init__(self, *, rate_in: float, rate_out: int = SAMPLE_RATE) -> None:
-        import av
-
         self.rate_in = int(round(rate_in))
         self.rate_out = int(rate_out)
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate_out)
         self._pts = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        import av
-
         x = np.ascontiguousarray(x, np.float32).reshape(-1)
         if self.rate_in == self.rate_out:
             return x
