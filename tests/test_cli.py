@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 
 import numpy as np
@@ -104,6 +105,14 @@ def test_demo_without_espeak_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on this PATH
     with pytest.raises(DemoError, match="apt-get install espeak-ng"):
         demo_clip(directory=tmp_path / "cache")
+
+
+def test_demo_face_without_scikit_image_says_what_to_install(monkeypatch):
+    from realtime.sources.demo import DemoError, face_image
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as on a base install (scikit-image: the test extra)
+    with pytest.raises(DemoError, match="pip install scikit-image"):
+        face_image(32)
 
 
 def test_file_source_plays_audio_only_files_fast(tmp_path):
