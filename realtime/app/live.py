@@ -229,7 +229,9 @@ def browser_sessions(args) -> int:
 
 def ray_sessions(args) -> int:
     """hcl-live --ray: the browser sessions on Ray Serve (realtime.scale.serve) until Ctrl-C."""
-    try:  # the optional extra hcl-live[ray]
+    try:
+        # not at the top: it imports Ray, the optional extra hcl-live[ray] (about 1.2 s more after
+        # hcl-live's own imports), which only --ray needs and the base install lacks
         from realtime.scale.deploy import serving
     except ImportError as exc:
         raise CliError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None

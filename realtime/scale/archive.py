@@ -191,6 +191,7 @@ class ArchiveAnnotator:
                                            Policy.FAST)
         _ = self.transcriber.model
         try:
+            # the optional extra hcl-live[ray]; not at the top: hcl-annotate imports this module without --ray
             import ray
 
             self.node = ray.get_runtime_context().get_node_id()
@@ -224,6 +225,7 @@ class ArchiveAnnotator:
 
 # --------------------------------------------------------------------- the job
 def _start_ray(options: ArchiveOptions):
+    # the optional extra hcl-live[ray] (~0.2 s to import); not at the top: hcl-annotate imports this module without --ray
     import ray
 
     if ray.is_initialized():  # a caller (a test, a notebook) started or joined one already
@@ -289,6 +291,7 @@ def annotate_archive(files: Sequence[pathlib.Path], options: ArchiveOptions, *, 
 def _run_pool(ray, todo: list[dict[str, str]], options: ArchiveOptions) -> Iterable[dict[str, Any]]:
     """Ray Data: one block per file (so idle actors take the next file), an actor pool of
     ArchiveAnnotator, results streamed back as each file finishes."""
+    # the optional extra hcl-live[ray] (ray.data: ~0.6 s more to import); only with --ray
     import ray.data
 
     ctx = ray.data.DataContext.get_current()

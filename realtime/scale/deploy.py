@@ -7,8 +7,10 @@ of Serve's endless one.
         ...                                      # the dashboard is served; `placed`: the settings used
 
 On a local Ray (no address) the settings are first checked against this machine's
-CPUs, before Ray is imported or started: a reservation larger than the machine is
-refused in the time the command takes to start, not after Ray's.
+CPUs, before Ray is started: a reservation larger than the machine is refused in the
+time the command takes to start, not after Ray's.
+
+Ray is the optional extra hcl-live[ray]: this module is imported only for --ray.
 """
 
 from __future__ import annotations
@@ -20,8 +22,13 @@ import socket
 import time
 from collections.abc import Collection, Iterator
 
+import ray
+from ray import serve
+from ray.serve.schema import ApplicationStatus
+
 from realtime.core.errors import SetupError
 from realtime.scale.placement import PlacementError, check_placement, fit_to_cluster
+from realtime.scale.serve import APP_NAME, build_app
 from realtime.scale.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -32,8 +39,6 @@ POLL_S = 1.0
 
 def cluster_nodes() -> list[dict[str, float]]:
     """The CPUs and GPUs of each alive node of the Ray cluster this process is connected to."""
-    import ray  # the optional extra hcl-live[ray] (imported by `serving`)
-
     return [{"CPU": float(n["Resources"].get("CPU", 0.0)), "GPU": float(n["Resources"].get("GPU", 0.0))}
             for n in ray.nodes() if n.get("Alive")]
 
@@ -67,9 +72,6 @@ def run_until_serving(app, *, name: str, timeout_s: float = START_TIMEOUT_S) -> 
     itself: on a busy node Ray's worker processes take that long to start even once the
     replica's CPUs are reserved for it (and on a cluster an autoscaler may add a node).
     That the reservations fit at all is `check_placement`'s to say, before this."""
-    from ray import serve  # the optional extra hcl-live[ray] (imported by `serving`)
-    from ray.serve.schema import ApplicationStatus
-
     serve._run(app, name=name, route_prefix="/", _blocking=False)  # serve.run would wait for ever
     deadline = time.monotonic() + timeout_s
     reported = ""
@@ -112,13 +114,6 @@ def serving(settings: ServeSettings, *, given: Collection[str], address: str | N
         where = "a local Ray on this machine"
         check_placement(fit_to_cluster(settings, given=given, nodes=machine_nodes(), where=where), machine_nodes(),
                         given=given, where=where)
-    try:  # the optional extra hcl-live[ray], once the settings can fit
-        import ray
-        from ray import serve
-
-        from realtime.scale.serve import APP_NAME, build_app
-    except ImportError as exc:
-        raise SetupError(f"hcl-live --ray needs Ray Serve ({exc}): pip install 'hcl-live[ray]'") from None
     if address is not None:
         check_address(address)
     if address is None:

@@ -51,6 +51,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import ray
+import torch
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response
 from ray import serve
@@ -85,10 +87,8 @@ def _one_thread(threads: int) -> None:
     """Keep a replica to its share of the cores (torch and OpenMP default to all of them)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
-        import torch
-
         torch.set_num_threads(threads)
-    except Exception:  # torch is optional for the ingress's own work
+    except Exception:  # a count torch refuses leaves its default; the replica still serves
         pass
 
 
@@ -340,8 +340,6 @@ class Ingress:
 
     def _start(self, settings: ServeSettings, scorer, speech, directory) -> None:
         _one_thread(settings.threads)
-        import ray
-
         self.settings = settings
         self.directory = directory
         context = serve.get_replica_context()
