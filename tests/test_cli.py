@@ -107,14 +107,6 @@ def test_demo_without_espeak_says_how_to_install(tmp_path, monkeypatch):
         demo_clip(directory=tmp_path / "cache")
 
 
-def test_demo_face_without_scikit_image_says_what_to_install(monkeypatch):
-    from realtime.sources.demo import DemoError, face_image
-
-    monkeypatch.setitem(sys.modules, "skimage", None)  # as on a base install (scikit-image: the test extra)
-    with pytest.raises(DemoError, match="pip install scikit-image"):
-        face_image(32)
-
-
 def test_file_source_plays_audio_only_files_fast(tmp_path):
     import wave
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
+import skimage.data
+import skimage.transform
 
 from hcl.features.config import SAMPLE_RATE
 from hcl.features.media import write_media
@@ -105,15 +107,6 @@ def resample(wave_in: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def face_image(size: int = 320) -> np.ndarray:
     """The astronaut's head and shoulders, square, RGB uint8."""
-    try:
-        # not at the top: scikit-image is no base dependency (pyproject lists it in the test extra,
-        # requirements.txt installs it); only the demo clip's first making and generated sessions need it
-        import skimage  # its submodules load on first use
-    except ImportError as exc:
-        raise DemoError(
-            f"the demo clip's face is scikit-image's astronaut ({exc}): `pip install scikit-image`, "
-            "or pass --file PATH instead of --demo"
-        ) from exc
     img = skimage.data.astronaut()[0:400, 50:450]
     return (skimage.transform.resize(img, (size, size), anti_aliasing=True) * 255).astype(np.uint8)
 
