@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import hcl
 from hcl.atomic_file import atomic_write
 from hcl.config import ModelConfig
 from hcl.features.config import FeatureSettings
@@ -76,8 +78,6 @@ def save_checkpoint(
             f"{'given' if text_top is not None else 'missing'}: pass the fine-tuned layers exactly when tuned_layers > 0"
         )
     state = _tensors(model, half)
-    import hcl
-
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -192,8 +192,6 @@ def models_dir() -> Path:
     repo = Path(__file__).resolve().parent.parent / "models"
     if repo.is_dir():
         return repo
-    from importlib.resources import files
-
     return Path(str(files("hcl_models")))
 
 

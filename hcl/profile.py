@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from hcl.features.config import MODALITIES
 from hcl.model import HCL, count_parameters
@@ -19,8 +20,6 @@ def dummy_inputs(model: HCL, lengths: dict[str, int], batch: int = 1, device="cp
 
 @torch.no_grad()
 def flops_per_sample(model: HCL, lengths: dict[str, int]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
     was_training = model.training
     model.eval()
     inputs = dummy_inputs(model, lengths, device=next(model.parameters()).device)

@@ -16,6 +16,7 @@ was trained on (up to the float16 cache of h_{L-k}).
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -84,6 +85,8 @@ class TextTop(nn.Module):
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """hidden (B, L, D) at layer L - k, mask (B, L) bool (True = token) -> (B, L, D) at layer L."""
+        # transformers.masking_utils takes ~1 s to import: imported on use, as hcl.features.text imports
+        # transformers, so that HF_HUB_OFFLINE is set before huggingface_hub's first import reads it
         from transformers.masking_utils import create_bidirectional_mask
 
         # the same mask the encoder builds for itself, so that live (whole encoder) and
@@ -105,8 +108,6 @@ class TextTop(nn.Module):
 
 
 def replace_tuned(config: TextFeatureConfig, tuned_layers: int, layer: int = -1) -> TextFeatureConfig:
-    from dataclasses import replace
-
     return replace(config, tuned_layers=tuned_layers, layer=layer)
 
 

@@ -53,6 +53,7 @@ import os
 import pickle
 import re
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -80,8 +81,6 @@ def _safe_name(sample_id: str) -> str:
 
 def hash_id(text: str) -> int:
     """A stable 32-bit hash (Python's hash() is salted per process)."""
-    import zlib
-
     return zlib.crc32(text.encode("utf-8"))
 
 
