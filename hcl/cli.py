@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,13 @@ from pathlib import Path
 from hcl.arg_types import (
     below_one, device_name, existing_file, non_negative_float, non_negative_int, output_folder, positive_int, share,
 )
-from hcl.features.config import MODALITIES
+from hcl.config import ModelConfig, TrainConfig
+from hcl.features.config import MODALITIES, PACKAGED_E5, FeatureSettings
+
+# The commands' working parts (hcl.train, hcl.checkpoint, hcl.model, the data loaders, hcl.text_top,
+# hcl.features.text) import torch (~1.3 s) and some transformers too: each is imported inside the
+# function that uses it, marked "heavy", so `--help` and argument errors answer in ~0.1 s.
+# Argument types and config dataclasses are light and imported above.
 
 # the folder holding the datasets (mosi/label.csv, ...): `--data DIR`, else this variable
 DATA_ENV = "HCL_DATA"
@@ -20,8 +27,6 @@ DATA_ENV = "HCL_DATA"
 def data_folder(explicit: str | None = None) -> Path:
     """The data folder: `explicit` (a --data option), else $HCL_DATA; a clear error when
     neither is given or the folder does not exist."""
-    import os
-
     value = explicit or os.environ.get(DATA_ENV)
     if not value:
         raise SystemExit(f"error: no data folder: pass --data DIR or set {DATA_ENV}=DIR "
@@ -58,6 +63,7 @@ def _fail(exc: BaseException) -> SystemExit:
 
 def _load_checkpoint_or_exit(path):
     """The checkpoint at `path` (None = the shipped live model), or exit with a clear message."""
+    # heavy (torch; see the note at the top): imported only when a command runs
     from hcl.checkpoint import CheckpointError, default_live_checkpoint, load_checkpoint
 
     try:
@@ -70,6 +76,7 @@ def with_text_encoder(settings, name: str | None):
     """Settings whose text comes from encoder `name` (its hidden size read from its config)."""
     if not name:
         return settings
+    # heavy (torch; see the note at the top): imported only when a command runs
     from hcl.features.text import encoder_hidden_size
 
     try:
@@ -99,6 +106,7 @@ def soften_labels(train: list, targets_path: str, weight: float) -> list:
 
 def base_text_settings(settings, tuned_layers: int):
     """Settings whose text is the hidden state under the top `tuned_layers` encoder layers."""
+    # heavy (torch; see the note at the top): imported only when a command runs
     from hcl.text_top import encoder_depth, replace_tuned
 
     if tuned_layers <= 0:
@@ -117,14 +125,17 @@ def _source_name(path: str) -> str:
 def load_source(kind: str, path: str, settings, *, trust_pickle: bool = False) -> tuple[dict, object]:
     """Samples per split of one data source, and the feature settings they were made with."""
     if kind == "transcripts":
+        # heavy (torch; see the note at the top): each loader imported only when its kind is named
         from hcl.data.transcripts import load_transcripts
 
         return load_transcripts(path, settings), settings
     if kind == "mmsa":
+        # heavy (torch; see the note at the top)
         from hcl.data.mmsa import load_mmsa
 
         return load_mmsa(path, trust=trust_pickle), settings
     if kind == "extracted":
+        # heavy (torch; see the note at the top)
         from hcl.data.extracted import load_extracted
 
         samples, ds_settings = load_extracted(path)
@@ -143,6 +154,7 @@ def _sources(args) -> list[tuple[str, str]]:
 
 def load_data(args, settings):
     """Build TrainingData + the feature settings actually used (from the sources' manifests)."""
+    # heavy (torch; see the note at the top): imported only when a command runs
     from hcl.train import TrainingData
 
     train, valid, tests = [], [], {}
@@ -151,6 +163,7 @@ def load_data(args, settings):
     sources = [(_source_name(path), *load_source(kind, path, settings, trust_pickle=args.trust_pickle))
                for kind, path in _sources(args)]
     if args.synthetic:
+        # heavy (torch; see the note at the top): only --synthetic needs it
         from hcl.data.synthetic import synthetic_splits
 
         n = args.synthetic
@@ -229,11 +242,11 @@ def train_main(argv: list[str] | None = None) -> int:
                    help="do not score the test splits (compare runs on valid; score the chosen one with hcl-eval)")
     args = p.parse_args(argv)
 
-    from hcl.config import ModelConfig, TrainConfig
-    from hcl.features.config import FeatureSettings
-    from hcl.train import train
-
+    # heavy (torch; see the note at the top): imported only when a command runs
     import torch
+
+    from hcl.metrics import format_metrics
+    from hcl.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -252,6 +265,7 @@ def train_main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--init {args.init} fine-tuned {init.features.text.tuned_layers} text layers: "
                              f"pass --tune-text-layers {init.features.text.tuned_layers}")
     if args.tune_text_layers:
+        # heavy (torch; see the note at the top): only --tune-text-layers needs it
         from hcl.text_top import TextTop, text_top_from_state
 
         text_top = (text_top_from_state(init.features.text, init.text_top) if init is not None
@@ -292,8 +306,6 @@ def train_main(argv: list[str] | None = None) -> int:
         text_top=text_top,
         init=init.model if init is not None else None,
     )
-    from hcl.metrics import format_metrics
-
     for name, agg in result["summary"].items():
         print(f"{name:>8} mean±std over seeds {list(args.seeds)}: {format_metrics(agg)}")
     print(f"wrote {Path(args.out) / 'results.json'}")
@@ -307,6 +319,7 @@ def _checkpoint_model(args):
     tuned = ckpt.features.text.tuned_layers
     if tuned:
         # the training path: cached states under the tuned layers, then the fine-tuned layers
+        # (heavy: torch; see the note at the top; only a fine-tuned checkpoint needs it)
         from hcl.text_top import TunedTextHCL, text_top_from_state
 
         settings = base_text_settings(ckpt.features, tuned)
@@ -320,8 +333,7 @@ def _checkpoint_model(args):
 def zero_shot_scorer(args):
     """The packaged sentimentai head over e5-small's last layer, its map to [-3, 3] fitted on the
     valid split of the named sources (all of them together), and the settings its inputs need."""
-    from hcl.config import ModelConfig
-    from hcl.features.config import PACKAGED_E5, FeatureSettings
+    # heavy (torch; see the note at the top): imported only when a command runs
     from hcl.train import predict
     from hcl.zero_shot import ZeroShotScorer
 
@@ -353,6 +365,7 @@ def eval_main(argv: list[str] | None = None) -> int:
                         "(teacher targets for hcl-train --soft-targets)")
     args = p.parse_args(argv)
 
+    # heavy (torch; see the note at the top): imported only when a command runs
     from hcl.metrics import format_metrics
     from hcl.train import evaluate, predict
 
@@ -394,7 +407,7 @@ def info_main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from hcl.config import ModelConfig
+    # heavy (torch; see the note at the top): imported only when a command runs
     from hcl.model import HCL
     from hcl.profile import model_profile
 
@@ -428,6 +441,8 @@ def info_main(argv: list[str] | None = None) -> int:
 
 
 def extract_main(argv: list[str] | None = None) -> int:
+    # hcl.extract imports its torch-heavy parts itself once its arguments are parsed; imported here so
+    # hcl-train/eval/info do not pay for its own imports (~0.15 s: numpy, PyAV)
     from hcl.extract import main
 
     return main(argv)

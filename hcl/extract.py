@@ -52,12 +52,14 @@ import hashlib
 import os
 import sys
 from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Sequence
 
 from hcl.arg_types import device_name, existing_file, non_negative_int, output_folder, positive_float
-from hcl.features.config import SPEECH_ENGINES
-from hcl.features.media import MEDIA_EXTENSIONS
+from hcl.features.config import SPEECH_ENGINES, FeatureSettings
+from hcl.features.face import packaged_face_model
+from hcl.features.media import MEDIA_EXTENSIONS, MediaError, read_media
 
 LOAD_AUDIO_SECONDS = 600.0  # shorter files: decode the audio once and cut every segment from it
 # longer spans go to Whisper in pieces this long (its memory grows with the input); spans up
@@ -98,6 +100,7 @@ def find_media(inputs: Sequence[str]) -> list[Path]:
 
 def plan_recording_jobs(recordings: list[Path]) -> tuple[list[Job], list[str]]:
     """(one job per labelled span of each session folder, problems: folders whose labels cannot be used)."""
+    # torch-heavy (~1.3 s to import): imported once the arguments are parsed, so `hcl-extract --help` stays quick
     from hcl.data.recordings import LabelsError, assign_modes, read_labels as read_span_labels, read_words, span_text
 
     jobs, problems = [], []
@@ -185,8 +188,6 @@ def plan_jobs(
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for name in ("hcl-live", "torch", "torchaudio", "numpy", "av", "mediapipe", "faster-whisper", "ctranslate2", "transformers"):
         try:
@@ -232,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_for(args, out: Path):
+    # torch-heavy (~1.3 s to import): imported once the arguments are parsed, so `hcl-extract --help` stays quick
     from hcl.data.extracted import MANIFEST, read_manifest
-    from hcl.features.config import FeatureSettings
 
     if (out / MANIFEST).exists():
         settings = FeatureSettings.from_dict(read_manifest(out)["features"])
@@ -250,6 +251,7 @@ def _settings_for(args, out: Path):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
+    # torch-heavy (~1.3 s to import): imported once the arguments are parsed, so `hcl-extract --help` stays quick
     from hcl.data.recordings import find_recordings, open_recording
 
     try:
@@ -273,12 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     else:  # set before transformers is imported: it reads the switch then
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+    # imported here, after the switches above are set (transformers reads them when first imported),
+    # and torch-heavy (~1.3 s): `hcl-extract --help` and argument errors stay quick
     import torch
     from tqdm.auto import tqdm
 
     from hcl.data.extracted import ExtractedDatasetWriter
     from hcl.data.sample import build_sample
-    from hcl.features.media import MediaError, read_media
     from hcl.features.segment import SegmentFeaturizer
     from hcl.features.speech_engine import SpeechEngine, make_engine
     from hcl.features.text import TextEncoder
@@ -357,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total = len(writer)
     if args.mmsa and total:
+        # torch-heavy (~1.3 s to import): as in main()
         from hcl.data.extracted import export_mmsa
 
         sizes = export_mmsa(out, args.mmsa)
@@ -403,8 +407,6 @@ def transcribe_span(transcriber, clip, start: float, end: float) -> str:
 
 
 def featurizer_face_model(settings) -> Path:
-    from hcl.features.face import packaged_face_model
-
     return Path(settings.face.model_path) if settings.face.model_path else packaged_face_model()
 
 
