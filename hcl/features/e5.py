@@ -35,10 +35,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torch
 from tokenizers import Tokenizer
 from tokenizers.models import Unigram
 from tokenizers.processors import TemplateProcessing
-from transformers import BatchEncoding
 
 from hcl.cache import default_cache_dir
 
@@ -167,9 +167,8 @@ def bert_state(e5: E5File) -> dict[str, np.ndarray]:
 
 def build_bert_folder(target: Path, source: Path | None = None) -> Path:
     """Dequantise the E5S1 file into a `BertModel` folder (config + safetensors + tokenizer data)."""
-    # torch (~1.3 s to import) and BertModel (~1.6 s more) serve only this one-time build:
-    # the tokenizer and the built folder's path need neither
-    import torch
+    # transformers (BertModel, ~1.6 s to import) serves only this one-time build, and is imported
+    # after hcl.features.text sets HF_HUB_OFFLINE for a local encoder (huggingface_hub reads it once)
     from transformers import BertConfig, BertModel
 
     e5 = read_e5_file(source or packaged_e5_file())
@@ -196,6 +195,13 @@ def packaged_e5_folder(cache: Path | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         build_bert_folder(target, source)
     return target
+
+
+class Encoded(dict):
+    """A tokenizer's output: input_ids and attention_mask, lists or (B, L) int64 tensors."""
+
+    def to(self, device) -> "Encoded":
+        return Encoded({k: v.to(device) for k, v in self.items()})
 
 
 class E5Tokenizer:
@@ -233,7 +239,7 @@ class E5Tokenizer:
         return [t.id for t in self._tok.model.tokenize(self.normalize(text))]
 
     def __call__(self, texts: str | list[str], *, padding: bool = False, truncation: bool = False,
-                 max_length: int | None = None, return_tensors: str | None = None) -> BatchEncoding:
+                 max_length: int | None = None, return_tensors: str | None = None) -> Encoded:
         """<s> ids </s> per text; `truncation` keeps the first `max_length` ids (</s> last),
         `padding` pads every row to the longest with <pad> (attention mask 0)."""
         single = isinstance(texts, str)
@@ -246,6 +252,8 @@ class E5Tokenizer:
             masks = [m + [0] * (longest - len(m)) for m in masks]
             rows = [r + [self.specials["pad"]] * (longest - len(r)) for r in rows]
         data = {"input_ids": rows, "attention_mask": masks}  # token types: BertModel's default, all 0
-        if single and return_tensors is None:
-            data = {k: v[0] for k, v in data.items()}
-        return BatchEncoding(data, tensor_type=return_tensors)
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"E5Tokenizer returns lists or torch tensors (return_tensors='pt'), not {return_tensors!r}")
+        if return_tensors == "pt":
+            return Encoded({k: torch.tensor(v, dtype=torch.int64) for k, v in data.items()})
+        return Encoded({k: v[0] for k, v in data.items()} if single else data)
