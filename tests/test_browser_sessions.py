@@ -149,6 +149,10 @@ def _pump(people: dict, ms: int = 500) -> None:
         p.page.wait_for_timeout(ms / len(people))
 
 
+def _text(window: dict) -> str:
+    return " ".join(str(w["w"]) for w in window.get("words") or ())
+
+
 def _worded(windows: list[dict]) -> list[dict]:
     return [w for w in windows if len(w.get("words") or []) >= MIN_WORDS]
 
@@ -196,8 +200,13 @@ def test_two_browsers_monitor_themselves_at_once(server, clips):
             def transcript(p) -> str:
                 return p.page.get_by_test_id("transcript").inner_text().lower()
 
+            def felt(name: str, p) -> list[dict]:
+                """Its windows that read one of its sentence's sentiment words."""
+                return [w for w in _worded(p.windows(ids[name])) if re.search(wanted[name], _text(w).lower())]
+
             def ready(name: str, p) -> bool:
-                return len(_worded(p.windows(ids[name]))) >= 4 and re.search(wanted[name], transcript(p)) is not None
+                return (len(_worded(p.windows(ids[name]))) >= 4 and len(felt(name, p)) >= 2
+                        and re.search(wanted[name], transcript(p)) is not None)
 
             _wait_for(people, lambda: all(ready(n, p) for n, p in people.items()))
             for name, p in people.items():
@@ -216,10 +225,15 @@ def test_two_browsers_monitor_themselves_at_once(server, clips):
                 mine = p.windows(ids[name])
                 # neither sees the other's windows: every window its page received is its own session's
                 assert {w["session"] for w in p.windows()} == {ids[name]}, name
-                scores = [w["score"] for w in _worded(mine)]
+                # the windows that read the sentence's sentiment words score with its sign; the
+                # others read a clip start the recogniser mishears now and then (Chromium loops
+                # the clip from any point: "i absolutely love this" came out as "the lootly lump
+                # is, it is", which the model scores -0.38)
+                read = [(round(w["score"], 2), _text(w)) for w in _worded(mine)]
+                print(name, "windows with words (score, words):", read, file=__import__("sys").stderr)
+                scores = [w["score"] for w in felt(name, p)]
                 mean = sum(scores) / len(scores)
-                print(name, "scores of windows with words:", [round(x, 2) for x in scores], file=__import__("sys").stderr)
-                assert (mean > 0) if name == "positive" else (mean < 0), (name, scores)
+                assert (mean > 0) if name == "positive" else (mean < 0), (name, read)
                 # what the page shows now is one of its own windows (read the page first: it may
                 # have moved on since `mine` was taken, and its websocket frame reaches us after)
                 seq = int(p.page.get_by_test_id("score").get_attribute("data-seq"))
