@@ -15,13 +15,11 @@ or "onnxruntime": the encoder (fine-tuned layers installed) exported once to an
 ONNX graph kept on disk and run by onnxruntime (hcl.features.text_onnx), which
 gives the same hidden states (within 1e-5) in about two thirds of the time on
 one CPU thread (`bench/text_encoder_bench.py`); the torch model is then not
-loaded at all. The live scorer asks for "auto": onnxruntime on CPU when
-installed, else torch.
+loaded at all. The live scorer asks for "auto": onnxruntime on CPU, else torch.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import zipfile
@@ -168,15 +166,10 @@ def resolve_text_runtime(runtime: str, device: str) -> str:
     """"torch" or "onnxruntime" for a `TextEncoder(runtime=...)` on `device`."""
     if runtime not in TEXT_RUNTIMES:
         raise ValueError(f"text runtime must be one of {TEXT_RUNTIMES}, got {runtime!r}")
-    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
-    if runtime == "auto":
-        return "onnxruntime" if not missing and str(device) == "cpu" else "torch"
-    if runtime.startswith("onnxruntime"):
-        if str(device) != "cpu":
-            raise ValueError(f"the onnxruntime text runtime runs on cpu, not {device}: use runtime='torch'")
-        if missing:
-            raise RuntimeError(f"text runtime 'onnxruntime' needs {' and '.join(missing)}: "
-                               f"pip install {' '.join(missing)}, or use runtime='torch'")
+    if runtime == "auto":  # onnx and onnxruntime are required (hcl.features.text_onnx imports them)
+        return "onnxruntime" if str(device) == "cpu" else "torch"
+    if runtime.startswith("onnxruntime") and str(device) != "cpu":
+        raise ValueError(f"the onnxruntime text runtime runs on cpu, not {device}: use runtime='torch'")
     return runtime
 
 

@@ -77,7 +77,7 @@ class WindowScorer:
         self.model = loaded.model.to(self.device).eval()
         self.features = loaded.features
         self.config = loaded.model_config
-        # "auto": onnxruntime when installed (same features within 1e-5, about 1.5x faster on one thread)
+        # "auto": onnxruntime on CPU (same features within 1e-5, about 1.5x faster on one thread)
         self.text_encoder = TextEncoder(config=self.features.text, device="cpu", tuned_state=getattr(loaded, "text_top", None),
                                         runtime=text_runtime)
         self.max_streams = int(max_streams)
